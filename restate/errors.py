@@ -1,0 +1,41 @@
+"""The exceptions restate raises (SPEC §1, §4, §6)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "CallbackIdError",
+    "CycleError",
+    "InvalidPathError",
+    "PathConflictError",
+    "SerializationError",
+    "StateError",
+]
+
+
+class StateError(Exception):
+    """Base class of every error restate raises on purpose."""
+
+
+class InvalidPathError(StateError, ValueError):
+    """A path or a dict key is not valid: ``..``, NUL, a misplaced ``*``, an empty key."""
+
+
+class PathConflictError(StateError, ValueError):
+    """A write below a leaf: the leaf would have to become a dict."""
+
+
+class CycleError(StateError, RuntimeError):
+    """A derivation that depends on itself, or callbacks that keep re-triggering each other."""
+
+
+class SerializationError(StateError, TypeError):
+    """A value the backend's serializer cannot store (raised before anything changes)."""
+
+
+class CallbackIdError(StateError, ValueError):
+    """A callback id that is already taken by another callback, or that is not registered."""
+
+
+class BackendError(StateError, OSError):
+    """A backend cannot reach or use its storage (an unreachable server, a lost connection)."""

@@ -1,0 +1,65 @@
+"""``Serializer`` (how a file backend turns values into file contents) and ``json_serializer``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SerializationError
+
+__all__ = ["Serializer", "json_serializer"]
+
+
+@dataclass(frozen=True)
+class Serializer:
+    """How values are stored in files.
+
+    Args:
+        extension: the file extension, without the dot (``"json"``, ``"yaml"``).
+        raw_type: ``str`` for text formats, ``bytes`` for binary ones.
+        serialize: value -> raw (``str`` or ``bytes``).
+        deserialize: raw -> value.
+    """
+
+    extension: str
+    raw_type: type
+    serialize: Callable[[Any], Any]
+    deserialize: Callable[[Any], Any]
+
+    def __post_init__(self) -> None:
+        ext = self.extension.lstrip(".")
+        if not ext or "/" in ext:
+            raise ValueError(f"serializer extension {self.extension!r} must be a plain name")
+        object.__setattr__(self, "extension", ext)
+        if self.raw_type not in (str, bytes):
+            raise TypeError(f"raw_type must be str or bytes, not {self.raw_type!r}")
+
+    def dumps(self, value: Any) -> Any:
+        """Serialize ``value``; any failure becomes a ``SerializationError``."""
+        try:
+            raw = self.serialize(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot serialize {type(value).__name__} value with the {self.extension!r} "
+                f"serializer: {exc}"
+            ) from exc
+        if not isinstance(raw, self.raw_type):
+            raise SerializationError(
+                f"the {self.extension!r} serializer returned {type(raw).__name__}, "
+                f"expected {self.raw_type.__name__}"
+            )
+        return raw
+
+    def loads(self, raw: Any) -> Any:
+        return self.deserialize(raw)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=False)
+
+
+json_serializer = Serializer(
+    extension="json", raw_type=str, serialize=_json_dumps, deserialize=json.loads
+)

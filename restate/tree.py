@@ -1,0 +1,126 @@
+"""Pure nested-dict operations on the state tree: copy-in with validation, get/set/delete in place.
+
+Values are dicts (interior nodes) or leaves. These functions never notify and never lock; the
+controller and the in-memory backend build on them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .backends.base import MISSING
+from .errors import PathConflictError
+from .paths import Parts, check_key, parts_to_str
+
+__all__ = ["IMMUTABLE", "copy_in", "copy_out", "delete_in", "get_in", "set_in", "values_equal"]
+
+IMMUTABLE: frozenset[type] = frozenset(
+    {int, float, str, bool, type(None), bytes, complex, frozenset, range}
+)
+
+
+def copy_in(value: Any, where: Parts = ()) -> Any:
+    """An isolated copy of ``value`` to store at ``where``; validates every dict key.
+
+    Raises InvalidPathError for a bad key anywhere in the value (nothing is stored then).
+    """
+    t = type(value)
+    if t in IMMUTABLE:
+        return value
+    if t is dict or isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            check_key(k, where)
+            out[k] = v if type(v) in IMMUTABLE else copy_in(v, (*where, k))
+        return out
+    if t is list:
+        return [v if type(v) in IMMUTABLE else copy_in(v, where) for v in value]
+    if t is tuple:
+        return tuple(v if type(v) in IMMUTABLE else copy_in(v, where) for v in value)
+    return copy.deepcopy(value)
+
+
+def copy_out(value: Any) -> Any:
+    """An isolated copy of a stored value, handed to users (keys are already valid)."""
+    t = type(value)
+    if t in IMMUTABLE:
+        return value
+    if t is dict:
+        return {k: v if type(v) in IMMUTABLE else copy_out(v) for k, v in value.items()}
+    if t is list:
+        return [v if type(v) in IMMUTABLE else copy_out(v) for v in value]
+    if t is tuple:
+        return tuple(v if type(v) in IMMUTABLE else copy_out(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def get_in(tree: Any, parts: Parts, start: int = 0) -> Any:
+    """The value at ``parts[start:]`` below ``tree``, or ``MISSING``."""
+    node = tree
+    for i in range(start, len(parts)):
+        if type(node) is not dict:
+            return MISSING
+        node = node.get(parts[i], MISSING)
+        if node is MISSING:
+            return MISSING
+    return node
+
+
+def set_in(tree: dict[str, Any], parts: Parts, value: Any) -> None:
+    """Store ``value`` at ``parts`` in ``tree`` (mutating the dicts on the way, creating missing
+    ones). Raises PathConflictError, before changing anything, when a leaf is in the way.
+    """
+    node = tree
+    last = len(parts) - 1
+    for i in range(last):
+        child = node.get(parts[i], MISSING)
+        if child is MISSING:
+            for seg in parts[i:last]:
+                child = {}
+                node[seg] = child
+                node = child
+            break
+        if type(child) is not dict:
+            raise PathConflictError(
+                f"cannot write {parts_to_str(parts)!r}: {parts_to_str(parts[: i + 1])!r} holds a "
+                f"{type(child).__name__} leaf, not a dict; delete it or write the dict first"
+            )
+        node = child
+    node[parts[last]] = value
+
+
+def check_settable(tree: Any, parts: Parts) -> None:
+    """Raise PathConflictError when a leaf above ``parts`` would block a write."""
+    node = tree
+    for i in range(len(parts) - 1):
+        if type(node) is not dict:
+            break
+        node = node.get(parts[i], MISSING)
+        if node is MISSING:
+            return
+        if type(node) is not dict:
+            raise PathConflictError(
+                f"cannot write {parts_to_str(parts)!r}: {parts_to_str(parts[: i + 1])!r} holds a "
+                f"{type(node).__name__} leaf, not a dict; delete it or write the dict first"
+            )
+
+
+def delete_in(tree: dict[str, Any], parts: Parts) -> bool:
+    """Remove the node at ``parts`` (not the root). False when it was missing."""
+    parent = get_in(tree, parts[:-1])
+    if type(parent) is not dict or parts[-1] not in parent:
+        return False
+    del parent[parts[-1]]
+    return True
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """``a == b`` made safe: objects whose ``==`` is not a plain bool (arrays) count as unequal
+    unless they are the same object."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:
+        return False

@@ -1,0 +1,1 @@
+"""Shared fixtures. Subsystems keep their own fixtures in their folder's conftest."""
