@@ -1,0 +1,454 @@
+"""``FileSystemSyncBackend`` / ``FileSystemAsyncBackend``: the state tree as readable files.
+
+Layout: a value lives where it was written. ``/config/theme`` is the file
+``base_dir/config/theme.json``; a dict written at ``/config/colors`` is one document
+``config/colors.json``; the directories above hold no value of their own::
+
+    write("/config/theme", "dark"); write("/config/colors/primary", 1)
+    -> base_dir/config/theme.json, base_dir/config/colors/primary.json
+    write("/config/colors/primary/x", 2)   -> PathConflictError (primary.json holds a leaf)
+    write("/config", {"theme": "light"})   -> config.json written, directory config/ removed
+
+Rules:
+
+- A write below a stored document updates that document; a write at a path replaces the file
+  or directory that was there (the new file is in place before the old directory goes, and a
+  file wins over a directory of the same name, so a crash in between reads the new value).
+- Directories exist only while they hold values: deleting the last value in a directory
+  removes it and its empty parents, and an empty directory reads as missing. So deleting
+  ``/a/b`` when it was ``/a``'s only child leaves ``/a`` missing (the memory backend keeps
+  ``{}``); write ``/a = {}`` to keep an empty dict, it is stored as the document ``a.json``.
+- Every file write is a temporary file in the same directory + ``os.replace``; ``durable=True``
+  also fsyncs the file and its directory. Serialization happens before the disk is touched.
+- Names are encoded reversibly (see ``_fsnames``). Files of other extensions, names starting
+  with ``.`` and symlinks are never read, followed, written through or deleted: the walk
+  opens each directory with ``O_NOFOLLOW`` relative to its parent's descriptor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import os
+import threading
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..errors import BackendError, PathConflictError
+from ..paths import Parts, parts_to_str, to_parts
+from ..serializers import Serializer, json_serializer
+from ..tree import copy_in, delete_in, get_in, set_in
+from . import _fsnames as names
+from .base import MISSING, AsyncBackend, Backend
+
+__all__ = ["FileSystemAsyncBackend", "FileSystemSyncBackend"]
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+_TMP_PREFIX = ".tmp-"
+_counter = itertools.count()
+
+
+def _open_dir(parent: int, name: str) -> int | None:
+    """A descriptor of directory ``name`` below ``parent``; None when missing or not a real
+    directory (a symlink, a file)."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink, never followed
+            return None
+        raise
+
+
+def _read_bytes(parent: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except IsADirectoryError:
+        return None
+    finally:
+        os.close(fd)
+
+
+class FileSystemSyncBackend(Backend):
+    """State stored as files below ``base_dir`` (created if missing).
+
+    Args:
+        base_dir: the directory holding the tree.
+        serializer: how values become file contents (default JSON, ``.json`` files).
+        durable: fsync every written file and its directory (slower, survives power loss).
+    """
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        serializer: Serializer = json_serializer,
+        durable: bool = False,
+    ) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.serializer = serializer
+        self.durable = durable
+        self._ext = "." + serializer.extension
+        self._lock = threading.RLock()
+        self._encoded: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"FileSystemSyncBackend({str(self.base_dir)!r})"
+
+    # public contract
+    def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
+        value = self._read(to_parts(path))
+        return default if value is MISSING else value
+
+    def write(self, path: PurePosixPath | str, value: Any) -> None:
+        parts = to_parts(path)
+        value = copy_in(value, parts)
+        with self._lock:
+            if parts:
+                self._write(parts, value)
+            else:
+                self._write_root(value)
+
+    def delete(self, path: PurePosixPath | str) -> None:
+        parts = to_parts(path)
+        with self._lock:
+            self._delete(parts)
+
+    def check_value(self, path: PurePosixPath | str, value: Any) -> None:
+        """Raise what ``write(path, value)`` would raise for the value itself (bad keys,
+        SerializationError), without touching the disk. Used by wrapping backends."""
+        self.serializer.dumps(copy_in(value, to_parts(path)))
+
+    # names
+    def _enc(self, key: str) -> str:
+        name = self._encoded.get(key)
+        if name is None:
+            if len(self._encoded) > 50_000:
+                self._encoded.clear()
+            name = self._encoded[key] = names.encode_name(key, self.serializer.extension)
+        return name
+
+    def _dec(self, parent: int, name: str) -> str | None:
+        if not names.is_hashed(name):
+            return names.decode_name(name)
+        raw = _read_bytes(parent, names.sidecar(name))
+        return None if raw is None else raw.decode("utf-8", "surrogatepass")
+
+    # files
+    def _open_base(self) -> int:
+        try:
+            return os.open(self.base_dir, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        except FileNotFoundError:
+            os.makedirs(self.base_dir, exist_ok=True)
+            return os.open(self.base_dir, _DIR_FLAGS & ~os.O_NOFOLLOW)
+
+    def _load(self, parent: int, name: str) -> Any:
+        raw = _read_bytes(parent, name)
+        if raw is None:
+            return MISSING
+        try:
+            return self.serializer.loads(raw.decode() if self.serializer.raw_type is str else raw)
+        except Exception as exc:
+            raise BackendError(
+                f"cannot parse {name!r} below {str(self.base_dir)!r}: {exc}"
+            ) from exc
+
+    def _store(self, parent: int, name: str, raw: Any) -> None:
+        data = raw.encode() if isinstance(raw, str) else raw
+        tmp = f"{_TMP_PREFIX}{os.getpid()}-{next(_counter)}"
+        fd = os.open(tmp, _TMP_FLAGS, 0o666, dir_fd=parent)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            _unlink(parent, tmp)
+            raise
+        if self.durable:
+            os.fsync(parent)
+
+    # read
+    def _read(self, parts: Parts) -> Any:
+        fd: int | None = self._open_base()
+        try:
+            for i, key in enumerate(parts):
+                name = self._enc(key)
+                value = self._load(fd, name + self._ext)
+                if value is not MISSING:
+                    return get_in(value, parts, i + 1)
+                sub = _open_dir(fd, name)
+                os.close(fd)
+                fd = sub
+                if fd is None:
+                    return MISSING
+            value = self._load_dir(fd)
+            return value if value or not parts else MISSING
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _load_dir(self, fd: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        subdirs = []
+        ext, n = self._ext, len(self._ext)
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                name = entry.name
+                if name[0] == ".":
+                    continue
+                if name.endswith(ext) and entry.is_file(follow_symlinks=False):
+                    key = self._dec(fd, name[:-n])
+                    value = self._load(fd, name)
+                    if key is not None and value is not MISSING:
+                        result[key] = value
+                elif entry.is_dir(follow_symlinks=False):
+                    subdirs.append(name)
+        for name in subdirs:
+            key = self._dec(fd, name)
+            if key is None or key in result:
+                continue  # a file wins over a directory of the same name
+            sub = _open_dir(fd, name)
+            if sub is not None:
+                try:
+                    value = self._load_dir(sub)
+                finally:
+                    os.close(sub)
+                if value:
+                    result[key] = value
+        return result
+
+    # write
+    def _walk(self, parts: Parts) -> tuple[list[int], Any]:
+        """Open the existing directories above ``parts[-1]``; stop at a stored document.
+
+        Returns the descriptors opened (base first) and the document found in the last one
+        (``MISSING`` when none). Raises BackendError for a symlink or file in the way.
+        """
+        fds = [self._open_base()]
+        try:
+            for key in parts[:-1]:
+                name = self._enc(key)
+                doc = self._load(fds[-1], name + self._ext)
+                if doc is not MISSING:
+                    return fds, doc
+                try:
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=fds[-1])
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    at = parts_to_str(parts[: len(fds)])
+                    raise BackendError(
+                        f"cannot write {parts_to_str(parts)!r}: {at!r} is a symlink or a file "
+                        f"that is not a {self._ext} document; restate never writes through them"
+                    ) from exc
+                fds.append(sub)
+            return fds, MISSING
+        except BaseException:
+            _close_all(fds)
+            raise
+
+    def _write(self, parts: Parts, value: Any) -> None:
+        fds, doc = self._walk(parts)
+        try:
+            depth = len(fds) - 1
+            if doc is not MISSING:
+                self._write_in_doc(fds[-1], parts, depth, doc, value)
+                return
+            raw = self.serializer.dumps(value)
+            for key in parts[depth:-1]:
+                fds.append(self._make_dir(fds[-1], self._enc(key), key))
+            name = self._enc(parts[-1])
+            if names.is_hashed(name):
+                self._store(fds[-1], names.sidecar(name), _key_bytes(parts[-1]))
+            self._store(fds[-1], name + self._ext, raw)
+            self._remove_tree(fds[-1], name)
+        finally:
+            _close_all(fds)
+
+    def _write_in_doc(self, parent: int, parts: Parts, depth: int, doc: Any, value: Any) -> None:
+        if type(doc) is not dict:
+            raise PathConflictError(
+                f"cannot write {parts_to_str(parts)!r}: {parts_to_str(parts[: depth + 1])!r} "
+                f"holds a {type(doc).__name__} leaf, not a dict; delete it or write the dict first"
+            )
+        try:
+            set_in(doc, parts[depth + 1 :], value)
+        except PathConflictError:
+            raise PathConflictError(
+                f"cannot write {parts_to_str(parts)!r}: a leaf above it in the document "
+                f"{parts_to_str(parts[: depth + 1])!r} is in the way; delete it or write the dict"
+            ) from None
+        self._store(parent, self._enc(parts[depth]) + self._ext, self.serializer.dumps(doc))
+
+    def _make_dir(self, parent: int, name: str, key: str) -> int:
+        if names.is_hashed(name):
+            self._store(parent, names.sidecar(name), _key_bytes(key))
+        try:
+            os.mkdir(name, dir_fd=parent)
+        except FileExistsError:
+            pass
+        if self.durable:
+            os.fsync(parent)
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+
+    def _write_root(self, value: Any) -> None:
+        if type(value) is not dict:
+            raise TypeError(f"the root must be a dict, not {type(value).__name__}")
+        raws = {k: self.serializer.dumps(v) for k, v in value.items()}
+        fd = self._open_base()
+        try:
+            current = self._load_dir(fd)
+            for key in current.keys() - raws.keys():
+                self._remove_node(fd, self._enc(key))
+            for key, raw in raws.items():
+                name = self._enc(key)
+                if names.is_hashed(name):
+                    self._store(fd, names.sidecar(name), _key_bytes(key))
+                self._store(fd, name + self._ext, raw)
+                self._remove_tree(fd, name)
+        finally:
+            os.close(fd)
+
+    # delete
+    def _delete(self, parts: Parts) -> None:
+        if not parts:
+            fd = self._open_base()
+            try:
+                self._clear_dir(fd)
+            finally:
+                os.close(fd)
+            return
+        try:
+            fds, doc = self._walk(parts)
+        except BackendError:
+            return  # a symlink or foreign file in the way: nothing of ours below it
+        try:
+            depth = len(fds) - 1
+            if doc is not MISSING:
+                if type(doc) is dict and delete_in(doc, parts[depth + 1 :]):
+                    name = self._enc(parts[depth]) + self._ext
+                    self._store(fds[-1], name, self.serializer.dumps(doc))
+                return
+            if depth == len(parts) - 1 and self._remove_node(fds[-1], self._enc(parts[-1])):
+                self._prune(fds, parts)
+        finally:
+            _close_all(fds)
+
+    def _remove_node(self, parent: int, name: str) -> bool:
+        removed = _unlink(parent, name + self._ext)
+        removed = self._remove_tree(parent, name) or removed
+        if names.is_hashed(name):
+            _unlink(parent, names.sidecar(name))
+        if removed and self.durable:
+            os.fsync(parent)
+        return removed
+
+    def _remove_tree(self, parent: int, name: str) -> bool:
+        """Remove our files below directory ``name`` and the directories they leave empty.
+        Foreign files (other extensions, hidden files, symlinks) stay."""
+        fd = _open_dir(parent, name)
+        if fd is None:
+            return False
+        try:
+            self._clear_dir(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except OSError:
+            pass
+        return True
+
+    def _clear_dir(self, fd: int) -> None:
+        with os.scandir(fd) as it:
+            entries = [
+                (e.name, e.is_file(follow_symlinks=False), e.is_dir(follow_symlinks=False))
+                for e in it
+            ]
+        for name, is_file, is_dir in entries:
+            ours = name.startswith(_TMP_PREFIX) or (name[0] == "." and name.endswith(".key"))
+            if is_file and (ours or (name[0] != "." and name.endswith(self._ext))):
+                _unlink(fd, name)
+            elif is_dir and name[0] != ".":
+                self._remove_tree(fd, name)
+
+    def _prune(self, fds: list[int], parts: Parts) -> None:
+        for i in range(len(fds) - 1, 0, -1):
+            name = self._enc(parts[i - 1])
+            try:
+                os.rmdir(name, dir_fd=fds[i - 1])
+            except OSError:
+                return
+            if names.is_hashed(name):
+                _unlink(fds[i - 1], names.sidecar(name))
+
+
+def _unlink(parent: int, name: str) -> bool:
+    try:
+        os.unlink(name, dir_fd=parent)
+        return True
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False
+
+
+def _key_bytes(key: str) -> bytes:
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in reversed(fds):
+        os.close(fd)
+
+
+class FileSystemAsyncBackend(AsyncBackend):
+    """``FileSystemSyncBackend`` with awaitable methods: each call runs the sync implementation
+    in a worker thread (``asyncio.to_thread``), so the event loop never blocks on the disk.
+    ``.sync`` is the underlying sync backend."""
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        serializer: Serializer = json_serializer,
+        durable: bool = False,
+    ) -> None:
+        self.sync = FileSystemSyncBackend(base_dir, serializer, durable)
+        self.base_dir = self.sync.base_dir
+        self.serializer = serializer
+
+    def __repr__(self) -> str:
+        return f"FileSystemAsyncBackend({str(self.base_dir)!r})"
+
+    async def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
+        return await asyncio.to_thread(self.sync.read, path, default)
+
+    async def write(self, path: PurePosixPath | str, value: Any) -> None:
+        value = copy_in(value, to_parts(path))  # isolate now: the caller may mutate it later
+        await asyncio.to_thread(self.sync.write, path, value)
+
+    async def delete(self, path: PurePosixPath | str) -> None:
+        await asyncio.to_thread(self.sync.delete, path)
+
+    def check_value(self, path: PurePosixPath | str, value: Any) -> None:
+        self.sync.check_value(path, value)
