@@ -1,0 +1,274 @@
+"""``ControllerAsync``: drives the same engine plans as ``ControllerSync``, awaiting I/O.
+
+It takes ``AsyncBackend``s and sync ``Backend``s. Every method that touches state is a
+coroutine; registration methods stay plain calls. Concurrent tasks are serialised by a
+task-reentrant lock: a callback awaited during a write may write again (its notifications
+run in the next round), while other tasks wait for the write to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Iterable
+from contextlib import asynccontextmanager, nullcontext
+from typing import Any
+
+from .backends.base import MISSING, AsyncBackend, Backend
+from .backends.memory import InMemoryBackend
+from .errors import StateError
+from .paths import PathLike, parts_to_path, to_parts
+from .propagation import (
+    BEGIN,
+    CALL,
+    COMMIT,
+    DELETE,
+    NO_DEFAULT,
+    READ,
+    ROLLBACK,
+    WRITE,
+    Engine,
+    user_value,
+)
+from .registry import ControllerBase
+from .subscriptions import Change
+from .tracking import record_read
+
+__all__ = ["ControllerAsync"]
+
+log = logging.getLogger("restate")
+
+
+class _TaskLock:
+    """An asyncio lock the owning task may re-enter."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if self._owner is task and task is not None:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        await self._lock.acquire()
+        self._owner, self._depth = task, 1
+        try:
+            yield
+        finally:
+            self._owner, self._depth = None, 0
+            self._lock.release()
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class ControllerAsync(ControllerBase):
+    """Reactive state for asyncio code (SPEC §2): the ``ControllerSync`` API, awaited.
+
+    Args:
+        backend: an ``AsyncBackend`` or a sync ``Backend``; ``InMemoryBackend()`` when omitted.
+        max_rounds: bound on rounds of callback-triggered writes (then ``CycleError``).
+    """
+
+    def __init__(
+        self, backend: Backend | AsyncBackend | None = None, *, max_rounds: int = 100
+    ) -> None:
+        self._lock = _TaskLock()
+        self._guard = nullcontext()
+        self._engine = Engine(self, max_rounds)
+        self._txns: list[Any] = []
+        self._unwatch: Callable[[], Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._attach(InMemoryBackend() if backend is None else backend)
+
+    @property
+    def backend(self) -> Backend | AsyncBackend:
+        return self._backend
+
+    def _attach(self, backend: Backend | AsyncBackend) -> None:
+        for name in ("read", "write", "delete"):
+            if not callable(getattr(backend, name, None)):
+                raise TypeError(f"backend {backend!r} has no {name}() method")
+        self._backend = backend
+        engine = self._engine
+        engine.aliasing = isinstance(backend, InMemoryBackend)
+        engine.has_txn = callable(getattr(backend, "transaction", None))
+        if isinstance(backend, InMemoryBackend):
+            self._read, self._write, self._delete = backend._get, backend._set, backend._del
+        else:
+            self._read = lambda parts: backend.read(parts_to_path(parts), MISSING)
+            self._write = lambda parts, value: backend.write(parts_to_path(parts), value)
+            self._delete = lambda parts: backend.delete(parts_to_path(parts))
+        watch = getattr(backend, "watch", None)
+        self._unwatch = watch(self._on_external) if callable(watch) else None
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+
+    async def set_backend(self, backend: Backend | AsyncBackend) -> None:
+        """Swap the store; registrations stay and react to the difference (see ControllerSync)."""
+        async with self._lock.held():
+            if self._engine.batch_depth:
+                raise StateError("cannot switch backends inside a batch")
+            old = await self._drive(self._engine.snapshot(()))
+            self.close()
+            self._attach(backend)
+            new = await self._drive(self._engine.snapshot(()))
+            await self._drive(self._engine.external([Change((), old, new)]))
+
+    def close(self) -> None:
+        """Stop following the backend's changes (the backend stays open)."""
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
+
+    def _on_external(self, raw: Iterable[tuple[Any, Any, Any]]) -> None:
+        """Called by a watching backend, possibly from another thread."""
+        changes = [Change(to_parts(path), prev, new) for path, prev, new in raw]
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            log.warning("ControllerAsync got changes from another process before it ran on a loop")
+            return
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._react(changes)))
+
+    async def _react(self, changes: list[Change]) -> None:
+        try:
+            async with self._lock.held():
+                await self._drive(self._engine.external(changes))
+        except Exception:
+            log.exception("a callback failed while reacting to another process's write")
+
+    # ----- the driver ------------------------------------------------------------------------
+
+    async def _drive(self, gen: Generator[Any, Any, Any]) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                op = gen.send(value) if error is None else gen.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            try:
+                value = await self._execute(op)
+            except BaseException as exc:
+                value, error = None, exc
+
+    async def _execute(self, op: tuple[Any, ...]) -> Any:
+        kind = op[0]
+        if kind == READ:
+            value = await _maybe_await(self._read(op[1]))
+            return {} if value is MISSING and not op[1] else value
+        if kind == CALL:
+            return await _maybe_await(op[1](op[2]))
+        if kind == WRITE:
+            return await _maybe_await(self._write(op[1], op[2]))
+        if kind == DELETE:
+            return await _maybe_await(self._delete(op[1]))
+        if kind == BEGIN:
+            txn = self._backend.transaction()  # type: ignore[union-attr]
+            await (txn.__aenter__() if hasattr(txn, "__aenter__") else _maybe_await(txn.__enter__()))
+            self._txns.append(txn)
+        elif kind in (COMMIT, ROLLBACK):
+            txn = self._txns.pop()
+            exc = op[1] if kind == ROLLBACK else None
+            args = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
+            exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
+            await _maybe_await(exit_(*args))
+        return None
+
+    async def _run(self, gen: Generator[Any, Any, Any]) -> Any:
+        async with self._lock.held():
+            return await self._drive(gen)
+
+    # ----- state ---------------------------------------------------------------------------
+
+    async def get_state(
+        self, path: PathLike, default: Any = None, write_default: bool = False
+    ) -> Any:
+        """The value at ``path`` (an isolated copy), or ``default`` when missing."""
+        parts = to_parts(path)
+        async with self._lock.held():
+            record_read(self._engine, parts)
+            value = await _maybe_await(self._read(parts))
+            if value is MISSING:
+                if not parts:
+                    return {}
+                if write_default:
+                    await self._drive(self._engine.set_state(parts, default))
+                return default
+            return user_value(value) if self._engine.aliasing else value
+
+    def set_state(
+        self,
+        path: PathLike,
+        value: Any,
+        eq_func: Callable[[Any, Any], Any] | None = None,
+        default: Any = NO_DEFAULT,
+        payload: Any = None,
+        skip_notify: bool = False,
+    ) -> Awaitable[bool]:
+        """Write ``value`` at ``path`` (see ``ControllerSync.set_state``)."""
+        gen = self._engine.set_state(to_parts(path), value, eq_func, default, payload, skip_notify)
+        return self._run(gen)
+
+    def del_state(
+        self, path: PathLike, payload: Any = None, skip_notify: bool = False
+    ) -> Awaitable[bool]:
+        """Delete the node at ``path`` and its subtree; False when it was missing."""
+        return self._run(self._engine.del_state(to_parts(path), payload, skip_notify))
+
+    def update(
+        self, path: PathLike, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
+    ) -> Awaitable[Any]:
+        """Atomically write ``fn(current value or default)`` (fn may be async); returns it."""
+        return self._run(self._engine.update(to_parts(path), fn, default, payload))
+
+    def ping(self, path: PathLike, default: Any = None, payload: Any = None) -> Awaitable[None]:
+        """Notify ``path`` and its ancestors without writing."""
+        return self._run(self._engine.ping(to_parts(path), default, payload))
+
+    def derive(
+        self, dest: PathLike, source: PathLike, transform: Callable[[Any], Any],
+        payload: Any = None,
+    ) -> Awaitable[Hashable]:
+        """Keep ``dest`` equal to ``transform(value at source)``; returns its id."""
+        gen = self._engine.derive(to_parts(dest), (to_parts(source),), transform, False, payload)
+        return self._run(gen)
+
+    def derive_many(
+        self, dest: PathLike, sources: Iterable[PathLike], transform: Callable[[Any], Any],
+        payload: Any = None,
+    ) -> Awaitable[Hashable]:
+        """Keep ``dest`` equal to ``transform(DeriveData)`` of several sources."""
+        gen = self._engine.derive(to_parts(dest), self._sources(sources), transform, True, payload)
+        return self._run(gen)
+
+    def track(self, callback: Callable[..., Any], payload: Any = None) -> Awaitable[Hashable]:
+        """Run ``callback(event)`` (awaited if async) now and whenever what it read changes."""
+        return self._run(self._engine.track(callback, payload))
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[ControllerAsync]:
+        """``async with controller.batch():`` -- atomic, coalesced, rolled back on exception
+        (cancellation included)."""
+        async with self._lock.held():
+            await self._drive(self._engine.begin_batch())
+            try:
+                yield self
+            except BaseException as exc:
+                await self._drive(self._engine.end_batch(exc))
+                raise
+            await self._drive(self._engine.end_batch(None))

@@ -1,0 +1,206 @@
+"""Sans-IO operations of the Redis backends, shared by the sync and the async twin.
+
+Each operation is a generator that yields Redis commands and receives their replies, so
+``RedisBackend`` drives it with blocking calls and ``RedisAsyncBackend`` with awaits; the
+logic exists once. Commands:
+
+- ``("eval", name, args)``: run the Lua script ``name`` (see ``_redis_lua``), reply back;
+- ``("lock", token, ttl_ms)``: ``SET <prefix>:lock token NX PX ttl_ms``, True when taken;
+- ``("sleep", seconds)``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Generator
+from contextvars import ContextVar
+from typing import Any
+
+from ..errors import BackendError
+from ..paths import Parts, parts_to_str
+from ..tree import copy_in
+from ._redis_codec import conflict_error, decode_changes, encode_delete, encode_write, loads
+from ._redis_txn import Known, Overlay, merge
+from .base import MISSING
+
+__all__ = ["Op", "RedisCore", "StreamCursor", "Txn"]
+
+Op = Generator[tuple[Any, ...], Any, Any]
+
+
+class Txn:
+    """One open transaction: the lock token and the buffered writes."""
+
+    __slots__ = ("overlay", "refreshed", "token")
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.overlay = Overlay()
+        self.refreshed = time.monotonic()
+
+
+class RedisCore:
+    """Key names, lock settings and the operations of one backend instance."""
+
+    def __init__(
+        self, prefix: str, stream_maxlen: int, lock_timeout: float, lock_wait: float
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"prefix must be a non-empty str, not {prefix!r}")
+        self.prefix = prefix
+        self.origin = uuid.uuid4().hex
+        self.stream = f"{prefix}:changes"
+        self.lock_key = f"{prefix}:lock"
+        self.maxlen = str(int(stream_maxlen))
+        self.lock_ms = max(1, int(lock_timeout * 1000))
+        self.lock_wait = lock_wait
+        self.txn: ContextVar[Txn | None] = ContextVar(f"restate-redis-{self.origin}", default=None)
+
+    # -- reads and writes -------------------------------------------------------------------
+    def read(self, parts: Parts) -> Op:
+        txn = self.txn.get()
+        if txn is None:
+            return (yield from self._stored(parts))
+        yield from self._refresh(txn)
+        depth, node = txn.overlay.locate(parts)
+        if type(node) is Known:
+            return txn.overlay.read_known(node, parts, depth)
+        if node.created:
+            return MISSING if depth < len(parts) else merge({}, node)
+        stored = yield from self._stored(parts)
+        return stored if depth < len(parts) else merge(stored, node)
+
+    def write(self, parts: Parts, value: Any) -> Op:
+        op = encode_write(parts, value)  # validates before anything is sent
+        txn = self.txn.get()
+        if txn is None:
+            yield from self._apply(op, "")
+            return
+        yield from self._refresh(txn)
+        value = copy_in(value, parts)
+        overlay = txn.overlay
+        depth, node = overlay.locate(parts)
+        if type(node) is Known:
+            overlay.write_below_known(node, parts, depth, value)
+            return
+        created_from = None
+        if depth < len(parts) - 1 and not node.created:
+            kind, at = yield ("eval", "probe", [self.prefix, parts_to_str(parts)])
+            if kind == "leaf":
+                raise conflict_error(parts_to_str(parts), int(at))
+            created_from = int(at) if kind == "missing" else None
+        overlay.place(parts, depth, value, created_from)
+
+    def delete(self, parts: Parts) -> Op:
+        txn = self.txn.get()
+        if txn is None:
+            yield from self._apply(encode_delete(parts), "")
+            return
+        yield from self._refresh(txn)
+        overlay = txn.overlay
+        depth, node = overlay.locate(parts)
+        if type(node) is Known:
+            overlay.delete_below_known(node, parts, depth)
+            return
+        if depth < len(parts) - 1:
+            if node.created:
+                return
+            kind, _ = yield ("eval", "probe", [self.prefix, parts_to_str(parts)])
+            if kind != "dir":
+                return  # an ancestor is missing or a leaf: nothing to delete
+        overlay.place(parts, depth, MISSING if parts else {}, None)
+
+    def _stored(self, parts: Parts) -> Op:
+        return loads((yield ("eval", "read", [self.prefix, parts_to_str(parts)])))
+
+    def _apply(self, ops: list[str], token: str) -> Op:
+        deadline = time.monotonic() + self.lock_wait
+        delay = 0.0002
+        while True:
+            reply = yield ("eval", "apply", [self.prefix, self.origin, self.maxlen, token, *ops])
+            if reply[0] == "ok":
+                return reply[1]
+            if reply[0] == "conflict":
+                raise conflict_error(reply[1], int(reply[2]))
+            if reply[0] == "lostlock":
+                raise BackendError(
+                    f"the transaction lock {self.lock_key!r} expired before the commit "
+                    f"(held longer than lock_timeout); nothing was written"
+                )
+            delay = yield from self._pause(deadline, delay)
+
+    def _pause(self, deadline: float, delay: float) -> Op:
+        if time.monotonic() > deadline:
+            raise BackendError(
+                f"waited {self.lock_wait:g} s for the transaction of another client to release "
+                f"{self.lock_key!r}; nothing was written"
+            )
+        yield ("sleep", delay * (0.5 + random.random()))
+        return min(delay * 2, 0.01)
+
+    # -- transactions -----------------------------------------------------------------------
+    def begin(self) -> Op:
+        """Take the lock (waiting for other clients' transactions); return the Txn."""
+        txn = Txn(uuid.uuid4().hex)
+        deadline = time.monotonic() + self.lock_wait
+        delay = 0.0002
+        while not (yield ("lock", txn.token, self.lock_ms)):
+            delay = yield from self._pause(deadline, delay)
+        txn.refreshed = time.monotonic()
+        return txn
+
+    def commit(self, txn: Txn) -> Op:
+        """Apply the buffered writes and release the lock in one script."""
+        ops: list[str] = []
+        for parts, value in txn.overlay.ops():
+            ops += encode_delete(parts) if value is MISSING else encode_write(parts, value)
+        if not ops:
+            yield from self.release(txn)
+            return
+        yield from self._refresh(txn)
+        yield from self._apply(ops, txn.token)
+
+    def release(self, txn: Txn) -> Op:
+        yield ("eval", "release", [self.prefix, txn.token])
+
+    def _refresh(self, txn: Txn) -> Op:
+        now = time.monotonic()
+        if (now - txn.refreshed) * 3000 < self.lock_ms:
+            return
+        if not (yield ("eval", "refresh", [self.prefix, txn.token, self.lock_ms])):
+            raise BackendError(
+                f"the transaction lock {self.lock_key!r} expired (held longer than "
+                f"lock_timeout); the transaction cannot commit"
+            )
+        txn.refreshed = now
+
+
+class StreamCursor:
+    """Where a follower is in the change stream, and its reconnection back-off."""
+
+    MIN_DELAY, MAX_DELAY = 0.05, 2.0
+
+    def __init__(self, origin: str, last_id: str) -> None:
+        self.origin = origin
+        self.last_id = last_id
+        self._delay = self.MIN_DELAY
+
+    def take(self, reply: Any) -> list[list[tuple[str, Any, Any]]]:
+        """The change lists of an XREAD reply from other origins; advances ``last_id``."""
+        out = []
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                self.last_id = entry_id
+                changes = decode_changes(fields, self.origin)
+                if changes:
+                    out.append(changes)
+        return out
+
+    def backoff(self) -> float:
+        delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)
+        return delay * (0.75 + random.random() / 2)
+
+    def connected(self) -> None:
+        self._delay = self.MIN_DELAY

@@ -1,0 +1,462 @@
+"""``RedisBackend`` and ``RedisAsyncBackend``: one state shared by many processes through Redis.
+
+Key layout (``prefix`` defaults to ``"restate"``):
+
+- ``<prefix>:n:<dir>``: a hash per directory (interior node); the root is ``<prefix>:n:/``,
+  ``/users/1`` is ``<prefix>:n:/users/1``. Field ``name`` holds the JSON text of the leaf
+  ``<dir>/name``, or a NUL byte when ``<dir>/name`` is a directory. A directory's hash exists
+  only while it has children, so any node is one ``HGET`` on its parent: a leaf read is
+  O(depth), a subtree read or delete walks only that subtree's hashes (O(size of the
+  subtree)); nothing ever runs KEYS or SCAN.
+- ``<prefix>:changes``: a Stream; every committed write, delete or transaction appends one
+  entry ``{o: origin id, c: JSON [{"p": path, "o": prev, "n": new}, ...]}`` (``o``/``n``
+  absent for a missing node) in the same Lua script that changes the data. It is trimmed
+  with ``XADD MAXLEN ~ stream_maxlen`` (default 10,000 entries, approximate): a follower
+  that is offline for longer than that many commits misses the trimmed ones.
+- ``<prefix>:lock``: the transaction lock (``SET NX PX`` with a random token).
+
+Values are JSON (``json_serializer``): a value it rejects raises ``SerializationError``
+before anything is sent; tuples come back as lists; dict key order is kept for small dicts
+only. Every write and delete is one Lua script: conflict check, data, stream entry, all or
+nothing.
+
+Transactions (``transaction()``, used by the controller for batches and ``update()``): a
+pessimistic lock. Entering takes ``<prefix>:lock`` (waiting up to ``lock_wait`` seconds for
+other clients); writes are buffered in memory (reads inside see them, other clients do not);
+leaving applies the buffer, appends one stream entry and releases the lock in one script,
+or, on an exception, discards the buffer. Plain writes of other clients wait while a
+transaction holds the lock, so ``update()`` is atomic across processes. The lock expires
+after ``lock_timeout`` seconds (it is refreshed by every operation in the transaction); a
+transaction that outlives it fails at commit and writes nothing.
+
+Notifications: ``watch(on_changes)`` follows the stream from its current end in a daemon
+thread (a task on the async twin) with its own connection, and calls
+``on_changes([(path, prev, new), ...])`` once per entry written by another backend instance.
+When the connection drops or the server restarts, it reconnects with exponential back-off
+(50 ms to 2 s) and resumes after the last entry it saw: nothing missed, nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aredis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..errors import BackendError
+from ..paths import to_parts
+from . import _redis_lua
+from ._redis_core import Op, RedisCore, StreamCursor
+from .base import MISSING, AsyncBackend, Backend
+
+__all__ = ["RedisAsyncBackend", "RedisBackend"]
+
+log = logging.getLogger("restate.redis")
+
+OnChanges = Callable[[list[tuple[str, Any, Any]]], Any]
+_SCRIPTS = {
+    "read": _redis_lua.READ,
+    "probe": _redis_lua.PROBE,
+    "apply": _redis_lua.APPLY,
+    "refresh": _redis_lua.REFRESH,
+    "release": _redis_lua.RELEASE,
+}
+_BLOCK_MS = 2000
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _client_options(connect_timeout: float, socket_timeout: float | None) -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": socket_timeout,
+        # one quick retry reconnects a pooled connection the server closed (restart, kill)
+        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+    }
+
+
+class _Shell:
+    """What both twins share: settings, the core, error translation."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        stream_maxlen: int,
+        connect_timeout: float,
+        socket_timeout: float,
+        lock_timeout: float,
+        lock_wait: float,
+    ) -> None:
+        self.url = url
+        self._core = RedisCore(prefix, stream_maxlen, lock_timeout, lock_wait)
+        self._timeouts = (connect_timeout, socket_timeout)
+        self._check_reachable()
+
+    @property
+    def prefix(self) -> str:
+        return self._core.prefix
+
+    @property
+    def origin(self) -> str:
+        """The id written with this instance's changes (its followers skip them)."""
+        return self._core.origin
+
+    def _error(self, exc: Exception) -> BackendError:
+        return BackendError(f"Redis at {_safe_url(self.url)} failed: {exc}")
+
+    def _sync_client(self, socket_timeout: float | None, name: str | None = None) -> redis.Redis:
+        try:
+            return redis.Redis.from_url(
+                self.url, client_name=name, **_client_options(self._timeouts[0], socket_timeout)
+            )
+        except ValueError as exc:
+            raise BackendError(f"invalid Redis URL {_safe_url(self.url)!r}: {exc}") from exc
+
+    def _check_reachable(self) -> None:
+        client = self._sync_client(self._timeouts[0])
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise BackendError(
+                f"cannot reach Redis at {_safe_url(self.url)}: {exc}; is redis-server running?"
+            ) from exc
+        finally:
+            client.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_safe_url(self.url)!r}, prefix={self.prefix!r})"
+
+
+class RedisBackend(_Shell, Backend):
+    """State on a Redis server, shared by every process that uses the same URL and prefix.
+
+    Args:
+        url: ``redis://host:port/db`` (``rediss://`` and passwords work too).
+        prefix: the first part of every key name; different prefixes are separate states.
+        stream_maxlen: approximate bound of the change stream.
+        connect_timeout: seconds to wait for a connection.
+        socket_timeout: seconds to wait for a reply.
+        lock_timeout: seconds a transaction may hold the lock without touching the backend.
+        lock_wait: seconds to wait for another client's transaction before failing.
+
+    Raises:
+        BackendError: the server cannot be reached (the message names the URL).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "restate",
+        *,
+        stream_maxlen: int = 10_000,
+        connect_timeout: float = 1.0,
+        socket_timeout: float = 5.0,
+        lock_timeout: float = 10.0,
+        lock_wait: float = 30.0,
+    ) -> None:
+        _Shell.__init__(
+            self, url, prefix, stream_maxlen, connect_timeout, socket_timeout, lock_timeout,
+            lock_wait,
+        )  # fmt: skip
+        self._client = self._sync_client(socket_timeout)
+        self._scripts = {name: self._client.register_script(s) for name, s in _SCRIPTS.items()}
+        self._followers: list[_ThreadFollower] = []
+
+    def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
+        value = self._run(self._core.read(to_parts(path)))
+        return default if value is MISSING else value
+
+    def write(self, path: PurePosixPath | str, value: Any) -> None:
+        self._run(self._core.write(to_parts(path), value))
+
+    def delete(self, path: PurePosixPath | str) -> None:
+        self._run(self._core.delete(to_parts(path)))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make everything inside atomic and isolated across processes (nested ones join)."""
+        if self._core.txn.get() is not None:
+            yield
+            return
+        txn = self._run(self._core.begin())
+        reset = self._core.txn.set(txn)
+        try:
+            yield
+        except BaseException:
+            self._core.txn.reset(reset)
+            with contextlib.suppress(BackendError):
+                self._run(self._core.release(txn))
+            raise
+        self._core.txn.reset(reset)
+        try:
+            self._run(self._core.commit(txn))
+        except BaseException:
+            with contextlib.suppress(BackendError):
+                self._run(self._core.release(txn))
+            raise
+
+    def watch(self, on_changes: OnChanges) -> Callable[[], None]:
+        """Call ``on_changes`` (from a daemon thread) for changes of other clients."""
+        last_id = self._run(self._last_id())
+        follower = _ThreadFollower(self, on_changes, StreamCursor(self.origin, last_id))
+        self._followers.append(follower)
+        follower.start()
+        return follower.stop
+
+    def close(self) -> None:
+        for follower in list(self._followers):
+            follower.stop()
+        self._client.close()
+
+    def _last_id(self) -> Op:
+        return (yield ("last_id",))
+
+    def _run(self, op: Op) -> Any:
+        try:
+            command = next(op)
+            while True:
+                command = op.send(self._execute(command))
+        except StopIteration as stop:
+            return stop.value
+
+    def _execute(self, command: tuple[Any, ...]) -> Any:
+        kind = command[0]
+        if kind == "sleep":
+            time.sleep(command[1])
+            return None
+        try:
+            if kind == "eval":
+                return self._scripts[command[1]](args=command[2])
+            if kind == "lock":
+                return self._client.set(self._core.lock_key, command[1], nx=True, px=command[2])
+            entries = self._client.xrevrange(self._core.stream, count=1)
+            return entries[0][0] if entries else "0-0"
+        except redis.RedisError as exc:
+            raise self._error(exc) from exc
+
+
+class _ThreadFollower(threading.Thread):
+    """Follows the change stream with its own connection and calls ``on_changes``."""
+
+    def __init__(self, backend: RedisBackend, on_changes: OnChanges, cursor: StreamCursor):
+        super().__init__(daemon=True, name=f"restate-redis-follower-{backend.origin[:8]}")
+        self._backend = backend
+        self._on_changes = on_changes
+        self.cursor = cursor
+        self._stopped = threading.Event()
+        self._client = backend._sync_client(
+            _BLOCK_MS / 1000 + 5, name=f"restate-follower-{backend.origin}"
+        )
+
+    def run(self) -> None:
+        stream = self._backend._core.stream
+        while not self._stopped.is_set():
+            try:
+                reply = self._client.xread({stream: self.cursor.last_id}, count=1000, block=_BLOCK_MS)
+            except redis.RedisError as exc:
+                if self._stopped.is_set():
+                    break
+                log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
+                self._client.connection_pool.disconnect()
+                self._stopped.wait(self.cursor.backoff())
+                continue
+            self.cursor.connected()
+            for changes in self.cursor.take(reply):
+                if self._stopped.is_set():
+                    return
+                try:
+                    self._on_changes(changes)
+                except Exception:
+                    log.exception("restate: a Redis change handler raised")
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._client.connection_pool.disconnect()
+        if threading.current_thread() is not self:
+            self.join(timeout=5)
+        self._client.close()
+        with contextlib.suppress(ValueError):
+            self._backend._followers.remove(self)
+
+
+class RedisAsyncBackend(_Shell, AsyncBackend):
+    """The async twin of ``RedisBackend`` (``redis.asyncio``): same layout, scripts, options.
+
+    The constructor checks that the server answers (a short blocking PING), so an unreachable
+    URL fails at once with ``BackendError``.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "restate",
+        *,
+        stream_maxlen: int = 10_000,
+        connect_timeout: float = 1.0,
+        socket_timeout: float = 5.0,
+        lock_timeout: float = 10.0,
+        lock_wait: float = 30.0,
+    ) -> None:
+        _Shell.__init__(
+            self, url, prefix, stream_maxlen, connect_timeout, socket_timeout, lock_timeout,
+            lock_wait,
+        )  # fmt: skip
+        self._client = self._async_client(socket_timeout)
+        self._scripts = {name: self._client.register_script(s) for name, s in _SCRIPTS.items()}
+        self._followers: list[_TaskFollower] = []
+
+    def _async_client(self, socket_timeout: float | None, name: str | None = None) -> Any:
+        options = _client_options(self._timeouts[0], socket_timeout)
+        options["retry"] = aredis.Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
+        return aredis.Redis.from_url(self.url, client_name=name, **options)
+
+    async def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
+        value = await self._run(self._core.read(to_parts(path)))
+        return default if value is MISSING else value
+
+    async def write(self, path: PurePosixPath | str, value: Any) -> None:
+        await self._run(self._core.write(to_parts(path), value))
+
+    async def delete(self, path: PurePosixPath | str) -> None:
+        await self._run(self._core.delete(to_parts(path)))
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Make everything inside atomic and isolated across processes (nested ones join)."""
+        if self._core.txn.get() is not None:
+            yield
+            return
+        txn = await self._run(self._core.begin())
+        reset = self._core.txn.set(txn)
+        try:
+            yield
+        except BaseException:
+            self._core.txn.reset(reset)
+            with contextlib.suppress(BackendError):
+                await self._run(self._core.release(txn))
+            raise
+        self._core.txn.reset(reset)
+        try:
+            await self._run(self._core.commit(txn))
+        except BaseException:
+            with contextlib.suppress(BackendError):
+                await self._run(self._core.release(txn))
+            raise
+
+    def watch(self, on_changes: OnChanges) -> Callable[[], None]:
+        """Follow changes of other clients in a task of the running loop; ``on_changes`` may
+        be a coroutine function. Call it from inside the loop."""
+        follower = _TaskFollower(self, on_changes)
+        self._followers.append(follower)
+        return follower.stop
+
+    async def close(self) -> None:
+        for follower in list(self._followers):
+            follower.stop()
+            await follower.wait()
+        await self._client.aclose()
+
+    async def _run(self, op: Op) -> Any:
+        try:
+            command = next(op)
+            while True:
+                command = op.send(await self._execute(command))
+        except StopIteration as stop:
+            return stop.value
+
+    async def _execute(self, command: tuple[Any, ...]) -> Any:
+        kind = command[0]
+        if kind == "sleep":
+            await asyncio.sleep(command[1])
+            return None
+        try:
+            if kind == "eval":
+                return await self._scripts[command[1]](args=command[2])
+            if kind == "lock":
+                lock = self._core.lock_key
+                return await self._client.set(lock, command[1], nx=True, px=command[2])
+            entries = await self._client.xrevrange(self._core.stream, count=1)
+            return entries[0][0] if entries else "0-0"
+        except redis.RedisError as exc:
+            raise self._error(exc) from exc
+
+
+class _TaskFollower:
+    """The async follower: a task on the loop that called ``watch``."""
+
+    def __init__(self, backend: RedisAsyncBackend, on_changes: OnChanges) -> None:
+        self._backend = backend
+        self._on_changes = on_changes
+        self._client = backend._async_client(
+            _BLOCK_MS / 1000 + 5, name=f"restate-follower-{backend.origin}"
+        )
+        self._started = asyncio.get_running_loop().create_future()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.cursor: StreamCursor | None = None
+
+    async def _run(self) -> None:
+        try:
+            last_id = await self._backend._run(_last_id_op())
+        finally:
+            if not self._started.done():
+                self._started.set_result(None)
+        self.cursor = cursor = StreamCursor(self._backend.origin, last_id)
+        stream = self._backend._core.stream
+        while True:
+            try:
+                reply = await self._client.xread({stream: cursor.last_id}, count=1000, block=_BLOCK_MS)
+            except redis.RedisError as exc:
+                log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
+                await self._client.connection_pool.disconnect()
+                await asyncio.sleep(cursor.backoff())
+                continue
+            cursor.connected()
+            for changes in cursor.take(reply):
+                await self._deliver(changes)
+
+    async def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
+        try:
+            result = self._on_changes(changes)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("restate: a Redis change handler raised")
+
+    async def ready(self) -> None:
+        """Wait until the follower knows where the stream ends (changes after are seen)."""
+        await self._started
+
+    def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(ValueError):
+            self._backend._followers.remove(self)
+
+    async def wait(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError, BackendError):
+            await self._task
+        await self._client.aclose()
+
+
+def _last_id_op() -> Op:
+    return (yield ("last_id",))

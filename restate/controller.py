@@ -1,0 +1,278 @@
+"""``ControllerSync``: drives the engine's plans with a sync ``Backend`` under one RLock.
+
+Thread safety: every operation (a write with its whole dispatch, a batch from enter to exit,
+a read) holds the controller's RLock, so writes from many threads never interleave. A
+callback therefore must not wait for another thread that writes to the same controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .backends.base import MISSING, AsyncBackend, Backend
+from .backends.memory import InMemoryBackend
+from .errors import StateError
+from .paths import PathLike, parts_to_path, to_parts
+from .propagation import (
+    BEGIN,
+    CALL,
+    COMMIT,
+    DELETE,
+    NO_DEFAULT,
+    READ,
+    ROLLBACK,
+    WRITE,
+    Engine,
+    user_value,
+)
+from .registry import ControllerBase
+from .subscriptions import Change
+from .tracking import record_read
+
+__all__ = ["ControllerSync"]
+
+log = logging.getLogger("restate")
+
+
+class ControllerSync(ControllerBase):
+    """Reactive state over a synchronous backend (SPEC §2).
+
+    Args:
+        backend: where the state lives; ``InMemoryBackend()`` when omitted.
+        max_rounds: how many rounds of callback-triggered writes one write may cause before
+            ``CycleError`` stops a feedback loop.
+    """
+
+    def __init__(self, backend: Backend | None = None, *, max_rounds: int = 100) -> None:
+        self._lock = threading.RLock()
+        self._guard = self._lock
+        self._engine = Engine(self, max_rounds)
+        self._txns: list[Any] = []
+        self._unwatch: Callable[[], Any] | None = None
+        self._attach(InMemoryBackend() if backend is None else backend)
+
+    # ----- backend plumbing ----------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def _attach(self, backend: Backend) -> None:
+        if isinstance(backend, AsyncBackend):
+            raise TypeError(
+                f"{type(backend).__name__} is an AsyncBackend; use ControllerAsync with it, or a "
+                f"sync Backend with ControllerSync"
+            )
+        for name in ("read", "write", "delete"):
+            if not callable(getattr(backend, name, None)):
+                raise TypeError(f"backend {backend!r} has no {name}() method")
+        self._backend = backend
+        engine = self._engine
+        engine.aliasing = isinstance(backend, InMemoryBackend)
+        engine.has_txn = callable(getattr(backend, "transaction", None))
+        if isinstance(backend, InMemoryBackend):
+            self._read, self._write, self._delete = backend._get, backend._set, backend._del
+        else:
+            self._read = lambda parts: backend.read(parts_to_path(parts), MISSING)
+            self._write = lambda parts, value: backend.write(parts_to_path(parts), value)
+            self._delete = lambda parts: backend.delete(parts_to_path(parts))
+        watch = getattr(backend, "watch", None)
+        self._unwatch = watch(self._on_external) if callable(watch) else None
+
+    def set_backend(self, backend: Backend) -> None:
+        """Swap the store: its content becomes the state. Subscriptions, derivations and
+        tracked functions stay; they react to the difference between the old and new state."""
+        with self._lock:
+            if self._engine.batch_depth:
+                raise StateError("cannot switch backends inside a batch")
+            old = self._drive(self._engine.snapshot(()))
+            self.close()
+            self._attach(backend)
+            new = self._drive(self._engine.snapshot(()))
+            self._drive(self._engine.external([Change((), old, new)]))
+
+    def close(self) -> None:
+        """Stop following the backend's changes (it stays open; close it yourself)."""
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
+
+    def __enter__(self) -> ControllerSync:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_external(self, raw: Iterable[tuple[Any, Any, Any]]) -> None:
+        changes = [Change(to_parts(path), prev, new) for path, prev, new in raw]
+        try:
+            with self._lock:
+                self._drive(self._engine.external(changes))
+        except Exception:
+            log.exception("a callback failed while reacting to another process's write")
+
+    # ----- the driver ------------------------------------------------------------------------
+
+    def _drive(self, gen: Generator[Any, Any, Any]) -> Any:
+        value: Any = None
+        error: BaseException | None = None
+        execute = self._execute
+        while True:
+            try:
+                op = gen.send(value) if error is None else gen.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            try:
+                value = execute(op)
+            except BaseException as exc:
+                value, error = None, exc
+
+    def _execute(self, op: tuple[Any, ...]) -> Any:
+        kind = op[0]
+        if kind == READ:
+            value = self._read(op[1])
+            return {} if value is MISSING and not op[1] else value
+        if kind == CALL:
+            result = op[1](op[2])
+            return _run_awaitable(result, op[1]) if inspect.isawaitable(result) else result
+        if kind == WRITE:
+            return self._write(op[1], op[2])
+        if kind == DELETE:
+            return self._delete(op[1])
+        if kind == BEGIN:
+            txn = self._backend.transaction()  # type: ignore[attr-defined]
+            txn.__enter__()
+            self._txns.append(txn)
+        elif kind == COMMIT:
+            self._txns.pop().__exit__(None, None, None)
+        elif kind == ROLLBACK:
+            exc = op[1]
+            self._txns.pop().__exit__(type(exc), exc, exc.__traceback__)
+        return None
+
+    # ----- state ---------------------------------------------------------------------------
+
+    def get_state(self, path: PathLike, default: Any = None, write_default: bool = False) -> Any:
+        """The value at ``path`` (an isolated copy), or ``default`` when missing.
+
+        With ``write_default=True`` a missing node is written with ``default`` (notifying).
+        """
+        parts = to_parts(path)
+        with self._lock:
+            record_read(self._engine, parts)
+            value = self._read(parts)
+            if value is MISSING:
+                if not parts:
+                    return {}
+                if write_default:
+                    self._drive(self._engine.set_state(parts, default))
+                return default
+            return user_value(value) if self._engine.aliasing else value
+
+    def set_state(
+        self,
+        path: PathLike,
+        value: Any,
+        eq_func: Callable[[Any, Any], Any] | None = None,
+        default: Any = NO_DEFAULT,
+        payload: Any = None,
+        skip_notify: bool = False,
+    ) -> bool:
+        """Write ``value`` at ``path``; False (and nothing done) when ``eq_func(value, prev)``
+        (default ``==``) holds. ``default`` is the previous value assumed for a missing node;
+        when omitted, a missing node never equals the new value (writing None creates it).
+
+        Raises InvalidPathError (bad path or dict key), PathConflictError (a leaf above),
+        SerializationError (the backend cannot store it) -- all before anything changes.
+        """
+        parts = to_parts(path)
+        with self._lock:
+            return self._drive(
+                self._engine.set_state(parts, value, eq_func, default, payload, skip_notify)
+            )
+
+    def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
+        """Delete the node at ``path`` and its subtree; False when it was missing."""
+        parts = to_parts(path)
+        with self._lock:
+            return self._drive(self._engine.del_state(parts, payload, skip_notify))
+
+    def update(
+        self, path: PathLike, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
+    ) -> Any:
+        """Atomically write ``fn(current value or default)`` at ``path``; returns it."""
+        parts = to_parts(path)
+        with self._lock:
+            return self._drive(self._engine.update(parts, fn, default, payload))
+
+    def ping(self, path: PathLike, default: Any = None, payload: Any = None) -> None:
+        """Notify ``path`` and its ancestors without writing (prev == new)."""
+        parts = to_parts(path)
+        with self._lock:
+            self._drive(self._engine.ping(parts, default, payload))
+
+    def derive(
+        self, dest: PathLike, source: PathLike, transform: Callable[[Any], Any],
+        payload: Any = None,
+    ) -> Hashable:
+        """Keep ``dest`` equal to ``transform(value at source)`` (SPEC §4); returns its id.
+
+        Raises CycleError (registering nothing) when ``dest`` feeds its own source.
+        """
+        dest_parts, sources = to_parts(dest), (to_parts(source),)
+        with self._lock:
+            return self._drive(self._engine.derive(dest_parts, sources, transform, False, payload))
+
+    def derive_many(
+        self, dest: PathLike, sources: Iterable[PathLike], transform: Callable[[Any], Any],
+        payload: Any = None,
+    ) -> Hashable:
+        """Keep ``dest`` equal to ``transform(DeriveData)`` of several sources."""
+        dest_parts, source_parts = to_parts(dest), self._sources(sources)
+        with self._lock:
+            return self._drive(
+                self._engine.derive(dest_parts, source_parts, transform, True, payload)
+            )
+
+    def track(self, callback: Callable[..., Any], payload: Any = None) -> Hashable:
+        """Run ``callback(event)`` now and again whenever a path it read changes (SPEC §4)."""
+        with self._lock:
+            return self._drive(self._engine.track(callback, payload))
+
+    @contextmanager
+    def batch(self) -> Iterator[ControllerSync]:
+        """Apply the writes inside at once; notify once at the end; roll back on exception."""
+        with self._lock:
+            self._drive(self._engine.begin_batch())
+            try:
+                yield self
+            except BaseException as exc:
+                self._drive(self._engine.end_batch(exc))
+                raise
+            self._drive(self._engine.end_batch(None))
+
+
+def _run_awaitable(awaitable: Any, fn: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_wrap(awaitable))
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+    name = getattr(fn, "__qualname__", repr(fn))
+    raise StateError(
+        f"{name} is a coroutine function, and ControllerSync cannot run it inside a running "
+        f"event loop (this thread has one, as Jupyter does); use ControllerAsync, or make "
+        f"the callback a plain function"
+    )
+
+
+async def _wrap(awaitable: Any) -> Any:
+    return await awaitable

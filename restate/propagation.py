@@ -1,0 +1,512 @@
+"""The sans-IO engine: every state operation as a generator of I/O requests.
+
+Both controllers drive the same generators; the engine never touches a backend or calls a
+callback itself. It yields requests and receives their results::
+
+    (READ, parts)            -> the stored value, or MISSING
+    (WRITE, parts, value)    -> None
+    (DELETE, parts)          -> None
+    (CALL, fn, arg)          -> fn(arg), awaited by the async controller
+    (BEGIN,) / (COMMIT,) / (ROLLBACK, exc)   the backend's transaction(), when it has one
+
+A failed request is thrown back into the generator at its ``yield``.
+
+What one write does, in order (a batch does the same once, at its end):
+
+1. apply the write (a batch logs the previous value for rollback and coalescing);
+2. settle derivations: each affected one recomputed once, in topological order (glitch-free);
+3. plan deliveries for every changed root (subscriptions.py gives the order);
+4. dispatch: call subscribers, then tracked functions, then ``on_changes`` listeners.
+   Writes made by callbacks are applied at once (and settle their derivations at once), but
+   their deliveries are queued for the next *round*; after ``max_rounds`` rounds a
+   ``CycleError`` names the paths still changing. Errors are collected and raised after
+   the last round: one as is, several as an ``ExceptionGroup``.
+
+Example: a subscriber of ``/n`` that writes ``/n`` again runs in round 1, its write is
+delivered in round 2, and so on until ``CycleError`` at round 101 (default).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Generator, Hashable
+from typing import Any, NamedTuple
+
+from .backends.base import MISSING
+from .derived import DeriveData
+from .errors import CallbackIdError, CycleError
+from .events import StateChange, StateEvent
+from .graph import Derivation, DerivationGraph
+from .paths import Parts, is_prefix, parts_to_path, parts_to_str
+from .subscriptions import TRACK, Change, Delivery, SubscriptionIndex
+from .tracking import RECORDER, Tracker
+from .tree import IMMUTABLE, copy_in, copy_out, delete_in, get_in, set_in, values_equal
+
+__all__ = ["CALL", "DELETE", "NO_DEFAULT", "READ", "WRITE", "Engine"]
+
+READ, WRITE, DELETE, CALL, BEGIN, COMMIT, ROLLBACK = range(7)
+
+Op = tuple[Any, ...]
+Gen = Generator[Op, Any, Any]
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "<no default>"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+
+class _Entry(NamedTuple):
+    """One write in a batch: what ``parts`` held before (MISSING if absent)."""
+
+    parts: Parts
+    prev: Any
+    payload: Any = None
+    notify: bool = True
+    ping: bool = False
+
+
+class _Plan(NamedTuple):
+    deliveries: list[Delivery]
+    trackers: dict[Hashable, Change]
+    changes: list[Change]
+
+
+def user_value(value: Any) -> Any:
+    """A stored value as handed to user code: an isolated copy, None for MISSING."""
+    if value is MISSING:
+        return None
+    return value if type(value) in IMMUTABLE else copy_out(value)
+
+
+def raise_collected(errors: list[Exception]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} state callbacks raised", errors)
+
+
+class Engine:
+    """Registries (subscriptions, callbacks, derivations, trackers) and the operations."""
+
+    def __init__(self, controller: Any, max_rounds: int = 100) -> None:
+        if max_rounds < 1:
+            raise ValueError(f"max_rounds must be at least 1, not {max_rounds}")
+        self.controller = controller
+        self.max_rounds = max_rounds
+        self.has_txn = False
+        self.aliasing = False  # the backend keeps our objects (memory): snapshot for events
+        self.subs = SubscriptionIndex()
+        self.callbacks: dict[Hashable, Callable[..., Any]] = {}
+        self.graph = DerivationGraph()
+        self.trackers: dict[Hashable, Tracker] = {}
+        self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
+        self.batch_depth = 0
+        self.log: list[_Entry] = []
+        self._marks: list[int] = []
+        self.dispatching = False
+        self._queue: list[_Plan] = []
+        self._errors: list[Exception] = []
+        self._ids = itertools.count(1)
+
+    # ----- registries (no I/O) -------------------------------------------------------------
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def register_callback(
+        self, callback: Callable[..., Any], force_id: Hashable = None, replace: bool = False
+    ) -> Hashable:
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if force_id is None:
+            for cid, cb in self.callbacks.items():
+                if cb == callback:
+                    return cid
+            force_id = self.new_id()
+        else:
+            known = self.callbacks.get(force_id)
+            if known is not None and known != callback and not replace:
+                raise CallbackIdError(
+                    f"callback id {force_id!r} is already used by {known!r}; pass replace=True "
+                    f"to replace it, or choose another id"
+                )
+        self.callbacks[force_id] = callback
+        return force_id
+
+    def ids_of(self, callback: Callable[..., Any]) -> list[Hashable]:
+        return [cid for cid, cb in self.callbacks.items() if cb == callback]
+
+    def remove_callback(self, cid: Hashable) -> bool:
+        if self.callbacks.pop(cid, None) is None:
+            return False
+        self.subs.remove_all(cid)
+        return True
+
+    def untrack(self, tid: Hashable) -> bool:
+        tracker = self.trackers.pop(tid, None)
+        if tracker is None:
+            return False
+        self.subs.remove_all(tid)
+        return True
+
+    def _retrack(self, tracker: Tracker, read: set[Parts]) -> None:
+        if self.trackers.get(tracker.id) is not tracker:
+            return
+        for parts in tracker.paths - read:
+            self.subs.remove(parts, tracker.id)
+        for parts in read - tracker.paths:
+            self.subs.add(parts, tracker.id, TRACK)
+        tracker.paths = frozenset(read)
+
+    # ----- operations ----------------------------------------------------------------------
+
+    def set_state(
+        self, parts: Parts, value: Any, eq_func: Callable[[Any, Any], Any] | None = None,
+        default: Any = NO_DEFAULT, payload: Any = None, skip_notify: bool = False,
+    ) -> Gen:
+        prev = yield (READ, parts)
+        old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
+        if old is not MISSING:
+            if eq_func is None:
+                if values_equal(value, old):
+                    return False
+            elif eq_func(value, user_value(old)):
+                return False
+        elif eq_func is not None and eq_func(value, None):
+            return False
+        if not parts and type(value) is not dict:
+            raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
+        stored = copy_in(value, parts)
+        if self.batch_depth:
+            yield from self._log(parts, prev, payload, not skip_notify)
+            yield (WRITE, parts, stored)
+            return True
+        yield (WRITE, parts, stored)
+        new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
+        yield from self._after([Change(parts, old, new, payload)], skip_notify)
+        return True
+
+    def del_state(self, parts: Parts, payload: Any = None, skip_notify: bool = False) -> Gen:
+        prev = yield (READ, parts)
+        if prev is MISSING or (not parts and not prev):
+            return False
+        if self.batch_depth:
+            yield from self._log(parts, prev, payload, not skip_notify)
+            yield (DELETE, parts)
+            return True
+        yield (DELETE, parts)
+        yield from self._after([Change(parts, prev, {} if not parts else MISSING, payload)],
+                               skip_notify)
+        return True
+
+    def ping(self, parts: Parts, default: Any = None, payload: Any = None) -> Gen:
+        value = yield (READ, parts)
+        if value is MISSING:
+            value = default
+        elif self.aliasing and type(value) not in IMMUTABLE:
+            value = copy_out(value)
+        if self.batch_depth:
+            self.log.append(_Entry(parts, value, payload, True, True))
+            return None
+        yield from self._after([Change(parts, value, value, payload, True)], False)
+        return None
+
+    def update(
+        self, parts: Parts, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
+    ) -> Gen:
+        yield from self.begin_batch()
+        try:
+            prev = yield (READ, parts)
+            new = yield (CALL, fn, default if prev is MISSING else user_value(prev))
+            yield from self.set_state(parts, new, None, NO_DEFAULT, payload)
+        except BaseException as exc:
+            yield from self.end_batch(exc)
+            raise
+        yield from self.end_batch(None)
+        return new
+
+    def derive(
+        self, dest: Parts, sources: tuple[Parts, ...], transform: Callable[[Any], Any],
+        many: bool, payload: Any = None,
+    ) -> Gen:
+        if not callable(transform):
+            raise TypeError(f"transform must be callable, not {type(transform).__name__}")
+        if not sources:
+            raise ValueError("derive_many needs at least one source path")
+        d = Derivation(self.new_id(), dest, sources, transform, many, payload)
+        self.graph.check(d)
+        value = yield from self._compute(d)
+        replaced = self.graph.add(d)
+        try:
+            yield from self.set_state(dest, value, None, NO_DEFAULT, payload)
+        except (ValueError, TypeError):
+            self.graph.remove(dest)
+            if replaced is not None:
+                self.graph.add(replaced)
+            raise
+        return d.id
+
+    def track(self, callback: Callable[..., Any], payload: Any = None) -> Gen:
+        if not callable(callback):
+            raise TypeError(f"track() needs a callable, not {type(callback).__name__}")
+        tracker = Tracker(self.new_id(), callback, payload)
+        self.trackers[tracker.id] = tracker
+        first = _Plan([], {tracker.id: Change((), MISSING, MISSING, payload)}, [])
+        try:
+            yield from self._dispatch_or_queue(first, [])
+        except Exception as exc:
+            exc.add_note(f"(the function stays tracked as id {tracker.id!r}; untrack() it)")
+            raise
+        return tracker.id
+
+    def snapshot(self, parts: Parts) -> Gen:
+        value = yield (READ, parts)
+        return copy_out(value) if value is not MISSING else MISSING
+
+    def external(self, changes: list[Change]) -> Gen:
+        """Changes another process made (a watching backend): react as if local."""
+        yield from self._after(changes, False)
+
+    # ----- batches -------------------------------------------------------------------------
+
+    def begin_batch(self) -> Gen:
+        if self.batch_depth == 0:
+            if self.has_txn:
+                yield (BEGIN,)
+            self.log = []
+        self._marks.append(len(self.log))
+        self.batch_depth += 1
+
+    def end_batch(self, exc: BaseException | None) -> Gen:
+        mark = self._marks.pop()
+        self.batch_depth -= 1
+        if exc is not None:
+            if self.batch_depth == 0 and self.has_txn:
+                self.log = []
+                yield (ROLLBACK, exc)
+            else:
+                yield from self._undo(mark)
+            return
+        if self.batch_depth:
+            return
+        log, self.log = self.log, []
+        if self.has_txn:
+            yield (COMMIT,)
+        changes = yield from self._coalesce(log)
+        if changes:
+            yield from self._after(changes, False)
+
+    def _log(self, parts: Parts, prev: Any, payload: Any, notify: bool) -> Gen:
+        if prev is MISSING:
+            for depth in range(1, len(parts)):
+                above = yield (READ, parts[:depth])
+                if above is MISSING:
+                    self.log.append(_Entry(parts[:depth], MISSING, None, False))
+                    break
+        self.log.append(_Entry(parts, prev, payload, notify))
+
+    def _undo(self, mark: int) -> Gen:
+        while len(self.log) > mark:
+            entry = self.log.pop()
+            if entry.ping:
+                continue
+            if entry.prev is MISSING:
+                yield (DELETE, entry.parts)
+            else:
+                yield (WRITE, entry.parts, entry.prev)
+
+    def _coalesce(self, log: list[_Entry]) -> Gen:
+        roots: dict[Parts, Any] = {}
+        for e in log:
+            if e.notify and not e.ping:
+                roots.pop(e.parts, None)
+                roots[e.parts] = e.payload
+        changes = []
+        for parts, payload in roots.items():
+            if any(parts[:d] in roots for d in range(len(parts))):
+                continue
+            new = yield (READ, parts)
+            new = copy_out(new) if new is not MISSING else MISSING
+            old = yield from self._value_before(parts, log)
+            if not values_equal(old, new):
+                changes.append(Change(parts, old, new, payload))
+        changes.extend(Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping)
+        return changes
+
+    def _value_before(self, parts: Parts, log: list[_Entry]) -> Gen:
+        """The value at ``parts`` before the batch: the current one with the log undone."""
+        value = yield (READ, parts)
+        value = copy_out(value) if value is not MISSING else MISSING
+        for e in reversed(log):
+            if e.ping:
+                continue
+            if is_prefix(e.parts, parts):
+                found = get_in(e.prev, parts, len(e.parts))
+                value = copy_out(found) if found is not MISSING else MISSING
+            elif is_prefix(parts, e.parts):
+                rel = e.parts[len(parts):]
+                if e.prev is MISSING:
+                    if type(value) is dict:
+                        delete_in(value, rel)
+                else:
+                    if type(value) is not dict:
+                        value = {}
+                    set_in(value, rel, copy_out(e.prev))
+        return value
+
+    # ----- propagation ---------------------------------------------------------------------
+
+    def _after(self, changes: list[Change], skip_notify: bool) -> Gen:
+        errors: list[Exception] = []
+        if self.graph:
+            yield from self._settle(changes, errors)
+        if skip_notify:
+            raise_collected(errors)
+            return
+        plan = self._plan(changes)
+        yield from self._dispatch_or_queue(plan, errors)
+
+    def _dispatch_or_queue(self, plan: _Plan, errors: list[Exception]) -> Gen:
+        if self.dispatching:
+            self._queue.append(plan)
+            self._errors.extend(errors)
+            return
+        if not (plan.deliveries or plan.trackers or self.listeners):
+            raise_collected(errors)
+            return
+        yield from self._dispatch(plan, errors)
+
+    def _settle(self, changes: list[Change], errors: list[Exception]) -> Gen:
+        graph = self.graph
+        heap: list[tuple[int, int, Derivation]] = []
+        queued: set[Hashable] = set()
+
+        def push(ch: Change) -> None:
+            for d in graph.affected(ch.parts, ch.prev, ch.new, ch.ping):
+                if d.id not in queued:
+                    queued.add(d.id)
+                    heapq.heappush(heap, (graph.rank[d.id], id(d), d))
+
+        for ch in changes:
+            push(ch)
+        while heap:
+            d = heapq.heappop(heap)[2]
+            if graph.by_dest.get(d.dest) is not d:
+                continue
+            try:
+                value = yield from self._compute(d)
+                prev = yield (READ, d.dest)
+                if prev is not MISSING and values_equal(value, prev):
+                    continue
+                stored = copy_in(value, d.dest)
+                yield (WRITE, d.dest, stored)
+            except Exception as exc:
+                exc.add_note(f"(while deriving {parts_to_str(d.dest)!r})")
+                errors.append(exc)
+                continue
+            new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
+            ch = Change(d.dest, prev, new, d.payload)
+            changes.append(ch)
+            push(ch)
+
+    def _compute(self, d: Derivation) -> Gen:
+        if d.many:
+            values = {}
+            for src in d.sources:
+                value = yield (READ, src)
+                values[src] = user_value(value)
+            return (yield (CALL, d.transform, DeriveData(values)))
+        value = yield (READ, d.sources[0])
+        return (yield (CALL, d.transform, user_value(value)))
+
+    def _plan(self, changes: list[Change]) -> _Plan:
+        out: list[Delivery] = []
+        trackers: dict[Hashable, Change] = {}
+        if self.subs.root.children or self.subs.root.wild or self.subs.root.entries:
+            seen: set[Any] = set()
+            for ch in changes:
+                self.subs.plan(ch, out, seen, trackers)
+        return _Plan(out, trackers, changes)
+
+    def _dispatch(self, plan: _Plan, errors: list[Exception]) -> Gen:
+        self.dispatching = True
+        self._errors = errors
+        pending = [plan]
+        try:
+            for _round in range(self.max_rounds):
+                self._queue = []
+                for p in pending:
+                    yield from self._deliver(p, errors)
+                pending = self._queue
+                if not pending:
+                    break
+            else:
+                raise CycleError(self._loop_message(pending))
+        finally:
+            self.dispatching = False
+            self._queue = []
+            self._errors = []
+        raise_collected(errors)
+
+    def _deliver(self, plan: _Plan, errors: list[Exception]) -> Gen:
+        ctl = self.controller
+        for d in plan.deliveries:
+            if len(d.current) < d.bubble[0] or d.cid not in d.node.entries:
+                continue
+            callback = self.callbacks.get(d.cid)
+            if callback is None:
+                continue
+            event = StateEvent(ctl, d.emitting, d.current, d.prev, d.new, d.payload, d.bubble)
+            try:
+                yield (CALL, callback, event)
+            except Exception as exc:
+                errors.append(exc)
+        for tid, ch in plan.trackers.items():
+            tracker = self.trackers.get(tid)
+            if tracker is None:
+                continue
+            payload = ch.payload if ch.payload is not None else tracker.payload
+            event = StateEvent(ctl, ch.parts, ch.parts, ch.prev, ch.new, payload)
+            try:
+                yield from self._run_tracker(tracker, event)
+            except Exception as exc:
+                errors.append(exc)
+        if self.listeners and plan.changes:
+            public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in plan.changes]
+            for listener in list(self.listeners.values()):
+                try:
+                    yield (CALL, listener, public)
+                except Exception as exc:
+                    errors.append(exc)
+
+    def _run_tracker(self, tracker: Tracker, event: StateEvent[Any]) -> Gen:
+        read: set[Parts] = set()
+        token = RECORDER.set((self, read))
+        try:
+            yield (CALL, tracker.callback, event)
+        finally:
+            RECORDER.reset(token)
+            self._retrack(tracker, read)
+
+    def _loop_message(self, pending: list[_Plan]) -> str:
+        paths = sorted({parts_to_str(c.parts) for p in pending for c in p.changes})
+        names = sorted(
+            {_name(self.callbacks.get(d.cid)) for p in pending for d in p.deliveries}
+            | {_name(self.trackers[t].callback) for p in pending for t in p.trackers
+               if t in self.trackers}
+        )
+        return (
+            f"callbacks kept writing state after {self.max_rounds} rounds (a feedback loop); "
+            f"paths still changing: {', '.join(paths) or '?'}; callbacks involved: "
+            f"{', '.join(names) or '?'}. Make the callback stop writing when the value is "
+            f"already right, or raise max_rounds."
+        )
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+

@@ -1,0 +1,152 @@
+"""``ControllerBase``: what both controllers share that does no I/O (subscriptions, callback
+ids, derivation and tracker bookkeeping, introspection, atoms)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from contextlib import AbstractContextManager
+from pathlib import PurePosixPath
+from typing import Any
+
+from .atom import Atom
+from .errors import CallbackIdError
+from .graph import DerivationInfo
+from .paths import Parts, PathLike, to_parts
+from .propagation import Engine
+from .tracking import TrackerInfo
+
+__all__ = ["ControllerBase"]
+
+
+class ControllerBase:
+    """The plain (never awaited) half of the controller API."""
+
+    _engine: Engine
+    _guard: AbstractContextManager[Any]
+
+    # ----- subscriptions and callback ids ----------------------------------------------------
+
+    def subscribe(
+        self,
+        path: PathLike,
+        callback: Callable[..., Any] | None = None,
+        force_id: Hashable = None,
+        replace: bool = False,
+    ) -> Any:
+        """Call ``callback(event)`` after every change at, below or above ``path`` (SPEC §3).
+
+        ``*`` segments match any one segment. Returns the callback id. Without ``callback``
+        returns a decorator (``@controller.subscribe("/users")``) that returns the function.
+        """
+        parts = to_parts(path, wildcard=True)
+        if callback is None:
+
+            def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+                self.subscribe(parts_path(parts), fn, force_id, replace)
+                return fn
+
+            return decorator
+        with self._guard:
+            cid = self._engine.register_callback(callback, force_id, replace)
+            self._engine.subs.add(parts, cid)
+            return cid
+
+    def unsubscribe(self, path: PathLike, callback: Callable[..., Any]) -> bool:
+        """Stop calling ``callback`` for ``path``. False when it was not subscribed there."""
+        parts = to_parts(path, wildcard=True)
+        with self._guard:
+            removed = [self._engine.subs.remove(parts, cid) for cid in self._engine.ids_of(callback)]
+            return any(removed)
+
+    def register_callback(
+        self, callback: Callable[..., Any], force_id: Hashable = None, replace: bool = False
+    ) -> Hashable:
+        """Give ``callback`` an id (``force_id`` or a new one) to subscribe it by id.
+
+        Raises CallbackIdError when ``force_id`` names another callback and not ``replace``.
+        """
+        with self._guard:
+            return self._engine.register_callback(callback, force_id, replace)
+
+    def subscribe_by_id(self, path: PathLike, id: Hashable, ignore_missing: bool = False) -> bool:
+        """Subscribe the callback registered as ``id`` to ``path``.
+
+        Raises CallbackIdError for an unknown id unless ``ignore_missing`` (then the
+        subscription waits for a callback registered under that id later).
+        """
+        parts = to_parts(path, wildcard=True)
+        with self._guard:
+            if id not in self._engine.callbacks and not ignore_missing:
+                raise CallbackIdError(
+                    f"no callback is registered as {id!r}; call register_callback() first or "
+                    f"pass ignore_missing=True"
+                )
+            return self._engine.subs.add(parts, id)
+
+    def unsubscribe_by_id(self, path: PathLike, id: Hashable) -> bool:
+        parts = to_parts(path, wildcard=True)
+        with self._guard:
+            return self._engine.subs.remove(parts, id)
+
+    def remove_callback(self, id: Hashable) -> bool:
+        """Forget callback ``id`` and every subscription it has."""
+        with self._guard:
+            return self._engine.remove_callback(id)
+
+    def on_changes(self, callback: Callable[[list[Any]], Any]) -> Callable[[], None]:
+        """Call ``callback(changes)`` after every settled write, batch or ping with the list of
+        ``StateChange(path, prev_value, new_value)`` roots (``MISSING`` marks a missing node).
+        Returns a function that removes the listener."""
+        with self._guard:
+            key = self._engine.new_id()
+            self._engine.listeners[key] = callback
+
+        def remove() -> None:
+            with self._guard:
+                self._engine.listeners.pop(key, None)
+
+        return remove
+
+    # ----- derivations and trackers: bookkeeping -------------------------------------------------
+
+    def underive(self, dest: PathLike) -> bool:
+        """Remove the derivation writing ``dest`` (its last value stays). False if none."""
+        parts = to_parts(dest)
+        with self._guard:
+            return self._engine.graph.remove(parts) is not None
+
+    def untrack(self, id: Hashable) -> bool:
+        """Stop re-running the tracked function ``id``. False if unknown."""
+        with self._guard:
+            return self._engine.untrack(id)
+
+    def derivations(self) -> list[DerivationInfo]:
+        """Every derivation, in the order they recompute."""
+        with self._guard:
+            return [DerivationInfo.of(d) for d in self._engine.graph]
+
+    def trackers(self) -> list[TrackerInfo]:
+        """Every tracked function with the paths its last run read."""
+        with self._guard:
+            return [TrackerInfo.of(t) for t in self._engine.trackers.values()]
+
+    def atom(self, path: PathLike | None = None, key: str | None = None, default: Any = None) -> Atom:
+        """A handle on one path: ``path``, ``path/key``, or a fresh ``/__atoms__/<n>`` path."""
+        if path is None:
+            base: Parts = ("__atoms__",)
+            if key is None:
+                key = str(self._engine.new_id())
+        else:
+            base = to_parts(path)
+        parts = (*base, *to_parts(key)) if key is not None else base
+        return Atom(self, parts_path(parts), default)
+
+    @staticmethod
+    def _sources(sources: Iterable[PathLike]) -> tuple[Parts, ...]:
+        if isinstance(sources, (str, PurePosixPath)) or hasattr(sources, "path"):
+            raise TypeError("derive_many() takes a list of source paths, not one path")
+        return tuple(dict.fromkeys(to_parts(s) for s in sources))
+
+
+def parts_path(parts: Parts) -> PurePosixPath:
+    return PurePosixPath("/" + "/".join(parts))

@@ -1,0 +1,202 @@
+"""Index of exact and wildcard subscriptions (and tracked functions) by path.
+
+A trie keyed by segment; a ``*`` node matches any one segment. Finding who hears a write at W
+walks W's segments (O(depth), independent of unrelated subscriptions) and, when W's value is
+a dict, the subscribed part of the trie below W.
+
+Order of deliveries for one change at W (SPEC §3)::
+
+    set_state("/a/b", {"c": 1})   subscriptions: /a/b/c, /a/b, /a, /
+    -> /a/b/c  (emitting=current=/a/b/c, its own prev/new)      descendants, deepest first
+    -> /a/b    (emitting=current=/a/b)                          exact
+    -> /a, /   (emitting=/a/b, current=/a then /)               ancestors, innermost first
+
+``stop_bubbling()`` in a callback skips the later deliveries of that change whose
+``current_path`` lies above the caller's. Tracked functions are collected apart and are never
+stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, NamedTuple
+
+from .backends.base import MISSING
+from .paths import WILDCARD, Parts
+from .tree import values_equal
+
+__all__ = ["SUB", "TRACK", "Change", "Delivery", "SubscriptionIndex"]
+
+SUB = 0
+TRACK = 1
+
+
+class Change(NamedTuple):
+    """A changed root: the values at ``parts`` before and after (``MISSING`` when absent)."""
+
+    parts: Parts
+    prev: Any
+    new: Any
+    payload: Any = None
+    ping: bool = False
+
+
+class Delivery(NamedTuple):
+    cid: Hashable
+    node: _Node
+    emitting: Parts
+    current: Parts
+    prev: Any
+    new: Any
+    payload: Any
+    bubble: list[int]
+
+
+class _Node:
+    __slots__ = ("children", "entries", "wild")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.wild: _Node | None = None
+        self.entries: dict[Hashable, int] = {}
+
+    def child(self, seg: str) -> _Node | None:
+        return self.wild if seg == WILDCARD else self.children.get(seg)
+
+    def is_empty(self) -> bool:
+        return not (self.entries or self.children or self.wild)
+
+
+class SubscriptionIndex:
+    """Subscriptions (``SUB``) and tracked functions (``TRACK``) keyed by callback id."""
+
+    def __init__(self) -> None:
+        self.root = _Node()
+        self._where: dict[Hashable, set[Parts]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._where.values())
+
+    def add(self, parts: Parts, cid: Hashable, kind: int = SUB) -> bool:
+        node = self.root
+        for seg in parts:
+            nxt = node.child(seg)
+            if nxt is None:
+                nxt = _Node()
+                if seg == WILDCARD:
+                    node.wild = nxt
+                else:
+                    node.children[seg] = nxt
+            node = nxt
+        if cid in node.entries:
+            return False
+        node.entries[cid] = kind
+        self._where.setdefault(cid, set()).add(parts)
+        return True
+
+    def remove(self, parts: Parts, cid: Hashable) -> bool:
+        trail = [self.root]
+        for seg in parts:
+            nxt = trail[-1].child(seg)
+            if nxt is None:
+                return False
+            trail.append(nxt)
+        if trail[-1].entries.pop(cid, None) is None:
+            return False
+        where = self._where[cid]
+        where.discard(parts)
+        if not where:
+            del self._where[cid]
+        self._prune(trail, parts)
+        return True
+
+    def _prune(self, trail: list[_Node], parts: Parts) -> None:
+        for depth in range(len(parts), 0, -1):
+            if not trail[depth].is_empty():
+                return
+            parent, seg = trail[depth - 1], parts[depth - 1]
+            if seg == WILDCARD:
+                parent.wild = None
+            else:
+                del parent.children[seg]
+
+    def remove_all(self, cid: Hashable) -> None:
+        for parts in list(self._where.get(cid, ())):
+            self.remove(parts, cid)
+
+    def paths_of(self, cid: Hashable) -> set[Parts]:
+        return set(self._where.get(cid, ()))
+
+    def is_subscribed(self, parts: Parts, cid: Hashable) -> bool:
+        return parts in self._where.get(cid, ())
+
+    def plan(
+        self, change: Change, out: list[Delivery], seen: set[Any], trackers: dict[Hashable, Change]
+    ) -> None:
+        """Append the deliveries ``change`` causes to ``out`` (each subscription once per
+        concrete path across one dispatch, tracked in ``seen``) and its tracked functions to
+        ``trackers``."""
+        parts = change.parts
+        levels = [[self.root]]
+        for seg in parts:
+            nxt = []
+            for node in levels[-1]:
+                child = node.children.get(seg)
+                if child is not None:
+                    nxt.append(child)
+                if node.wild is not None:
+                    nxt.append(node.wild)
+            if not nxt:
+                break
+            levels.append(nxt)
+        bubble = [0]  # deliveries whose current path is shallower than this are stopped
+        if len(levels) == len(parts) + 1:
+            if not change.ping:
+                for node in levels[-1]:
+                    self._below(node, parts, change.prev, change.new, change, bubble, out, seen,
+                                trackers)
+            for node in levels[-1]:
+                self._emit(node, parts, parts, change, change.prev, change.new, bubble, out, seen,
+                           trackers)
+        for depth in range(min(len(levels), len(parts)) - 1, -1, -1):
+            current = parts[:depth]
+            for node in levels[depth]:
+                self._emit(node, parts, current, change, change.prev, change.new, bubble, out,
+                           seen, trackers)
+
+    def _below(
+        self, node: _Node, base: Parts, old: Any, new: Any, change: Change, bubble: list[int],
+        out: list[Delivery], seen: set[Any], trackers: dict[Hashable, Change],
+    ) -> None:
+        old_d = old if type(old) is dict else None
+        new_d = new if type(new) is dict else None
+        if old_d is None and new_d is None:
+            return
+        pairs = list(node.children.items())
+        if node.wild is not None:
+            keys = dict.fromkeys(old_d or ())
+            keys.update(dict.fromkeys(new_d or ()))
+            pairs.extend((k, node.wild) for k in keys)
+        for key, child in pairs:
+            o = old_d.get(key, MISSING) if old_d is not None else MISSING
+            n = new_d.get(key, MISSING) if new_d is not None else MISSING
+            if o is n or (o is not MISSING and n is not MISSING and values_equal(o, n)):
+                continue
+            path = (*base, key)
+            self._below(child, path, o, n, change, bubble, out, seen, trackers)
+            self._emit(child, path, path, change, o, n, bubble, out, seen, trackers)
+
+    @staticmethod
+    def _emit(
+        node: _Node, emitting: Parts, current: Parts, change: Change, prev: Any, new: Any,
+        bubble: list[int], out: list[Delivery], seen: set[Any], trackers: dict[Hashable, Change],
+    ) -> None:
+        for cid, kind in node.entries.items():
+            if kind == TRACK:
+                trackers.setdefault(cid, change)
+                continue
+            key = (cid, current)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Delivery(cid, node, emitting, current, prev, new, change.payload, bubble))
