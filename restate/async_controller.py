@@ -179,7 +179,8 @@ class ControllerAsync(ControllerBase):
             return await _maybe_await(self._delete(op[1]))
         if kind == BEGIN:
             txn = self._backend.transaction()  # type: ignore[union-attr]
-            await (txn.__aenter__() if hasattr(txn, "__aenter__") else _maybe_await(txn.__enter__()))
+            enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
+            await _maybe_await(enter())
             self._txns.append(txn)
         elif kind in (COMMIT, ROLLBACK):
             txn = self._txns.pop()
@@ -241,7 +242,10 @@ class ControllerAsync(ControllerBase):
         return self._run(self._engine.ping(to_parts(path), default, payload))
 
     def derive(
-        self, dest: PathLike, source: PathLike, transform: Callable[[Any], Any],
+        self,
+        dest: PathLike,
+        source: PathLike,
+        transform: Callable[[Any], Any],
         payload: Any = None,
     ) -> Awaitable[Hashable]:
         """Keep ``dest`` equal to ``transform(value at source)``; returns its id."""
@@ -249,7 +253,10 @@ class ControllerAsync(ControllerBase):
         return self._run(gen)
 
     def derive_many(
-        self, dest: PathLike, sources: Iterable[PathLike], transform: Callable[[Any], Any],
+        self,
+        dest: PathLike,
+        sources: Iterable[PathLike],
+        transform: Callable[[Any], Any],
         payload: Any = None,
     ) -> Awaitable[Hashable]:
         """Keep ``dest`` equal to ``transform(DeriveData)`` of several sources."""

@@ -219,7 +219,10 @@ class ControllerSync(ControllerBase):
             self._drive(self._engine.ping(parts, default, payload))
 
     def derive(
-        self, dest: PathLike, source: PathLike, transform: Callable[[Any], Any],
+        self,
+        dest: PathLike,
+        source: PathLike,
+        transform: Callable[[Any], Any],
         payload: Any = None,
     ) -> Hashable:
         """Keep ``dest`` equal to ``transform(value at source)`` (SPEC §4); returns its id.
@@ -231,7 +234,10 @@ class ControllerSync(ControllerBase):
             return self._drive(self._engine.derive(dest_parts, sources, transform, False, payload))
 
     def derive_many(
-        self, dest: PathLike, sources: Iterable[PathLike], transform: Callable[[Any], Any],
+        self,
+        dest: PathLike,
+        sources: Iterable[PathLike],
+        transform: Callable[[Any], Any],
         payload: Any = None,
     ) -> Hashable:
         """Keep ``dest`` equal to ``transform(DeriveData)`` of several sources."""

@@ -31,6 +31,7 @@ Parts: TypeAlias = tuple[str, ...]
 PathLike: TypeAlias = "str | PurePosixPath | Any"
 
 _CACHE_LIMIT = 20_000
+_BAD_KEYS = frozenset({".", "..", WILDCARD})
 _plain_cache: dict[str, Parts] = {}
 _wild_cache: dict[str, Parts] = {}
 _path_cache: dict[Parts, PurePosixPath] = {}
@@ -103,9 +104,8 @@ def _checked_tuple(parts: tuple[Any, ...], wildcard: bool) -> Parts:
 
 def check_key(key: Any, where: Parts = ()) -> None:
     """Raise unless ``key`` can be a dict key of the state tree (SPEC §1)."""
-    if type(key) is str and key and "/" not in key and key not in (".", "..", WILDCARD):
-        if "\0" not in key:
-            return
+    if type(key) is str and key and key not in _BAD_KEYS and "/" not in key and "\0" not in key:
+        return
     at = parts_to_str(where)
     if not isinstance(key, str):
         raise InvalidPathError(

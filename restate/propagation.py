@@ -165,8 +165,13 @@ class Engine:
     # ----- operations ----------------------------------------------------------------------
 
     def set_state(
-        self, parts: Parts, value: Any, eq_func: Callable[[Any, Any], Any] | None = None,
-        default: Any = NO_DEFAULT, payload: Any = None, skip_notify: bool = False,
+        self,
+        parts: Parts,
+        value: Any,
+        eq_func: Callable[[Any, Any], Any] | None = None,
+        default: Any = NO_DEFAULT,
+        payload: Any = None,
+        skip_notify: bool = False,
     ) -> Gen:
         prev = yield (READ, parts)
         old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
@@ -199,8 +204,9 @@ class Engine:
             yield (DELETE, parts)
             return True
         yield (DELETE, parts)
-        yield from self._after([Change(parts, prev, {} if not parts else MISSING, payload)],
-                               skip_notify)
+        yield from self._after(
+            [Change(parts, prev, {} if not parts else MISSING, payload)], skip_notify
+        )
         return True
 
     def ping(self, parts: Parts, default: Any = None, payload: Any = None) -> Gen:
@@ -230,8 +236,12 @@ class Engine:
         return new
 
     def derive(
-        self, dest: Parts, sources: tuple[Parts, ...], transform: Callable[[Any], Any],
-        many: bool, payload: Any = None,
+        self,
+        dest: Parts,
+        sources: tuple[Parts, ...],
+        transform: Callable[[Any], Any],
+        many: bool,
+        payload: Any = None,
     ) -> Gen:
         if not callable(transform):
             raise TypeError(f"transform must be callable, not {type(transform).__name__}")
@@ -348,7 +358,7 @@ class Engine:
                 found = get_in(e.prev, parts, len(e.parts))
                 value = copy_out(found) if found is not MISSING else MISSING
             elif is_prefix(parts, e.parts):
-                rel = e.parts[len(parts):]
+                rel = e.parts[len(parts) :]
                 if e.prev is MISSING:
                     if type(value) is dict:
                         delete_in(value, rel)
@@ -496,8 +506,12 @@ class Engine:
         paths = sorted({parts_to_str(c.parts) for p in pending for c in p.changes})
         names = sorted(
             {_name(self.callbacks.get(d.cid)) for p in pending for d in p.deliveries}
-            | {_name(self.trackers[t].callback) for p in pending for t in p.trackers
-               if t in self.trackers}
+            | {
+                _name(self.trackers[t].callback)
+                for p in pending
+                for t in p.trackers
+                if t in self.trackers
+            }
         )
         return (
             f"callbacks kept writing state after {self.max_rounds} rounds (a feedback loop); "
@@ -509,4 +523,3 @@ class Engine:
 
 def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
-

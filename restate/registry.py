@@ -55,7 +55,9 @@ class ControllerBase:
         """Stop calling ``callback`` for ``path``. False when it was not subscribed there."""
         parts = to_parts(path, wildcard=True)
         with self._guard:
-            removed = [self._engine.subs.remove(parts, cid) for cid in self._engine.ids_of(callback)]
+            removed = [
+                self._engine.subs.remove(parts, cid) for cid in self._engine.ids_of(callback)
+            ]
             return any(removed)
 
     def register_callback(
@@ -130,7 +132,9 @@ class ControllerBase:
         with self._guard:
             return [TrackerInfo.of(t) for t in self._engine.trackers.values()]
 
-    def atom(self, path: PathLike | None = None, key: str | None = None, default: Any = None) -> Atom:
+    def atom(
+        self, path: PathLike | None = None, key: str | None = None, default: Any = None
+    ) -> Atom:
         """A handle on one path: ``path``, ``path/key``, or a fresh ``/__atoms__/<n>`` path."""
         if path is None:
             base: Parts = ("__atoms__",)

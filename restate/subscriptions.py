@@ -153,20 +153,40 @@ class SubscriptionIndex:
         if len(levels) == len(parts) + 1:
             if not change.ping:
                 for node in levels[-1]:
-                    self._below(node, parts, change.prev, change.new, change, bubble, out, seen,
-                                trackers)
+                    self._below(
+                        node, parts, change.prev, change.new, change, bubble, out, seen, trackers
+                    )
             for node in levels[-1]:
-                self._emit(node, parts, parts, change, change.prev, change.new, bubble, out, seen,
-                           trackers)
+                self._emit(
+                    node, parts, parts, change, change.prev, change.new, bubble, out, seen, trackers
+                )
         for depth in range(min(len(levels), len(parts)) - 1, -1, -1):
             current = parts[:depth]
             for node in levels[depth]:
-                self._emit(node, parts, current, change, change.prev, change.new, bubble, out,
-                           seen, trackers)
+                self._emit(
+                    node,
+                    parts,
+                    current,
+                    change,
+                    change.prev,
+                    change.new,
+                    bubble,
+                    out,
+                    seen,
+                    trackers,
+                )
 
     def _below(
-        self, node: _Node, base: Parts, old: Any, new: Any, change: Change, bubble: list[int],
-        out: list[Delivery], seen: set[Any], trackers: dict[Hashable, Change],
+        self,
+        node: _Node,
+        base: Parts,
+        old: Any,
+        new: Any,
+        change: Change,
+        bubble: list[int],
+        out: list[Delivery],
+        seen: set[Any],
+        trackers: dict[Hashable, Change],
     ) -> None:
         old_d = old if type(old) is dict else None
         new_d = new if type(new) is dict else None
@@ -188,8 +208,16 @@ class SubscriptionIndex:
 
     @staticmethod
     def _emit(
-        node: _Node, emitting: Parts, current: Parts, change: Change, prev: Any, new: Any,
-        bubble: list[int], out: list[Delivery], seen: set[Any], trackers: dict[Hashable, Change],
+        node: _Node,
+        emitting: Parts,
+        current: Parts,
+        change: Change,
+        prev: Any,
+        new: Any,
+        bubble: list[int],
+        out: list[Delivery],
+        seen: set[Any],
+        trackers: dict[Hashable, Change],
     ) -> None:
         for cid, kind in node.entries.items():
             if kind == TRACK:

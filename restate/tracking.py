@@ -13,7 +13,9 @@ from .paths import Parts, parts_to_path
 __all__ = ["RECORDER", "Tracker", "TrackerInfo", "record_read"]
 
 # (engine, set of parts) while a tracked function runs in this thread / task
-RECORDER: ContextVar[tuple[object, set[Parts]] | None] = ContextVar("restate_recorder", default=None)
+RECORDER: ContextVar[tuple[object, set[Parts]] | None] = ContextVar(
+    "restate_recorder", default=None
+)
 
 
 def record_read(engine: object, parts: Parts) -> None:

@@ -1,4 +1,4 @@
-"""The storage contract every backend fulfils, and the optional capabilities the controller discovers.
+"""The storage contract of every backend, and the optional capabilities the controller finds.
 
 Required (SPEC §6) -- all a user backend has to write::
 

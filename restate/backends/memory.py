@@ -65,5 +65,3 @@ class InMemoryBackend(Backend):
 
     def __repr__(self) -> str:
         return f"InMemoryBackend({len(self._root)} top-level keys)"
-
-
