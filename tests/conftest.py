@@ -1,1 +1,75 @@
-"""Shared fixtures. Subsystems keep their own fixtures in their folder's conftest."""
+"""Shared fixtures: ``controller`` runs one test body against ControllerSync and ControllerAsync."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from restate import ControllerAsync, ControllerSync
+from tests.redis_fixture import redis_server  # noqa: F401
+
+
+class Driven:
+    """A ControllerAsync whose awaitables are run to completion on a private loop, so that a
+    test written in the sync style exercises the async controller too."""
+
+    is_async = True
+
+    def __init__(self, controller: ControllerAsync, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = controller
+        self.loop = loop
+
+    def run(self, value: Any) -> Any:
+        return self.loop.run_until_complete(value) if inspect.isawaitable(value) else value
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.run(attr(*args, **kwargs))
+
+        return call
+
+    @contextmanager
+    def batch(self) -> Iterator[Driven]:
+        cm = self.inner.batch()
+        self.run(cm.__aenter__())
+        try:
+            yield self
+        except BaseException as exc:
+            if not self.run(cm.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            self.run(cm.__aexit__(None, None, None))
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_controller(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A factory: ``make_controller(backend=None)`` -> a controller of the parametrised kind."""
+    loop = asyncio.new_event_loop() if request.param == "async" else None
+
+    def make(backend: Any = None, **kwargs: Any) -> Any:
+        if loop is None:
+            return ControllerSync(backend, **kwargs)
+        return Driven(ControllerAsync(backend, **kwargs), loop)
+
+    yield make
+    if loop is not None:
+        loop.close()
+
+
+@pytest.fixture
+def controller(make_controller: Any) -> Any:
+    return make_controller()
+
+
+async def settle(value: Any) -> Any:
+    """``await`` ``value`` when it is awaitable: lets one callback body serve both controllers."""
+    return await value if inspect.isawaitable(value) else value
