@@ -1,4 +1,4 @@
-"""Turn values into the arguments of the Redis APPLY script, and stream entries back into changes."""
+"""Values to the arguments of the Redis APPLY script; stream entries back to changes."""
 
 from __future__ import annotations
 
@@ -97,6 +97,5 @@ def decode_changes(fields: dict[str, str], origin: str) -> list[tuple[str, Any, 
     """The changes of one stream entry, or None when ``origin`` wrote it (already seen)."""
     if fields.get("o") == origin:
         return None
-    return [
-        (c["p"], c.get("o", MISSING), c.get("n", MISSING)) for c in json.loads(fields.get("c", "[]"))
-    ]
+    entries = json.loads(fields.get("c", "[]"))
+    return [(c["p"], c.get("o", MISSING), c.get("n", MISSING)) for c in entries]

@@ -190,6 +190,8 @@ class StreamCursor:
     def take(self, reply: Any) -> list[list[tuple[str, Any, Any]]]:
         """The change lists of an XREAD reply from other origins; advances ``last_id``."""
         out = []
+        if isinstance(reply, dict):  # RESP3
+            reply = reply.items()
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 self.last_id = entry_id

@@ -142,6 +142,17 @@ class _Shell:
         finally:
             client.close()
 
+    def _stream_end(self) -> str:
+        """The id of the last stream entry ("0-0" when empty): followers start after it."""
+        client = self._sync_client(self._timeouts[1])
+        try:
+            entries = client.xrevrange(self._core.stream, count=1)
+        except redis.RedisError as exc:
+            raise self._error(exc) from exc
+        finally:
+            client.close()
+        return entries[0][0] if entries else "0-0"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({_safe_url(self.url)!r}, prefix={self.prefix!r})"
 
@@ -216,8 +227,8 @@ class RedisBackend(_Shell, Backend):
 
     def watch(self, on_changes: OnChanges) -> Callable[[], None]:
         """Call ``on_changes`` (from a daemon thread) for changes of other clients."""
-        last_id = self._run(self._last_id())
-        follower = _ThreadFollower(self, on_changes, StreamCursor(self.origin, last_id))
+        cursor = StreamCursor(self.origin, self._stream_end())
+        follower = _ThreadFollower(self, on_changes, cursor)
         self._followers.append(follower)
         follower.start()
         return follower.stop
@@ -226,9 +237,6 @@ class RedisBackend(_Shell, Backend):
         for follower in list(self._followers):
             follower.stop()
         self._client.close()
-
-    def _last_id(self) -> Op:
-        return (yield ("last_id",))
 
     def _run(self, op: Op) -> Any:
         try:
@@ -246,10 +254,7 @@ class RedisBackend(_Shell, Backend):
         try:
             if kind == "eval":
                 return self._scripts[command[1]](args=command[2])
-            if kind == "lock":
-                return self._client.set(self._core.lock_key, command[1], nx=True, px=command[2])
-            entries = self._client.xrevrange(self._core.stream, count=1)
-            return entries[0][0] if entries else "0-0"
+            return self._client.set(self._core.lock_key, command[1], nx=True, px=command[2])
         except redis.RedisError as exc:
             raise self._error(exc) from exc
 
@@ -271,8 +276,8 @@ class _ThreadFollower(threading.Thread):
         stream = self._backend._core.stream
         while not self._stopped.is_set():
             try:
-                reply = self._client.xread({stream: self.cursor.last_id}, count=1000, block=_BLOCK_MS)
-            except redis.RedisError as exc:
+                reply = self._client.xread({stream: self.cursor.last_id}, 1000, _BLOCK_MS)
+            except Exception as exc:  # also socket errors of a stop() racing the read
                 if self._stopped.is_set():
                     break
                 log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
@@ -366,8 +371,10 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
 
     def watch(self, on_changes: OnChanges) -> Callable[[], None]:
         """Follow changes of other clients in a task of the running loop; ``on_changes`` may
-        be a coroutine function. Call it from inside the loop."""
-        follower = _TaskFollower(self, on_changes)
+        be a coroutine function. Call it from inside the loop; it reads where the stream ends
+        with a short blocking call so that no change made after it returns is missed."""
+        cursor = StreamCursor(self.origin, self._stream_end())
+        follower = _TaskFollower(self, on_changes, cursor)
         self._followers.append(follower)
         return follower.stop
 
@@ -393,11 +400,8 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
         try:
             if kind == "eval":
                 return await self._scripts[command[1]](args=command[2])
-            if kind == "lock":
-                lock = self._core.lock_key
-                return await self._client.set(lock, command[1], nx=True, px=command[2])
-            entries = await self._client.xrevrange(self._core.stream, count=1)
-            return entries[0][0] if entries else "0-0"
+            lock = self._core.lock_key
+            return await self._client.set(lock, command[1], nx=True, px=command[2])
         except redis.RedisError as exc:
             raise self._error(exc) from exc
 
@@ -405,35 +409,35 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
 class _TaskFollower:
     """The async follower: a task on the loop that called ``watch``."""
 
-    def __init__(self, backend: RedisAsyncBackend, on_changes: OnChanges) -> None:
+    def __init__(
+        self, backend: RedisAsyncBackend, on_changes: OnChanges, cursor: StreamCursor
+    ) -> None:
         self._backend = backend
         self._on_changes = on_changes
+        self.cursor = cursor
         self._client = backend._async_client(
             _BLOCK_MS / 1000 + 5, name=f"restate-follower-{backend.origin}"
         )
-        self._started = asyncio.get_running_loop().create_future()
         self._task = asyncio.get_running_loop().create_task(self._run())
-        self.cursor: StreamCursor | None = None
 
     async def _run(self) -> None:
-        try:
-            last_id = await self._backend._run(_last_id_op())
-        finally:
-            if not self._started.done():
-                self._started.set_result(None)
-        self.cursor = cursor = StreamCursor(self._backend.origin, last_id)
         stream = self._backend._core.stream
-        while True:
-            try:
-                reply = await self._client.xread({stream: cursor.last_id}, count=1000, block=_BLOCK_MS)
-            except redis.RedisError as exc:
-                log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
-                await self._client.connection_pool.disconnect()
-                await asyncio.sleep(cursor.backoff())
-                continue
-            cursor.connected()
-            for changes in cursor.take(reply):
-                await self._deliver(changes)
+        try:
+            while True:
+                try:
+                    reply = await self._client.xread(
+                        {stream: self.cursor.last_id}, count=1000, block=_BLOCK_MS
+                    )
+                except (redis.RedisError, OSError) as exc:
+                    log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
+                    await self._client.connection_pool.disconnect()
+                    await asyncio.sleep(self.cursor.backoff())
+                    continue
+                self.cursor.connected()
+                for changes in self.cursor.take(reply):
+                    await self._deliver(changes)
+        finally:
+            await self._client.aclose()
 
     async def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
         try:
@@ -443,20 +447,11 @@ class _TaskFollower:
         except Exception:
             log.exception("restate: a Redis change handler raised")
 
-    async def ready(self) -> None:
-        """Wait until the follower knows where the stream ends (changes after are seen)."""
-        await self._started
-
     def stop(self) -> None:
         self._task.cancel()
         with contextlib.suppress(ValueError):
             self._backend._followers.remove(self)
 
     async def wait(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError, BackendError):
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        await self._client.aclose()
-
-
-def _last_id_op() -> Op:
-    return (yield ("last_id",))

@@ -1,0 +1,112 @@
+"""A real ``redis-server`` for tests: started on 127.0.0.1 on a free port, stopped by its pid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+__all__ = ["RedisServer", "redis_server", "start_redis_server"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One redis-server process with its own directory; ``restart()`` keeps port and data."""
+
+    def __init__(self, directory: Path, persistent: bool = False, port: int | None = None):
+        self.dir = directory
+        self.persistent = persistent
+        self.port = port or _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else [
+            "--appendonly", "no"
+        ]  # fmt: skip
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                *persistence, "--daemonize", "no", "--dir", str(self.dir)]  # fmt: skip
+        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the server owns it
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 10
+        while not _answers_ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                text = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server did not start on port {self.port}:\n{text}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop by its own pid (SIGTERM: a clean shutdown that flushes the AOF)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def unique_prefix(self) -> str:
+        """A key prefix no other test uses (tests share the session server)."""
+        return f"t{uuid.uuid4().hex[:12]}"
+
+
+def start_redis_server(directory: Path | None = None, persistent: bool = False) -> RedisServer:
+    """Start a redis-server; ``persistent=True`` turns on the append-only file."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    directory = Path(directory or tempfile.mkdtemp(prefix="restate-redis-"))
+    for _attempt in range(3):
+        server = RedisServer(directory, persistent)
+        try:
+            return server.start()
+        except RuntimeError:
+            if _attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server for the whole session, without persistence."""
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
