@@ -1,0 +1,203 @@
+"""What ``%load_ext restate_nb`` sets up in one shell, and what every ``%restate`` command does."""
+
+from __future__ import annotations
+
+import time
+from pathlib import PurePosixPath
+from typing import Any
+
+from IPython.display import display
+
+from restate.backends.base import MISSING
+
+from .cells import Recorder, TrackedCell
+from .derive import ExpressionDerivation, ExpressionDerivations
+from .proxy import StateProxy
+from .registry import CellRegistry
+
+__all__ = ["Session", "make_backend"]
+
+BACKENDS = "memory | fs DIR | sqlite FILE | redis URL"
+
+
+class Session:
+    """The extension's state in one IPython shell: proxy, tracked cells, derivations."""
+
+    def __init__(self, shell: Any, controller: Any) -> None:
+        self.shell = shell
+        self.controller = controller
+        self.recorder = Recorder()
+        self.state = _RecordingProxy(controller, self.recorder)
+        self.cells = CellRegistry(shell, controller, self.recorder)
+        self.derivations = ExpressionDerivations(shell, controller, self.recorder)
+        self._owned_backend: Any = None
+
+    def start(self) -> None:
+        self.shell.push({"state": self.state})
+        self.shell.events.register("pre_run_cell", self.cells.pre_run_cell)
+        self.shell.events.register("post_run_cell", self.cells.post_run_cell)
+
+    def stop(self) -> None:
+        """Undo ``start`` and untrack every cell and derivation made here."""
+        for name, callback in (
+            ("pre_run_cell", self.cells.pre_run_cell),
+            ("post_run_cell", self.cells.post_run_cell),
+        ):
+            try:
+                self.shell.events.unregister(name, callback)
+            except ValueError:
+                pass
+        if self.shell.user_ns.get("state") is self.state:
+            del self.shell.user_ns["state"]
+        self.cells.untrack_all()
+        self.derivations.remove_all()
+
+    # -- commands -----------------------------------------------------------------------
+
+    def get(self, path: str) -> Any:
+        return self.state.get(path)
+
+    def set(self, path: str, expr: str) -> None:
+        self.state[path] = self._eval(expr)
+
+    def delete(self, path: str) -> bool:
+        if path in self.state:
+            del self.state[path]
+            return True
+        return False
+
+    def ping(self, path: str) -> None:
+        self.controller.ping(path)
+
+    def derive(self, dest: str, expr: str) -> ExpressionDerivation:
+        return self.derivations.derive(dest, expr)
+
+    def track(self, source: str, dest: str | None = None) -> TrackedCell:
+        return self.cells.track(source, dest)
+
+    def tree(self, path: str = "/") -> Any:
+        from .tree_widget import StateTree
+
+        widget = StateTree(self.controller, path)
+        display(widget)
+        return widget
+
+    def set_backend(self, kind: str, argument: str | None) -> Any:
+        backend = make_backend(kind, argument)
+        old, owned = self.controller.backend, self._owned_backend
+        self.controller.set_backend(backend)
+        self._owned_backend = backend
+        if owned is not None and old is owned:
+            old.close()
+        return backend
+
+    def untrack(self, target: str | None) -> list[str]:
+        """Untrack ``all``, a cell number (``3`` or ``#3``), a derive DEST, or this cell."""
+        if target == "all":
+            cells = [c.describe() for c in self.cells.cells.values()]
+            derived = [d.describe() for d in self.derivations.by_dest.values()]
+            self.cells.untrack_all()
+            self.derivations.remove_all()
+            return cells + derived
+        if target is None:
+            here = self.cells.untracked_on_entry
+            if here is not None:
+                return [here.describe()]
+            return self._untrack_cell(self.cells.cells.get(("id", self.cells.current_cell_id)))
+        if target.lstrip("#").isdigit():
+            return self._untrack_cell(self.cells.by_number(int(target.lstrip("#"))))
+        derivation = self.derivations.by_dest.get(PurePosixPath("/" + target.lstrip("/")))
+        if derivation is not None:
+            self.derivations.drop(derivation)
+            return [derivation.describe()]
+        return []
+
+    def _untrack_cell(self, cell: TrackedCell | None) -> list[str]:
+        if cell is None:
+            return []
+        self.cells.untrack(cell)
+        return [cell.describe()]
+
+    def status(self) -> str:
+        return "\n".join(self._status_lines())
+
+    def _status_lines(self) -> list[str]:
+        backend = type(self.controller.backend).__name__
+        trackers = {info.id: info for info in self.controller.trackers()}
+        cells = sorted(self.cells.cells.values(), key=lambda c: c.number)
+        derived = sorted(self.derivations.by_dest.values(), key=lambda d: d.number)
+        core = list(self.controller.derivations())
+        lines = [
+            f"restate on {backend}: {_count(len(cells), 'tracked cell')}, "
+            f"{_count(len(derived) + len(core), 'derivation')}"
+        ]
+        for item in [*cells, *derived]:
+            info = trackers.get(item.tracker_id)
+            reads = _paths(info.paths) if info is not None else "-"
+            lines.append(f"  {item.describe()}  reads {reads}  {_last_run(item)}")
+        lines += [f"  derivation {d.dest} <- {_paths(d.sources)}" for d in core]
+        ours = {c.tracker_id for c in cells} | {d.tracker_id for d in derived}
+        for info in trackers.values():
+            if info.id not in ours:
+                name = getattr(info.callback, "__qualname__", repr(info.callback))
+                lines.append(f"  tracked function {name}  reads {_paths(info.paths)}")
+        return lines
+
+    def _eval(self, expr: str) -> Any:
+        return eval(expr, self.shell.user_global_ns, self.shell.user_ns)
+
+
+class _RecordingProxy(StateProxy):
+    """``state``: a StateProxy that tells the recorder what tracked code read and wrote."""
+
+    def __init__(self, controller: Any, recorder: Recorder) -> None:
+        super().__init__(controller, on_write=recorder.wrote)
+        self._recorder = recorder
+
+    def __getitem__(self, path: Any) -> Any:
+        value = super().__getitem__(path)
+        self._recorder.read(path)
+        return value
+
+    def get(self, path: Any, default: Any = None) -> Any:
+        value = self._controller.get_state(path, MISSING)
+        self._recorder.read(path)
+        return default if value is MISSING else value
+
+
+def make_backend(kind: str, argument: str | None) -> Any:
+    """The backend for ``%restate backend KIND [ARG]``.
+
+    Raises:
+        ValueError: unknown KIND or a missing/extra argument (the message is the usage line).
+    """
+    import restate
+
+    needs = {"fs": "DIR", "sqlite": "FILE", "redis": "URL"}
+    if kind == "memory" and argument is None:
+        return restate.InMemoryBackend()
+    if kind in needs and argument:
+        factory = {
+            "fs": "FileSystemSyncBackend",
+            "sqlite": "SQLiteBackend",
+            "redis": "RedisBackend",
+        }[kind]
+        return getattr(restate, factory)(argument)
+    raise ValueError(f"%restate backend {BACKENDS}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _paths(paths: Any) -> str:
+    shown = sorted(str(p) for p in paths)
+    return ", ".join(shown) if shown else "nothing"
+
+
+def _last_run(item: Any) -> str:
+    if item.last_run is None:
+        return "never ran"
+    stamp = time.strftime("%H:%M:%S", time.localtime(item.last_run))
+    error = f", failed: {item.last_error}" if item.last_error else ""
+    return f"last ran {stamp} ({_count(item.runs, 'run')}{error})"
