@@ -1,0 +1,233 @@
+"""%restate / %%restate in a real in-process IPython shell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+
+import restate_nb
+from restate import InMemoryBackend
+
+from .conftest import Shell, seen
+
+
+def test_load_ext_registers_the_magic_and_puts_state_in_the_namespace(shell: Shell) -> None:
+    assert "restate" in shell.ip.magics_manager.magics["line"]
+    assert "restate" in shell.ip.magics_manager.magics["cell"]
+    shell.run('state["/a/b"] = 1')
+    assert shell.controller.get_state("/a") == {"b": 1}
+    assert isinstance(shell.controller.backend, InMemoryBackend)
+
+
+def test_unload_ext_removes_magics_state_event_hooks_and_trackers(shell: Shell) -> None:
+    shell.tracked('print(state.get("/x"))')
+    shell.run('%restate derive /y = state.get("/x", 0) + 1')
+    events = shell.ip.events.callbacks
+    hooks_before = len(events["pre_run_cell"]), len(events["post_run_cell"])
+    shell.run("%unload_ext restate_nb")
+    assert "restate" not in shell.ip.magics_manager.magics["line"]
+    assert "restate" not in shell.ip.magics_manager.magics["cell"]
+    assert "state" not in shell.ns
+    assert (len(events["pre_run_cell"]), len(events["post_run_cell"])) == (
+        hooks_before[0] - 1,
+        hooks_before[1] - 1,
+    )
+    assert shell.controller.trackers() == []
+    shell.run("%load_ext restate_nb")  # the fixture unloads again
+
+
+def test_loading_twice_registers_one_set_of_hooks(shell: Shell) -> None:
+    before = len(shell.ip.events.callbacks["post_run_cell"])
+    shell.run("%load_ext restate_nb")
+    assert len(shell.ip.events.callbacks["post_run_cell"]) == before
+
+
+def test_get_returns_the_value_as_the_cell_result(shell: Shell) -> None:
+    shell.controller.set_state("/config", {"theme": "dark"})
+    assert shell.run("%restate get /config/theme") == "dark"
+    assert shell.run("%restate get /config") == {"theme": "dark"}
+    assert shell.run("%restate get /missing") is None
+
+
+def test_set_evaluates_the_expression_in_the_user_namespace(shell: Shell) -> None:
+    shell.run("n = 20")
+    shell.run("%restate set /total n * 2 + 2")
+    assert shell.controller.get_state("/total") == 42
+    shell.run('%restate set "/a b/c" [1, 2]')
+    assert shell.controller.get_state("/a b/c") == [1, 2]
+
+
+def test_del_removes_the_subtree_and_ping_notifies_without_writing(shell: Shell) -> None:
+    shell.controller.set_state("/a", {"b": 1, "c": 2})
+    cell = shell.tracked('print("a is", state.get("/a"))')
+    shell.run("%restate ping /a")
+    assert cell.runs == 2
+    shell.run("%restate del /a/b")
+    assert shell.controller.get_state("/a") == {"c": 2}
+    assert seen(cell) == "a is {'c': 2}\n"
+    shell.run("%restate del /nothing/here")  # deleting a missing path changes nothing
+
+
+def test_line_derive_follows_its_inputs_at_once(shell: Shell) -> None:
+    shell.run('state["/a"] = 2')
+    shell.run('%restate derive /double = state["/a"] * 2')
+    assert shell.controller.get_state("/double") == 4
+    shell.run('state["/a"] = 5\nseen_inside = state["/double"]')
+    assert shell.ns["seen_inside"] == 10  # settled before the next line, not after the cell
+
+
+def test_line_derive_again_for_the_same_dest_replaces_it(shell: Shell) -> None:
+    shell.run('state["/a"] = 2')
+    shell.run('%restate derive /d = state["/a"] * 2')
+    shell.run('%restate derive /d = state["/a"] + 100')
+    shell.run('state["/a"] = 3')
+    assert shell.controller.get_state("/d") == 103
+    assert len(shell.controller.trackers()) == 1
+
+
+def test_line_derive_reading_its_own_dest_is_refused_with_cycle_error(shell: Shell) -> None:
+    shell.run('state["/n"] = 1')
+    with pytest.raises(UsageError, match=r"CycleError.*/n"):
+        shell.run('%restate derive /n = state["/n"] + 1')
+    assert shell.controller.trackers() == []
+    assert shell.controller.get_state("/n") == 1
+
+
+def test_line_derive_whose_first_evaluation_fails_stays_registered(shell: Shell) -> None:
+    with pytest.raises(TypeError):
+        shell.run('%restate derive /half = state.get("/x") / 2')
+    shell.run('state["/x"] = 8')
+    assert shell.controller.get_state("/half") == 4
+
+
+def test_cell_derive_writes_the_last_expression_and_shows_prints_in_place(shell: Shell) -> None:
+    shell.run('state["/items"] = [1, 2, 3]')
+    shell.run('%%restate derive /sum\nprint("summing")\nsum(state["/items"])', cell_id="d")
+    cell = shell.session.cells.cells[("id", "d")]
+    assert shell.controller.get_state("/sum") == 6
+    shell.run('state["/items"] = [10, 20]\nafter = state["/sum"]')
+    assert shell.ns["after"] == 30
+    assert seen(cell) == "summing\n"
+
+
+def test_cell_derive_without_a_final_expression_is_a_usage_error(shell: Shell) -> None:
+    with pytest.raises(UsageError, match="must end with an expression"):
+        shell.run("%%restate derive /x\ny = 1")
+
+
+def test_backend_switch_keeps_tracked_cells_and_derivations_working(
+    shell: Shell, tmp_path: Path
+) -> None:
+    shell.run('state["/a"] = 1')
+    cell = shell.tracked('print("a =", state.get("/a"))')
+    shell.run('%restate derive /b = state.get("/a", 0) * 10')
+    shell.run(f"%restate backend fs {tmp_path / 'fs'}")
+    assert type(shell.controller.backend).__name__ == "FileSystemSyncBackend"
+    assert seen(cell) == "a = None\n"  # the new store is empty: the cell reacted to that
+    shell.run('state["/a"] = 7')
+    assert seen(cell) == "a = 7\n"
+    assert (tmp_path / "fs" / "b.json").read_text().strip() == "70"
+    shell.run(f'%restate backend sqlite "{tmp_path / "s.db"}"')
+    shell.run('state["/a"] = 8')
+    assert seen(cell) == "a = 8\n"
+    assert shell.controller.get_state("/b") == 80
+    shell.run("%restate backend memory")
+    assert isinstance(shell.controller.backend, InMemoryBackend)
+
+
+def test_status_lists_cells_and_derivations_with_their_paths_and_last_run(
+    shell: Shell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run('state["/a"] = 1; state["/b"] = 2')
+    shell.tracked('print(state["/a"] + state["/b"])')
+    shell.run('%restate derive /c = state["/a"] * 3')
+    shell.controller.derive("/d", "/c", lambda c: c + 1)
+    capsys.readouterr()
+    shell.run("%restate status")
+    out = capsys.readouterr().out
+    assert "1 tracked cell, 2 derivations" in out
+    assert "cell #1" in out and "reads /a, /b" in out and "last ran" in out
+    assert 'derive #1 /c = state["/a"] * 3  reads /a' in out
+    assert "derivation /d <- /c" in out
+
+
+def test_untrack_by_number_dest_and_all(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    first = shell.tracked('print(state.get("/a"))')
+    second = shell.tracked('print(state.get("/a"), "again")')
+    shell.run('%restate derive /b = state.get("/a")')
+    shell.run(f"%restate untrack {first.number}")
+    shell.run('state["/a"] = 1')
+    assert (first.runs, second.runs) == (1, 2)
+    shell.run("%restate untrack /b")
+    shell.run('state["/a"] = 2')
+    assert shell.controller.get_state("/b") == 1
+    shell.run("%restate untrack all")
+    assert shell.controller.trackers() == []
+    assert "untracked cell #2" in capsys.readouterr().out
+
+
+def test_running_a_tracked_cell_as_plain_code_untracks_it(shell: Shell) -> None:
+    cell = shell.tracked('print(state.get("/a"))', cell_id="c1")
+    shell.run('%restate untrack', cell_id="c1")
+    shell.run('state["/a"] = 3')
+    assert cell.runs == 1
+    assert shell.controller.trackers() == []
+
+
+BAD_INPUT = [
+    "",
+    "frobnicate /a",
+    "get",
+    "get /a/../b",
+    "get /a extra",
+    "set /a",
+    "set /a 1 +",
+    "del",
+    "ping /x/*/y",
+    "derive /a",
+    "derive /a == 1",
+    "derive /a = ",
+    "backend",
+    "backend postgres x",
+    "backend fs",
+    "backend memory extra",
+    "status now",
+    "untrack a b",
+    "track",
+]
+
+
+@pytest.mark.parametrize("line", BAD_INPUT)
+def test_bad_magic_input_prints_one_usage_line_and_changes_nothing(
+    shell: Shell, capsys: pytest.CaptureFixture[str], line: str
+) -> None:
+    shell.controller.set_state("/a", 1)
+    capsys.readouterr()
+    result = shell.run_raw(f"%restate {line}")
+    out, err = capsys.readouterr()
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "Traceback" not in out + err
+    lines = [x for x in (out + err).splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("UsageError:"), lines
+    assert "%restate" in lines[0] or "usage" in lines[0]
+    assert shell.controller.get_state("/") == {"a": 1}
+    assert isinstance(shell.controller.backend, InMemoryBackend)
+
+
+@pytest.mark.parametrize("header", ["%%restate", "%%restate track now", "%%restate derive"])
+def test_bad_cell_magic_input_is_a_usage_error(shell: Shell, header: str) -> None:
+    with pytest.raises(UsageError):
+        shell.run(f"{header}\nx = 1")
+    assert shell.controller.trackers() == []
+
+
+def test_extension_import_does_not_import_ipython() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, restate_nb; print('IPython' in sys.modules, 'ipywidgets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+    assert restate_nb.get_controller() is restate_nb.get_controller()
