@@ -297,9 +297,13 @@ class _ThreadFollower(threading.Thread):
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self._client.connection_pool.disconnect()
-        if threading.current_thread() is not self:
-            self.join(timeout=5)
+        deadline = time.monotonic() + 5
+        while threading.current_thread() is not self and time.monotonic() < deadline:
+            # the thread may be inside XREAD on a connection it just opened: close it again
+            self._client.connection_pool.disconnect()
+            self.join(timeout=0.05)
+            if not self.is_alive():
+                break
         self._client.close()
         with contextlib.suppress(ValueError):
             self._backend._followers.remove(self)
