@@ -1,0 +1,41 @@
+"""Child processes for the Redis tests: ``follow URL PREFIX`` and ``increment URL PREFIX N``.
+
+``follow`` prints one JSON line per event its subscriber of ``/msg`` or its tracked function
+sees, with the receive time; ``increment`` runs ``update("/n", +1)`` N times.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from restate import ControllerSync
+from restate.backends.redis import RedisBackend
+
+
+def emit(**line: object) -> None:
+    print(json.dumps(line), flush=True)
+
+
+def follow(url: str, prefix: str) -> None:
+    controller = ControllerSync(RedisBackend(url, prefix))
+    controller.subscribe("/msg", lambda e: emit(kind="sub", value=e.new_value, at=time.time()))
+    controller.track(lambda e: emit(kind="track", value=e.get_state("/msg"), at=time.time()))
+    emit(kind="ready")
+    sys.stdin.read()  # until the parent closes stdin
+
+
+def increment(url: str, prefix: str, times: int) -> None:
+    controller = ControllerSync(RedisBackend(url, prefix))
+    for _ in range(times):
+        controller.update("/n", lambda n: n + 1, default=0)
+    emit(kind="done")
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    if command == "follow":
+        follow(*args)
+    else:
+        increment(args[0], args[1], int(args[2]))

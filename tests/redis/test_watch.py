@@ -1,0 +1,115 @@
+"""RedisBackend.watch(): changes of other clients, delivered once, with prev and new values."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import pytest
+
+from restate import ControllerSync
+from restate.backends.base import MISSING
+from restate.backends.redis import RedisBackend
+
+pytestmark = pytest.mark.redis
+
+
+def collect(store: RedisBackend):
+    got: queue.Queue = queue.Queue()
+    unwatch = store.watch(got.put)
+    return got, unwatch
+
+
+def test_a_write_of_another_client_arrives_with_its_prev_and_new_values(backend, other):
+    other.write("/a", {"b": 1})
+    got, unwatch = collect(backend)
+    other.write("/a/b", 2)
+    other.write("/a", {"c": [1]})
+    other.delete("/a/c")
+    assert got.get(timeout=2) == [("/a/b", 1, 2)]
+    assert got.get(timeout=2) == [("/a", {"b": 2}, {"c": [1]})]
+    assert got.get(timeout=2) == [("/a/c", [1], MISSING)]
+    unwatch()
+
+
+def test_own_writes_are_not_delivered_back(backend, other):
+    got, unwatch = collect(backend)
+    backend.write("/mine", 1)
+    other.write("/theirs", 2)
+    assert got.get(timeout=2) == [("/theirs", MISSING, 2)]
+    time.sleep(0.1)
+    assert got.empty()
+    unwatch()
+
+
+def test_a_transaction_of_another_client_arrives_as_one_list(backend, other):
+    got, unwatch = collect(backend)
+    with other.transaction():
+        other.write("/x", 1)
+        other.write("/y", 2)
+    assert sorted(got.get(timeout=2)) == [("/x", MISSING, 1), ("/y", MISSING, 2)]
+    unwatch()
+
+
+def test_a_rolled_back_transaction_is_never_delivered(backend, other):
+    got, unwatch = collect(backend)
+    with pytest.raises(KeyError), other.transaction():
+        other.write("/x", 1)
+        raise KeyError("no")
+    other.write("/after", 1)
+    assert got.get(timeout=2) == [("/after", MISSING, 1)]
+    unwatch()
+
+
+def test_after_unwatch_nothing_is_delivered_and_the_thread_ends(backend, other):
+    got, unwatch = collect(backend)
+    other.write("/a", 1)
+    assert got.get(timeout=2)
+    threads = {t for t in threading.enumerate() if t.name.startswith("restate-redis-follower")}
+    started = time.monotonic()
+    unwatch()
+    assert time.monotonic() - started < 1
+    other.write("/a", 2)
+    time.sleep(0.2)
+    assert got.empty()
+    assert not any(t.is_alive() for t in threads if backend.origin[:8] in t.name)
+
+
+def test_a_handler_that_raises_does_not_stop_the_follower(backend, other, caplog):
+    got: list = []
+
+    def handler(changes):
+        got.append(changes)
+        if len(got) == 1:
+            raise ValueError("handler bug")
+
+    unwatch = backend.watch(handler)
+    other.write("/a", 1)
+    other.write("/a", 2)
+    deadline = time.monotonic() + 2
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got == [[("/a", MISSING, 1)], [("/a", 1, 2)]]
+    assert "handler bug" in caplog.text
+    unwatch()
+
+
+def test_a_controller_runs_subscribers_derivations_and_tracked_functions_for_other_writers(
+    backend, other
+):
+    events: queue.Queue = queue.Queue()
+    controller = ControllerSync(backend)
+    controller.subscribe(
+        "/users", lambda e: events.put(("sub", str(e.emitting_path), e.prev_value, e.new_value))
+    )
+    controller.derive("/count", "/users", lambda users: len(users or {}))
+    controller.track(lambda e: events.put(("track", e.get_state("/count"))))
+    assert events.get(timeout=1) == ("track", 0)
+    other.write("/users/ann", {"age": 3})
+    assert sorted([events.get(timeout=2), events.get(timeout=2)], key=str) == [
+        ("sub", "/users/ann", None, {"age": 3}),
+        ("track", 1),
+    ]
+    assert other.read("/count") == 1
+    controller.close()
