@@ -129,7 +129,7 @@ class _Shell:
                 self.url, client_name=name, **_client_options(self._timeouts[0], socket_timeout)
             )
         except ValueError as exc:
-            raise BackendError(f"invalid Redis URL {_safe_url(self.url)!r}: {exc}") from exc
+            raise ValueError(f"invalid Redis URL {_safe_url(self.url)!r}: {exc}") from exc
 
     def _check_reachable(self) -> None:
         client = self._sync_client(self._timeouts[0])
@@ -171,6 +171,7 @@ class RedisBackend(_Shell, Backend):
 
     Raises:
         BackendError: the server cannot be reached (the message names the URL).
+        ValueError: ``url`` is not a Redis URL.
     """
 
     def __init__(

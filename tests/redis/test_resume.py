@@ -1,0 +1,70 @@
+"""A follower that lost its connection or its server catches up: nothing missed or twice."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+import redis
+
+from restate.backends.base import MISSING
+from restate.backends.redis import RedisBackend
+from restate.errors import BackendError
+from tests.redis_fixture import start_redis_server
+
+pytestmark = pytest.mark.redis
+
+
+def follower_ids(raw: redis.Redis, backend: RedisBackend) -> list[int]:
+    name = f"restate-follower-{backend.origin}"
+    return [int(c["id"]) for c in raw.client_list() if c["name"] == name]
+
+
+def drain(got: queue.Queue, n: int) -> list:
+    return [got.get(timeout=5) for _ in range(n)]
+
+
+def test_a_killed_follower_connection_reconnects_and_resumes_after_its_last_entry(
+    backend, other, raw
+):
+    got: queue.Queue = queue.Queue()
+    unwatch = backend.watch(got.put)
+    other.write("/n", 1)
+    assert drain(got, 1) == [[("/n", MISSING, 1)]]
+    [before] = follower_ids(raw, backend)
+    raw.client_kill_filter(_id=before)
+    for i in range(2, 6):  # written while the follower is away
+        other.write("/n", i)
+    assert drain(got, 4) == [[("/n", i - 1, i)] for i in range(2, 6)]
+    time.sleep(0.2)
+    assert got.empty()
+    [after] = follower_ids(raw, backend)
+    assert after != before
+    other.write("/n", 6)
+    assert drain(got, 1) == [[("/n", 5, 6)]]
+    unwatch()
+
+
+def test_a_follower_catches_up_after_the_server_restarts_with_its_data(tmp_path):
+    server = start_redis_server(tmp_path, persistent=True)
+    try:
+        with RedisBackend(server.url) as follower, RedisBackend(server.url) as writer:
+            got: queue.Queue = queue.Queue()
+            unwatch = follower.watch(got.put)
+            writer.write("/n", 1)
+            assert drain(got, 1) == [[("/n", MISSING, 1)]]
+            server.stop()
+            with pytest.raises(BackendError, match=f"127.0.0.1:{server.port}"):
+                writer.write("/n", 99)
+            time.sleep(0.3)  # the follower is now backing off
+            server.start()
+            writer.write("/n", 2)
+            writer.write("/n", 3)
+            assert drain(got, 2) == [[("/n", 1, 2)], [("/n", 2, 3)]]
+            time.sleep(0.2)
+            assert got.empty()
+            assert follower.read("/n") == 3
+            unwatch()
+    finally:
+        server.stop()
