@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -75,6 +77,12 @@ class _Queue:
             else:
                 del self._below[parts[:i]]
 
+    def copy(self) -> _Queue:
+        twin = _Queue()
+        twin.ops = {p: (k, copy_out(v)) for p, (k, v) in self.ops.items()}
+        twin._below = dict(self._below)
+        return twin
+
     def take(self) -> list[Op]:
         ops = [(parts, kind, value) for parts, (kind, value) in self.ops.items()]
         self.ops.clear()
@@ -99,6 +107,8 @@ class _Cache:
         self.queue = _Queue()
         self.last_flush = time.monotonic()
         self.lock = threading.RLock()
+        self.undo: list[tuple[Parts, Any]] = []  # (path, what it held) while in a transaction
+        self.levels: list[tuple[int, _Queue]] = []  # per open transaction: undo mark, queue
 
     def load(self, root: Any) -> None:
         if self.tree is None:
@@ -116,17 +126,53 @@ class _Cache:
         if check is not None:
             check(parts_to_path(parts), value)
         self.tree._check(parts)
+        self._remember(parts)
         self.tree._set(parts, value)
         self.queue.record(parts, "write", copy_out(value))
 
     def delete(self, parts: Parts) -> None:
         assert self.tree is not None
         if self.tree._get(parts) is not MISSING:  # missing here means missing below too
+            self._remember(parts)
             self.tree._del(parts)
             self.queue.record(parts, "delete", None)
 
+    def _remember(self, parts: Parts) -> None:
+        if not self.levels:
+            return
+        assert self.tree is not None
+        prev = self.tree._get(parts)
+        if prev is MISSING:  # undo must also remove the dicts this write creates
+            for depth in range(1, len(parts)):
+                if self.tree._get(parts[:depth]) is MISSING:
+                    self.undo.append((parts[:depth], MISSING))
+                    break
+        self.undo.append((parts, prev))
+
+    def begin(self) -> None:
+        self.levels.append((len(self.undo), self.queue.copy()))
+
+    def end(self, rollback: bool) -> None:
+        mark, queue = self.levels.pop()
+        if rollback:
+            assert self.tree is not None
+            while len(self.undo) > mark:
+                parts, prev = self.undo.pop()
+                if prev is MISSING:
+                    if self.tree._get(parts) is not MISSING:
+                        self.tree._del(parts)
+                else:
+                    self.tree._set(parts, prev)
+            self.queue = queue
+        elif not self.levels:
+            self.undo.clear()
+
     def is_due(self, trigger: str) -> bool:
-        return self.on[trigger] and time.monotonic() - self.last_flush >= self.interval
+        return (
+            not self.levels
+            and self.on[trigger]
+            and time.monotonic() - self.last_flush >= self.interval
+        )
 
     def flushed(self) -> None:
         self.last_flush = time.monotonic()
@@ -134,6 +180,8 @@ class _Cache:
 
 def _flush_sync(cache: _Cache, inner: Backend) -> None:
     with cache.lock:
+        if cache.levels:
+            return  # inside a transaction: flushed after it commits
         ops = cache.queue.take()
         for i, (parts, kind, value) in enumerate(ops):
             try:
@@ -162,6 +210,8 @@ def _flush_at_exit(cache: _Cache) -> None:
 
 
 async def _flush_async(cache: _Cache, inner: Any) -> None:
+    if cache.levels:
+        return
     ops = cache.queue.take()
     for i, (parts, kind, value) in enumerate(ops):
         try:
@@ -248,6 +298,21 @@ class CachingSyncBackend(_Options, Backend):
         operations not applied stay pending and the error propagates."""
         _flush_sync(self._cache, self._cache.inner)
 
+    @contextmanager
+    def transaction(self) -> Iterator[CachingSyncBackend]:
+        """Group writes and deletes: nothing is flushed until the outermost one commits, and
+        an exception puts the cache and its queue back as they were. Nestable."""
+        with self._cache.lock:
+            self._ensure_loaded()
+            self._cache.begin()
+            try:
+                yield self
+            except BaseException:
+                self._cache.end(rollback=True)
+                raise
+            self._cache.end(rollback=False)
+            self._maybe_flush("write")
+
     def close(self) -> None:
         """Flush, then close the wrapped store."""
         self.flush()
@@ -295,6 +360,19 @@ class CachingAsyncBackend(_Options, AsyncBackend):
             self._flushing = asyncio.Lock()
         async with self._flushing:
             await _flush_async(self._cache, self._cache.inner)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[CachingAsyncBackend]:
+        """See ``CachingSyncBackend.transaction``."""
+        await self._ensure_loaded()
+        self._cache.begin()
+        try:
+            yield self
+        except BaseException:
+            self._cache.end(rollback=True)
+            raise
+        self._cache.end(rollback=False)
+        await self._maybe_flush("write")
 
     async def close(self) -> None:
         """Flush, then close the wrapped store."""

@@ -28,10 +28,14 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import os
+import stat
 import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -107,6 +111,8 @@ class FileSystemSyncBackend(Backend):
         self._ext = "." + serializer.extension
         self._lock = threading.RLock()
         self._encoded: dict[str, str] = {}
+        self._rels: dict[int, str] = {}  # open directory descriptor -> path below base_dir
+        self._journals: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         return f"FileSystemSyncBackend({str(self.base_dir)!r})"
@@ -153,10 +159,57 @@ class FileSystemSyncBackend(Backend):
     # files
     def _open_base(self) -> int:
         try:
-            return os.open(self.base_dir, _DIR_FLAGS & ~os.O_NOFOLLOW)
+            fd = os.open(self.base_dir, _DIR_FLAGS & ~os.O_NOFOLLOW)
         except FileNotFoundError:
             os.makedirs(self.base_dir, exist_ok=True)
-            return os.open(self.base_dir, _DIR_FLAGS & ~os.O_NOFOLLOW)
+            fd = os.open(self.base_dir, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        self._rels[fd] = ""
+        return fd
+
+    def _sub(self, parent: int, name: str) -> int | None:
+        fd = _open_dir(parent, name)
+        if fd is not None:
+            self._rels[fd] = f"{self._rels[parent]}/{name}"
+        return fd
+
+    def _unlink(self, parent: int, name: str) -> bool:
+        self._note(parent, name)
+        return _unlink(parent, name)
+
+    # transactions: a journal of what each touched file or directory held before
+    def _note(self, parent: int, name: str) -> None:
+        if self._journals:
+            journal = self._journals[-1]
+            rel = f"{self._rels[parent]}/{name}"
+            if rel not in journal:
+                journal[rel] = _pre_image(parent, name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[FileSystemSyncBackend]:
+        """Group writes and deletes: on an exception every file and directory they touched
+        is put back as it was (byte for byte), then the exception propagates. Nestable.
+        Other threads wait; other processes are not isolated from it."""
+        with self._lock:
+            self._begin()
+            try:
+                yield self
+            except BaseException:
+                self._end(rollback=True)
+                raise
+            self._end(rollback=False)
+
+    def _begin(self) -> None:
+        self._journals.append({})
+
+    def _end(self, rollback: bool) -> None:
+        journal = self._journals.pop()
+        if not rollback:
+            if self._journals:
+                for rel, pre in journal.items():
+                    self._journals[-1].setdefault(rel, pre)
+            return
+        for rel, pre in reversed(journal.items()):
+            _restore(self.base_dir / rel.lstrip("/"), pre)
 
     def _load(self, parent: int, name: str) -> Any:
         raw = _read_bytes(parent, name)
@@ -171,6 +224,7 @@ class FileSystemSyncBackend(Backend):
 
     def _store(self, parent: int, name: str, raw: Any) -> None:
         data = raw.encode() if isinstance(raw, str) else raw
+        self._note(parent, name)
         tmp = f"{_TMP_PREFIX}{os.getpid()}-{next(_counter)}"
         fd = os.open(tmp, _TMP_FLAGS, 0o666, dir_fd=parent)
         try:
@@ -263,6 +317,7 @@ class FileSystemSyncBackend(Backend):
                         f"cannot write {parts_to_str(parts)!r}: {at!r} is a symlink or a file "
                         f"that is not a {self._ext} document; restate never writes through them"
                     ) from exc
+                self._rels[sub] = f"{self._rels[fds[-1]]}/{name}"
                 fds.append(sub)
             return fds, MISSING
         except BaseException:
@@ -305,13 +360,16 @@ class FileSystemSyncBackend(Backend):
     def _make_dir(self, parent: int, name: str, key: str) -> int:
         if names.is_hashed(name):
             self._store(parent, names.sidecar(name), _key_bytes(key))
+        self._note(parent, name)
         try:
             os.mkdir(name, dir_fd=parent)
         except FileExistsError:
             pass
         if self.durable:
             os.fsync(parent)
-        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        self._rels[fd] = f"{self._rels[parent]}/{name}"
+        return fd
 
     def _write_root(self, value: Any) -> None:
         if type(value) is not dict:
@@ -357,10 +415,10 @@ class FileSystemSyncBackend(Backend):
             _close_all(fds)
 
     def _remove_node(self, parent: int, name: str) -> bool:
-        removed = _unlink(parent, name + self._ext)
+        removed = self._unlink(parent, name + self._ext)
         removed = self._remove_tree(parent, name) or removed
         if names.is_hashed(name):
-            _unlink(parent, names.sidecar(name))
+            self._unlink(parent, names.sidecar(name))
         if removed and self.durable:
             os.fsync(parent)
         return removed
@@ -368,7 +426,7 @@ class FileSystemSyncBackend(Backend):
     def _remove_tree(self, parent: int, name: str) -> bool:
         """Remove our files below directory ``name`` and the directories they leave empty.
         Foreign files (other extensions, hidden files, symlinks) stay."""
-        fd = _open_dir(parent, name)
+        fd = self._sub(parent, name)
         if fd is None:
             return False
         try:
@@ -376,6 +434,7 @@ class FileSystemSyncBackend(Backend):
         finally:
             os.close(fd)
         try:
+            self._note(parent, name)
             os.rmdir(name, dir_fd=parent)
         except OSError:
             pass
@@ -390,7 +449,7 @@ class FileSystemSyncBackend(Backend):
         for name, is_file, is_dir in entries:
             ours = name.startswith(_TMP_PREFIX) or (name[0] == "." and name.endswith(".key"))
             if is_file and (ours or (name[0] != "." and name.endswith(self._ext))):
-                _unlink(fd, name)
+                self._unlink(fd, name)
             elif is_dir and name[0] != ".":
                 self._remove_tree(fd, name)
 
@@ -398,11 +457,12 @@ class FileSystemSyncBackend(Backend):
         for i in range(len(fds) - 1, 0, -1):
             name = self._enc(parts[i - 1])
             try:
+                self._note(fds[i - 1], name)
                 os.rmdir(name, dir_fd=fds[i - 1])
             except OSError:
                 return
             if names.is_hashed(name):
-                _unlink(fds[i - 1], names.sidecar(name))
+                self._unlink(fds[i - 1], names.sidecar(name))
 
 
 def _unlink(parent: int, name: str) -> bool:
@@ -411,6 +471,36 @@ def _unlink(parent: int, name: str) -> bool:
         return True
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return False
+
+
+_DIR = object()  # pre-image of a directory
+
+
+def _pre_image(parent: int, name: str) -> Any:
+    try:
+        mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(mode):
+        return _DIR
+    return _read_bytes(parent, name) if stat.S_ISREG(mode) else None
+
+
+def _restore(path: Path, pre: Any) -> None:
+    """Put back what ``path`` held: a directory, the bytes of a file, or nothing (None)."""
+    if pre is _DIR:
+        path.mkdir(parents=True, exist_ok=True)
+    elif pre is None:
+        if path.is_dir() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{next(_counter)}")
+        tmp.write_bytes(pre)
+        os.replace(tmp, path)
 
 
 def _key_bytes(key: str) -> bytes:
@@ -452,3 +542,15 @@ class FileSystemAsyncBackend(AsyncBackend):
 
     def check_value(self, path: PurePosixPath | str, value: Any) -> None:
         self.sync.check_value(path, value)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FileSystemAsyncBackend]:
+        """The sync backend's journal (see ``FileSystemSyncBackend.transaction``); tasks that
+        use this backend meanwhile take part in it, so keep one writer (the controller)."""
+        self.sync._begin()
+        try:
+            yield self
+        except BaseException:
+            await asyncio.to_thread(self.sync._end, True)
+            raise
+        self.sync._end(False)
