@@ -233,4 +233,3 @@ class TrackedCell:
         if self.dest is not None:
             text += f" -> {self.dest}"
         return text
-

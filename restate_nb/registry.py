@@ -51,6 +51,7 @@ class CellRegistry:
         self._pending: dict[TrackedCell, None] = {}
         self._draining = False
         self.untracked_on_entry: TrackedCell | None = None
+        self.last_tracked: TrackedCell | None = None
 
     @property
     def current_cell_id(self) -> str | None:
@@ -85,6 +86,7 @@ class CellRegistry:
         )
         cell.callback = self._callback_for(cell)
         self.cells[key] = cell
+        self.last_tracked = cell
         display(cell.output)
         self._register(cell)
         return cell
@@ -172,6 +174,7 @@ class CellRegistry:
     def drain(self) -> None:
         """Re-run the queued cells, each once per round, writers before their readers."""
         self._draining = True
+        runs: dict[TrackedCell, int] = {}
         try:
             for _ in range(self.max_rounds):
                 if not self._pending:
@@ -179,8 +182,9 @@ class CellRegistry:
                 for cell in self._ordered(list(self._pending)):
                     if cell in self._pending and cell.active:
                         del self._pending[cell]
+                        runs[cell] = runs.get(cell, 0) + 1
                         self._rerun(cell)
-            self._report_cycle()
+            self._report_cycle([c for c, n in runs.items() if n > 1] or list(self._pending))
         finally:
             self._draining = False
             self._pending.clear()
@@ -209,8 +213,7 @@ class CellRegistry:
                 waiting[d] -= 1
         return ordered
 
-    def _report_cycle(self) -> None:
-        cells = list(self._pending)
+    def _report_cycle(self, cells: list[TrackedCell]) -> None:
         paths = ", ".join(sorted({parts_to_str(w) for c in cells for w in c.log.writes}))
         names = ", ".join(f"#{c.number}" for c in cells)
         message = (

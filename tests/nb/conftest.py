@@ -12,11 +12,11 @@ import pytest
 pytest.importorskip("IPython")
 pytest.importorskip("ipywidgets")
 
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+from IPython.core.interactiveshell import InteractiveShell
 
-import restate_nb  # noqa: E402
+import restate_nb
 
-from .notebook_runner import write_kernelspec  # noqa: E402
+from .notebook_runner import write_kernelspec
 
 
 class Shell:
@@ -53,7 +53,7 @@ class Shell:
             self._ids += 1
             cell_id = f"cell-{self._ids}"
         self.run("%%restate track\n" + code, cell_id=cell_id)
-        return self.session.cells.cells[("id", cell_id)]
+        return self.session.cells.last_tracked
 
 
 def seen(cell: Any) -> str:

@@ -104,9 +104,7 @@ async def _next_message(kc: Any, timeout: float) -> dict[str, Any]:
     return await ensure_async(kc.get_iopub_msg(timeout=timeout))
 
 
-def run_notebook(
-    cells: list[str], workdir: Path, actions: dict[int, Action] | None = None
-) -> Run:
+def run_notebook(cells: list[str], workdir: Path, actions: dict[int, Action] | None = None) -> Run:
     """Execute ``cells`` (code) in order in a fresh kernel, running ``actions[i](run)``
     right after cell ``i``. Errors in cells are kept as outputs (allow_errors)."""
     nb = nbformat.v4.new_notebook()

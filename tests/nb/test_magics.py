@@ -170,7 +170,7 @@ def test_untrack_by_number_dest_and_all(shell: Shell, capsys: pytest.CaptureFixt
 
 def test_running_a_tracked_cell_as_plain_code_untracks_it(shell: Shell) -> None:
     cell = shell.tracked('print(state.get("/a"))', cell_id="c1")
-    shell.run('%restate untrack', cell_id="c1")
+    shell.run("%restate untrack", cell_id="c1")
     shell.run('state["/a"] = 3')
     assert cell.runs == 1
     assert shell.controller.trackers() == []

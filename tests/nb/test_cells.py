@@ -1,0 +1,157 @@
+"""Tracked cells in a real in-process IPython shell: when they re-run, in what order, what
+they show, and how errors and cycles are reported."""
+
+from __future__ import annotations
+
+import threading
+
+from .conftest import Shell, seen
+
+
+def test_tracked_cell_shows_its_output_and_reruns_when_a_read_path_changes(shell: Shell) -> None:
+    shell.run('state["/a"] = 1; state["/b"] = 2')
+    cell = shell.tracked('total = state["/a"] + state["/b"]\nprint("total:", total)\ntotal * 10')
+    assert seen(cell) == "total: 3\n30\n"
+    shell.run('state["/a"] = 40')
+    assert seen(cell) == "total: 42\n420\n"
+    assert shell.ns["total"] == 42
+
+
+def test_writes_in_one_cell_rerun_a_dependent_cell_once_after_the_cell(shell: Shell) -> None:
+    shell.run('state["/a"] = 1; state["/b"] = 2')
+    shell.run("log = []")
+    cell = shell.tracked('log.append((state["/a"], state["/b"]))')
+    shell.run('state["/a"] = 10\nstate["/b"] = 20\nmid = list(log)')
+    assert shell.ns["mid"] == [(1, 2)]  # nothing re-ran in the middle of the writing cell
+    assert shell.ns["log"] == [(1, 2), (10, 20)]
+    assert cell.runs == 2
+
+
+def test_setter_cell_output_is_not_touched_by_the_rerun(shell: Shell, capsys: object) -> None:
+    cell = shell.tracked('print("tracked sees", state.get("/a"))')
+    result = shell.ip.run_cell('state["/a"] = 5\nprint("setter done")')
+    assert result.success
+    assert seen(cell) == "tracked sees 5\n"
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "tracked sees" not in out and "setter done" in out
+
+
+def test_chained_cells_rerun_in_dependency_order_and_update_names(shell: Shell) -> None:
+    shell.run('state["/price"] = 2; state["/qty"] = 3')
+    shell.run("order = []")
+    # created reader-first, so creation order alone would run them in the wrong order
+    total = shell.tracked('order.append("report")\nreport = f"total {state[\'/total\']}"\nreport')
+    shell.tracked('order.append("total")\nstate["/total"] = state["/price"] * state["/qty"]')
+    assert seen(total) == "'total 6'\n"  # /total appeared when the second cell ran
+    shell.run('order.clear()\nstate["/price"] = 5')
+    assert shell.ns["order"] == ["total", "report"]
+    assert shell.ns["report"] == "total 15"
+    assert seen(total) == "'total 15'\n"
+
+
+def test_rerunning_a_tracked_cell_by_hand_replaces_its_registration(shell: Shell) -> None:
+    shell.run("runs = []")
+    for text in ("first", "second"):
+        shell.tracked(f'runs.append("{text}"); state.get("/a")', cell_id="same")
+    shell.run("runs.clear()")
+    shell.run('state["/a"] = 1')
+    assert shell.ns["runs"] == ["second"]
+    assert len(shell.controller.trackers()) == 1
+
+
+def test_same_source_without_cell_ids_is_the_same_tracked_cell(shell: Shell) -> None:
+    code = '%%restate track\nstate.get("/a")'
+    shell.ip.run_cell(code)
+    shell.ip.run_cell(code)
+    assert len(shell.controller.trackers()) == 1
+
+
+def test_error_in_a_rerun_shows_its_traceback_in_place_and_the_cell_recovers(
+    shell: Shell,
+) -> None:
+    shell.run('state["/x"] = 2')
+    cell = shell.tracked('value = 10 / state["/x"]\nprint("value", value)')
+    result = shell.ip.run_cell('state["/x"] = 0')
+    assert result.success  # the error belongs to the tracked cell, not to the writer
+    text = seen(cell)
+    assert "ZeroDivisionError" in text and 'value = 10 / state["/x"]' in text
+    assert "Traceback" in text or "----> 1" in text
+    shell.run('state["/x"] = 5')
+    assert seen(cell) == "value 2.0\n"
+
+
+def test_error_in_the_first_run_is_shown_and_paths_read_before_it_stay_tracked(
+    shell: Shell,
+) -> None:
+    cell = shell.tracked('a = state["/a"]\nprint("a is", a)')
+    assert "KeyError" in seen(cell)
+    shell.run('state["/a"] = 1')
+    assert seen(cell) == "a is 1\n"
+
+
+def test_tracked_cell_writing_what_it_reads_reports_cycle_error_without_hanging(
+    shell: Shell,
+) -> None:
+    shell.run('state["/n"] = 0')
+    cell = shell.tracked('state["/n"] = state["/n"] + 1\nprint("n", state["/n"])')
+    text = seen(cell)
+    assert "CycleError" in text and "/n" in text and "no longer tracked" in text
+    assert shell.controller.trackers() == []
+    shell.run('state["/n"] = 10')  # no hang, no re-run
+    assert shell.controller.get_state("/n") == 10
+
+
+def test_cells_feeding_each_other_stop_with_cycle_error(shell: Shell) -> None:
+    shell.run('state["/a"] = 0; state["/b"] = 0')
+    one = shell.tracked('state["/b"] = state["/a"] + 1')
+    two = shell.tracked('state["/a"] = state["/b"] + 1')
+    shell.run('state["/a"] = 100')
+    assert "CycleError" in seen(one) and "CycleError" in seen(two)
+    assert shell.controller.trackers() == []
+
+
+def test_write_from_another_thread_reruns_the_cell_at_once(shell: Shell) -> None:
+    cell = shell.tracked('print("sees", state.get("/t"))')
+    worker = threading.Thread(target=lambda: shell.controller.set_state("/t", "thread"))
+    worker.start()
+    worker.join()
+    assert seen(cell) == "sees thread\n"
+
+
+def test_thread_started_and_joined_by_a_cell_does_not_deadlock(shell: Shell) -> None:
+    cell = shell.tracked('print("sees", state.get("/t"))')
+    shell.run(
+        "import threading\n"
+        "w = threading.Thread(target=lambda: state.__setitem__('/t', 1))\n"
+        "w.start(); w.join(timeout=10)\n"
+        "alive = w.is_alive()"
+    )
+    assert shell.ns["alive"] is False
+    assert seen(cell) == "sees 1\n"
+
+
+def test_magics_inside_a_tracked_body_work_and_are_tracked(shell: Shell) -> None:
+    shell.run('state["/a"] = 3')
+    cell = shell.tracked("x = %restate get /a\nprint('x', x)")
+    shell.run('state["/a"] = 4')
+    assert seen(cell) == "x 4\n"
+
+
+def test_output_keeps_print_and_display_order_and_honours_semicolon(shell: Shell) -> None:
+    cell = shell.tracked(
+        "from IPython.display import display\n"
+        'print("one")\ndisplay("two")\nprint("three")\nstate.get("/a", "hidden");'
+    )
+    assert [o["output_type"] for o in cell.output.outputs] == [
+        "stream",
+        "display_data",
+        "stream",
+    ]
+    assert seen(cell) == "one\n'two'\nthree\n"
+
+
+def test_reads_through_the_controller_directly_are_tracked_too(shell: Shell) -> None:
+    shell.run("import restate_nb")
+    cell = shell.tracked('print(restate_nb.get_controller().get_state("/direct"))')
+    shell.controller.set_state("/direct", 9)
+    assert seen(cell) == "9\n"
