@@ -20,6 +20,8 @@ keeps its undo log for batches. ``close()`` closes every store.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -170,6 +172,29 @@ def _require_sync(backend: Any) -> None:
         )
 
 
+def _has_txn(store: Any) -> bool:
+    return callable(getattr(store, "transaction", None))
+
+
+class _Levels:
+    """Open transactions: per level the stores' own transactions entered, and an undo log
+    (store, path, previous value) for stores that have none."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[list[Any], int]] = []
+        self.undo: list[tuple[Any, Parts, Any]] = []
+
+    def wants_undo(self, store: Any) -> bool:
+        return bool(self.stack) and not _has_txn(store)
+
+    def pop(self) -> tuple[list[Any], list[tuple[Any, Parts, Any]]]:
+        """The level's transactions, and its undo entries, newest first."""
+        cms, mark = self.stack.pop()
+        undo = self.undo[mark:][::-1]
+        del self.undo[mark:]
+        return cms, undo
+
+
 def _is_conflict(value: Any) -> bool:
     return value is not MISSING and type(value) is not dict
 
@@ -180,6 +205,7 @@ class HybridSyncBackend(Backend):
     def __init__(self, root_backend: Backend) -> None:
         _require_sync(root_backend)
         self._mounts = _Mounts(root_backend)
+        self._levels = _Levels()
 
     def __repr__(self) -> str:
         mounted = ", ".join(parts_to_str(m) for m in self._mounts.table)
@@ -230,8 +256,49 @@ class HybridSyncBackend(Backend):
         for store in self._mounts.stores():
             store.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[HybridSyncBackend]:
+        """Group writes and deletes across stores: each store's own ``transaction()`` is
+        entered (and rolls back itself); stores without one get an undo log. Nestable. Not
+        atomic across stores if a commit itself fails."""
+        cms: list[Any] = []
+        try:
+            for store in self._mounts.stores():
+                if _has_txn(store):
+                    cm = store.transaction()
+                    cm.__enter__()
+                    cms.append(cm)
+        except BaseException as exc:
+            for cm in reversed(cms):
+                cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._levels.stack.append((cms, len(self._levels.undo)))
+        try:
+            yield self
+        except BaseException as exc:
+            cms, undo = self._levels.pop()
+            for cm in reversed(cms):
+                cm.__exit__(type(exc), exc, exc.__traceback__)
+            self._run([(s, "delete" if v is MISSING else "write", p, v) for s, p, v in undo])
+            raise
+        cms, _ = self._levels.pop()
+        for cm in reversed(cms):
+            cm.__exit__(None, None, None)
+
+    def _remember(self, store: Any, rel: Parts) -> None:
+        read = store.read
+        prev = read(parts_to_path(rel), MISSING)
+        if prev is MISSING:
+            for depth in range(1, len(rel)):
+                if read(parts_to_path(rel[:depth]), MISSING) is MISSING:
+                    self._levels.undo.append((store, rel[:depth], MISSING))
+                    break
+        self._levels.undo.append((store, rel, prev))
+
     def _run(self, steps: list[Step]) -> None:
         for store, kind, rel, value in steps:
+            if self._levels.wants_undo(store):
+                self._remember(store, rel)
             if kind == "write":
                 store.write(parts_to_path(rel), value)
             else:
@@ -242,11 +309,27 @@ async def _maybe_await(result: Any) -> Any:
     return await result if asyncio.iscoroutine(result) else result
 
 
+async def _enter(cm: Any) -> None:
+    if hasattr(cm, "__aenter__"):
+        await cm.__aenter__()
+    else:
+        cm.__enter__()
+
+
+async def _exit(cm: Any, exc: BaseException | None) -> None:
+    args = (None, None, None) if exc is None else (type(exc), exc, exc.__traceback__)
+    if hasattr(cm, "__aexit__"):
+        await cm.__aexit__(*args)
+    else:
+        cm.__exit__(*args)
+
+
 class HybridAsyncBackend(AsyncBackend):
     """The async twin of ``HybridSyncBackend``; mounted stores may be sync or async."""
 
     def __init__(self, root_backend: Any) -> None:
         self._mounts = _Mounts(root_backend)
+        self._levels = _Levels()
 
     root_backend = HybridSyncBackend.root_backend
     mounts = HybridSyncBackend.mounts
@@ -283,8 +366,47 @@ class HybridAsyncBackend(AsyncBackend):
         for store in self._mounts.stores():
             await _maybe_await(store.close())
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[HybridAsyncBackend]:
+        """See ``HybridSyncBackend.transaction``; stores' transactions may be sync or async."""
+        cms: list[Any] = []
+        try:
+            for store in self._mounts.stores():
+                if _has_txn(store):
+                    cm = store.transaction()
+                    await _enter(cm)
+                    cms.append(cm)
+        except BaseException as exc:
+            for cm in reversed(cms):
+                await _exit(cm, exc)
+            raise
+        self._levels.stack.append((cms, len(self._levels.undo)))
+        try:
+            yield self
+        except BaseException as exc:
+            cms, undo = self._levels.pop()
+            for cm in reversed(cms):
+                await _exit(cm, exc)
+            await self._run([(s, "delete" if v is MISSING else "write", p, v) for s, p, v in undo])
+            raise
+        cms, _ = self._levels.pop()
+        for cm in reversed(cms):
+            await _exit(cm, None)
+
+    async def _remember(self, store: Any, rel: Parts) -> None:
+        read = store.read
+        prev = await _maybe_await(read(parts_to_path(rel), MISSING))
+        if prev is MISSING:
+            for depth in range(1, len(rel)):
+                if await _maybe_await(read(parts_to_path(rel[:depth]), MISSING)) is MISSING:
+                    self._levels.undo.append((store, rel[:depth], MISSING))
+                    break
+        self._levels.undo.append((store, rel, prev))
+
     async def _run(self, steps: list[Step]) -> None:
         for store, kind, rel, value in steps:
+            if self._levels.wants_undo(store):
+                await self._remember(store, rel)
             if kind == "write":
                 await _maybe_await(store.write(parts_to_path(rel), value))
             else:
