@@ -110,3 +110,44 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+# ---- the contract suite's hook (tests/backends/conftest.py appends these) ---------------------
+
+
+def _make_redis(tmp_path: Path, request: pytest.FixtureRequest, cls_name: str = "RedisBackend"):
+    from restate.backends import redis as redis_backends
+
+    server = request.getfixturevalue("redis_server")
+    return getattr(redis_backends, cls_name)(server.url, server.unique_prefix())
+
+
+def redis_snapshot(backend) -> dict[str, object]:
+    """The raw state of one backend's keys: every directory hash and the stream's length."""
+    import redis
+
+    client = redis.Redis.from_url(backend.url, decode_responses=True)
+    try:
+        found: dict[str, object] = {
+            key: client.hgetall(key) for key in client.scan_iter(match=f"{backend.prefix}:n:*")
+        }
+        found["changes"] = client.xlen(f"{backend.prefix}:changes")
+        return found
+    finally:
+        client.close()
+
+
+def redis_contract_factories(factory_cls: type) -> list[object]:
+    """The contract suite entries for RedisBackend and RedisAsyncBackend."""
+    from restate.backends.redis import RedisAsyncBackend, RedisBackend
+
+    return [
+        factory_cls(
+            name,
+            make=lambda tmp_path, request, cls=cls: _make_redis(tmp_path, request, cls.__name__),
+            snapshot=redis_snapshot,
+            reopen=lambda old, tmp_path, cls=cls: cls(old.url, old.prefix),
+            marks=(pytest.mark.redis,),
+        )
+        for name, cls in (("redis", RedisBackend), ("redis-async", RedisAsyncBackend))
+    ]

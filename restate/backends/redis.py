@@ -51,6 +51,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -109,6 +110,7 @@ class _Shell:
         self.url = url
         self._core = RedisCore(prefix, stream_maxlen, lock_timeout, lock_wait)
         self._timeouts = (connect_timeout, socket_timeout)
+        self._followers: list[_Follower] = []
         self._check_reachable()
 
     @property
@@ -141,6 +143,28 @@ class _Shell:
             ) from exc
         finally:
             client.close()
+
+    def watch(self, on_changes: OnChanges) -> Callable[[], None]:
+        """Call ``on_changes(changes)`` for every commit of another client; returns unwatch.
+
+        It runs in a daemon thread with its own connection, from the stream's current end
+        (read before returning: no later change is missed). When ``on_changes`` returns an
+        awaitable and ``watch`` was called inside a running event loop, the awaitable runs
+        on that loop (the follower waits for it, keeping the order).
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        cursor = StreamCursor(self.origin, self._stream_end())
+        follower = _Follower(self, on_changes, cursor, loop)
+        self._followers.append(follower)
+        follower.start()
+        return follower.stop
+
+    def _stop_followers(self) -> None:
+        for follower in list(self._followers):
+            follower.stop()
 
     def _stream_end(self) -> str:
         """The id of the last stream entry ("0-0" when empty): followers start after it."""
@@ -191,7 +215,6 @@ class RedisBackend(_Shell, Backend):
         )  # fmt: skip
         self._client = self._sync_client(socket_timeout)
         self._scripts = {name: self._client.register_script(s) for name, s in _SCRIPTS.items()}
-        self._followers: list[_ThreadFollower] = []
 
     def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
         value = self._run(self._core.read(to_parts(path)))
@@ -226,17 +249,8 @@ class RedisBackend(_Shell, Backend):
                 self._run(self._core.release(txn))
             raise
 
-    def watch(self, on_changes: OnChanges) -> Callable[[], None]:
-        """Call ``on_changes`` (from a daemon thread) for changes of other clients."""
-        cursor = StreamCursor(self.origin, self._stream_end())
-        follower = _ThreadFollower(self, on_changes, cursor)
-        self._followers.append(follower)
-        follower.start()
-        return follower.stop
-
     def close(self) -> None:
-        for follower in list(self._followers):
-            follower.stop()
+        self._stop_followers()
         self._client.close()
 
     def _run(self, op: Op) -> Any:
@@ -260,13 +274,20 @@ class RedisBackend(_Shell, Backend):
             raise self._error(exc) from exc
 
 
-class _ThreadFollower(threading.Thread):
+class _Follower(threading.Thread):
     """Follows the change stream with its own connection and calls ``on_changes``."""
 
-    def __init__(self, backend: RedisBackend, on_changes: OnChanges, cursor: StreamCursor):
+    def __init__(
+        self,
+        backend: _Shell,
+        on_changes: OnChanges,
+        cursor: StreamCursor,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
         super().__init__(daemon=True, name=f"restate-redis-follower-{backend.origin[:8]}")
         self._backend = backend
         self._on_changes = on_changes
+        self._loop = loop
         self.cursor = cursor
         self._stopped = threading.Event()
         self._client = backend._sync_client(
@@ -289,10 +310,19 @@ class _ThreadFollower(threading.Thread):
             for changes in self.cursor.take(reply):
                 if self._stopped.is_set():
                     return
-                try:
-                    self._on_changes(changes)
-                except Exception:
-                    log.exception("restate: a Redis change handler raised")
+                self._deliver(changes)
+
+    def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
+        try:
+            result = self._on_changes(changes)
+            if inspect.isawaitable(result):
+                if self._loop is None or self._loop.is_closed():
+                    raise TypeError(
+                        "on_changes returned an awaitable, but watch() ran outside a loop"
+                    )
+                asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).result()
+        except Exception:
+            log.exception("restate: a Redis change handler raised")
 
     def stop(self) -> None:
         if self._stopped.is_set():
@@ -334,11 +364,10 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
         )  # fmt: skip
         self._client = self._async_client(socket_timeout)
         self._scripts = {name: self._client.register_script(s) for name, s in _SCRIPTS.items()}
-        self._followers: list[_TaskFollower] = []
 
     def _async_client(self, socket_timeout: float | None, name: str | None = None) -> Any:
         options = _client_options(self._timeouts[0], socket_timeout)
-        options["retry"] = aredis.Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
+        options["retry"] = AsyncRetry(ExponentialBackoff(cap=0.05, base=0.01), 1)
         return aredis.Redis.from_url(self.url, client_name=name, **options)
 
     async def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
@@ -374,19 +403,8 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
                 await self._run(self._core.release(txn))
             raise
 
-    def watch(self, on_changes: OnChanges) -> Callable[[], None]:
-        """Follow changes of other clients in a task of the running loop; ``on_changes`` may
-        be a coroutine function. Call it from inside the loop; it reads where the stream ends
-        with a short blocking call so that no change made after it returns is missed."""
-        cursor = StreamCursor(self.origin, self._stream_end())
-        follower = _TaskFollower(self, on_changes, cursor)
-        self._followers.append(follower)
-        return follower.stop
-
     async def close(self) -> None:
-        for follower in list(self._followers):
-            follower.stop()
-            await follower.wait()
+        self._stop_followers()
         await self._client.aclose()
 
     async def _run(self, op: Op) -> Any:
@@ -411,52 +429,5 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
             raise self._error(exc) from exc
 
 
-class _TaskFollower:
-    """The async follower: a task on the loop that called ``watch``."""
-
-    def __init__(
-        self, backend: RedisAsyncBackend, on_changes: OnChanges, cursor: StreamCursor
-    ) -> None:
-        self._backend = backend
-        self._on_changes = on_changes
-        self.cursor = cursor
-        self._client = backend._async_client(
-            _BLOCK_MS / 1000 + 5, name=f"restate-follower-{backend.origin}"
-        )
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        stream = self._backend._core.stream
-        try:
-            while True:
-                try:
-                    reply = await self._client.xread(
-                        {stream: self.cursor.last_id}, count=1000, block=_BLOCK_MS
-                    )
-                except (redis.RedisError, OSError) as exc:
-                    log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
-                    await self._client.connection_pool.disconnect()
-                    await asyncio.sleep(self.cursor.backoff())
-                    continue
-                self.cursor.connected()
-                for changes in self.cursor.take(reply):
-                    await self._deliver(changes)
-        finally:
-            await self._client.aclose()
-
-    async def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
-        try:
-            result = self._on_changes(changes)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("restate: a Redis change handler raised")
-
-    def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(ValueError):
-            self._backend._followers.remove(self)
-
-    async def wait(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
