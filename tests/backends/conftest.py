@@ -194,6 +194,10 @@ BACKEND_FACTORIES: list[BackendFactory] = [
     ),
 ]
 
+from tests.redis_fixture import redis_contract_factories  # noqa: E402 - the redis helper's hook
+
+BACKEND_FACTORIES += redis_contract_factories(BackendFactory)
+
 
 class Store:
     """Calls a sync or an async backend the same way. Async results are awaited on a private
