@@ -41,6 +41,7 @@ come back as ``error {req, path, message}`` and are shown next to the node.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import pathlib
@@ -124,6 +125,10 @@ class TreeSession:
         send: called with each outgoing message (a JSON-able dict), from any thread.
         interval: the minimum time between two diff messages.
         page: how many children one expand request loads.
+        marks_poll: how often derivation and tracker marks are refreshed while idle.
+
+    Raises:
+        TypeError: ``controller`` is an async controller (its reads are coroutines).
     """
 
     def __init__(
@@ -134,11 +139,15 @@ class TreeSession:
         *,
         interval: float = INTERVAL,
         page: int = PAGE,
+        marks_poll: float = MARKS_POLL,
     ) -> None:
+        if inspect.iscoroutinefunction(getattr(controller, "get_state", None)):
+            raise TypeError("StateTree shows a ControllerSync; got an async controller")
         self.controller = controller
         self.root: Parts = to_parts(path)
         self.interval = interval
         self.page = page
+        self.marks_poll = marks_poll
         self._send = send
         self._expanded: dict[Parts, int] = {self.root: page}  # dict path -> children loaded
         self._view_lock = threading.RLock()  # expanded set + message order
@@ -193,7 +202,7 @@ class TreeSession:
         """Wait (holding ``_wake``) until pending changes may be sent; None when closed."""
         while not self._closed:
             if not self._pending:
-                if not self._wake.wait(MARKS_POLL):
+                if not self._wake.wait(self.marks_poll):
                     return {}  # idle: refresh the marks only
                 continue
             delay = self._last_diff + self.interval - time.monotonic()

@@ -60,6 +60,7 @@ class TreeView {
     this.nodes = new Map(); // path -> {el, row, kids, rec, isRoot}
     this.marks = { derived: {}, feeds: {}, tracked: {} };
     this.handlers = new Map(); // req -> {ack, value, error, children}
+    this.errors = new Map(); // path -> message, kept while the node is re-rendered
     this.seq = 0;
     this.ready = false;
     this.page = 200;
@@ -123,8 +124,8 @@ class TreeView {
     el.append(row);
     const entry = { el, row, kids: null, rec, isRoot };
     this.nodes.set(rec.path, entry);
-    this.fillRow(entry);
     if (rec.kind === "dict" && rec.children) this.showChildren(entry, rec.children, 0);
+    this.fillRow(entry);
     return el;
   }
 
@@ -156,7 +157,9 @@ class TreeView {
     } else {
       row.append(h("span", "rs-missing", "no value"));
     }
-    row.append(this.markBadges(rec.path), this.actions(entry), h("span", "rs-error"));
+    const error = h("span", "rs-error", this.errors.get(rec.path) || "");
+    if (error.textContent) error.setAttribute("role", "alert");
+    row.append(this.markBadges(rec.path), this.actions(entry), error);
   }
 
   markBadges(path) {
@@ -276,9 +279,7 @@ class TreeView {
     const entry = this.nodes.get(path);
     if (!entry) return;
     entry.rec = { ...rec, children: undefined };
-    const error = entry.row.querySelector(".rs-error")?.textContent;
     this.fillRow(entry);
-    if (error) this.showError(entry, error);
     this.updateMore(entry);
   }
 
@@ -337,6 +338,8 @@ class TreeView {
   }
 
   showError(entry, text) {
+    if (text) this.errors.set(entry.rec.path, text);
+    else this.errors.delete(entry.rec.path);
     const span = entry.row.querySelector(".rs-error");
     span.textContent = text || "";
     span.setAttribute("role", text ? "alert" : "none");
@@ -344,16 +347,17 @@ class TreeView {
 
   startEdit(entry) {
     if (entry.row.querySelector(".rs-input")) return;
+    this.showError(entry, null);
     const begin = (text) => {
       const input = h("input", "rs-input");
       input.value = text;
       input.spellcheck = false;
       input.setAttribute("aria-label", `JSON value of ${entry.rec.path}`);
       const save = button("rs-save", "✓", "save (Enter)", () => this.commitEdit(entry, input));
-      const cancel = button("rs-cancel", "✗", "cancel (Escape)", () => this.fillRow(entry));
+      const cancel = button("rs-cancel", "✗", "cancel (Escape)", () => this.cancelEdit(entry));
       input.addEventListener("keydown", (ev) => {
         if (ev.key === "Enter") this.commitEdit(entry, input);
-        else if (ev.key === "Escape") this.fillRow(entry);
+        else if (ev.key === "Escape") this.cancelEdit(entry);
         ev.stopPropagation(); // keep JupyterLab's shortcuts out of the editor
       });
       entry.row.querySelector(".rs-value").replaceWith(input, save, cancel);
@@ -365,6 +369,11 @@ class TreeView {
       { type: "read", path: entry.rec.path },
       { value: (m) => begin(m.json), error: (m) => this.showError(entry, m.message) },
     );
+  }
+
+  cancelEdit(entry) {
+    this.errors.delete(entry.rec.path);
+    this.fillRow(entry);
   }
 
   commitEdit(entry, input) {
@@ -423,6 +432,7 @@ class TreeView {
   }
 
   confirmDelete(entry) {
+    this.showError(entry, null);
     const actions = entry.row.querySelector(".rs-actions");
     const ask = h("span", "rs-confirm", `delete ${entry.rec.path}?`);
     const yes = button("rs-confirm-yes", "delete", "delete this node", () => {

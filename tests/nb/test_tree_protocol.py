@@ -407,6 +407,23 @@ def test_marks_are_resent_when_derivations_change(controller, open_session):
     assert diff["marks"]["derived"] == {"/sum": ["/n", "/users"]}
 
 
+def test_marks_are_refreshed_while_idle_when_a_tracker_reads_without_writing(
+    controller, open_session
+):
+    session, out = open_session(marks_poll=0.05)
+    assert ask(session, out, {"type": "hello"})["marks"]["tracked"] == {}
+    controller.track(lambda event: controller.get_state("/s"))
+    diff = out.wait_for(lambda m: m["type"] == "diff" and "marks" in m)
+    assert list(diff["marks"]["tracked"]) == ["/s"] and diff["ops"] == []
+
+
+def test_an_async_controller_is_refused_with_a_clear_error():
+    from restate import ControllerAsync
+
+    with pytest.raises(TypeError, match="ControllerSync"):
+        TreeSession(ControllerAsync(), "/", print)
+
+
 # -- lifecycle and the widget ----------------------------------------------------------------
 
 
