@@ -31,6 +31,7 @@ class Session:
         self.cells = CellRegistry(shell, controller, self.recorder)
         self.derivations = ExpressionDerivations(shell, controller, self.recorder)
         self._owned_backend: Any = None
+        self.trees: list[Any] = []
 
     def start(self) -> None:
         self.shell.push({"state": self.state})
@@ -51,6 +52,9 @@ class Session:
             del self.shell.user_ns["state"]
         self.cells.untrack_all()
         self.derivations.remove_all()
+        for tree in self.trees:
+            tree.close()
+        self.trees.clear()
 
     # -- commands -----------------------------------------------------------------------
 
@@ -79,6 +83,7 @@ class Session:
         from .tree_widget import StateTree
 
         widget = StateTree(self.controller, path)
+        self.trees.append(widget)
         display(widget)
         return widget
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
 
 import restate_nb
 from restate import InMemoryBackend
@@ -231,3 +232,20 @@ def test_extension_import_does_not_import_ipython() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
     assert restate_nb.get_controller() is restate_nb.get_controller()
+
+
+def test_tree_displays_a_state_tree_of_the_notebook_controller(shell: Shell) -> None:
+    shell.run('state["/users/1/name"] = "ada"')
+    with capture_output() as captured:
+        shell.run("%restate tree /users")
+    [tree] = shell.session.trees
+    assert isinstance(tree, restate_nb.StateTree)
+    assert tree.controller is shell.controller and tree.path == "/users"
+    [shown] = captured.outputs
+    view = shown.data["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == tree.model_id
+
+
+def test_tree_with_a_bad_path_is_a_usage_error(shell: Shell) -> None:
+    with pytest.raises(UsageError, match="tree"):
+        shell.run("%restate tree /a/../b")
