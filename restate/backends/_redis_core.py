@@ -15,7 +15,7 @@ import random
 import time
 import uuid
 from collections.abc import Generator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from ..errors import BackendError
@@ -164,6 +164,27 @@ class RedisCore:
 
     def release(self, txn: Txn) -> Op:
         yield ("eval", "release", [self.prefix, txn.token])
+
+    def finish(self, reset: Token[Txn | None], exc: BaseException | None) -> Op:
+        """Leave the transaction: commit when ``exc`` is None, else discard; the lock is
+        released in both cases (best effort when the server is gone: it then expires)."""
+        txn = self.txn.get()
+        self.txn.reset(reset)
+        assert txn is not None
+        if exc is None:
+            try:
+                yield from self.commit(txn)
+            except BaseException:
+                yield from self._release_quietly(txn)
+                raise
+            return
+        yield from self._release_quietly(txn)
+
+    def _release_quietly(self, txn: Txn) -> Op:
+        try:
+            yield from self.release(txn)
+        except BackendError:
+            pass
 
     def _refresh(self, txn: Txn) -> Op:
         now = time.monotonic()

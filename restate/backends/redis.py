@@ -99,19 +99,25 @@ class _Shell:
 
     def __init__(
         self,
-        url: str,
-        prefix: str,
-        stream_maxlen: int,
-        connect_timeout: float,
-        socket_timeout: float,
-        lock_timeout: float,
-        lock_wait: float,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "restate",
+        *,
+        stream_maxlen: int = 10_000,
+        connect_timeout: float = 1.0,
+        socket_timeout: float = 5.0,
+        lock_timeout: float = 10.0,
+        lock_wait: float = 30.0,
     ) -> None:
         self.url = url
         self._core = RedisCore(prefix, stream_maxlen, lock_timeout, lock_wait)
         self._timeouts = (connect_timeout, socket_timeout)
         self._followers: list[_Follower] = []
         self._check_reachable()
+        self._client = self._make_client(socket_timeout)
+        self._scripts = {name: self._client.register_script(s) for name, s in _SCRIPTS.items()}
+
+    def _make_client(self, socket_timeout: float) -> Any:
+        raise NotImplementedError
 
     @property
     def prefix(self) -> str:
@@ -198,23 +204,8 @@ class RedisBackend(_Shell, Backend):
         ValueError: ``url`` is not a Redis URL.
     """
 
-    def __init__(
-        self,
-        url: str = "redis://127.0.0.1:6379/0",
-        prefix: str = "restate",
-        *,
-        stream_maxlen: int = 10_000,
-        connect_timeout: float = 1.0,
-        socket_timeout: float = 5.0,
-        lock_timeout: float = 10.0,
-        lock_wait: float = 30.0,
-    ) -> None:
-        _Shell.__init__(
-            self, url, prefix, stream_maxlen, connect_timeout, socket_timeout, lock_timeout,
-            lock_wait,
-        )  # fmt: skip
-        self._client = self._sync_client(socket_timeout)
-        self._scripts = {name: self._client.register_script(s) for name, s in _SCRIPTS.items()}
+    def _make_client(self, socket_timeout: float) -> Any:
+        return self._sync_client(socket_timeout)
 
     def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
         value = self._run(self._core.read(to_parts(path)))
@@ -232,34 +223,29 @@ class RedisBackend(_Shell, Backend):
         if self._core.txn.get() is not None:
             yield
             return
-        txn = self._run(self._core.begin())
-        reset = self._core.txn.set(txn)
+        reset = self._core.txn.set(self._run(self._core.begin()))
         try:
             yield
-        except BaseException:
-            self._core.txn.reset(reset)
-            with contextlib.suppress(BackendError):
-                self._run(self._core.release(txn))
+        except BaseException as exc:
+            self._run(self._core.finish(reset, exc))
             raise
-        self._core.txn.reset(reset)
-        try:
-            self._run(self._core.commit(txn))
-        except BaseException:
-            with contextlib.suppress(BackendError):
-                self._run(self._core.release(txn))
-            raise
+        self._run(self._core.finish(reset, None))
 
     def close(self) -> None:
         self._stop_followers()
         self._client.close()
 
     def _run(self, op: Op) -> Any:
-        try:
-            command = next(op)
-            while True:
-                command = op.send(self._execute(command))
-        except StopIteration as stop:
-            return stop.value
+        reply, error = None, None
+        while True:
+            try:
+                command = op.send(reply) if error is None else op.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                reply, error = self._execute(command), None
+            except BaseException as exc:
+                reply, error = None, exc
 
     def _execute(self, command: tuple[Any, ...]) -> Any:
         kind = command[0]
@@ -347,23 +333,8 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
     URL fails at once with ``BackendError``.
     """
 
-    def __init__(
-        self,
-        url: str = "redis://127.0.0.1:6379/0",
-        prefix: str = "restate",
-        *,
-        stream_maxlen: int = 10_000,
-        connect_timeout: float = 1.0,
-        socket_timeout: float = 5.0,
-        lock_timeout: float = 10.0,
-        lock_wait: float = 30.0,
-    ) -> None:
-        _Shell.__init__(
-            self, url, prefix, stream_maxlen, connect_timeout, socket_timeout, lock_timeout,
-            lock_wait,
-        )  # fmt: skip
-        self._client = self._async_client(socket_timeout)
-        self._scripts = {name: self._client.register_script(s) for name, s in _SCRIPTS.items()}
+    def _make_client(self, socket_timeout: float) -> Any:
+        return self._async_client(socket_timeout)
 
     def _async_client(self, socket_timeout: float | None, name: str | None = None) -> Any:
         options = _client_options(self._timeouts[0], socket_timeout)
@@ -386,34 +357,29 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
         if self._core.txn.get() is not None:
             yield
             return
-        txn = await self._run(self._core.begin())
-        reset = self._core.txn.set(txn)
+        reset = self._core.txn.set(await self._run(self._core.begin()))
         try:
             yield
-        except BaseException:
-            self._core.txn.reset(reset)
-            with contextlib.suppress(BackendError):
-                await self._run(self._core.release(txn))
+        except BaseException as exc:
+            await self._run(self._core.finish(reset, exc))
             raise
-        self._core.txn.reset(reset)
-        try:
-            await self._run(self._core.commit(txn))
-        except BaseException:
-            with contextlib.suppress(BackendError):
-                await self._run(self._core.release(txn))
-            raise
+        await self._run(self._core.finish(reset, None))
 
     async def close(self) -> None:
         self._stop_followers()
         await self._client.aclose()
 
     async def _run(self, op: Op) -> Any:
-        try:
-            command = next(op)
-            while True:
-                command = op.send(await self._execute(command))
-        except StopIteration as stop:
-            return stop.value
+        reply, error = None, None
+        while True:
+            try:
+                command = op.send(reply) if error is None else op.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                reply, error = await self._execute(command), None
+            except BaseException as exc:
+                reply, error = None, exc
 
     async def _execute(self, command: tuple[Any, ...]) -> Any:
         kind = command[0]
