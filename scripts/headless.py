@@ -66,6 +66,7 @@ def execute(path: Path, timeout: int) -> tuple[Any, str | None]:
         timeout=timeout,
         startup_timeout=60,
         store_widget_state=True,
+        record_timing=False,
         resources={"metadata": {"path": str(path.parent)}},
     )
     with tempfile.TemporaryFile("w+") as kernel_stderr:
