@@ -10,13 +10,17 @@ buckets, so a cell that prints, displays a plot and prints again would come back
     cap.outputs  # [stream 'a\\n', display_data text/html, stream 'c\\n']
 
 It swaps ``sys.stdout``, ``sys.stderr``, ``sys.displayhook`` and ``shell.display_pub``, which
-are process globals: callers serialise captures (tracked cells run under the controller lock).
+are process globals. Only the capturing thread is captured: what other threads print or
+display meanwhile (the cell the kernel is executing, while a tracked cell re-runs on a writer
+thread) goes where it went before. Callers serialise captures on different threads (tracked
+cells run under the controller lock); nested captures on one thread are fine.
 """
 
 from __future__ import annotations
 
 import io
 import sys
+import threading
 from types import TracebackType
 from typing import Any
 
@@ -35,18 +39,27 @@ class OutputCapture:
         self.outputs: list[Output] = []
         self.display_ids: dict[str, Output] = {}
         self._saved: tuple[Any, ...] = ()
+        self._thread = threading.get_ident()
+        self.active = False
 
     def __enter__(self) -> OutputCapture:
         shell = self.shell
-        self._saved = (sys.stdout, sys.stderr, sys.displayhook, shell.display_pub)
-        sys.stdout = _Stream(self, "stdout")
-        sys.stderr = _Stream(self, "stderr")
-        sys.displayhook = self.display_value
-        shell.display_pub = _Publisher(self, shell=shell)
+        self._thread = threading.get_ident()
+        self._saved = saved = (sys.stdout, sys.stderr, sys.displayhook, shell.display_pub)
+        sys.stdout = _Stream(self, "stdout", saved[0])
+        sys.stderr = _Stream(self, "stderr", saved[1])
+        sys.displayhook = _DisplayHook(self, saved[2])
+        shell.display_pub = _Publisher(self, saved[3], shell=shell)
+        self.active = True
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.active = False
         sys.stdout, sys.stderr, sys.displayhook, self.shell.display_pub = self._saved
+
+    def is_mine(self) -> bool:
+        """True on the capturing thread while the capture is open."""
+        return self.active and threading.get_ident() == self._thread
 
     def write(self, name: str, text: str) -> None:
         """Append ``text`` to the stream ``name``, merging with a directly preceding chunk."""
@@ -65,7 +78,7 @@ class OutputCapture:
         )
 
     def display_value(self, value: Any) -> None:
-        """``sys.displayhook`` while capturing: show a cell's last expression."""
+        """Show a cell's last expression (``sys.displayhook`` on the capturing thread)."""
         if value is None:
             return
         data, metadata = self.shell.display_formatter.format(value)
@@ -96,13 +109,31 @@ def error_output(shell: Any, error: BaseException, tb_offset: int = 0) -> Output
     }
 
 
-class _Stream(io.TextIOBase):
-    """A text stream that forwards to ``OutputCapture.write``."""
+class _DisplayHook:
+    """``sys.displayhook`` while capturing; other threads use the previous hook."""
 
-    def __init__(self, capture: OutputCapture, name: str) -> None:
+    def __init__(self, capture: OutputCapture, fallback: Any) -> None:
+        self._capture = capture
+        self._fallback = fallback
+
+    def __call__(self, value: Any) -> None:
+        if self._capture.is_mine():
+            self._capture.display_value(value)
+        else:
+            self._fallback(value)
+
+
+class _Stream(io.TextIOBase):
+    """``sys.stdout`` / ``sys.stderr`` while capturing; other threads write to the previous one."""
+
+    def __init__(self, capture: OutputCapture, name: str, fallback: Any) -> None:
         super().__init__()
         self._capture = capture
         self._name = name
+        self._fallback = fallback
+
+    def __getattr__(self, name: str) -> Any:  # fileno(), buffer, ... of the real stream
+        return getattr(self._fallback, name)
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -115,16 +146,23 @@ class _Stream(io.TextIOBase):
         return False
 
     def write(self, text: str) -> int:
+        if not self._capture.is_mine():
+            return self._fallback.write(text)
         self._capture.write(self._name, str(text))
         return len(text)
+
+    def flush(self) -> None:
+        if not self._capture.is_mine():
+            self._fallback.flush()
 
 
 class _Publisher(DisplayPublisher):
     """``shell.display_pub`` while capturing: ``display()``, ``update_display()``, clear."""
 
-    def __init__(self, capture: OutputCapture, **kwargs: Any) -> None:
+    def __init__(self, capture: OutputCapture, fallback: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._capture = capture
+        self._fallback = fallback
         self._wait_clear = False
 
     def publish(
@@ -136,6 +174,10 @@ class _Publisher(DisplayPublisher):
         transient: dict[str, Any] | None = None,
         update: bool = False,
     ) -> None:
+        if not self._capture.is_mine():
+            kwargs = {"transient": transient, "update": update}
+            self._fallback.publish(data, metadata, source, **kwargs)
+            return
         if self._wait_clear:
             self._capture.clear()
             self._wait_clear = False
@@ -154,7 +196,9 @@ class _Publisher(DisplayPublisher):
             output["metadata"] = dict(metadata or {})
 
     def clear_output(self, wait: bool = False) -> None:
-        if wait:
+        if not self._capture.is_mine():
+            self._fallback.clear_output(wait)
+        elif wait:
             self._wait_clear = True
         else:
             self._capture.clear()

@@ -67,6 +67,12 @@ class RestateMagics(Magics):
             raise UsageError(f"{USAGE[command]}: {_one_line(error)}") from None
 
     def _cell(self, command: str, rest: str, cell: str) -> None:
+        try:
+            self._track(command, rest, cell)
+        except SyntaxError:
+            self.shell.showsyntaxerror()  # like a plain cell: the error, not our frames
+
+    def _track(self, command: str, rest: str, cell: str) -> None:
         if command == "track" and not rest:
             self.session.track(cell)
         elif command == "derive":
