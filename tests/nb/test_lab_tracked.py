@@ -1,0 +1,69 @@
+"""Tracked cells in a real JupyterLab driven by Debian's chromium: the re-run's output
+replaces the tracked cell's own output on the page, never the writing cell's, also for a
+write made by a background thread after every cell finished."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import (  # the browser helper's fixtures, reused
+    browser_context,
+    jupyterlab,
+    kernel_run,
+    open_notebook,
+    run_all_cells,
+)
+
+pytestmark = pytest.mark.browser
+__all__ = ["browser_context", "jupyterlab"]
+
+SHOWS = """([index, text]) => {
+  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];
+  const area = cell && cell.querySelector('.jp-Cell-outputArea');
+  return !!area && area.innerText.includes(text);
+}"""
+
+
+def output_text(page: Any, index: int) -> str:
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    return cell.locator(".jp-Cell-outputArea").inner_text()
+
+
+def wait_shows(page: Any, index: int, text: str) -> None:
+    page.wait_for_function(SHOWS, arg=[index, text], timeout=20_000)
+
+
+def test_tracked_cell_output_is_replaced_in_place_in_jupyterlab(
+    jupyterlab: Any, browser_context: Any
+) -> None:
+    name = jupyterlab.write_notebook(
+        "tracked.ipynb",
+        [
+            '%load_ext restate_nb\nstate["/a"] = 1',
+            '%%restate track\nprint("total is", state["/a"] * 10)',
+            'state["/a"] = 5\nprint("setter ran")',
+        ],
+    )
+    page = open_notebook(browser_context, jupyterlab, name)
+    client = None
+    try:
+        run_all_cells(page)
+        wait_shows(page, 1, "total is 50")
+        wait_shows(page, 2, "setter ran")
+        assert "total is" not in output_text(page, 2)
+        assert output_text(page, 1).count("total is") == 1
+
+        client = jupyterlab.kernel_client(name)
+        kernel_run(client, 'state["/a"] = 7')  # another execution writes
+        wait_shows(page, 1, "total is 70")
+        code = "import threading\nthreading.Timer(0.3, state.__setitem__, ('/a', 9)).start()"
+        kernel_run(client, code)  # a thread writes after every execution finished
+        wait_shows(page, 1, "total is 90")
+        assert output_text(page, 1).count("total is") == 1
+        assert "total is" not in output_text(page, 0) + output_text(page, 2)
+    finally:
+        if client is not None:
+            client.stop_channels()
+        page.close()
