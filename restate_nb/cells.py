@@ -94,18 +94,22 @@ class CompiledBody:
     filename: str
 
 
-def compile_body(shell: Any, source: str, *, want_value: bool) -> CompiledBody:
+def compile_body(
+    shell: Any, source: str, *, want_value: bool, count: int | None = None
+) -> CompiledBody:
     """Compile ``source`` (IPython syntax allowed) like IPython would run it as a cell.
 
     With ``want_value`` the last expression is compiled for ``eval`` (its value is returned);
-    otherwise it is displayed like a cell's result, unless it ends with ``;``.
+    otherwise it is displayed like a cell's result, unless it ends with ``;``. ``count`` is
+    the execution count tracebacks name the code by (``Cell In[count]``).
 
     Raises:
         SyntaxError: the body is not valid Python.
         ValueError: ``want_value`` and the body does not end with an expression.
     """
     transformed = shell.transform_cell(source)
-    filename = shell.compile.cache(transformed, shell.execution_count, raw_code=source)
+    number = shell.execution_count if count is None else count
+    filename = shell.compile.cache(transformed, number, raw_code=source)
     tree = shell.transform_ast(shell.compile.ast_parse(transformed, filename))
     statements, last = list(tree.body), None
     flags = shell.compile.flags & ~ast.PyCF_ONLY_AST

@@ -48,6 +48,7 @@ class CellRegistry:
         self._depth = 0
         self._exec_thread: int | None = None
         self._cell_id: str | None = None
+        self._count: int | None = None
         self._pending: dict[TrackedCell, None] = {}
         self._draining = False
         self.untracked_on_entry: TrackedCell | None = None
@@ -72,7 +73,8 @@ class CellRegistry:
         if old is not None:
             self.untrack(old)
             old.output.close()
-        body = compile_body(self.shell, source, want_value=dest is not None)
+        count = self._count if self._count is not None else self.shell.execution_count
+        body = compile_body(self.shell, source, want_value=dest is not None, count=count)
         cell = TrackedCell(
             number=next(self._numbers),
             key=key,
@@ -82,7 +84,7 @@ class CellRegistry:
             controller=self.controller,
             recorder=self.recorder,
             dest=dest,
-            label=f"In[{self.shell.execution_count}]",
+            label=f"In[{count}]",
         )
         cell.callback = self._callback_for(cell)
         self.cells[key] = cell
@@ -157,6 +159,8 @@ class CellRegistry:
             return
         self._exec_thread = threading.get_ident()
         self._cell_id = getattr(info, "cell_id", None)
+        # IPython has already counted this execution when it stores history
+        self._count = self.shell.execution_count - bool(getattr(info, "store_history", False))
         self.untracked_on_entry = None
         raw = (getattr(info, "raw_cell", "") or "").lstrip()
         stale = self.cells.get(("id", self._cell_id)) if self._cell_id else None
@@ -167,7 +171,7 @@ class CellRegistry:
     def post_run_cell(self, result: Any) -> None:
         self._depth = max(0, self._depth - 1)
         if self._depth == 0:
-            self._cell_id = None
+            self._cell_id = self._count = None
             if self._pending and not self._draining:
                 self.drain()
 

@@ -142,6 +142,7 @@ def test_status_lists_cells_and_derivations_with_their_paths_and_last_run(
     shell: Shell, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shell.run('state["/a"] = 1; state["/b"] = 2')
+    count = shell.ip.execution_count  # the number the next cell gets
     shell.tracked('print(state["/a"] + state["/b"])')
     shell.run('%restate derive /c = state["/a"] * 3')
     shell.controller.derive("/d", "/c", lambda c: c + 1)
@@ -149,7 +150,7 @@ def test_status_lists_cells_and_derivations_with_their_paths_and_last_run(
     shell.run("%restate status")
     out = capsys.readouterr().out
     assert "1 tracked cell, 2 derivations" in out
-    assert "cell #1" in out and "reads /a, /b" in out and "last ran" in out
+    assert f"cell #1 [In[{count}]]  reads /a, /b  last ran" in out
     assert 'derive #1 /c = state["/a"] * 3  reads /a' in out
     assert "derivation /d <- /c" in out
 
