@@ -28,11 +28,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import itertools
 import os
-import stat
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -44,49 +40,21 @@ from ..paths import Parts, parts_to_str, to_parts
 from ..serializers import Serializer, json_serializer
 from ..tree import copy_in, delete_in, get_in, set_in
 from . import _fsnames as names
+from ._fsio import (
+    DIR_FLAGS,
+    TMP_PREFIX,
+    close_all,
+    key_bytes,
+    open_dir,
+    pre_image,
+    read_bytes,
+    restore,
+    unlink_at,
+    write_atomic,
+)
 from .base import MISSING, AsyncBackend, Backend
 
 __all__ = ["FileSystemAsyncBackend", "FileSystemSyncBackend"]
-
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
-_TMP_PREFIX = ".tmp-"
-_counter = itertools.count()
-
-
-def _open_dir(parent: int, name: str) -> int | None:
-    """A descriptor of directory ``name`` below ``parent``; None when missing or not a real
-    directory (a symlink, a file)."""
-    try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a symlink, never followed
-            return None
-        raise
-
-
-def _read_bytes(parent: int, name: str) -> bytes | None:
-    try:
-        fd = os.open(name, _READ_FLAGS, dir_fd=parent)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None
-        raise
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except IsADirectoryError:
-        return None
-    finally:
-        os.close(fd)
 
 
 class FileSystemSyncBackend(Backend):
@@ -153,28 +121,28 @@ class FileSystemSyncBackend(Backend):
     def _dec(self, parent: int, name: str) -> str | None:
         if not names.is_hashed(name):
             return names.decode_name(name)
-        raw = _read_bytes(parent, names.sidecar(name))
+        raw = read_bytes(parent, names.sidecar(name))
         return None if raw is None else raw.decode("utf-8", "surrogatepass")
 
     # files
     def _open_base(self) -> int:
         try:
-            fd = os.open(self.base_dir, _DIR_FLAGS & ~os.O_NOFOLLOW)
+            fd = os.open(self.base_dir, DIR_FLAGS & ~os.O_NOFOLLOW)
         except FileNotFoundError:
             os.makedirs(self.base_dir, exist_ok=True)
-            fd = os.open(self.base_dir, _DIR_FLAGS & ~os.O_NOFOLLOW)
+            fd = os.open(self.base_dir, DIR_FLAGS & ~os.O_NOFOLLOW)
         self._rels[fd] = ""
         return fd
 
     def _sub(self, parent: int, name: str) -> int | None:
-        fd = _open_dir(parent, name)
+        fd = open_dir(parent, name)
         if fd is not None:
             self._rels[fd] = f"{self._rels[parent]}/{name}"
         return fd
 
     def _unlink(self, parent: int, name: str) -> bool:
         self._note(parent, name)
-        return _unlink(parent, name)
+        return unlink_at(parent, name)
 
     # transactions: a journal of what each touched file or directory held before
     def _note(self, parent: int, name: str) -> None:
@@ -182,7 +150,7 @@ class FileSystemSyncBackend(Backend):
             journal = self._journals[-1]
             rel = f"{self._rels[parent]}/{name}"
             if rel not in journal:
-                journal[rel] = _pre_image(parent, name)
+                journal[rel] = pre_image(parent, name)
 
     @contextmanager
     def transaction(self) -> Iterator[FileSystemSyncBackend]:
@@ -209,10 +177,10 @@ class FileSystemSyncBackend(Backend):
                     self._journals[-1].setdefault(rel, pre)
             return
         for rel, pre in reversed(journal.items()):
-            _restore(self.base_dir / rel.lstrip("/"), pre)
+            restore(self.base_dir / rel.lstrip("/"), pre)
 
     def _load(self, parent: int, name: str) -> Any:
-        raw = _read_bytes(parent, name)
+        raw = read_bytes(parent, name)
         if raw is None:
             return MISSING
         try:
@@ -225,23 +193,7 @@ class FileSystemSyncBackend(Backend):
     def _store(self, parent: int, name: str, raw: Any) -> None:
         data = raw.encode() if isinstance(raw, str) else raw
         self._note(parent, name)
-        tmp = f"{_TMP_PREFIX}{os.getpid()}-{next(_counter)}"
-        fd = os.open(tmp, _TMP_FLAGS, 0o666, dir_fd=parent)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
-        except BaseException:
-            _unlink(parent, tmp)
-            raise
-        if self.durable:
-            os.fsync(parent)
+        write_atomic(parent, name, data, self.durable)
 
     # read
     def _read(self, parts: Parts) -> Any:
@@ -252,7 +204,7 @@ class FileSystemSyncBackend(Backend):
                 value = self._load(fd, name + self._ext)
                 if value is not MISSING:
                     return get_in(value, parts, i + 1)
-                sub = _open_dir(fd, name)
+                sub = open_dir(fd, name)
                 os.close(fd)
                 fd = sub
                 if fd is None:
@@ -283,7 +235,7 @@ class FileSystemSyncBackend(Backend):
             key = self._dec(fd, name)
             if key is None or key in result:
                 continue  # a file wins over a directory of the same name
-            sub = _open_dir(fd, name)
+            sub = open_dir(fd, name)
             if sub is not None:
                 try:
                     value = self._load_dir(sub)
@@ -308,7 +260,7 @@ class FileSystemSyncBackend(Backend):
                 if doc is not MISSING:
                     return fds, doc
                 try:
-                    sub = os.open(name, _DIR_FLAGS, dir_fd=fds[-1])
+                    sub = os.open(name, DIR_FLAGS, dir_fd=fds[-1])
                 except FileNotFoundError:
                     break
                 except OSError as exc:
@@ -321,7 +273,7 @@ class FileSystemSyncBackend(Backend):
                 fds.append(sub)
             return fds, MISSING
         except BaseException:
-            _close_all(fds)
+            close_all(fds)
             raise
 
     def _write(self, parts: Parts, value: Any) -> None:
@@ -336,11 +288,11 @@ class FileSystemSyncBackend(Backend):
                 fds.append(self._make_dir(fds[-1], self._enc(key), key))
             name = self._enc(parts[-1])
             if names.is_hashed(name):
-                self._store(fds[-1], names.sidecar(name), _key_bytes(parts[-1]))
+                self._store(fds[-1], names.sidecar(name), key_bytes(parts[-1]))
             self._store(fds[-1], name + self._ext, raw)
             self._remove_tree(fds[-1], name)
         finally:
-            _close_all(fds)
+            close_all(fds)
 
     def _write_in_doc(self, parent: int, parts: Parts, depth: int, doc: Any, value: Any) -> None:
         if type(doc) is not dict:
@@ -359,7 +311,7 @@ class FileSystemSyncBackend(Backend):
 
     def _make_dir(self, parent: int, name: str, key: str) -> int:
         if names.is_hashed(name):
-            self._store(parent, names.sidecar(name), _key_bytes(key))
+            self._store(parent, names.sidecar(name), key_bytes(key))
         self._note(parent, name)
         try:
             os.mkdir(name, dir_fd=parent)
@@ -367,7 +319,7 @@ class FileSystemSyncBackend(Backend):
             pass
         if self.durable:
             os.fsync(parent)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent)
         self._rels[fd] = f"{self._rels[parent]}/{name}"
         return fd
 
@@ -383,7 +335,7 @@ class FileSystemSyncBackend(Backend):
             for key, raw in raws.items():
                 name = self._enc(key)
                 if names.is_hashed(name):
-                    self._store(fd, names.sidecar(name), _key_bytes(key))
+                    self._store(fd, names.sidecar(name), key_bytes(key))
                 self._store(fd, name + self._ext, raw)
                 self._remove_tree(fd, name)
         finally:
@@ -412,7 +364,7 @@ class FileSystemSyncBackend(Backend):
             if depth == len(parts) - 1 and self._remove_node(fds[-1], self._enc(parts[-1])):
                 self._prune(fds, parts)
         finally:
-            _close_all(fds)
+            close_all(fds)
 
     def _remove_node(self, parent: int, name: str) -> bool:
         removed = self._unlink(parent, name + self._ext)
@@ -447,7 +399,7 @@ class FileSystemSyncBackend(Backend):
                 for e in it
             ]
         for name, is_file, is_dir in entries:
-            ours = name.startswith(_TMP_PREFIX) or (name[0] == "." and name.endswith(".key"))
+            ours = name.startswith(TMP_PREFIX) or (name[0] == "." and name.endswith(".key"))
             if is_file and (ours or (name[0] != "." and name.endswith(self._ext))):
                 self._unlink(fd, name)
             elif is_dir and name[0] != ".":
@@ -463,53 +415,6 @@ class FileSystemSyncBackend(Backend):
                 return
             if names.is_hashed(name):
                 self._unlink(fds[i - 1], names.sidecar(name))
-
-
-def _unlink(parent: int, name: str) -> bool:
-    try:
-        os.unlink(name, dir_fd=parent)
-        return True
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return False
-
-
-_DIR = object()  # pre-image of a directory
-
-
-def _pre_image(parent: int, name: str) -> Any:
-    try:
-        mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_ISDIR(mode):
-        return _DIR
-    return _read_bytes(parent, name) if stat.S_ISREG(mode) else None
-
-
-def _restore(path: Path, pre: Any) -> None:
-    """Put back what ``path`` held: a directory, the bytes of a file, or nothing (None)."""
-    if pre is _DIR:
-        path.mkdir(parents=True, exist_ok=True)
-    elif pre is None:
-        if path.is_dir() and not path.is_symlink():
-            with contextlib.suppress(OSError):
-                path.rmdir()
-        else:
-            path.unlink(missing_ok=True)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{next(_counter)}")
-        tmp.write_bytes(pre)
-        os.replace(tmp, path)
-
-
-def _key_bytes(key: str) -> bytes:
-    return key.encode("utf-8", "surrogatepass")
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in reversed(fds):
-        os.close(fd)
 
 
 class FileSystemAsyncBackend(AsyncBackend):
