@@ -47,6 +47,7 @@ import logging
 import pathlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from itertools import islice
 from typing import Any, ClassVar
@@ -64,6 +65,7 @@ PAGE = 200  # children sent per expand request
 MAX_JSON = 2_000  # longer leaf previews are truncated; the editor reads the full value
 INTERVAL = 0.05  # at most 20 diff messages per second
 MARKS_POLL = 1.0  # refresh derivation / tracker marks this often when the state is idle
+CROWD = 32  # more changed siblings than this in one diff: resend their parent's page instead
 
 _ABSENT = object()
 _log = logging.getLogger(__name__)
@@ -155,7 +157,7 @@ class TreeSession:
         self._pending: dict[Parts, bool] = {}  # changed path -> created or deleted
         self._closed = False
         self._last_diff = 0.0
-        self._marks: Message = {}
+        self._marks: Message = compute_marks(controller)  # what the snapshot will show
         self._unsubscribe = controller.on_changes(self._on_changes)
         self._thread = threading.Thread(target=self._run, name="restate-tree", daemon=True)
         self._thread.start()
@@ -226,8 +228,9 @@ class TreeSession:
 
     def _diff(self, pending: dict[Parts, bool]) -> tuple[list[Message], list[str]]:
         ops: list[Message] = []
-        flash: list[str] = []
+        flash: dict[str, None] = {}  # ordered set
         covered: list[Parts] = []  # nodes already sent whole in this diff
+        pending = _coalesce(pending)
         for parts in sorted(pending, key=len):
             created_or_deleted = pending[parts]
             if is_prefix(parts, self.root):
@@ -235,16 +238,16 @@ class TreeSession:
             elif not is_prefix(self.root, parts):
                 continue  # outside the view
             if any(is_prefix(c, parts) for c in covered):
-                flash.append(parts_to_str(parts))
+                flash[parts_to_str(parts)] = None
                 continue
             anchor, visible = self._locate(parts)
-            flash.append(parts_to_str(anchor))
+            flash[parts_to_str(anchor)] = None
             if visible:
                 ops.append(self._put(parts))
                 covered.append(parts)
             if created_or_deleted and parts != self.root and anchor in (parts, parts[:-1]):
                 ops.append(self._head(parts[:-1]))  # the parent's count changed
-        return ops, flash
+        return ops, list(flash)
 
     def _locate(self, parts: Parts) -> tuple[Parts, bool]:
         """The deepest node on the way to ``parts`` the view shows; True when it is ``parts``."""
@@ -381,6 +384,18 @@ class TreeSession:
     def _emit(self, msg: Message) -> None:
         if not self._closed:
             self._send(msg)
+
+
+def _coalesce(pending: dict[Parts, bool]) -> dict[Parts, bool]:
+    """Replace crowds of changed siblings (a batch of 10,000 writes) by their parent."""
+    by_parent = Counter(p[:-1] for p in pending if p)
+    crowded = {parent for parent, n in by_parent.items() if n > CROWD}
+    if not crowded:
+        return pending
+    out = {p: flag for p, flag in pending.items() if not p or p[:-1] not in crowded}
+    for parent in crowded:
+        out[parent] = out.get(parent, False)
+    return out
 
 
 def _describe(exc: BaseException) -> str:

@@ -262,6 +262,11 @@ class TreeView {
 
   put(path, rec) {
     const old = this.nodes.get(path);
+    const editor = old?.row.querySelector(".rs-input");
+    if (editor && !editor.disabled && rec.kind === "leaf") {
+      old.rec = rec; // the user is typing: keep the editor, show the new value when done
+      return;
+    }
     if (old) {
       this.forgetBelow(old.el);
       const fresh = this.build(rec, old.isRoot);

@@ -127,6 +127,21 @@ def test_the_tree_renders_follows_the_kernel_and_writes_edits_back(jupyterlab, b
         wait_value(page, "/config/size", '[3, {"h": 1.5}]')
         assert kernel_json(kc, "/config/size") == [3, {"h": 1.5}]
 
+        # real keystrokes go to the editor, not to JupyterLab's shortcuts ("a", "dd");
+        # a kernel write while the user types keeps the editor open
+        cells = page.locator(".jp-Cell").count()
+        page.dblclick(f"{node('/config/theme')} .rs-value")
+        editor = page.locator(f"{node('/config/theme')} .rs-input")
+        editor.press("Control+a")
+        editor.press_sequentially('"dd a')
+        kernel_run(kc, 'c.set_state("/config/theme", "from the kernel")')
+        page.wait_for_selector(f"{node('/config/theme')}.rs-flash")
+        editor.press_sequentially('"')
+        editor.press("Enter")
+        wait_value(page, "/config/theme", '"dd a"')
+        assert kernel_json(kc, "/config/theme") == "dd a"
+        assert page.locator(".jp-Cell").count() == cells
+
         # invalid JSON shows an error there and writes nothing
         page.dblclick(f"{node('/count')} .rs-value")
         page.fill(f"{node('/count')} .rs-input", "{oops")

@@ -275,6 +275,21 @@ def test_a_burst_of_writes_is_coalesced_to_at_most_20_diffs_a_second_ending_on_t
     assert ops_by_path(sent[-1])["/n"]["node"]["json"] == str(writes - 1)
 
 
+def test_a_batch_changing_many_siblings_sends_their_parent_page_once(controller, open_session):
+    controller.set_state("/big", {f"k{i}": i for i in range(400)})
+    session, out = open_session(page=50)
+    ask(session, out, {"type": "expand", "path": "/big", "offset": 0})
+    out.quiet(0.1)
+    with controller.batch():
+        for i in range(400):
+            controller.set_state(f"/big/k{i}", -i)
+    diff = out.next_diff()
+    (op,) = diff["ops"]
+    assert op["op"] == "put" and op["path"] == "/big" and len(op["node"]["children"]) == 50
+    assert op["node"]["children"][7]["json"] == "-7"
+    assert diff["flash"] == ["/big"]
+
+
 def test_a_slower_interval_sends_fewer_diffs(controller, open_session):
     _, out = open_session(interval=0.2)
     out.quiet(0.1)
