@@ -199,27 +199,45 @@ class RedisCore:
 
 
 class StreamCursor:
-    """Where a follower is in the change stream, and its reconnection back-off."""
+    """Where a follower is in the change stream, and its reconnection back-off.
+
+    Every entry carries a sequence number (``<prefix>:seq``, incremented by each commit).
+    A jump in it means entries the follower never saw: trimmed away while it was offline
+    for longer than ``stream_maxlen`` commits, or lost by a server restarted without its
+    data. ``take`` then reports ``RESYNC`` and the follower starts over from the whole tree.
+    """
 
     MIN_DELAY, MAX_DELAY = 0.05, 2.0
+    RESYNC: Any = "resync"
 
-    def __init__(self, origin: str, last_id: str) -> None:
+    def __init__(self, origin: str, last_id: str, seq: int | None) -> None:
         self.origin = origin
         self.last_id = last_id
+        self.seq = seq
         self._delay = self.MIN_DELAY
 
-    def take(self, reply: Any) -> list[list[tuple[str, Any, Any]]]:
-        """The change lists of an XREAD reply from other origins; advances ``last_id``."""
-        out = []
+    def take(self, reply: Any) -> list[Any]:
+        """The change lists of an XREAD reply from other origins, in order, cut short by
+        ``RESYNC`` at a gap; advances ``last_id``."""
+        out: list[Any] = []
         if isinstance(reply, dict):  # RESP3
             reply = reply.items()
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
-                self.last_id = entry_id
+                seq = int(fields.get("s", 0))
+                if self.seq is not None and seq != self.seq + 1:
+                    out.append(self.RESYNC)
+                    return out
+                self.last_id, self.seq = entry_id, seq
                 changes = decode_changes(fields, self.origin)
                 if changes:
                     out.append(changes)
         return out
+
+    def restart(self, resync_reply: list[str]) -> list[tuple[str, Any, Any]]:
+        """Continue after the RESYNC script's position; the root change to deliver."""
+        self.last_id, self.seq = resync_reply[0], int(resync_reply[1])
+        return [("/", MISSING, loads(resync_reply[2]))]
 
     def backoff(self) -> float:
         delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)

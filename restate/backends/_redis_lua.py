@@ -10,7 +10,7 @@ cluster-safe by design).
 
 from __future__ import annotations
 
-__all__ = ["APPLY", "PROBE", "READ", "REFRESH", "RELEASE"]
+__all__ = ["APPLY", "PROBE", "READ", "REFRESH", "RELEASE", "RESYNC"]
 
 _HEADER = r"""
 local P, MARK = ARGV[1], '\0'
@@ -74,6 +74,16 @@ PROBE = (
     + r"""
 local kind, depth = probe(ARGV[2])
 return {kind, depth}
+"""
+)
+
+# the stream position (id and sequence number of the last entry) and the whole tree, together
+RESYNC = (
+    _HEADER
+    + r"""
+local last = redis.call('XREVRANGE', P .. ':changes', '+', '-', 'COUNT', 1)[1]
+local seq = redis.call('GET', P .. ':seq') or '0'
+return {last and last[1] or '0-0', seq, dump('/')}
 """
 )
 
@@ -196,8 +206,9 @@ end
 
 if token ~= '' then redis.call('DEL', P .. ':lock') end
 if #changes == 0 then return {'ok', ''} end
+local seq = redis.call('INCR', P .. ':seq')
 local id = redis.call('XADD', P .. ':changes', 'MAXLEN', '~', maxlen, '*',
-  'o', origin, 'c', '[' .. table.concat(changes, ',') .. ']')
+  'o', origin, 's', seq, 'c', '[' .. table.concat(changes, ',') .. ']')
 return {'ok', id}
 """
 )

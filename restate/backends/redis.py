@@ -9,10 +9,14 @@ Key layout (``prefix`` defaults to ``"restate"``):
   O(depth), a subtree read or delete walks only that subtree's hashes (O(size of the
   subtree)); nothing ever runs KEYS or SCAN.
 - ``<prefix>:changes``: a Stream; every committed write, delete or transaction appends one
-  entry ``{o: origin id, c: JSON [{"p": path, "o": prev, "n": new}, ...]}`` (``o``/``n``
-  absent for a missing node) in the same Lua script that changes the data. It is trimmed
-  with ``XADD MAXLEN ~ stream_maxlen`` (default 10,000 entries, approximate): a follower
-  that is offline for longer than that many commits misses the trimmed ones.
+  entry ``{o: origin id, s: sequence number, c: JSON [{"p": path, "o": prev, "n": new},
+  ...]}`` (``o``/``n`` absent for a missing node) in the same Lua script that changes the
+  data; ``<prefix>:seq`` counts the entries. The stream is trimmed with ``XADD MAXLEN ~
+  stream_maxlen`` (default 10,000 entries, approximate: Redis trims whole nodes of ~100).
+  A follower that was away for longer than that many commits (or whose server restarted
+  without its data) sees a jump in the sequence numbers and gets, instead of the entries it
+  missed, one change ``("/", MISSING, <whole tree>)`` (a warning is logged), then follows
+  on from there.
 - ``<prefix>:lock``: the transaction lock (``SET NX PX`` with a random token).
 
 Values are JSON (``json_serializer``): a value it rejects raises ``SerializationError``
@@ -34,6 +38,9 @@ thread (a task on the async twin) with its own connection, and calls
 ``on_changes([(path, prev, new), ...])`` once per entry written by another backend instance.
 When the connection drops or the server restarts, it reconnects with exponential back-off
 (50 ms to 2 s) and resumes after the last entry it saw: nothing missed, nothing twice.
+
+Limits: keys are computed inside the scripts, so Redis Cluster is not supported; a process
+that dies inside a transaction blocks other writers until its lock expires (lock_timeout).
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ _SCRIPTS = {
     "apply": _redis_lua.APPLY,
     "refresh": _redis_lua.REFRESH,
     "release": _redis_lua.RELEASE,
+    "resync": _redis_lua.RESYNC,
 }
 _BLOCK_MS = 2000
 
@@ -162,8 +170,7 @@ class _Shell:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        cursor = StreamCursor(self.origin, self._stream_end())
-        follower = _Follower(self, on_changes, cursor, loop)
+        follower = _Follower(self, on_changes, self._stream_end(), loop)
         self._followers.append(follower)
         follower.start()
         return follower.stop
@@ -172,8 +179,8 @@ class _Shell:
         for follower in list(self._followers):
             follower.stop()
 
-    def _stream_end(self) -> str:
-        """The id of the last stream entry ("0-0" when empty): followers start after it."""
+    def _stream_end(self) -> StreamCursor:
+        """A cursor after the last stream entry: followers start there."""
         client = self._sync_client(self._timeouts[1])
         try:
             entries = client.xrevrange(self._core.stream, count=1)
@@ -181,7 +188,10 @@ class _Shell:
             raise self._error(exc) from exc
         finally:
             client.close()
-        return entries[0][0] if entries else "0-0"
+        if not entries:
+            return StreamCursor(self.origin, "0-0", None)
+        entry_id, fields = entries[0]
+        return StreamCursor(self.origin, entry_id, int(fields.get("s", 0)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({_safe_url(self.url)!r}, prefix={self.prefix!r})"
@@ -284,19 +294,30 @@ class _Follower(threading.Thread):
         stream = self._backend._core.stream
         while not self._stopped.is_set():
             try:
-                reply = self._client.xread({stream: self.cursor.last_id}, 1000, _BLOCK_MS)
+                self._follow(stream)
             except Exception as exc:  # also socket errors of a stop() racing the read
                 if self._stopped.is_set():
                     break
                 log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
                 self._client.connection_pool.disconnect()
                 self._stopped.wait(self.cursor.backoff())
-                continue
-            self.cursor.connected()
-            for changes in self.cursor.take(reply):
-                if self._stopped.is_set():
-                    return
-                self._deliver(changes)
+
+    def _follow(self, stream: str) -> None:
+        reply = self._client.xread({stream: self.cursor.last_id}, 1000, _BLOCK_MS)
+        self.cursor.connected()
+        for changes in self.cursor.take(reply):
+            if self._stopped.is_set():
+                return
+            self._deliver(self._resync() if changes is StreamCursor.RESYNC else changes)
+
+    def _resync(self) -> list[tuple[str, Any, Any]]:
+        log.warning(
+            "restate: changes of %r were trimmed from the stream or lost before this client "
+            "read them; delivering the whole tree as one change",
+            self._backend.prefix,
+        )
+        script = self._client.register_script(_redis_lua.RESYNC)
+        return self.cursor.restart(script(args=[self._backend.prefix]))
 
     def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 import time
 
 import pytest
@@ -65,6 +66,50 @@ def test_a_follower_catches_up_after_the_server_restarts_with_its_data(tmp_path)
             time.sleep(0.2)
             assert got.empty()
             assert follower.read("/n") == 3
+            unwatch()
+    finally:
+        server.stop()
+
+
+def test_a_follower_that_missed_trimmed_entries_gets_the_whole_tree_once(url, prefix, backend):
+    got: queue.Queue = queue.Queue()
+    busy = threading.Event()
+
+    def slow_handler(changes):
+        got.put(changes)
+        busy.wait(5)  # the follower reads nothing while its handler runs
+
+    unwatch = backend.watch(slow_handler)
+    with RedisBackend(url, prefix, stream_maxlen=10) as writer:
+        writer.write("/n", 0)
+        assert drain(got, 1) == [[("/n", MISSING, 0)]]
+        with writer.transaction():
+            writer.write("/other", "x")
+        for i in range(1, 400):
+            writer.write("/n", i)
+        busy.set()
+        assert drain(got, 1) == [[("/", MISSING, {"n": 399, "other": "x"})]]
+        writer.write("/n", 400)
+        assert drain(got, 1) == [[("/n", 399, 400)]]
+    time.sleep(0.1)
+    assert got.empty()
+    unwatch()
+
+
+def test_a_server_restarted_without_its_data_makes_followers_start_over(tmp_path):
+    server = start_redis_server(tmp_path, persistent=False)
+    try:
+        with RedisBackend(server.url) as follower, RedisBackend(server.url) as writer:
+            got: queue.Queue = queue.Queue()
+            unwatch = follower.watch(got.put)
+            writer.write("/n", 1)
+            writer.write("/n", 2)
+            assert drain(got, 2) == [[("/n", MISSING, 1)], [("/n", 1, 2)]]
+            server.restart()
+            writer.write("/m", 1)
+            assert drain(got, 1) == [[("/", MISSING, {"m": 1})]]
+            writer.write("/m", 2)
+            assert drain(got, 1) == [[("/m", 1, 2)]]
             unwatch()
     finally:
         server.stop()

@@ -104,7 +104,7 @@ def test_deleting_removes_the_subtree_and_a_missing_path_is_a_no_op(backend, raw
     assert raw.xlen(f"{prefix}:changes") == entries
     backend.delete("/")
     assert backend.read("/") == {}
-    assert keys_of(raw, prefix) == {f"{prefix}:changes"}
+    assert keys_of(raw, prefix) == {f"{prefix}:changes", f"{prefix}:seq"}
 
 
 def test_each_directory_is_one_hash_and_overwriting_a_subtree_drops_its_hashes(
@@ -113,8 +113,8 @@ def test_each_directory_is_one_hash_and_overwriting_a_subtree_drops_its_hashes(
     backend.write("/users", {"1": {"name": "ann", "tags": {"x": 1}}, "2": {"name": "bob"}})
     n = f"{prefix}:n:"
     assert keys_of(raw, prefix) == {
-        f"{prefix}:changes", n + "/", n + "/users", n + "/users/1", n + "/users/1/tags",
-        n + "/users/2",
+        f"{prefix}:changes", f"{prefix}:seq", n + "/", n + "/users", n + "/users/1",
+        n + "/users/1/tags", n + "/users/2",
     }  # fmt: skip
     assert raw.hget(n + "/users/1", "name") == '"ann"'
     backend.write("/users/1", "gone")
