@@ -240,6 +240,10 @@ def test_a_tree_of_100k_leaves_paints_fast_and_round_trips_edits_fast(jupyterlab
         )
         assert page.locator(".restate-tree .rs-node").count() == 201  # root + one page
 
+        page.click(".restate-tree .rs-more")  # the next page of keys
+        page.wait_for_selector(node("/group399"))
+        assert page.locator(".restate-tree .rs-more").inner_text() == "600 more…"
+
         page.click(f"{node('/group5')} .rs-toggle")
         page.wait_for_selector(node("/group5/k3"))
         trips = [page.evaluate(EDIT_ROUND_TRIP, ["/group5/k3", str(v)]) for v in range(5)]
@@ -258,6 +262,24 @@ def test_a_tree_of_100k_leaves_paints_fast_and_round_trips_edits_fast(jupyterlab
         (ARTIFACTS / "statetree-timings.json").write_text(json.dumps(summary, indent=1))
         assert cell_to_paint_ms < 1000
         assert sorted(trips)[len(trips) // 2] < 100
+    finally:
+        kc.stop_channels()
+        page.close()
+
+
+def test_the_magic_shows_a_live_tree_of_the_notebook_controller(jupyterlab, browser_context):
+    name = jupyterlab.write_notebook(
+        "magic.ipynb",
+        ["%load_ext restate_nb", 'state["/a/b"] = 1\nstate["/z"] = 0', "%restate tree /a"],
+    )
+    page = open_notebook(browser_context, jupyterlab, name)
+    run_all_cells(page)
+    wait_value(page, "/a/b", "1", timeout=10_000)
+    assert page.locator(".restate-tree .rs-node").count() == 2  # /a and /a/b, not /z
+    kc = jupyterlab.kernel_client(name)
+    try:
+        kernel_run(kc, 'state["/a/b"] = [1, 2]')
+        wait_value(page, "/a/b", "[1, 2]")
     finally:
         kc.stop_channels()
         page.close()
