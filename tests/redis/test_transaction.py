@@ -178,3 +178,24 @@ def test_redis_behaves_like_the_in_memory_tree_inside_and_outside_transactions(
                 assert store.read("/") == model.read("/")
             assert store.read("/") == model.read("/")
             store.delete("/")
+
+
+def test_an_expired_transaction_never_releases_the_lock_another_client_took_since(
+    url, prefix, other, raw
+):
+    with RedisBackend(url, prefix, lock_timeout=0.2) as short:
+        with pytest.raises(BackendError, match="expired"), short.transaction():
+            short.write("/a", 1)
+            time.sleep(0.3)
+            holder = threading.Thread(target=lambda: hold_lock(other, 0.5))
+            holder.start()
+            time.sleep(0.1)
+        assert raw.exists(f"{prefix}:lock"), "the expired transaction released another's lock"
+        holder.join(5)
+        assert short.read("/") == {"b": 2}
+
+
+def hold_lock(store: RedisBackend, seconds: float) -> None:
+    with store.transaction():
+        store.write("/b", 2)
+        time.sleep(seconds)
