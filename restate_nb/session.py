@@ -160,9 +160,10 @@ class _RecordingProxy(StateProxy):
         self._recorder = recorder
 
     def __getitem__(self, path: Any) -> Any:
-        value = super().__getitem__(path)
-        self._recorder.read(path)
-        return value
+        try:
+            return super().__getitem__(path)
+        finally:  # a missing path was read too: it counts for self-loop detection
+            self._recorder.read(path)
 
     def get(self, path: Any, default: Any = None) -> Any:
         value = self._controller.get_state(path, MISSING)
