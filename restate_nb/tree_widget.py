@@ -424,10 +424,14 @@ def compute_marks(controller: Any) -> Message:
 
 
 def tracker_name(info: Any) -> str:
-    """How a tracked function is named on hover: its payload's name, else its qualname."""
+    """How a tracked function is named on hover: its payload's ``describe()`` or name (tracked
+    cells of restate_nb describe themselves as ``cell #2 [In[5]]``), else its qualname."""
     payload = info.payload
     if isinstance(payload, str):
         return payload
+    describe = getattr(payload, "describe", None)
+    if callable(describe):
+        return str(describe())
     if isinstance(payload, dict):
         for key in ("name", "cell", "label"):
             if key in payload:

@@ -270,12 +270,19 @@ def test_a_tree_of_100k_leaves_paints_fast_and_round_trips_edits_fast(jupyterlab
 def test_the_magic_shows_a_live_tree_of_the_notebook_controller(jupyterlab, browser_context):
     name = jupyterlab.write_notebook(
         "magic.ipynb",
-        ["%load_ext restate_nb", 'state["/a/b"] = 1\nstate["/z"] = 0', "%restate tree /a"],
+        [
+            "%load_ext restate_nb",
+            'state["/a/b"] = 1\nstate["/z"] = 0',
+            '%%restate track\nprint(state["/a/b"])',
+            "%restate tree /a",
+        ],
     )
     page = open_notebook(browser_context, jupyterlab, name)
     run_all_cells(page)
     wait_value(page, "/a/b", "1", timeout=10_000)
     assert page.locator(".restate-tree .rs-node").count() == 2  # /a and /a/b, not /z
+    title = page.locator(f"{node('/a/b')} .rs-tracked").get_attribute("title")
+    assert title.startswith("read by cell #1")
     kc = jupyterlab.kernel_client(name)
     try:
         kernel_run(kc, 'state["/a/b"] = [1, 2]')

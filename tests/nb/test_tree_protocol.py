@@ -414,6 +414,18 @@ def test_derived_and_tracked_paths_are_marked_with_their_sources(controller, ope
     assert any("shows_name" in name for name in marks["tracked"]["/users/1/name"])
 
 
+def test_a_tracker_is_named_by_its_payload_description(controller, open_session):
+    class Cell:
+        def describe(self) -> str:
+            return "cell #2 [In[5]]"
+
+    controller.track(lambda event: controller.get_state("/n"), payload=Cell())
+    controller.track(lambda event: controller.get_state("/n"), payload="my reader")
+    session, out = open_session()
+    tracked = ask(session, out, {"type": "hello"})["marks"]["tracked"]
+    assert sorted(tracked["/n"]) == ["cell #2 [In[5]]", "my reader"]
+
+
 def test_marks_are_resent_when_derivations_change(controller, open_session):
     session, out = open_session()
     assert ask(session, out, {"type": "hello"})["marks"]["derived"] == {}
