@@ -180,6 +180,8 @@ class TrackedCell:
         self.tracker_id: Any = None
         self.callback: Any = None
         self.starting = False
+        self.restoring = False
+        self.kept_reads: frozenset[Any] = frozenset()
         self.active = True
         self.runs = 0
         self.last_run: float | None = None

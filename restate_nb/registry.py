@@ -123,6 +123,10 @@ class CellRegistry:
         cell.starting = True
         try:
             cell.tracker_id = self.controller.track(cell.callback, payload=cell)
+        except BaseException:  # interrupted: the controller keeps the tracker, so do we
+            ids = [i.id for i in self.controller.trackers() if i.payload is cell]
+            cell.tracker_id = ids[-1] if ids else None
+            raise
         finally:
             cell.starting = False
         if cell.self_loop:
@@ -132,13 +136,17 @@ class CellRegistry:
         def on_change(event: Any) -> None:
             if not cell.active:
                 return
-            if cell.starting or not self._defers(cell):
+            if cell.restoring:
+                self._read_all(cell.kept_reads)
+            elif cell.starting or not self._defers(cell):
                 cell.run()
                 if cell.self_loop and cell.tracker_id is not None:
                     self.untrack(cell)
-            else:
+            elif cell not in self._pending:
+                # Reading nothing here leaves the tracker without paths until the drain
+                # re-tracks the cell: further writes in this execution cost nothing.
+                cell.kept_reads = self.reads_of(cell)
                 self._pending[cell] = None
-                self._keep_reads(cell)
 
         return on_change
 
@@ -146,9 +154,8 @@ class CellRegistry:
         executing = self._depth > 0 or self._draining
         return executing and not cell.is_derive and threading.get_ident() == self._exec_thread
 
-    def _keep_reads(self, cell: TrackedCell) -> None:
-        # Reading the same paths again keeps the cell's dependencies until it re-runs.
-        for path in self.reads_of(cell):
+    def _read_all(self, paths: frozenset[Any]) -> None:
+        for path in paths:
             self.controller.get_state(path)
 
     # -- kernel events ------------------------------------------------------------------
@@ -191,7 +198,16 @@ class CellRegistry:
             self._report_cycle([c for c, n in runs.items() if n > 1] or list(self._pending))
         finally:
             self._draining = False
-            self._pending.clear()
+            left, self._pending = list(self._pending), {}
+            for cell in left:  # interrupted: keep their old dependencies, run nothing
+                self._restore(cell)
+
+    def _restore(self, cell: TrackedCell) -> None:
+        cell.restoring = True
+        try:
+            self._rerun(cell)
+        finally:
+            cell.restoring = False
 
     def _rerun(self, cell: TrackedCell) -> None:
         if cell.tracker_id is not None:
@@ -202,7 +218,7 @@ class CellRegistry:
     def _ordered(self, cells: list[TrackedCell]) -> list[TrackedCell]:
         """Topological order by "writes what the other reads", ties by creation order."""
         cells.sort(key=lambda c: c.number)
-        reads = {c: {to_parts(p) for p in self.reads_of(c)} | c.log.reads for c in cells}
+        reads = {c: {to_parts(p) for p in c.kept_reads} | c.log.reads for c in cells}
         feeds = {
             c: [d for d in cells if d is not c and _feeds(c.log.writes, reads[d])] for c in cells
         }

@@ -201,3 +201,23 @@ def test_tracked_body_may_join_a_thread_that_writes_state(shell: Shell) -> None:
         "print('joined', not w.is_alive())"
     )
     assert seen(cell) == "joined True\n"
+
+
+def test_many_writes_in_one_cell_cost_nothing_more_per_write(shell: Shell) -> None:
+    shell.run('state["/x"] = 0')
+    cell = shell.tracked('print(state["/x"])')
+    shell.run('for i in range(2000):\n    state["/x"] = i')
+    assert cell.runs == 2 and seen(cell) == "1999\n"
+    [info] = shell.controller.trackers()
+    assert {str(p) for p in info.paths} == {"/x"}
+
+
+def test_interrupted_rerun_keeps_the_other_queued_cells_tracked(shell: Shell) -> None:
+    shell.run('state["/a"] = 0')
+    first = shell.tracked('if state["/a"] == 1:\n    raise KeyboardInterrupt\nprint("first")')
+    second = shell.tracked('print("second sees", state["/a"])')
+    shell.ip.run_cell('state["/a"] = 1')  # the drain is interrupted by the first cell
+    shell.run('state["/a"] = 2')
+    assert seen(second) == "second sees 2\n"
+    assert seen(first) == "first\n"
+    assert len(shell.controller.trackers()) == 2  # nothing orphaned
