@@ -25,6 +25,10 @@ def test_load_ext_registers_the_magic_and_puts_state_in_the_namespace(shell: She
 def test_unload_ext_removes_magics_state_event_hooks_and_trackers(shell: Shell) -> None:
     shell.tracked('print(state.get("/x"))')
     shell.run('%restate derive /y = state.get("/x", 0) + 1')
+    with capture_output():
+        shell.run("%restate tree")
+    [tree] = shell.session.trees
+    assert tree.comm is not None
     events = shell.ip.events.callbacks
     hooks_before = len(events["pre_run_cell"]), len(events["post_run_cell"])
     shell.run("%unload_ext restate_nb")
@@ -36,6 +40,7 @@ def test_unload_ext_removes_magics_state_event_hooks_and_trackers(shell: Shell) 
         hooks_before[1] - 1,
     )
     assert shell.controller.trackers() == []
+    assert tree.comm is None  # the tree widget was closed
     shell.run("%load_ext restate_nb")  # the fixture unloads again
 
 
