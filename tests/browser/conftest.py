@@ -17,8 +17,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +117,8 @@ def _wait_ready(lab: JupyterLab, proc: subprocess.Popen[bytes], timeout: float =
     raise TimeoutError(f"jupyter lab did not answer in {timeout}s:\n{lab.log.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    base = tmp_path_factory.mktemp("jupyterlab")
+@contextmanager
+def _running_jupyterlab(base: Path) -> Iterator[JupyterLab]:
     dirs = {name: base / name for name in ("root", "runtime", "config", "settings", "ws")}
     for d in dirs.values():
         d.mkdir()
@@ -156,15 +157,13 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]
                 proc.wait()
 
 
-@pytest.fixture(scope="session")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+@contextmanager
+def _running_chromium(profile: Path) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
+            str(profile),
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
@@ -174,6 +173,44 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             yield context
         finally:
             context.close()
+
+
+# Other test folders import these fixtures by name, which makes pytest instantiate them once
+# per defining module; one Playwright per process is all the sync API allows, so the running
+# server and browser are shared by reference count.
+_SHARED: dict[str, list[Any]] = {}
+
+
+@contextmanager
+def _shared(key: str, start: Callable[[], AbstractContextManager[Any]]) -> Iterator[Any]:
+    entry = _SHARED.get(key)
+    if entry is None:
+        cm = start()
+        entry = _SHARED[key] = [cm, cm.__enter__(), 0]
+    entry[2] += 1
+    try:
+        yield entry[1]
+    finally:
+        entry[2] -= 1
+        if entry[2] == 0:
+            del _SHARED[key]
+            entry[0].__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    start = partial(_running_jupyterlab, tmp_path_factory.mktemp("jupyterlab"))
+    with _shared("jupyterlab", start) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    start = partial(_running_chromium, tmp_path_factory.mktemp("chromium-profile"))
+    with _shared("chromium", start) as context:
+        yield context
 
 
 WAIT_KERNEL_IDLE = """() => {
