@@ -230,6 +230,7 @@ class TreeSession:
         ops: list[Message] = []
         flash: dict[str, None] = {}  # ordered set
         covered: list[Parts] = []  # nodes already sent whole in this diff
+        recounted: dict[Parts, None] = {}  # dicts whose count changed (ordered set)
         pending = _coalesce(pending)
         for parts in sorted(pending, key=len):
             created_or_deleted = pending[parts]
@@ -246,7 +247,12 @@ class TreeSession:
                 ops.append(self._put(parts))
                 covered.append(parts)
             if created_or_deleted and parts != self.root and anchor in (parts, parts[:-1]):
-                ops.append(self._head(parts[:-1]))  # the parent's count changed
+                recounted[parts[:-1]] = None
+        # after the puts: the front end appends a new key only while its parent's old count
+        # says every key is loaded
+        for parent in recounted:
+            if not any(is_prefix(c, parent) for c in covered):
+                ops.append(self._head(parent))
         return ops, list(flash)
 
     def _locate(self, parts: Parts) -> tuple[Parts, bool]:

@@ -213,6 +213,25 @@ def test_creating_and_deleting_a_visible_key_sends_the_node_and_the_parent_count
     assert ops["/users"]["node"]["count"] == 2
 
 
+def test_several_keys_created_in_one_batch_send_one_parent_count_after_the_nodes(
+    controller, open_session
+):
+    session, out = open_session()
+    ask(session, out, {"type": "expand", "path": "/users", "offset": 0})
+    out.quiet(0.1)
+    with controller.batch():
+        for key in "345":
+            controller.set_state(f"/users/{key}", key)
+    diff = out.next_diff()
+    assert [(op["op"], op["path"]) for op in diff["ops"]] == [
+        ("put", "/users/3"),
+        ("put", "/users/4"),
+        ("put", "/users/5"),
+        ("head", "/users"),
+    ]
+    assert diff["ops"][-1]["node"]["count"] == 5
+
+
 def test_replacing_an_expanded_dict_sends_its_visible_subtree_and_flashes_changed_children(
     controller, open_session
 ):
