@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,3 +60,72 @@ def test_test_command_returns_the_failure_of_a_failing_test(tmp_path):
 
     assert result.returncode == 1
     assert "1 failed" in result.stdout
+
+
+def fake_bin(tmp_path: Path, uid: int, extra: dict[str, str]) -> Path:
+    """A PATH directory with a fake `id`, `apt-get` (logs its calls) and what `extra` adds."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    scripts = {
+        "id": f"echo {uid}",
+        "apt-get": f'echo "apt-get $* [DEBIAN_FRONTEND=$DEBIAN_FRONTEND]" >> {log}',
+        **extra,
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    (bin_dir / "env").symlink_to("/usr/bin/env")
+    return bin_dir
+
+
+def ensure_system_packages(bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Source scripts/_setup.sh and run its apt step with only ``bin_dir`` on PATH."""
+    script = f'source scripts/_setup.sh; ensure_system_packages "{sys.executable}"'
+    return subprocess.run(
+        ["/bin/bash", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={"PATH": str(bin_dir)},
+        timeout=60,
+    )
+
+
+def test_missing_system_packages_are_installed_with_apt_get_as_root(tmp_path):
+    result = ensure_system_packages(fake_bin(tmp_path, 0, {}))
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        "apt-get update -qq [DEBIAN_FRONTEND=]",
+        "apt-get install -y -qq --no-install-recommends redis-server chromium"
+        " [DEBIAN_FRONTEND=noninteractive]",
+    ]
+
+
+def test_present_system_packages_skip_apt_get_entirely(tmp_path):
+    present = {"redis-server": "exit 0", "chromium": "exit 0"}
+    result = ensure_system_packages(fake_bin(tmp_path, 0, present))
+
+    assert result.returncode == 0, result.stderr
+    assert "system packages present" in result.stdout
+    assert not (tmp_path / "calls.log").exists()
+
+
+def test_a_non_root_user_installs_through_sudo(tmp_path):
+    sudo = f'echo "sudo $1" >> {tmp_path / "calls.log"}; exec "$@"'
+    result = ensure_system_packages(fake_bin(tmp_path, 1000, {"sudo": sudo}))
+
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert calls[0] == "sudo apt-get" and calls[2] == "sudo env"
+    assert "install -y -qq --no-install-recommends redis-server chromium" in calls[3]
+
+
+def test_a_non_root_user_without_sudo_gets_a_clear_error_and_nothing_runs(tmp_path):
+    result = ensure_system_packages(fake_bin(tmp_path, 1000, {"redis-server": "exit 0"}))
+
+    assert result.returncode == 1
+    assert "need root (or sudo) to install system packages" in result.stderr
+    assert "chromium" in result.stdout  # what it wanted to install
+    assert not (tmp_path / "calls.log").exists()
