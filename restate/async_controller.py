@@ -18,12 +18,13 @@ from typing import Any
 from .backends.base import MISSING, AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .errors import StateError
-from .paths import PathLike, parts_to_path, to_parts
+from .paths import PathLike, to_parts
 from .propagation import (
     BEGIN,
     CALL,
     COMMIT,
     DELETE,
+    EXISTS,
     NO_DEFAULT,
     READ,
     ROLLBACK,
@@ -88,6 +89,7 @@ class ControllerAsync(ControllerBase):
         self._txns: list[Any] = []
         self._unwatch: Callable[[], Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._early: list[list[Change]] = []
         self._attach(InMemoryBackend() if backend is None else backend)
 
     @property
@@ -95,21 +97,7 @@ class ControllerAsync(ControllerBase):
         return self._backend
 
     def _attach(self, backend: Backend | AsyncBackend) -> None:
-        for name in ("read", "write", "delete"):
-            if not callable(getattr(backend, name, None)):
-                raise TypeError(f"backend {backend!r} has no {name}() method")
-        self._backend = backend
-        engine = self._engine
-        engine.aliasing = isinstance(backend, InMemoryBackend)
-        engine.has_txn = callable(getattr(backend, "transaction", None))
-        if isinstance(backend, InMemoryBackend):
-            self._read, self._write, self._delete = backend._get, backend._set, backend._del
-        else:
-            self._read = lambda parts: backend.read(parts_to_path(parts), MISSING)
-            self._write = lambda parts, value: backend.write(parts_to_path(parts), value)
-            self._delete = lambda parts: backend.delete(parts_to_path(parts))
-        watch = getattr(backend, "watch", None)
-        self._unwatch = watch(self._on_external) if callable(watch) else None
+        self._bind_backend(backend)
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -136,10 +124,11 @@ class ControllerAsync(ControllerBase):
         """Called by a watching backend, possibly from another thread."""
         changes = [Change(to_parts(path), prev, new) for path, prev, new in raw]
         loop = self._loop
-        if loop is None or loop.is_closed():
-            log.warning("ControllerAsync got changes from another process before it ran on a loop")
+        if loop is None:  # not yet used on a loop: react when it first is
+            self._early.append(changes)
             return
-        loop.call_soon_threadsafe(lambda: loop.create_task(self._react(changes)))
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._react(changes)))
 
     async def _react(self, changes: list[Change]) -> None:
         try:
@@ -153,6 +142,9 @@ class ControllerAsync(ControllerBase):
     async def _drive(self, gen: Generator[Any, Any, Any]) -> Any:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+            for changes in self._early:
+                self._loop.create_task(self._react(changes))
+            self._early.clear()
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -173,6 +165,8 @@ class ControllerAsync(ControllerBase):
             return {} if value is MISSING and not op[1] else value
         if kind == CALL:
             return await _maybe_await(op[1](op[2]))
+        if kind == EXISTS:
+            return await _maybe_await(self._exists(op[1]))
         if kind == WRITE:
             return await _maybe_await(self._write(op[1], op[2]))
         if kind == DELETE:

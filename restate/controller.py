@@ -18,12 +18,13 @@ from typing import Any
 from .backends.base import MISSING, AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .errors import StateError
-from .paths import PathLike, parts_to_path, to_parts
+from .paths import PathLike, to_parts
 from .propagation import (
     BEGIN,
     CALL,
     COMMIT,
     DELETE,
+    EXISTS,
     NO_DEFAULT,
     READ,
     ROLLBACK,
@@ -69,21 +70,7 @@ class ControllerSync(ControllerBase):
                 f"{type(backend).__name__} is an AsyncBackend; use ControllerAsync with it, or a "
                 f"sync Backend with ControllerSync"
             )
-        for name in ("read", "write", "delete"):
-            if not callable(getattr(backend, name, None)):
-                raise TypeError(f"backend {backend!r} has no {name}() method")
-        self._backend = backend
-        engine = self._engine
-        engine.aliasing = isinstance(backend, InMemoryBackend)
-        engine.has_txn = callable(getattr(backend, "transaction", None))
-        if isinstance(backend, InMemoryBackend):
-            self._read, self._write, self._delete = backend._get, backend._set, backend._del
-        else:
-            self._read = lambda parts: backend.read(parts_to_path(parts), MISSING)
-            self._write = lambda parts, value: backend.write(parts_to_path(parts), value)
-            self._delete = lambda parts: backend.delete(parts_to_path(parts))
-        watch = getattr(backend, "watch", None)
-        self._unwatch = watch(self._on_external) if callable(watch) else None
+        self._bind_backend(backend)
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
@@ -142,6 +129,8 @@ class ControllerSync(ControllerBase):
         if kind == CALL:
             result = op[1](op[2])
             return _run_awaitable(result, op[1]) if inspect.isawaitable(result) else result
+        if kind == EXISTS:
+            return self._exists(op[1])
         if kind == WRITE:
             return self._write(op[1], op[2])
         if kind == DELETE:

@@ -4,6 +4,7 @@ Both controllers drive the same generators; the engine never touches a backend o
 callback itself. It yields requests and receives their results::
 
     (READ, parts)            -> the stored value, or MISSING
+    (EXISTS, parts)          -> whether a node is there (cheap where the backend can tell)
     (WRITE, parts, value)    -> None
     (DELETE, parts)          -> None
     (CALL, fn, arg)          -> fn(arg), awaited by the async controller
@@ -43,9 +44,9 @@ from .subscriptions import TRACK, Change, Delivery, SubscriptionIndex
 from .tracking import RECORDER, Tracker
 from .tree import IMMUTABLE, copy_in, copy_out, delete_in, get_in, set_in, values_equal
 
-__all__ = ["CALL", "DELETE", "NO_DEFAULT", "READ", "WRITE", "Engine"]
+__all__ = ["CALL", "DELETE", "EXISTS", "NO_DEFAULT", "READ", "WRITE", "Engine"]
 
-READ, WRITE, DELETE, CALL, BEGIN, COMMIT, ROLLBACK = range(7)
+READ, WRITE, DELETE, CALL, BEGIN, COMMIT, ROLLBACK, EXISTS = range(8)
 
 Op = tuple[Any, ...]
 Gen = Generator[Op, Any, Any]
@@ -312,11 +313,15 @@ class Engine:
 
     def _log(self, parts: Parts, prev: Any, payload: Any, notify: bool) -> Gen:
         if prev is MISSING:
-            for depth in range(1, len(parts)):
-                above = yield (READ, parts[:depth])
-                if above is MISSING:
-                    self.log.append(_Entry(parts[:depth], MISSING, None, False))
+            # A write creates the missing dicts above it: remember the highest one, so that
+            # rollback removes it and the batch's "before" value of an ancestor is MISSING.
+            highest = None
+            for depth in range(len(parts) - 1, 0, -1):
+                if (yield (EXISTS, parts[:depth])):
                     break
+                highest = parts[:depth]
+            if highest is not None:
+                self.log.append(_Entry(highest, MISSING, None, False))
         self.log.append(_Entry(parts, prev, payload, notify))
 
     def _undo(self, mark: int) -> Gen:
@@ -330,43 +335,26 @@ class Engine:
                 yield (WRITE, entry.parts, entry.prev)
 
     def _coalesce(self, log: list[_Entry]) -> Gen:
+        """One Change per minimal written root: its value before the batch and now."""
         roots: dict[Parts, Any] = {}
         for e in log:
             if e.notify and not e.ping:
-                roots.pop(e.parts, None)
-                roots[e.parts] = e.payload
+                roots[e.parts] = e.payload  # first write fixes the order, the last the payload
+        roots = {
+            parts: payload
+            for parts, payload in roots.items()
+            if not any(parts[:d] in roots for d in range(len(parts)))
+        }
+        related = _entries_by_root(roots, log)
         changes = []
         for parts, payload in roots.items():
-            if any(parts[:d] in roots for d in range(len(parts))):
-                continue
             new = yield (READ, parts)
             new = copy_out(new) if new is not MISSING else MISSING
-            old = yield from self._value_before(parts, log)
+            old = _value_before(parts, new, related[parts])
             if not values_equal(old, new):
                 changes.append(Change(parts, old, new, payload))
         changes.extend(Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping)
         return changes
-
-    def _value_before(self, parts: Parts, log: list[_Entry]) -> Gen:
-        """The value at ``parts`` before the batch: the current one with the log undone."""
-        value = yield (READ, parts)
-        value = copy_out(value) if value is not MISSING else MISSING
-        for e in reversed(log):
-            if e.ping:
-                continue
-            if is_prefix(e.parts, parts):
-                found = get_in(e.prev, parts, len(e.parts))
-                value = copy_out(found) if found is not MISSING else MISSING
-            elif is_prefix(parts, e.parts):
-                rel = e.parts[len(parts) :]
-                if e.prev is MISSING:
-                    if type(value) is dict:
-                        delete_in(value, rel)
-                else:
-                    if type(value) is not dict:
-                        value = {}
-                    set_in(value, rel, copy_out(e.prev))
-        return value
 
     # ----- propagation ---------------------------------------------------------------------
 
@@ -523,3 +511,41 @@ class Engine:
 
 def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _entries_by_root(roots: dict[Parts, Any], log: list[_Entry]) -> dict[Parts, list[_Entry]]:
+    """The log entries that touch each root's value (at, below or above it), in log order.
+    Roots never nest, so an entry at or below a root belongs to that one root."""
+    related: dict[Parts, list[_Entry]] = {parts: [] for parts in roots}
+    below: dict[Parts, list[Parts]] = {}
+    for parts in roots:
+        for d in range(len(parts)):
+            below.setdefault(parts[:d], []).append(parts)
+    for e in log:
+        if e.ping:
+            continue
+        owner = next((e.parts[:d] for d in range(len(e.parts) + 1) if e.parts[:d] in roots), None)
+        if owner is not None:
+            related[owner].append(e)
+        for parts in below.get(e.parts, ()):
+            related[parts].append(e)
+    return related
+
+
+def _value_before(parts: Parts, now: Any, entries: list[_Entry]) -> Any:
+    """The value at ``parts`` before a batch: ``now`` with ``entries`` undone, newest first."""
+    value = copy_out(now) if now is not MISSING else MISSING
+    for e in reversed(entries):
+        if is_prefix(e.parts, parts):
+            found = get_in(e.prev, parts, len(e.parts))
+            value = copy_out(found) if found is not MISSING else MISSING
+            continue
+        rel = e.parts[len(parts) :]
+        if e.prev is MISSING:
+            if type(value) is dict:
+                delete_in(value, rel)
+        else:
+            if type(value) is not dict:
+                value = {}
+            set_in(value, rel, copy_out(e.prev))
+    return value

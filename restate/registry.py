@@ -3,15 +3,18 @@ ids, derivation and tracker bookkeeping, introspection, atoms)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Hashable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
 from typing import Any
 
 from .atom import Atom
+from .backends.base import MISSING
+from .backends.memory import InMemoryBackend
 from .errors import CallbackIdError
 from .graph import DerivationInfo
-from .paths import Parts, PathLike, to_parts
+from .paths import Parts, PathLike, parts_to_path, to_parts
 from .propagation import Engine
 from .tracking import TrackerInfo
 
@@ -109,6 +112,37 @@ class ControllerBase:
 
         return remove
 
+    # ----- the backend ------------------------------------------------------------------------
+
+    def _bind_backend(self, backend: Any) -> None:
+        """Adopt ``backend``: its I/O functions (fast paths for the memory backend), its
+        optional capabilities, and change watching."""
+        for name in ("read", "write", "delete"):
+            if not callable(getattr(backend, name, None)):
+                raise TypeError(f"backend {backend!r} has no {name}() method")
+        self._backend = backend
+        engine = self._engine
+        engine.aliasing = isinstance(backend, InMemoryBackend)
+        engine.has_txn = callable(getattr(backend, "transaction", None))
+        if isinstance(backend, InMemoryBackend):
+            self._read, self._write, self._delete = backend._get, backend._set, backend._del
+            self._exists = lambda parts: backend._get(parts) is not MISSING
+        else:
+            self._read = lambda parts: backend.read(parts_to_path(parts), MISSING)
+            self._write = lambda parts, value: backend.write(parts_to_path(parts), value)
+            self._delete = lambda parts: backend.delete(parts_to_path(parts))
+            exists = getattr(backend, "exists", None)
+            self._exists = (
+                (lambda parts: exists(parts_to_path(parts)))
+                if callable(exists)
+                else (lambda parts: _is_there(backend.read(parts_to_path(parts), MISSING)))
+            )
+        watch = getattr(backend, "watch", None)
+        self._unwatch = watch(self._on_external) if callable(watch) else None
+
+    def _on_external(self, raw: Any) -> None:
+        raise NotImplementedError
+
     # ----- derivations and trackers: bookkeeping -------------------------------------------------
 
     def underive(self, dest: PathLike) -> bool:
@@ -150,6 +184,17 @@ class ControllerBase:
         if isinstance(sources, (str, PurePosixPath)) or hasattr(sources, "path"):
             raise TypeError("derive_many() takes a list of source paths, not one path")
         return tuple(dict.fromkeys(to_parts(s) for s in sources))
+
+
+def _is_there(value: Any) -> Any:
+    """``value is not MISSING``, awaiting first when the read was a coroutine."""
+    if inspect.isawaitable(value):
+        return _awaited_is_there(value)
+    return value is not MISSING
+
+
+async def _awaited_is_there(value: Any) -> bool:
+    return (await value) is not MISSING
 
 
 def parts_path(parts: Parts) -> PurePosixPath:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +24,30 @@ class Driven:
     def __init__(self, controller: ControllerAsync, loop: asyncio.AbstractEventLoop) -> None:
         self.inner = controller
         self.loop = loop
+        # Every coroutine runs inside one long-lived task, as one task of an app would:
+        # ``async with batch()`` is task-reentrant, so enter, body and exit share that task.
+        self._jobs: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
+        self._server = loop.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        while True:
+            awaitable, future = await self._jobs.get()
+            try:
+                future.set_result(await awaitable)
+            except BaseException as exc:  # handed to the waiting test
+                future.set_exception(exc)
 
     def run(self, value: Any) -> Any:
-        return self.loop.run_until_complete(value) if inspect.isawaitable(value) else value
+        if not inspect.isawaitable(value):
+            return value
+        future = self.loop.create_future()
+        self._jobs.put_nowait((value, future))
+        return self.loop.run_until_complete(future)
+
+    def close(self) -> None:
+        self._server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(self._server)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -54,13 +76,17 @@ class Driven:
 def make_controller(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A factory: ``make_controller(backend=None)`` -> a controller of the parametrised kind."""
     loop = asyncio.new_event_loop() if request.param == "async" else None
+    made: list[Driven] = []
 
     def make(backend: Any = None, **kwargs: Any) -> Any:
         if loop is None:
             return ControllerSync(backend, **kwargs)
-        return Driven(ControllerAsync(backend, **kwargs), loop)
+        made.append(Driven(ControllerAsync(backend, **kwargs), loop))
+        return made[-1]
 
     yield make
+    for driven in made:
+        driven.close()
     if loop is not None:
         loop.close()
 
