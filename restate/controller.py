@@ -71,6 +71,12 @@ class ControllerSync(ControllerBase):
                 f"sync Backend with ControllerSync"
             )
         self._bind_backend(backend)
+        engine = self._engine
+        engine.read, engine.write, engine.call = self._read_root, self._write, _call
+
+    def _read_root(self, parts: Any) -> Any:
+        value = self._read(parts)
+        return {} if value is MISSING and not parts else value
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
@@ -109,30 +115,32 @@ class ControllerSync(ControllerBase):
     def _drive(self, gen: Generator[Any, Any, Any]) -> Any:
         value: Any = None
         error: BaseException | None = None
-        execute = self._execute
+        send, read, write = gen.send, self._read, self._write
         while True:
             try:
-                op = gen.send(value) if error is None else gen.throw(error)
+                op = send(value) if error is None else gen.throw(error)
             except StopIteration as stop:
                 return stop.value
             error = None
-            try:
-                value = execute(op)
+            try:  # the frequent requests inline, the rest in _execute
+                kind = op[0]
+                if kind == READ:
+                    value = read(op[1])
+                    if value is MISSING and not op[1]:
+                        value = {}
+                elif kind == WRITE:
+                    value = write(op[1], op[2])
+                elif kind == CALL:
+                    value = _call(op[1], op[2])
+                else:
+                    value = self._execute(op)
             except BaseException as exc:
                 value, error = None, exc
 
     def _execute(self, op: tuple[Any, ...]) -> Any:
         kind = op[0]
-        if kind == READ:
-            value = self._read(op[1])
-            return {} if value is MISSING and not op[1] else value
-        if kind == CALL:
-            result = op[1](op[2])
-            return _run_awaitable(result, op[1]) if inspect.isawaitable(result) else result
         if kind == EXISTS:
             return self._exists(op[1])
-        if kind == WRITE:
-            return self._write(op[1], op[2])
         if kind == DELETE:
             return self._delete(op[1])
         if kind == BEGIN:
@@ -252,6 +260,13 @@ class ControllerSync(ControllerBase):
                 self._drive(self._engine.end_batch(exc))
                 raise
             self._drive(self._engine.end_batch(None))
+
+
+def _call(fn: Callable[[Any], Any], arg: Any) -> Any:
+    result = fn(arg)
+    if result is not None and inspect.isawaitable(result):
+        return _run_awaitable(result, fn)
+    return result
 
 
 def _run_awaitable(awaitable: Any, fn: Any) -> Any:

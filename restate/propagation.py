@@ -10,7 +10,10 @@ callback itself. It yields requests and receives their results::
     (CALL, fn, arg)          -> fn(arg), awaited by the async controller
     (BEGIN,) / (COMMIT,) / (ROLLBACK, exc)   the backend's transaction(), when it has one
 
-A failed request is thrown back into the generator at its ``yield``.
+A failed request is thrown back into the generator at its ``yield``. A driver whose I/O
+needs no awaiting may instead set ``engine.read`` / ``engine.write`` / ``engine.call`` to plain
+functions: the hot paths (a write and its deliveries) then call them directly and skip the
+round trip through the driver -- the same code either way.
 
 What one write does, in order (a batch does the same once, at its end):
 
@@ -100,6 +103,10 @@ class Engine:
         self.max_rounds = max_rounds
         self.has_txn = False
         self.aliasing = False  # the backend keeps our objects (memory): snapshot for events
+        # direct I/O for drivers that need no awaiting (None: yield the request instead)
+        self.read: Callable[[Parts], Any] | None = None
+        self.write: Callable[[Parts, Any], Any] | None = None
+        self.call: Callable[[Callable[..., Any], Any], Any] | None = None
         self.subs = SubscriptionIndex()
         self.callbacks: dict[Hashable, Callable[..., Any]] = {}
         self.graph = DerivationGraph()
@@ -174,7 +181,8 @@ class Engine:
         payload: Any = None,
         skip_notify: bool = False,
     ) -> Gen:
-        prev = yield (READ, parts)
+        read = self.read
+        prev = read(parts) if read is not None else (yield (READ, parts))
         old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
         if old is not MISSING:
             if eq_func is None:
@@ -186,14 +194,18 @@ class Engine:
             return False
         if not parts and type(value) is not dict:
             raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
-        stored = copy_in(value, parts)
+        stored = value if type(value) in IMMUTABLE else copy_in(value, parts)
         if self.batch_depth:
             yield from self._log(parts, prev, payload, not skip_notify)
             yield (WRITE, parts, stored)
             return True
-        yield (WRITE, parts, stored)
-        new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
-        yield from self._after([Change(parts, old, new, payload)], skip_notify)
+        if self.write is not None:
+            self.write(parts, stored)
+        else:
+            yield (WRITE, parts, stored)
+        if self.graph or self.subs or self.listeners:
+            new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
+            yield from self._after([Change(parts, old, new, payload)], skip_notify)
         return True
 
     def del_state(self, parts: Parts, payload: Any = None, skip_notify: bool = False) -> Gen:
@@ -366,7 +378,13 @@ class Engine:
             raise_collected(errors)
             return
         plan = self._plan(changes)
-        yield from self._dispatch_or_queue(plan, errors)
+        if self.dispatching:
+            self._queue.append(plan)
+            self._errors.extend(errors)
+        elif plan.deliveries or plan.trackers or self.listeners:
+            yield from self._dispatch(plan, errors)
+        else:
+            raise_collected(errors)
 
     def _dispatch_or_queue(self, plan: _Plan, errors: list[Exception]) -> Gen:
         if self.dispatching:
@@ -424,8 +442,9 @@ class Engine:
     def _plan(self, changes: list[Change]) -> _Plan:
         out: list[Delivery] = []
         trackers: dict[Hashable, Change] = {}
-        if self.subs.root.children or self.subs.root.wild or self.subs.root.entries:
-            seen: set[Any] = set()
+        if self.subs:
+            # one change without wildcards cannot reach a subscription twice
+            seen: set[Any] | None = set() if len(changes) > 1 or self.subs.wildcards else None
             for ch in changes:
                 self.subs.plan(ch, out, seen, trackers)
         return _Plan(out, trackers, changes)
@@ -433,46 +452,41 @@ class Engine:
     def _dispatch(self, plan: _Plan, errors: list[Exception]) -> Gen:
         self.dispatching = True
         self._errors = errors
-        pending = [plan]
         try:
-            for _round in range(self.max_rounds):
-                self._queue = []
+            yield from self._deliver(plan, errors)
+            rounds = 1
+            while self._queue:
+                if rounds >= self.max_rounds:
+                    raise CycleError(self._loop_message(self._queue))
+                pending, self._queue = self._queue, []
+                rounds += 1
                 for p in pending:
                     yield from self._deliver(p, errors)
-                pending = self._queue
-                if not pending:
-                    break
-            else:
-                raise CycleError(self._loop_message(pending))
         finally:
             self.dispatching = False
             self._queue = []
             self._errors = []
-        raise_collected(errors)
+        if errors:
+            raise_collected(errors)
 
     def _deliver(self, plan: _Plan, errors: list[Exception]) -> Gen:
-        ctl = self.controller
-        for d in plan.deliveries:
-            if len(d.current) < d.bubble[0] or d.cid not in d.node.entries:
+        ctl, call, callbacks = self.controller, self.call, self.callbacks
+        for cid, node, emitting, current, prev, new, payload, bubble in plan.deliveries:
+            if len(current) < bubble[0] or cid not in node.entries:
                 continue
-            callback = self.callbacks.get(d.cid)
+            callback = callbacks.get(cid)
             if callback is None:
                 continue
-            event = StateEvent(ctl, d.emitting, d.current, d.prev, d.new, d.payload, d.bubble)
+            event = StateEvent(ctl, emitting, current, prev, new, payload, bubble)
             try:
-                yield (CALL, callback, event)
+                if call is not None:
+                    call(callback, event)
+                else:
+                    yield (CALL, callback, event)
             except Exception as exc:
                 errors.append(exc)
-        for tid, ch in plan.trackers.items():
-            tracker = self.trackers.get(tid)
-            if tracker is None:
-                continue
-            payload = ch.payload if ch.payload is not None else tracker.payload
-            event = StateEvent(ctl, ch.parts, ch.parts, ch.prev, ch.new, payload)
-            try:
-                yield from self._run_tracker(tracker, event)
-            except Exception as exc:
-                errors.append(exc)
+        if plan.trackers:
+            yield from self._run_trackers(plan.trackers, errors)
         if self.listeners and plan.changes:
             public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in plan.changes]
             for listener in list(self.listeners.values()):
@@ -480,6 +494,18 @@ class Engine:
                     yield (CALL, listener, public)
                 except Exception as exc:
                     errors.append(exc)
+
+    def _run_trackers(self, due: dict[Hashable, Change], errors: list[Exception]) -> Gen:
+        for tid, ch in due.items():
+            tracker = self.trackers.get(tid)
+            if tracker is None:
+                continue
+            payload = ch.payload if ch.payload is not None else tracker.payload
+            event = StateEvent(self.controller, ch.parts, ch.parts, ch.prev, ch.new, payload)
+            try:
+                yield from self._run_tracker(tracker, event)
+            except Exception as exc:
+                errors.append(exc)
 
     def _run_tracker(self, tracker: Tracker, event: StateEvent[Any]) -> Gen:
         read: set[Parts] = set()
@@ -493,7 +519,7 @@ class Engine:
     def _loop_message(self, pending: list[_Plan]) -> str:
         paths = sorted({parts_to_str(c.parts) for p in pending for c in p.changes})
         names = sorted(
-            {_name(self.callbacks.get(d.cid)) for p in pending for d in p.deliveries}
+            {_name(self.callbacks.get(d[0])) for p in pending for d in p.deliveries}
             | {
                 _name(self.trackers[t].callback)
                 for p in pending

@@ -41,15 +41,9 @@ class Change(NamedTuple):
     ping: bool = False
 
 
-class Delivery(NamedTuple):
-    cid: Hashable
-    node: _Node
-    emitting: Parts
-    current: Parts
-    prev: Any
-    new: Any
-    payload: Any
-    bubble: list[int]
+# One planned callback call (a plain tuple: planning is the hot path):
+# (callback id, trie node, emitting path, current path, prev, new, payload, bubble)
+Delivery = tuple[Hashable, "_Node", Parts, Parts, Any, Any, Any, list[int]]
 
 
 class _Node:
@@ -73,6 +67,7 @@ class SubscriptionIndex:
     def __init__(self) -> None:
         self.root = _Node()
         self._where: dict[Hashable, set[Parts]] = {}
+        self.wildcards = 0  # '*' nodes in the trie: without any, a write walks one chain
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._where.values())
@@ -85,6 +80,7 @@ class SubscriptionIndex:
                 nxt = _Node()
                 if seg == WILDCARD:
                     node.wild = nxt
+                    self.wildcards += 1
                 else:
                     node.children[seg] = nxt
             node = nxt
@@ -117,6 +113,7 @@ class SubscriptionIndex:
             parent, seg = trail[depth - 1], parts[depth - 1]
             if seg == WILDCARD:
                 parent.wild = None
+                self.wildcards -= 1
             else:
                 del parent.children[seg]
 
@@ -127,16 +124,27 @@ class SubscriptionIndex:
     def paths_of(self, cid: Hashable) -> set[Parts]:
         return set(self._where.get(cid, ()))
 
+    def __bool__(self) -> bool:
+        root = self.root
+        return bool(root.children or root.entries or root.wild)
+
     def is_subscribed(self, parts: Parts, cid: Hashable) -> bool:
         return parts in self._where.get(cid, ())
 
     def plan(
-        self, change: Change, out: list[Delivery], seen: set[Any], trackers: dict[Hashable, Change]
+        self,
+        change: Change,
+        out: list[Delivery],
+        seen: set[Any] | None,
+        trackers: dict[Hashable, Change],
     ) -> None:
         """Append the deliveries ``change`` causes to ``out`` (each subscription once per
         concrete path across one dispatch, tracked in ``seen``) and its tracked functions to
         ``trackers``."""
         parts = change.parts
+        if not self.wildcards:
+            self._plan_chain(change, out, seen, trackers)
+            return
         levels = [[self.root]]
         for seg in parts:
             nxt = []
@@ -151,30 +159,78 @@ class SubscriptionIndex:
             levels.append(nxt)
         bubble = [0]  # deliveries whose current path is shallower than this are stopped
         if len(levels) == len(parts) + 1:
-            if not change.ping:
-                for node in levels[-1]:
+            for node in levels[-1]:
+                if not change.ping and (node.children or node.wild):
                     self._below(
                         node, parts, change.prev, change.new, change, bubble, out, seen, trackers
                     )
             for node in levels[-1]:
-                self._emit(
-                    node, parts, parts, change, change.prev, change.new, bubble, out, seen, trackers
-                )
+                if node.entries:
+                    self._emit(
+                        node,
+                        parts,
+                        parts,
+                        change,
+                        change.prev,
+                        change.new,
+                        bubble,
+                        out,
+                        seen,
+                        trackers,
+                    )
         for depth in range(min(len(levels), len(parts)) - 1, -1, -1):
             current = parts[:depth]
             for node in levels[depth]:
-                self._emit(
-                    node,
-                    parts,
-                    current,
-                    change,
-                    change.prev,
-                    change.new,
-                    bubble,
-                    out,
-                    seen,
-                    trackers,
-                )
+                if node.entries:
+                    self._emit(
+                        node,
+                        parts,
+                        current,
+                        change,
+                        change.prev,
+                        change.new,
+                        bubble,
+                        out,
+                        seen,
+                        trackers,
+                    )
+
+    def _plan_chain(
+        self,
+        change: Change,
+        out: list[Delivery],
+        seen: set[Any] | None,
+        trackers: dict[Hashable, Change],
+    ) -> None:
+        """``plan`` without wildcards: the subscribed paths at and above a write form one
+        chain of trie nodes, walked once."""
+        parts = change.parts
+        node: _Node | None = self.root
+        chain = [node]
+        for seg in parts:
+            node = node.children.get(seg)  # type: ignore[union-attr]
+            if node is None:
+                break
+            chain.append(node)
+        bubble = [0]
+        prev, new, payload = change.prev, change.new, change.payload
+        if node is not None and node.children and not change.ping:
+            self._below(node, parts, prev, new, change, bubble, out, seen, trackers)
+        n = len(parts)
+        for depth in range(len(chain) - 1, -1, -1):
+            entries = chain[depth].entries
+            if not entries:
+                continue
+            current = parts if depth == n else parts[:depth]
+            for cid, kind in entries.items():
+                if kind == TRACK:
+                    trackers.setdefault(cid, change)
+                    continue
+                if seen is not None:
+                    if (cid, current) in seen:
+                        continue
+                    seen.add((cid, current))
+                out.append((cid, chain[depth], parts, current, prev, new, payload, bubble))
 
     def _below(
         self,
@@ -185,7 +241,7 @@ class SubscriptionIndex:
         change: Change,
         bubble: list[int],
         out: list[Delivery],
-        seen: set[Any],
+        seen: set[Any] | None,
         trackers: dict[Hashable, Change],
     ) -> None:
         old_d = old if type(old) is dict else None
@@ -216,15 +272,15 @@ class SubscriptionIndex:
         new: Any,
         bubble: list[int],
         out: list[Delivery],
-        seen: set[Any],
+        seen: set[Any] | None,
         trackers: dict[Hashable, Change],
     ) -> None:
         for cid, kind in node.entries.items():
             if kind == TRACK:
                 trackers.setdefault(cid, change)
                 continue
-            key = (cid, current)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append(Delivery(cid, node, emitting, current, prev, new, change.payload, bubble))
+            if seen is not None:
+                if (cid, current) in seen:
+                    continue
+                seen.add((cid, current))
+            out.append((cid, node, emitting, current, prev, new, change.payload, bubble))
