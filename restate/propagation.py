@@ -203,7 +203,7 @@ class Engine:
             self.write(parts, stored)
         else:
             yield (WRITE, parts, stored)
-        if self.graph or self.subs or self.listeners:
+        if self.graph or self.subs.size or self.listeners:
             new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
             yield from self._after([Change(parts, old, new, payload)], skip_notify)
         return True
@@ -442,11 +442,16 @@ class Engine:
     def _plan(self, changes: list[Change]) -> _Plan:
         out: list[Delivery] = []
         trackers: dict[Hashable, Change] = {}
-        if self.subs:
-            # one change without wildcards cannot reach a subscription twice
-            seen: set[Any] | None = set() if len(changes) > 1 or self.subs.wildcards else None
+        subs = self.subs
+        if not subs.size:
+            pass
+        elif len(changes) == 1 and not subs.wildcards:
+            # one change without wildcards cannot reach a subscription twice: no ``seen``
+            subs.plan_one(changes[0], out, None, trackers)
+        else:
+            seen: set[Any] = set()
             for ch in changes:
-                self.subs.plan(ch, out, seen, trackers)
+                subs.plan(ch, out, seen, trackers)
         return _Plan(out, trackers, changes)
 
     def _dispatch(self, plan: _Plan, errors: list[Exception]) -> Gen:

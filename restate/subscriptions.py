@@ -68,6 +68,7 @@ class SubscriptionIndex:
         self.root = _Node()
         self._where: dict[Hashable, set[Parts]] = {}
         self.wildcards = 0  # '*' nodes in the trie: without any, a write walks one chain
+        self.size = 0  # subscriptions and tracked paths
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._where.values())
@@ -87,6 +88,7 @@ class SubscriptionIndex:
         if cid in node.entries:
             return False
         node.entries[cid] = kind
+        self.size += 1
         self._where.setdefault(cid, set()).add(parts)
         return True
 
@@ -99,6 +101,7 @@ class SubscriptionIndex:
             trail.append(nxt)
         if trail[-1].entries.pop(cid, None) is None:
             return False
+        self.size -= 1
         where = self._where[cid]
         where.discard(parts)
         if not where:
@@ -125,8 +128,7 @@ class SubscriptionIndex:
         return set(self._where.get(cid, ()))
 
     def __bool__(self) -> bool:
-        root = self.root
-        return bool(root.children or root.entries or root.wild)
+        return self.size > 0
 
     def is_subscribed(self, parts: Parts, cid: Hashable) -> bool:
         return parts in self._where.get(cid, ())
@@ -143,7 +145,7 @@ class SubscriptionIndex:
         ``trackers``."""
         parts = change.parts
         if not self.wildcards:
-            self._plan_chain(change, out, seen, trackers)
+            self.plan_one(change, out, seen, trackers)
             return
         levels = [[self.root]]
         for seg in parts:
@@ -195,7 +197,7 @@ class SubscriptionIndex:
                         trackers,
                     )
 
-    def _plan_chain(
+    def plan_one(
         self,
         change: Change,
         out: list[Delivery],
