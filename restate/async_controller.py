@@ -98,6 +98,11 @@ class ControllerAsync(ControllerBase):
 
     def _attach(self, backend: Backend | AsyncBackend) -> None:
         self._bind_backend(backend)
+        engine = self._engine
+        if isinstance(backend, AsyncBackend) or inspect.iscoroutinefunction(backend.read):
+            engine.read = engine.write = None  # requests go through the awaiting driver
+        else:  # a sync store needs no awaiting: the hot path calls it directly
+            engine.read, engine.write = self._read_root, self._write
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:

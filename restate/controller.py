@@ -74,10 +74,6 @@ class ControllerSync(ControllerBase):
         engine = self._engine
         engine.read, engine.write, engine.call = self._read_root, self._write, _call
 
-    def _read_root(self, parts: Any) -> Any:
-        value = self._read(parts)
-        return {} if value is MISSING and not parts else value
-
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
         tracked functions stay; they react to the difference between the old and new state."""

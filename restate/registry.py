@@ -140,6 +140,11 @@ class ControllerBase:
         watch = getattr(backend, "watch", None)
         self._unwatch = watch(self._on_external) if callable(watch) else None
 
+    def _read_root(self, parts: Parts) -> Any:
+        """A read of a sync backend for the engine's direct I/O (the root is never missing)."""
+        value = self._read(parts)
+        return {} if value is MISSING and not parts else value
+
     def _on_external(self, raw: Any) -> None:
         raise NotImplementedError
 

@@ -158,3 +158,23 @@ def test_the_readme_dynamic_dependency_tracker_runs() -> None:
 def test_derive_data_get_with_relative_names_as_in_the_readme() -> None:
     data = DeriveData({("users",): [1], ("posts",): [], ("comments",): [1, 2]})
     assert data.get("users") == [1] and data.get("posts") == [] and data.comments == [1, 2]
+
+
+def test_the_async_example_as_pasted_reports_its_derivation_cycle_clearly() -> None:
+    """The 0.11 README derives /counter/squared from /counter: SPEC §4 makes that a cycle
+    (the destination lies under its own source); it is refused with a message, not a hang."""
+    import pytest
+
+    from restate import CycleError
+
+    controller = ControllerAsync(InMemoryBackend())
+
+    async def main():
+        await controller.set_state("/counter", 0)
+        await controller.derive(
+            dest="/counter/squared", source="/counter", transform=lambda x: x**2
+        )
+
+    with pytest.raises(CycleError, match="'/counter/squared' from '/counter'"):
+        asyncio.run(main())
+    assert controller.derivations() == []

@@ -257,3 +257,21 @@ def test_any_python_object_is_a_leaf_in_memory(controller: Any) -> None:
     controller.set_state("/thing", t)
     got = controller.get_state("/thing")
     assert isinstance(got, Thing) and got is not t and got.items == [1]
+
+
+def test_set_backend_swaps_the_store_and_keeps_registrations_working(
+    make_controller: Any,
+) -> None:
+    from restate import InMemoryBackend
+
+    c = make_controller()
+    c.set_state("/a", 1)
+    c.derive("/b", "/a", lambda a: (a or 0) * 2)
+    seen: list = []
+    c.subscribe("/a", lambda e: seen.append((e.prev_value, e.new_value)))
+    new_store = InMemoryBackend({"a": 5})
+    c.set_backend(new_store)
+    assert c.get_state("/b") == 10
+    assert seen == [(1, 5)]
+    c.set_state("/a", 6)
+    assert new_store.read("/") == {"a": 6, "b": 12}
