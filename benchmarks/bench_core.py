@@ -211,16 +211,28 @@ def main() -> None:
         ("restate: leaf write, 1 exact subscriber", one, psy, "≤ 1.0× psygnal"),
         ("restate: leaf write, no subscriber", bench_write_no_subscriber(), None, "≤ 1 µs"),
         ("restate: leaf read", bench_read_leaf(), None, "≤ 0.3 µs"),
-        ("restate: depth-6 write, subscriber at every ancestor", bench_depth6_every_ancestor(),
-         None, "≤ 4 µs"),
-        ("restate: write among 10,000 exact + 200 wildcard subs", bench_many_subscriptions(),
-         one, "≤ 1.5× 1-subscriber write"),
+        (
+            "restate: depth-6 write, subscriber at every ancestor",
+            bench_depth6_every_ancestor(),
+            None,
+            "≤ 4 µs",
+        ),
+        (
+            "restate: write among 10,000 exact + 200 wildcard subs",
+            bench_many_subscriptions(),
+            one,
+            "≤ 1.5× 1-subscriber write",
+        ),
         (f"restate: diamond write ({recomputes} recompute of d)", diamond, None, "≤ 20 µs"),
         ("restate: chain of 50 derivations, one write", bench_chain50(), None, "≤ 150 µs"),
         ("restate: read a 10,000-leaf tree (copy)", bench_read_10k_tree(), None, "≤ 3 ms"),
         ("restate: batch of 1,000 new keys + delete", bench_batch_1000(), None, ""),
-        ("restate async: leaf write, 1 subscriber", bench_async_write_one_subscriber(), one,
-         "≤ 2× sync write"),
+        (
+            "restate async: leaf write, 1 subscriber",
+            bench_async_write_one_subscriber(),
+            one,
+            "≤ 2× sync write",
+        ),
     ]
     print(f"{'operation':58} {'time':>12}  {'ratio':>8}  target")
     for name, t, ref, target in rows:
