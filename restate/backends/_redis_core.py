@@ -6,6 +6,7 @@ logic exists once. Commands:
 
 - ``("eval", name, args)``: run the Lua script ``name`` (see ``_redis_lua``), reply back;
 - ``("lock", token, ttl_ms)``: ``SET <prefix>:lock token NX PX ttl_ms``, True when taken;
+- ``("hexists", key, field)``: ``HEXISTS key field``;
 - ``("sleep", seconds)``.
 """
 
@@ -20,7 +21,8 @@ from typing import Any
 
 from ..errors import BackendError
 from ..paths import Parts, parts_to_str
-from ..tree import copy_in
+from ..tree import copy_in, get_in
+from ._probe import holds
 from ._redis_codec import conflict_error, decode_changes, encode_delete, encode_write, loads
 from ._redis_txn import Known, Overlay, merge
 from .base import MISSING
@@ -71,6 +73,46 @@ class RedisCore:
             return MISSING if depth < len(parts) else merge({}, node)
         stored = yield from self._stored(parts)
         return stored if depth < len(parts) else merge(stored, node)
+
+    def exists(self, parts: Parts) -> Op:
+        """Like ``read(parts) is not MISSING``: one HEXISTS on the parent's hash (none for the
+        root, or when the transaction's buffer decides)."""
+        if not parts:
+            return True
+        txn = self.txn.get()
+        if txn is not None:
+            yield from self._refresh(txn)
+            depth, node = txn.overlay.locate(parts)
+            if type(node) is Known:
+                return get_in(node.value, parts, depth) is not MISSING
+            if node.created or depth == len(parts):
+                return depth == len(parts)
+        return bool((yield ("hexists", self._hash(parts[:-1]), parts[-1])))
+
+    def occupied(self, parts: Parts, ignore: frozenset[str]) -> Op:
+        """Whether the node is a leaf or a dict with a key outside ``ignore`` (see _probe)."""
+        txn = self.txn.get()
+        if txn is not None:
+            yield from self._refresh(txn)
+            depth, node = txn.overlay.locate(parts)
+            if type(node) is Known:
+                return holds(get_in(node.value, parts, depth), ignore)
+            if depth == len(parts):
+                present = [
+                    k for k, c in node.items() if type(c) is not Known or c.value is not MISSING
+                ]
+                if any(k not in ignore for k in present):
+                    return True
+                if node.created:
+                    return False
+                ignore = ignore | node.keys()  # the buffer decides these children
+            elif node.created:
+                return False
+        args = [self.prefix, parts_to_str(parts), *ignore]
+        return bool((yield ("eval", "occupied", args)))
+
+    def _hash(self, parts: Parts) -> str:
+        return f"{self.prefix}:n:{parts_to_str(parts)}"
 
     def write(self, parts: Parts, value: Any) -> Op:
         op = encode_write(parts, value)  # validates before anything is sent

@@ -10,7 +10,7 @@ cluster-safe by design).
 
 from __future__ import annotations
 
-__all__ = ["APPLY", "PROBE", "READ", "REFRESH", "RELEASE", "RESYNC"]
+__all__ = ["APPLY", "OCCUPIED", "PROBE", "READ", "REFRESH", "RELEASE", "RESYNC"]
 
 _HEADER = r"""
 local P, MARK = ARGV[1], '\0'
@@ -66,6 +66,25 @@ READ = (
     _HEADER
     + r"""
 return node(ARGV[2])
+"""
+)
+
+# ARGV: prefix, path, then keys to ignore (distinct). 1 when the node at path is a leaf or a
+# directory with a child outside them, else 0: reads two fields and a length, never a subtree
+OCCUPIED = (
+    _HEADER
+    + r"""
+local path = ARGV[2]
+if path ~= '/' then
+  local parent, name = split(path)
+  local v = redis.call('HGET', key(parent), name)
+  if not v then return 0 end
+  if v ~= MARK then return 1 end
+end
+local n = redis.call('HLEN', key(path))
+for i = 3, #ARGV do n = n - redis.call('HEXISTS', key(path), ARGV[i]) end
+if n > 0 then return 1 end
+return 0
 """
 )
 

@@ -25,6 +25,11 @@ Optional capabilities, found with ``getattr`` and never required:
     derivations and tracked functions as if the writes were local. Returns a callable that
     stops watching.
 
+``exists(path) -> bool`` (``async def`` on an ``AsyncBackend``)
+    Exactly ``read(path, MISSING) is not MISSING``, answered without reading the subtree
+    (O(depth) lookups or one indexed query). The controller uses it in batches to find the
+    highest missing ancestor of a path it creates; without it, it reads that path.
+
 ``close()``
     Release files, connections, background threads. Backends are context managers.
 """

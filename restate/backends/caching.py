@@ -34,6 +34,7 @@ from typing import Any
 
 from ..paths import Parts, parts_to_path, to_parts
 from ..tree import copy_in, copy_out, delete_in, set_in
+from ._probe import holds
 from .base import MISSING, AsyncBackend, Backend
 from .memory import InMemoryBackend
 
@@ -118,6 +119,11 @@ class _Cache:
         assert self.tree is not None
         value = self.tree._get(parts)
         return default if value is MISSING else copy_out(value)
+
+    def node(self, parts: Parts) -> Any:
+        """The stored object at ``parts`` (not a copy), or MISSING."""
+        assert self.tree is not None
+        return self.tree._get(parts)
 
     def write(self, parts: Parts, value: Any) -> None:
         assert self.tree is not None
@@ -279,6 +285,20 @@ class CachingSyncBackend(_Options, Backend):
             self._maybe_flush("read")
         return value
 
+    def exists(self, path: PurePosixPath | str) -> bool:
+        """Whether ``read(path, MISSING)`` finds a node: a lookup in the memory tree (never
+        flushes)."""
+        parts = to_parts(path)
+        with self._cache.lock:
+            self._ensure_loaded()
+            return self._cache.node(parts) is not MISSING
+
+    def _occupied(self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()) -> bool:
+        parts = to_parts(path)
+        with self._cache.lock:
+            self._ensure_loaded()
+            return holds(self._cache.node(parts), ignore)
+
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         with self._cache.lock:
@@ -341,6 +361,19 @@ class CachingAsyncBackend(_Options, AsyncBackend):
         value = self._cache.read(parts, default)
         await self._maybe_flush("read")
         return value
+
+    async def exists(self, path: PurePosixPath | str) -> bool:
+        """See ``CachingSyncBackend.exists``."""
+        parts = to_parts(path)
+        await self._ensure_loaded()
+        return self._cache.node(parts) is not MISSING
+
+    async def _occupied(
+        self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()
+    ) -> bool:
+        parts = to_parts(path)
+        await self._ensure_loaded()
+        return holds(self._cache.node(parts), ignore)
 
     async def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)

@@ -40,6 +40,7 @@ from ..paths import Parts, parts_to_str, to_parts
 from ..serializers import Serializer, json_serializer
 from ..tree import copy_in, delete_in, get_in, set_in
 from . import _fsnames as names
+from . import _fsprobe
 from ._fsio import (
     DIR_FLAGS,
     TMP_PREFIX,
@@ -103,6 +104,15 @@ class FileSystemSyncBackend(Backend):
         parts = to_parts(path)
         with self._lock:
             self._delete(parts)
+
+    def exists(self, path: PurePosixPath | str) -> bool:
+        """Whether ``read(path, MISSING)`` finds a node, from names and file types: no value
+        below ``path`` is parsed, a directory scan stops at its first value (a directory
+        without values reads as missing). A corrupt value file exists (``read`` raises)."""
+        return _fsprobe.exists(self, to_parts(path))
+
+    def _occupied(self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()) -> bool:
+        return _fsprobe.occupied(self, to_parts(path), ignore)
 
     def check_value(self, path: PurePosixPath | str, value: Any) -> None:
         """Raise what ``write(path, value)`` would raise for the value itself (bad keys,
@@ -444,6 +454,15 @@ class FileSystemAsyncBackend(AsyncBackend):
 
     async def delete(self, path: PurePosixPath | str) -> None:
         await asyncio.to_thread(self.sync.delete, path)
+
+    async def exists(self, path: PurePosixPath | str) -> bool:
+        """See ``FileSystemSyncBackend.exists``."""
+        return await asyncio.to_thread(self.sync.exists, path)
+
+    async def _occupied(
+        self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()
+    ) -> bool:
+        return await asyncio.to_thread(self.sync._occupied, path, ignore)
 
     def check_value(self, path: PurePosixPath | str, value: Any) -> None:
         self.sync.check_value(path, value)

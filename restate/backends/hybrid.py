@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import PathConflictError
 from ..paths import Parts, is_prefix, parts_to_path, parts_to_str, to_parts
 from ..tree import copy_in, delete_in, get_in, set_in
+from ._probe import exists_plan, probe_async, probe_sync, run_async, run_sync
 from .base import MISSING, AsyncBackend, Backend
 
 __all__ = ["HybridAsyncBackend", "HybridSyncBackend"]
@@ -235,6 +236,13 @@ class HybridSyncBackend(Backend):
         value = _merge(parts, results, parts in self._mounts.table)
         return default if value is MISSING else value
 
+    def exists(self, path: PurePosixPath | str) -> bool:
+        """Whether ``read(path, MISSING)`` finds a node, asking the owning store with the
+        relative path (a mount point: whether its store is non-empty); above mount points,
+        whether a store mounted below is non-empty or the owner holds more than empty mounts
+        hide. Each store answers with its own ``exists`` (stores without one: a read)."""
+        return run_sync(exists_plan(self._mounts, to_parts(path)))
+
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         steps = self._mounts.writes(parts, copy_in(value, parts))
@@ -286,11 +294,10 @@ class HybridSyncBackend(Backend):
             cm.__exit__(None, None, None)
 
     def _remember(self, store: Any, rel: Parts) -> None:
-        read = store.read
-        prev = read(parts_to_path(rel), MISSING)
+        prev = store.read(parts_to_path(rel), MISSING)
         if prev is MISSING:
             for depth in range(1, len(rel)):
-                if read(parts_to_path(rel[:depth]), MISSING) is MISSING:
+                if not probe_sync(store, rel[:depth]):
                     self._levels.undo.append((store, rel[:depth], MISSING))
                     break
         self._levels.undo.append((store, rel, prev))
@@ -349,6 +356,10 @@ class HybridAsyncBackend(AsyncBackend):
         value = _merge(parts, results, parts in self._mounts.table)
         return default if value is MISSING else value
 
+    async def exists(self, path: PurePosixPath | str) -> bool:
+        """See ``HybridSyncBackend.exists``."""
+        return await run_async(exists_plan(self._mounts, to_parts(path)))
+
     async def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         steps = self._mounts.writes(parts, copy_in(value, parts))
@@ -394,11 +405,10 @@ class HybridAsyncBackend(AsyncBackend):
             await _exit(cm, None)
 
     async def _remember(self, store: Any, rel: Parts) -> None:
-        read = store.read
-        prev = await _maybe_await(read(parts_to_path(rel), MISSING))
+        prev = await _maybe_await(store.read(parts_to_path(rel), MISSING))
         if prev is MISSING:
             for depth in range(1, len(rel)):
-                if await _maybe_await(read(parts_to_path(rel[:depth]), MISSING)) is MISSING:
+                if not await probe_async(store, rel[:depth]):
                     self._levels.undo.append((store, rel[:depth], MISSING))
                     break
         self._levels.undo.append((store, rel, prev))

@@ -76,6 +76,7 @@ OnChanges = Callable[[list[tuple[str, Any, Any]]], Any]
 _SCRIPTS = {
     "read": _redis_lua.READ,
     "probe": _redis_lua.PROBE,
+    "occupied": _redis_lua.OCCUPIED,
     "apply": _redis_lua.APPLY,
     "refresh": _redis_lua.REFRESH,
     "release": _redis_lua.RELEASE,
@@ -221,6 +222,14 @@ class RedisBackend(_Shell, Backend):
         value = self._run(self._core.read(to_parts(path)))
         return default if value is MISSING else value
 
+    def exists(self, path: PurePosixPath | str) -> bool:
+        """Whether ``read(path, MISSING)`` finds a node: one ``HEXISTS`` on the parent's hash
+        (inside a transaction its buffered writes answer first)."""
+        return self._run(self._core.exists(to_parts(path)))
+
+    def _occupied(self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()) -> bool:
+        return self._run(self._core.occupied(to_parts(path), ignore))
+
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         self._run(self._core.write(to_parts(path), value))
 
@@ -265,6 +274,8 @@ class RedisBackend(_Shell, Backend):
         try:
             if kind == "eval":
                 return self._scripts[command[1]](args=command[2])
+            if kind == "hexists":
+                return self._client.hexists(command[1], command[2])
             return self._client.set(self._core.lock_key, command[1], nx=True, px=command[2])
         except redis.RedisError as exc:
             raise self._error(exc) from exc
@@ -366,6 +377,15 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
         value = await self._run(self._core.read(to_parts(path)))
         return default if value is MISSING else value
 
+    async def exists(self, path: PurePosixPath | str) -> bool:
+        """See ``RedisBackend.exists``."""
+        return await self._run(self._core.exists(to_parts(path)))
+
+    async def _occupied(
+        self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()
+    ) -> bool:
+        return await self._run(self._core.occupied(to_parts(path), ignore))
+
     async def write(self, path: PurePosixPath | str, value: Any) -> None:
         await self._run(self._core.write(to_parts(path), value))
 
@@ -410,6 +430,8 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
         try:
             if kind == "eval":
                 return await self._scripts[command[1]](args=command[2])
+            if kind == "hexists":
+                return await self._client.hexists(command[1], command[2])
             lock = self._core.lock_key
             return await self._client.set(lock, command[1], nx=True, px=command[2])
         except redis.RedisError as exc:

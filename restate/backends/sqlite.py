@@ -39,6 +39,14 @@ _EMPTY = "{}"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS leaves (path TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
 )
+_EXISTS = (
+    "SELECT EXISTS (SELECT 1 FROM leaves WHERE path = ?1) "
+    "OR EXISTS (SELECT 1 FROM leaves WHERE path >= ?2 AND path < ?3)"
+)
+_FIRST = {  # the first row from a start (included or not) to an end
+    op: f"SELECT path FROM leaves WHERE path {op} ? AND path < ? ORDER BY path LIMIT 1"
+    for op in (">=", ">")
+}
 _SUBTREE = (
     "SELECT path, value FROM leaves WHERE path = ?1 "
     "UNION ALL SELECT path, value FROM leaves WHERE path >= ?2 AND path < ?3"
@@ -126,6 +134,46 @@ class SQLiteBackend(Backend):
         with self.transaction():
             if self._delete_subtree(parts) and len(parts) > 1:
                 self._keep_parent(parts[:-1])
+
+    def exists(self, path: PurePosixPath | str) -> bool:
+        """Whether ``read(path, MISSING)`` finds a node: one query that stops at the first row
+        of the subtree (the row at ``path`` or the first of its range)."""
+        parts = to_parts(path)
+        if not parts:
+            return True
+        prefix = parts_to_str(parts)
+        with self._lock:
+            row = self._db.execute(_EXISTS, (prefix, prefix + "/", prefix + "0")).fetchone()
+        return bool(row[0])
+
+    def _occupied(self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()) -> bool:
+        """Whether the node at ``path`` is a leaf or a dict with a key outside ``ignore``:
+        at most ``len(ignore) + 2`` single-row index lookups."""
+        parts = to_parts(path)
+        prefix = parts_to_str(parts) if parts else ""
+        with self._lock:
+            if parts:
+                row = self._db.execute("SELECT value FROM leaves WHERE path = ?", (prefix,))
+                found = row.fetchone()
+                if found is not None:
+                    return found[0] != _EMPTY
+            return self._child_outside(prefix, ignore)
+
+    def _child_outside(self, prefix: str, ignore: frozenset[str]) -> bool:
+        """Whether the range below ``prefix`` has a row of a child not in ``ignore``: take the
+        first row, skip past the ignored child it belongs to, repeat."""
+        start, end, op = prefix + "/", prefix + "0", ">="
+        while True:
+            found = self._db.execute(_FIRST[op], (start, end)).fetchone()
+            if found is None:
+                return False
+            rest = found[0][len(prefix) + 1 :]
+            key = rest.split("/", 1)[0]
+            if key not in ignore:
+                return True
+            child = f"{prefix}/{key}"
+            # "/a/k" < "/a/k!x" (key "k!x") < "/a/k/..." < "/a/k0": step over one part at a time
+            start, op = (child, ">") if rest == key else (child + "0", ">=")
 
     def check_value(self, path: PurePosixPath | str, value: Any) -> None:
         """Raise what ``write(path, value)`` would raise for the value itself, changing nothing."""

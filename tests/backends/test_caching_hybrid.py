@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
@@ -315,3 +317,45 @@ def test_the_async_hybrid_mixes_sync_and_async_stores(tmp_path: Path) -> None:
         await h.close()
 
     asyncio.run(main())
+
+
+def _exists_paths() -> list[str]:
+    keys = ("a", "b", "c")
+    paths = ["/"]
+    for n in (1, 2, 3):
+        paths += ["/" + "/".join(p) for p in itertools.product(keys, repeat=n)]
+    return paths
+
+
+@pytest.mark.parametrize("async_", [False, True], ids=["sync", "async"])
+def test_hybrid_exists_matches_read_with_nested_mounts_and_data_hidden_below_them(
+    tmp_path: Path, async_: bool
+) -> None:
+    """Random writes through the hybrid and straight into its stores (data the mounts hide)."""
+    files = (FileSystemAsyncBackend if async_ else FileSystemSyncBackend)(tmp_path)
+    stores = {"/a": files, "/a/b": InMemoryBackend(), "/b/c": SQLiteBackend()}
+    hybrid: Any = (HybridAsyncBackend if async_ else HybridSyncBackend)(InMemoryBackend())
+    for at, store in stores.items():
+        hybrid.mount(at, store)
+    targets = [hybrid, hybrid.root_backend, *stores.values()]
+    loop = asyncio.new_event_loop()
+
+    def ask(result: Any) -> Any:
+        return loop.run_until_complete(result) if asyncio.iscoroutine(result) else result
+
+    rng = random.Random(7)
+    paths = _exists_paths()
+    hidden = [(hybrid.root_backend, "/b/c/a", 1), (hybrid.root_backend, "/a/c", {"a": 1})]
+    for step in range(60):
+        target, path, value = hidden[step] if step < len(hidden) else (
+            rng.choice(targets),
+            rng.choice(paths[1:]),
+            rng.choice([MISSING, MISSING, 1, {}, {"c": 2}, {"a": {"b": 3}}]),
+        )  # fmt: skip
+        try:
+            ask(target.delete(path) if value is MISSING else target.write(path, value))
+        except PathConflictError:
+            pass
+        found = {p: ask(hybrid.exists(p)) for p in paths}
+        assert found == {p: ask(hybrid.read(p, MISSING)) is not MISSING for p in paths}, step
+    loop.close()
