@@ -99,3 +99,10 @@ def controller(make_controller: Any) -> Any:
 async def settle(value: Any) -> Any:
     """``await`` ``value`` when it is awaitable: lets one callback body serve both controllers."""
     return await value if inspect.isawaitable(value) else value
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last. Playwright's sync API keeps an event loop marked as running
+    in the main thread for as long as its (shared, session-wide) browser lives, and code that
+    starts its own loop (asyncio.run, ControllerAsync tests, jupyter clients) cannot run then."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
