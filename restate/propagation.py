@@ -28,6 +28,16 @@ What one write does, in order (a batch does the same once, at its end):
 
 Example: a subscriber of ``/n`` that writes ``/n`` again runs in round 1, its write is
 delivered in round 2, and so on until ``CycleError`` at round 101 (default).
+
+A batch is coalesced into one change per written root (the highest written paths), from its
+value before the batch to its value at the end; roots that ended where they started drop out.
+Each subscription gets one event. One reached by a single root gets that root's event, as
+outside a batch; one reached by several (``/users`` after writes to ``/users/1`` and
+``/users/2``) gets an event about its own path and values::
+
+    with c.batch():                     subscriber of /users sees, once:
+        c.set_state("/users/1", "a")      emitting_path == current_path == /users
+        c.set_state("/users/2", "b")      prev_value = /users before, new_value = /users after
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ from .errors import CallbackIdError, CycleError
 from .events import StateChange, StateEvent
 from .graph import Derivation, DerivationGraph
 from .paths import Parts, is_prefix, parts_to_path, parts_to_str
-from .subscriptions import TRACK, Change, Delivery, SubscriptionIndex
+from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex
 from .tracking import RECORDER, Tracker
 from .tree import IMMUTABLE, copy_in, copy_out, delete_in, get_in, set_in, values_equal
 
@@ -77,6 +87,7 @@ class _Plan(NamedTuple):
     deliveries: list[Delivery]
     trackers: dict[Hashable, Change]
     changes: list[Change]
+    widen: tuple[int, ...] = ()  # deliveries reached by several changes: own values
 
 
 def user_value(value: Any) -> Any:
@@ -378,6 +389,8 @@ class Engine:
             raise_collected(errors)
             return
         plan = self._plan(changes)
+        if plan.widen:
+            yield from self._widen(plan)
         if self.dispatching:
             self._queue.append(plan)
             self._errors.extend(errors)
@@ -385,6 +398,18 @@ class Engine:
             yield from self._dispatch(plan, errors)
         else:
             raise_collected(errors)
+
+    def _widen(self, plan: _Plan) -> Gen:
+        """A subscription reached by several changes of one batch (or a write and the
+        derivations it caused) gets one event about its own path: emitting_path ==
+        current_path, and its own values before and after all of them."""
+        changes = [c for c in plan.changes if not c.ping]
+        for index in plan.widen:
+            cid, node, _, current, _, _, payload, bubble = plan.deliveries[index]
+            now = yield (READ, current)
+            new = copy_out(now) if now is not MISSING else MISSING
+            old = _value_before(current, new, changes)  # type: ignore[arg-type]
+            plan.deliveries[index] = (cid, node, current, current, old, new, payload, bubble)
 
     def _dispatch_or_queue(self, plan: _Plan, errors: list[Exception]) -> Gen:
         if self.dispatching:
@@ -449,9 +474,11 @@ class Engine:
             # one change without wildcards cannot reach a subscription twice: no ``seen``
             subs.plan_one(changes[0], out, None, trackers)
         else:
-            seen: set[Any] = set()
+            seen: Seen = {}
             for ch in changes:
                 subs.plan(ch, out, seen, trackers)
+            widen = tuple(index for index, hits in seen.values() if hits > 1)
+            return _Plan(out, trackers, changes, widen)
         return _Plan(out, trackers, changes)
 
     def _dispatch(self, plan: _Plan, errors: list[Exception]) -> Gen:

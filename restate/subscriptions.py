@@ -25,7 +25,7 @@ from .backends.base import MISSING
 from .paths import WILDCARD, Parts
 from .tree import values_equal
 
-__all__ = ["SUB", "TRACK", "Change", "Delivery", "SubscriptionIndex"]
+__all__ = ["SUB", "TRACK", "Change", "Delivery", "Seen", "SubscriptionIndex"]
 
 SUB = 0
 TRACK = 1
@@ -44,6 +44,20 @@ class Change(NamedTuple):
 # One planned callback call (a plain tuple: planning is the hot path):
 # (callback id, trie node, emitting path, current path, prev, new, payload, bubble)
 Delivery = tuple[Hashable, "_Node", Parts, Parts, Any, Any, Any, list[int]]
+
+
+# (callback id, current path) -> [index of its delivery, how many changes reached it]
+Seen = dict[tuple[Hashable, Parts], list[int]]
+
+
+def _seen_again(seen: Seen, cid: Hashable, current: Parts, index: int) -> bool:
+    """Count a hit; True when this subscription already has a delivery in this dispatch."""
+    hit = seen.get((cid, current))
+    if hit is None:
+        seen[(cid, current)] = [index, 1]
+        return False
+    hit[1] += 1
+    return True
 
 
 class _Node:
@@ -137,11 +151,11 @@ class SubscriptionIndex:
         self,
         change: Change,
         out: list[Delivery],
-        seen: set[Any] | None,
+        seen: Seen | None,
         trackers: dict[Hashable, Change],
     ) -> None:
         """Append the deliveries ``change`` causes to ``out`` (each subscription once per
-        concrete path across one dispatch, tracked in ``seen``) and its tracked functions to
+        concrete path across one dispatch, counted in ``seen``) and its tracked functions to
         ``trackers``."""
         parts = change.parts
         if not self.wildcards:
@@ -201,7 +215,7 @@ class SubscriptionIndex:
         self,
         change: Change,
         out: list[Delivery],
-        seen: set[Any] | None,
+        seen: Seen | None,
         trackers: dict[Hashable, Change],
     ) -> None:
         """``plan`` without wildcards: the subscribed paths at and above a write form one
@@ -228,10 +242,8 @@ class SubscriptionIndex:
                 if kind == TRACK:
                     trackers.setdefault(cid, change)
                     continue
-                if seen is not None:
-                    if (cid, current) in seen:
-                        continue
-                    seen.add((cid, current))
+                if seen is not None and _seen_again(seen, cid, current, len(out)):
+                    continue
                 out.append((cid, chain[depth], parts, current, prev, new, payload, bubble))
 
     def _below(
@@ -243,7 +255,7 @@ class SubscriptionIndex:
         change: Change,
         bubble: list[int],
         out: list[Delivery],
-        seen: set[Any] | None,
+        seen: Seen | None,
         trackers: dict[Hashable, Change],
     ) -> None:
         old_d = old if type(old) is dict else None
@@ -274,15 +286,13 @@ class SubscriptionIndex:
         new: Any,
         bubble: list[int],
         out: list[Delivery],
-        seen: set[Any] | None,
+        seen: Seen | None,
         trackers: dict[Hashable, Change],
     ) -> None:
         for cid, kind in node.entries.items():
             if kind == TRACK:
                 trackers.setdefault(cid, change)
                 continue
-            if seen is not None:
-                if (cid, current) in seen:
-                    continue
-                seen.add((cid, current))
+            if seen is not None and _seen_again(seen, cid, current, len(out)):
+                continue
             out.append((cid, node, emitting, current, prev, new, change.payload, bubble))

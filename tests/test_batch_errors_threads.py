@@ -25,13 +25,25 @@ def test_a_batch_applies_at_once_and_notifies_once_at_the_end(controller: Any) -
 
 def test_a_batch_coalesces_to_one_event_per_subscription(controller: Any) -> None:
     log: list = []
-    controller.subscribe("/users", lambda e: log.append(("users", str(e.emitting_path))))
+    controller.set_state("/users/0", "z")
+    controller.subscribe(
+        "/users", lambda e: log.append(("users", str(e.emitting_path), e.prev_value, e.new_value))
+    )
     controller.subscribe("/users/1", lambda e: log.append(("one", e.prev_value, e.new_value)))
     with controller.batch():
         controller.set_state("/users/1", "a")
         controller.set_state("/users/2", "b")
         controller.set_state("/users/1", "c")
-    assert log == [("one", None, "c"), ("users", "/users/1")]
+    # /users was reached by two written paths: its one event is about its own value
+    assert log == [
+        ("one", None, "c"),
+        ("users", "/users", {"0": "z"}, {"0": "z", "1": "c", "2": "b"}),
+    ]
+    log.clear()
+    with controller.batch():
+        controller.set_state("/users/2", "B")
+    # one written path below: the event is the write's own, as outside a batch
+    assert log == [("users", "/users/2", "b", "B")]
 
 
 def test_a_subscription_whose_value_ends_where_it_started_is_not_notified(

@@ -48,8 +48,8 @@ def test_readme_library_quick_start_prints_what_it_promises(tmp_path):
         "'2': {'name': 'Bob', 'role': 'user'}}",
         f"/users/2/role changed; {users} {{'1': {{'name': 'Alice', 'role': 'admin'}}, "
         "'2': {'name': 'Bob', 'role': 'admin'}}",
-        # the batch: two writes, one event, the state as it ended
-        f"/users/3 changed; {users} {{'2': {{'name': 'Bob', 'role': 'admin'}}, "
+        # the batch: two writes below /users, one event about /users itself, as it ended
+        f"/users changed; {users} {{'2': {{'name': 'Bob', 'role': 'admin'}}, "
         "'3': {'name': 'Carol', 'role': 'user'}}",
         "Bob is admin",  # track() runs the function at once
         f"/users/2/role changed; {users} {{'2': {{'name': 'Bob', 'role': 'user'}}, "
