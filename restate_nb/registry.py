@@ -53,6 +53,7 @@ class CellRegistry:
         self._draining = False
         self.untracked_on_entry: TrackedCell | None = None
         self.last_tracked: TrackedCell | None = None
+        self._registered_now: list[TrackedCell] = []
 
     @property
     def current_cell_id(self) -> str | None:
@@ -89,6 +90,7 @@ class CellRegistry:
         cell.callback = self._callback_for(cell)
         self.cells[key] = cell
         self.last_tracked = cell
+        self._registered_now.append(cell)
         display(cell.output)
         self._register(cell)
         return cell
@@ -178,6 +180,13 @@ class CellRegistry:
     def post_run_cell(self, result: Any) -> None:
         self._depth = max(0, self._depth - 1)
         if self._depth == 0:
+            count = getattr(result, "execution_count", None)
+            if count is not None:
+                # the number the frontend shows for this execution: IPython versions differ
+                # in when they count, so pre_run_cell may be one off; the result is not
+                for cell in self._registered_now:
+                    cell.label = f"In[{count}]"
+            self._registered_now.clear()
             self._cell_id = self._count = None
             if self._pending and not self._draining:
                 self.drain()

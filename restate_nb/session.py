@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -90,7 +91,19 @@ class Session:
     def set_backend(self, kind: str, argument: str | None) -> Any:
         backend = make_backend(kind, argument)
         old, owned = self.controller.backend, self._owned_backend
-        self.controller.set_backend(backend)
+        try:
+            self.controller.set_backend(backend)
+        except Exception as exc:
+            if self.controller.backend is not backend:
+                raise  # the switch itself failed: nothing changed
+            # switched; what reacted to the new state failed (say, a derivation reading a
+            # path the new store lacks): report it, the switch stands
+            warnings.warn(
+                f"switched backends, but reacting to the new state failed: "
+                f"{type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._owned_backend = backend
         if owned is not None and old is owned:
             old.close()

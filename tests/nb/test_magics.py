@@ -143,6 +143,18 @@ def test_backend_switch_keeps_tracked_cells_and_derivations_working(
     assert isinstance(shell.controller.backend, InMemoryBackend)
 
 
+def test_a_derivation_failing_on_the_new_store_warns_and_the_switch_stands(
+    shell: Shell, tmp_path: Path
+) -> None:
+    shell.run('state["/income"] = 100')
+    shell.run('%restate derive /left = state["/income"] - 10')  # KeyError on an empty store
+    with pytest.warns(RuntimeWarning, match="switched backends.*KeyError"):
+        shell.run(f"%restate backend fs {tmp_path / 'fs'}")
+    assert type(shell.controller.backend).__name__ == "FileSystemSyncBackend"
+    shell.run('state["/income"] = 50')
+    assert shell.controller.get_state("/left") == 40
+
+
 def test_status_lists_cells_and_derivations_with_their_paths_and_last_run(
     shell: Shell, capsys: pytest.CaptureFixture[str]
 ) -> None:
