@@ -81,6 +81,7 @@ class _Entry(NamedTuple):
     payload: Any = None
     notify: bool = True
     ping: bool = False
+    new: Any = MISSING  # what the write stored (MISSING for a delete)
 
 
 class _Plan(NamedTuple):
@@ -125,6 +126,7 @@ class Engine:
         self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
         self.batch_depth = 0
         self.log: list[_Entry] = []
+        self._existing: set[Parts] = set()  # paths a batch knows exist (no EXISTS needed)
         self._marks: list[int] = []
         self.dispatching = False
         self._queue: list[_Plan] = []
@@ -207,16 +209,22 @@ class Engine:
             raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
         stored = value if type(value) in IMMUTABLE else copy_in(value, parts)
         if self.batch_depth:
-            yield from self._log(parts, prev, payload, not skip_notify)
+            created = (yield from self._missing_ancestor(parts)) if prev is MISSING else None
             yield (WRITE, parts, stored)
+            self._log(parts, prev, payload, not skip_notify, created, stored)
             return True
+        # with derivations one write may become several changes, and a subscription above two
+        # of them needs its own "before" value: know which dicts this write creates
+        created = None
+        if prev is MISSING and self.graph and len(parts) > 1:
+            created = yield from self._missing_ancestor(parts)
         if self.write is not None:
             self.write(parts, stored)
         else:
             yield (WRITE, parts, stored)
         if self.graph or self.subs.size or self.listeners:
             new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
-            yield from self._after([Change(parts, old, new, payload)], skip_notify)
+            yield from self._after([Change(parts, old, new, payload, False, created)], skip_notify)
         return True
 
     def del_state(self, parts: Parts, payload: Any = None, skip_notify: bool = False) -> Gen:
@@ -224,8 +232,9 @@ class Engine:
         if prev is MISSING or (not parts and not prev):
             return False
         if self.batch_depth:
-            yield from self._log(parts, prev, payload, not skip_notify)
             yield (DELETE, parts)
+            self._log(parts, prev, payload, not skip_notify)
+            self._existing.clear()
             return True
         yield (DELETE, parts)
         yield from self._after(
@@ -312,6 +321,7 @@ class Engine:
             if self.has_txn:
                 yield (BEGIN,)
             self.log = []
+            self._existing.clear()
         self._marks.append(len(self.log))
         self.batch_depth += 1
 
@@ -334,20 +344,34 @@ class Engine:
         if changes:
             yield from self._after(changes, False)
 
-    def _log(self, parts: Parts, prev: Any, payload: Any, notify: bool) -> Gen:
-        if prev is MISSING:
-            # A write creates the missing dicts above it: remember the highest one, so that
-            # rollback removes it and the batch's "before" value of an ancestor is MISSING.
-            highest = None
-            for depth in range(len(parts) - 1, 0, -1):
-                if (yield (EXISTS, parts[:depth])):
-                    break
-                highest = parts[:depth]
-            if highest is not None:
-                self.log.append(_Entry(highest, MISSING, None, False))
-        self.log.append(_Entry(parts, prev, payload, notify))
+    def _missing_ancestor(self, parts: Parts) -> Gen:
+        """The highest missing ancestor of ``parts``: the write will create it, so rollback
+        must remove it and the batch's "before" value of anything above is MISSING."""
+        highest = None
+        for depth in range(len(parts) - 1, 0, -1):
+            above = parts[:depth]
+            if above in self._existing or (yield (EXISTS, above)):
+                break
+            highest = above
+        return highest
+
+    def _log(
+        self,
+        parts: Parts,
+        prev: Any,
+        payload: Any,
+        notify: bool,
+        created: Parts | None = None,
+        new: Any = MISSING,
+    ) -> None:
+        if created is not None:  # part of this write: notified (or not) with it
+            self.log.append(_Entry(created, MISSING, payload, notify))
+        self.log.append(_Entry(parts, prev, payload, notify, False, new))
+        if new is not MISSING:  # known to exist until a delete in this batch
+            self._existing.update(parts[:depth] for depth in range(1, len(parts)))
 
     def _undo(self, mark: int) -> Gen:
+        self._existing.clear()
         while len(self.log) > mark:
             entry = self.log.pop()
             if entry.ping:
@@ -371,9 +395,14 @@ class Engine:
         related = _entries_by_root(roots, log)
         changes = []
         for parts, payload in roots.items():
-            new = yield (READ, parts)
+            entries = related[parts]
+            last = entries[-1] if entries else None
+            if last is not None and last.parts == parts and last.notify:
+                new = last.new  # nothing was written below it since: no need to read it
+            else:
+                new = yield (READ, parts)
             new = copy_out(new) if new is not MISSING else MISSING
-            old = _value_before(parts, new, related[parts])
+            old = _value_before(parts, new, entries)
             if not values_equal(old, new):
                 changes.append(Change(parts, old, new, payload))
         changes.extend(Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping)
@@ -594,6 +623,9 @@ def _value_before(parts: Parts, now: Any, entries: list[_Entry]) -> Any:
     """The value at ``parts`` before a batch: ``now`` with ``entries`` undone, newest first."""
     value = copy_out(now) if now is not MISSING else MISSING
     for e in reversed(entries):
+        created = getattr(e, "created", None)
+        if created is not None and (e.prev is MISSING):
+            e = _Entry(created, MISSING)  # undoing the write removes what it created
         if is_prefix(e.parts, parts):
             found = get_in(e.prev, parts, len(e.parts))
             value = copy_out(found) if found is not MISSING else MISSING

@@ -39,6 +39,7 @@ class Change(NamedTuple):
     new: Any
     payload: Any = None
     ping: bool = False
+    created: Parts | None = None  # the highest dict the write created above ``parts``
 
 
 # One planned callback call (a plain tuple: planning is the hot path):

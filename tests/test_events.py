@@ -271,3 +271,15 @@ def test_on_changes_listeners_get_every_changed_root(controller: Any) -> None:
         [("/n", MISSING, 2), ("/n2", 0, 4)],
         [("/n2", 4, MISSING)],
     ]
+
+
+def test_a_subscription_above_a_write_and_its_derivation_gets_its_own_values(
+    controller: Any,
+) -> None:
+    controller.derive("/count", "/b", lambda b: len(b or {}))
+    got: list = []
+    controller.subscribe(
+        "/", lambda e: got.append((str(e.emitting_path), e.prev_value, e.new_value))
+    )
+    controller.set_state("/b/a", 1)  # creates /b; /count follows
+    assert got == [("/", {"count": 0}, {"b": {"a": 1}, "count": 1})]

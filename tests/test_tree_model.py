@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +89,84 @@ def test_random_sets_deletes_and_gets_match_a_model_dict(ops: list) -> None:
             expected = model_get(model, parts)
             assert c.get_state(path) == (None if expected is MISSING else expected)
         assert c.get_state("/") == model
+
+
+SUB_PATHS = st.lists(PATHS, min_size=1, max_size=4, unique=True)
+BATCH_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), PATHS.filter(bool), VALUES),
+        st.tuples(st.just("del"), PATHS.filter(bool), st.none()),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _backend(kind: str) -> Any:
+    from restate import InMemoryBackend, SQLiteBackend
+
+    return InMemoryBackend() if kind == "memory" else SQLiteBackend(":memory:")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@settings(max_examples=120, deadline=None)
+@given(initial=VALUES.filter(lambda v: isinstance(v, dict)), ops=BATCH_OPS, subs=SUB_PATHS)
+def test_a_batch_notifies_exactly_the_paths_whose_value_changed(
+    kind: str, initial: dict, ops: list, subs: list
+) -> None:
+    c = ControllerSync(_backend(kind))
+    c.set_state("/", initial)
+    events: dict[str, list] = {}
+    for parts in subs:
+        path = "/" + "/".join(parts)
+        c.subscribe(path, lambda e, path=path: events.setdefault(path, []).append(e))
+    before = c.get_state("/")
+    with c.batch():
+        for op, parts, value in ops:
+            try:
+                if op == "set":
+                    c.set_state("/" + "/".join(parts), value)
+                else:
+                    c.del_state("/" + "/".join(parts))
+            except PathConflictError:
+                pass
+    after = c.get_state("/")
+    for parts in subs:
+        path = "/" + "/".join(parts)
+        old, new = model_get(before, parts), model_get(after, parts)
+        got = events.get(path, [])
+        if old == new:
+            assert got == [], f"{path} did not change but was notified"
+            continue
+        assert len(got) == 1, f"{path} changed and must be notified once"
+        e = got[0]
+        at = (
+            tuple(str(e.emitting_path).strip("/").split("/")) if str(e.emitting_path) != "/" else ()
+        )
+        was, now = model_get(before, at), model_get(after, at)
+        assert (e.prev_value, e.new_value) == (
+            None if was is MISSING else was,
+            None if now is MISSING else now,
+        )
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@settings(max_examples=120, deadline=None)
+@given(initial=VALUES.filter(lambda v: isinstance(v, dict)), ops=BATCH_OPS)
+def test_a_failed_batch_leaves_exactly_the_state_it_found(
+    kind: str, initial: dict, ops: list
+) -> None:
+    c = ControllerSync(_backend(kind))
+    c.set_state("/", initial)
+    before = c.get_state("/")
+    with pytest.raises(KeyError), c.batch():
+        for op, parts, value in ops:
+            try:
+                if op == "set":
+                    c.set_state("/" + "/".join(parts), value)
+                else:
+                    c.del_state("/" + "/".join(parts))
+            except PathConflictError:
+                pass
+        raise KeyError("abort")
+    assert c.get_state("/") == before
