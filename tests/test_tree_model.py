@@ -102,6 +102,18 @@ BATCH_OPS = st.lists(
 )
 
 
+def apply_ops(c: ControllerSync, ops: list) -> None:
+    """Apply set/del operations; writes below a leaf fail (and change nothing), as allowed."""
+    for op, parts, value in ops:
+        try:
+            if op == "set":
+                c.set_state("/" + "/".join(parts), value)
+            else:
+                c.del_state("/" + "/".join(parts))
+        except PathConflictError:
+            pass
+
+
 def _backend(kind: str) -> Any:
     from restate import InMemoryBackend, SQLiteBackend
 
@@ -122,14 +134,7 @@ def test_a_batch_notifies_exactly_the_paths_whose_value_changed(
         c.subscribe(path, lambda e, path=path: events.setdefault(path, []).append(e))
     before = c.get_state("/")
     with c.batch():
-        for op, parts, value in ops:
-            try:
-                if op == "set":
-                    c.set_state("/" + "/".join(parts), value)
-                else:
-                    c.del_state("/" + "/".join(parts))
-            except PathConflictError:
-                pass
+        apply_ops(c, ops)
     after = c.get_state("/")
     for parts in subs:
         path = "/" + "/".join(parts)
@@ -160,13 +165,6 @@ def test_a_failed_batch_leaves_exactly_the_state_it_found(
     c.set_state("/", initial)
     before = c.get_state("/")
     with pytest.raises(KeyError), c.batch():
-        for op, parts, value in ops:
-            try:
-                if op == "set":
-                    c.set_state("/" + "/".join(parts), value)
-                else:
-                    c.del_state("/" + "/".join(parts))
-            except PathConflictError:
-                pass
+        apply_ops(c, ops)
         raise KeyError("abort")
     assert c.get_state("/") == before
