@@ -18,8 +18,7 @@ from typing import Any
 from .backends.base import MISSING, AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .errors import StateError
-from .paths import PathLike, to_parts
-from .propagation import (
+from .ops import (
     BEGIN,
     CALL,
     COMMIT,
@@ -29,9 +28,10 @@ from .propagation import (
     READ,
     ROLLBACK,
     WRITE,
-    Engine,
     user_value,
 )
+from .paths import PathLike, to_parts
+from .propagation import Engine
 from .registry import ControllerBase
 from .subscriptions import Change
 from .tracking import record_read

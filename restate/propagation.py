@@ -1,26 +1,20 @@
 """The sans-IO engine: every state operation as a generator of I/O requests.
 
 Both controllers drive the same generators; the engine never touches a backend or calls a
-callback itself. It yields requests and receives their results::
-
-    (READ, parts)            -> the stored value, or MISSING
-    (EXISTS, parts)          -> whether a node is there (cheap where the backend can tell)
-    (WRITE, parts, value)    -> None
-    (DELETE, parts)          -> None
-    (CALL, fn, arg)          -> fn(arg), awaited by the async controller
-    (BEGIN,) / (COMMIT,) / (ROLLBACK, exc)   the backend's transaction(), when it has one
-
+callback itself. It yields requests (``ops.py``: READ, EXISTS, WRITE, DELETE, CALL, and the
+backend transaction's BEGIN / COMMIT / ROLLBACK) and receives their results.
 A failed request is thrown back into the generator at its ``yield``. A driver whose I/O
 needs no awaiting may instead set ``engine.read`` / ``engine.write`` / ``engine.call`` to plain
 functions: the hot paths (a write and its deliveries) then call them directly and skip the
 round trip through the driver -- the same code either way.
 
-What one write does, in order (a batch does the same once, at its end):
+What one write does, in order (a batch does the same once, at its end; batching.py):
 
 1. apply the write (a batch logs the previous value for rollback and coalescing);
 2. settle derivations: each affected one recomputed once, in topological order (glitch-free);
 3. plan deliveries for every changed root (subscriptions.py gives the order);
-4. dispatch: call subscribers, then tracked functions, then ``on_changes`` listeners.
+4. dispatch (dispatch.py): call subscribers, then tracked functions, then ``on_changes``
+   listeners.
    Writes made by callbacks are applied at once (and settle their derivations at once), but
    their deliveries are queued for the next *round*; after ``max_rounds`` rounds a
    ``CycleError`` names the paths still changing. Errors are collected and raised after
@@ -44,68 +38,26 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Generator, Hashable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from .backends.base import MISSING
+from .batching import BatchLog, Entry
 from .derived import DeriveData
-from .errors import CallbackIdError, CycleError
-from .events import StateChange, StateEvent
+from .dispatch import Dispatcher, Plan
+from .errors import CallbackIdError
+from .events import StateChange
 from .graph import Derivation, DerivationGraph
-from .paths import Parts, is_prefix, parts_to_path, parts_to_str
+from .ops import CALL, DELETE, NO_DEFAULT, READ, WRITE, Gen, raise_collected, user_value
+from .paths import Parts, parts_to_str
 from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex
-from .tracking import RECORDER, Tracker
-from .tree import IMMUTABLE, copy_in, copy_out, delete_in, get_in, set_in, values_equal
+from .tracking import Tracker
+from .tree import IMMUTABLE, copy_in, copy_out, values_equal
 
-__all__ = ["CALL", "DELETE", "EXISTS", "NO_DEFAULT", "READ", "WRITE", "Engine"]
-
-READ, WRITE, DELETE, CALL, BEGIN, COMMIT, ROLLBACK, EXISTS = range(8)
-
-Op = tuple[Any, ...]
-Gen = Generator[Op, Any, Any]
+__all__ = ["Engine"]
 
 
-class _NoDefault:
-    def __repr__(self) -> str:
-        return "<no default>"
-
-
-NO_DEFAULT: Any = _NoDefault()
-
-
-class _Entry(NamedTuple):
-    """One write in a batch: what ``parts`` held before (MISSING if absent)."""
-
-    parts: Parts
-    prev: Any
-    payload: Any = None
-    notify: bool = True
-    ping: bool = False
-    new: Any = MISSING  # what the write stored (MISSING for a delete)
-
-
-class _Plan(NamedTuple):
-    deliveries: list[Delivery]
-    trackers: dict[Hashable, Change]
-    changes: list[Change]
-    widen: tuple[int, ...] = ()  # deliveries reached by several changes: own values
-
-
-def user_value(value: Any) -> Any:
-    """A stored value as handed to user code: an isolated copy, None for MISSING."""
-    if value is MISSING:
-        return None
-    return value if type(value) in IMMUTABLE else copy_out(value)
-
-
-def raise_collected(errors: list[Exception]) -> None:
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ExceptionGroup(f"{len(errors)} state callbacks raised", errors)
-
-
-class Engine:
+class Engine(BatchLog, Dispatcher):
     """Registries (subscriptions, callbacks, derivations, trackers) and the operations."""
 
     def __init__(self, controller: Any, max_rounds: int = 100) -> None:
@@ -125,11 +77,11 @@ class Engine:
         self.trackers: dict[Hashable, Tracker] = {}
         self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
         self.batch_depth = 0
-        self.log: list[_Entry] = []
+        self.log: list[Entry] = []
         self._existing: set[Parts] = set()  # paths a batch knows exist (no EXISTS needed)
         self._marks: list[int] = []
         self.dispatching = False
-        self._queue: list[_Plan] = []
+        self._queue: list[Plan] = []
         self._errors: list[Exception] = []
         self._ids = itertools.count(1)
 
@@ -249,7 +201,7 @@ class Engine:
         elif self.aliasing and type(value) not in IMMUTABLE:
             value = copy_out(value)
         if self.batch_depth:
-            self.log.append(_Entry(parts, value, payload, True, True))
+            self.log.append(Entry(parts, value, payload, True, True))
             return None
         yield from self._after([Change(parts, value, value, payload, True)], False)
         return None
@@ -298,7 +250,7 @@ class Engine:
             raise TypeError(f"track() needs a callable, not {type(callback).__name__}")
         tracker = Tracker(self.new_id(), callback, payload)
         self.trackers[tracker.id] = tracker
-        first = _Plan([], {tracker.id: Change((), MISSING, MISSING, payload)}, [])
+        first = Plan([], {tracker.id: Change((), MISSING, MISSING, payload)}, [])
         try:
             yield from self._dispatch_or_queue(first, [])
         except Exception as exc:
@@ -313,100 +265,6 @@ class Engine:
     def external(self, changes: list[Change]) -> Gen:
         """Changes another process made (a watching backend): react as if local."""
         yield from self._after(changes, False)
-
-    # ----- batches -------------------------------------------------------------------------
-
-    def begin_batch(self) -> Gen:
-        if self.batch_depth == 0:
-            if self.has_txn:
-                yield (BEGIN,)
-            self.log = []
-            self._existing.clear()
-        self._marks.append(len(self.log))
-        self.batch_depth += 1
-
-    def end_batch(self, exc: BaseException | None) -> Gen:
-        mark = self._marks.pop()
-        self.batch_depth -= 1
-        if exc is not None:
-            if self.batch_depth == 0 and self.has_txn:
-                self.log = []
-                yield (ROLLBACK, exc)
-            else:
-                yield from self._undo(mark)
-            return
-        if self.batch_depth:
-            return
-        log, self.log = self.log, []
-        if self.has_txn:
-            yield (COMMIT,)
-        changes = yield from self._coalesce(log)
-        if changes:
-            yield from self._after(changes, False)
-
-    def _missing_ancestor(self, parts: Parts) -> Gen:
-        """The highest missing ancestor of ``parts``: the write will create it, so rollback
-        must remove it and the batch's "before" value of anything above is MISSING."""
-        highest = None
-        for depth in range(len(parts) - 1, 0, -1):
-            above = parts[:depth]
-            if above in self._existing or (yield (EXISTS, above)):
-                break
-            highest = above
-        return highest
-
-    def _log(
-        self,
-        parts: Parts,
-        prev: Any,
-        payload: Any,
-        notify: bool,
-        created: Parts | None = None,
-        new: Any = MISSING,
-    ) -> None:
-        if created is not None:  # part of this write: notified (or not) with it
-            self.log.append(_Entry(created, MISSING, payload, notify))
-        self.log.append(_Entry(parts, prev, payload, notify, False, new))
-        if new is not MISSING:  # known to exist until a delete in this batch
-            self._existing.update(parts[:depth] for depth in range(1, len(parts)))
-
-    def _undo(self, mark: int) -> Gen:
-        self._existing.clear()
-        while len(self.log) > mark:
-            entry = self.log.pop()
-            if entry.ping:
-                continue
-            if entry.prev is MISSING:
-                yield (DELETE, entry.parts)
-            else:
-                yield (WRITE, entry.parts, entry.prev)
-
-    def _coalesce(self, log: list[_Entry]) -> Gen:
-        """One Change per minimal written root: its value before the batch and now."""
-        roots: dict[Parts, Any] = {}
-        for e in log:
-            if e.notify and not e.ping:
-                roots[e.parts] = e.payload  # first write fixes the order, the last the payload
-        roots = {
-            parts: payload
-            for parts, payload in roots.items()
-            if not any(parts[:d] in roots for d in range(len(parts)))
-        }
-        related = _entries_by_root(roots, log)
-        changes = []
-        for parts, payload in roots.items():
-            entries = related[parts]
-            last = entries[-1] if entries else None
-            if last is not None and last.parts == parts and last.notify:
-                new = last.new  # nothing was written below it since: no need to read it
-            else:
-                new = yield (READ, parts)
-            new = copy_out(new) if new is not MISSING else MISSING
-            old = _value_before(parts, new, entries)
-            if not values_equal(old, new):
-                changes.append(Change(parts, old, new, payload))
-        changes.extend(Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping)
-        return changes
 
     # ----- propagation ---------------------------------------------------------------------
 
@@ -427,28 +285,6 @@ class Engine:
             yield from self._dispatch(plan, errors)
         else:
             raise_collected(errors)
-
-    def _widen(self, plan: _Plan) -> Gen:
-        """A subscription reached by several changes of one batch (or a write and the
-        derivations it caused) gets one event about its own path: emitting_path ==
-        current_path, and its own values before and after all of them."""
-        changes = [c for c in plan.changes if not c.ping]
-        for index in plan.widen:
-            cid, node, _, current, _, _, payload, bubble = plan.deliveries[index]
-            now = yield (READ, current)
-            new = copy_out(now) if now is not MISSING else MISSING
-            old = _value_before(current, new, changes)  # type: ignore[arg-type]
-            plan.deliveries[index] = (cid, node, current, current, old, new, payload, bubble)
-
-    def _dispatch_or_queue(self, plan: _Plan, errors: list[Exception]) -> Gen:
-        if self.dispatching:
-            self._queue.append(plan)
-            self._errors.extend(errors)
-            return
-        if not (plan.deliveries or plan.trackers or self.listeners):
-            raise_collected(errors)
-            return
-        yield from self._dispatch(plan, errors)
 
     def _settle(self, changes: list[Change], errors: list[Exception]) -> Gen:
         graph = self.graph
@@ -493,7 +329,7 @@ class Engine:
         value = yield (READ, d.sources[0])
         return (yield (CALL, d.transform, user_value(value)))
 
-    def _plan(self, changes: list[Change]) -> _Plan:
+    def _plan(self, changes: list[Change]) -> Plan:
         out: list[Delivery] = []
         trackers: dict[Hashable, Change] = {}
         subs = self.subs
@@ -507,135 +343,5 @@ class Engine:
             for ch in changes:
                 subs.plan(ch, out, seen, trackers)
             widen = tuple(index for index, hits in seen.values() if hits > 1)
-            return _Plan(out, trackers, changes, widen)
-        return _Plan(out, trackers, changes)
-
-    def _dispatch(self, plan: _Plan, errors: list[Exception]) -> Gen:
-        self.dispatching = True
-        self._errors = errors
-        try:
-            yield from self._deliver(plan, errors)
-            rounds = 1
-            while self._queue:
-                if rounds >= self.max_rounds:
-                    raise CycleError(self._loop_message(self._queue))
-                pending, self._queue = self._queue, []
-                rounds += 1
-                for p in pending:
-                    yield from self._deliver(p, errors)
-        finally:
-            self.dispatching = False
-            self._queue = []
-            self._errors = []
-        if errors:
-            raise_collected(errors)
-
-    def _deliver(self, plan: _Plan, errors: list[Exception]) -> Gen:
-        ctl, call, callbacks = self.controller, self.call, self.callbacks
-        for cid, node, emitting, current, prev, new, payload, bubble in plan.deliveries:
-            if len(current) < bubble[0] or cid not in node.entries:
-                continue
-            callback = callbacks.get(cid)
-            if callback is None:
-                continue
-            event = StateEvent(ctl, emitting, current, prev, new, payload, bubble)
-            try:
-                if call is not None:
-                    call(callback, event)
-                else:
-                    yield (CALL, callback, event)
-            except Exception as exc:
-                errors.append(exc)
-        if plan.trackers:
-            yield from self._run_trackers(plan.trackers, errors)
-        if self.listeners and plan.changes:
-            public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in plan.changes]
-            for listener in list(self.listeners.values()):
-                try:
-                    yield (CALL, listener, public)
-                except Exception as exc:
-                    errors.append(exc)
-
-    def _run_trackers(self, due: dict[Hashable, Change], errors: list[Exception]) -> Gen:
-        for tid, ch in due.items():
-            tracker = self.trackers.get(tid)
-            if tracker is None:
-                continue
-            payload = ch.payload if ch.payload is not None else tracker.payload
-            event = StateEvent(self.controller, ch.parts, ch.parts, ch.prev, ch.new, payload)
-            try:
-                yield from self._run_tracker(tracker, event)
-            except Exception as exc:
-                errors.append(exc)
-
-    def _run_tracker(self, tracker: Tracker, event: StateEvent[Any]) -> Gen:
-        read: set[Parts] = set()
-        token = RECORDER.set((self, read))
-        try:
-            yield (CALL, tracker.callback, event)
-        finally:
-            RECORDER.reset(token)
-            self._retrack(tracker, read)
-
-    def _loop_message(self, pending: list[_Plan]) -> str:
-        paths = sorted({parts_to_str(c.parts) for p in pending for c in p.changes})
-        names = sorted(
-            {_name(self.callbacks.get(d[0])) for p in pending for d in p.deliveries}
-            | {
-                _name(self.trackers[t].callback)
-                for p in pending
-                for t in p.trackers
-                if t in self.trackers
-            }
-        )
-        return (
-            f"callbacks kept writing state after {self.max_rounds} rounds (a feedback loop); "
-            f"paths still changing: {', '.join(paths) or '?'}; callbacks involved: "
-            f"{', '.join(names) or '?'}. Make the callback stop writing when the value is "
-            f"already right, or raise max_rounds."
-        )
-
-
-def _name(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-def _entries_by_root(roots: dict[Parts, Any], log: list[_Entry]) -> dict[Parts, list[_Entry]]:
-    """The log entries that touch each root's value (at, below or above it), in log order.
-    Roots never nest, so an entry at or below a root belongs to that one root."""
-    related: dict[Parts, list[_Entry]] = {parts: [] for parts in roots}
-    below: dict[Parts, list[Parts]] = {}
-    for parts in roots:
-        for d in range(len(parts)):
-            below.setdefault(parts[:d], []).append(parts)
-    for e in log:
-        if e.ping:
-            continue
-        owner = next((e.parts[:d] for d in range(len(e.parts) + 1) if e.parts[:d] in roots), None)
-        if owner is not None:
-            related[owner].append(e)
-        for parts in below.get(e.parts, ()):
-            related[parts].append(e)
-    return related
-
-
-def _value_before(parts: Parts, now: Any, entries: list[_Entry]) -> Any:
-    """The value at ``parts`` before a batch: ``now`` with ``entries`` undone, newest first."""
-    value = copy_out(now) if now is not MISSING else MISSING
-    for e in reversed(entries):
-        created = getattr(e, "created", None)
-        if created is not None and (e.prev is MISSING):
-            e = _Entry(created, MISSING)  # undoing the write removes what it created
-        if is_prefix(e.parts, parts):
-            found = get_in(e.prev, parts, len(e.parts))
-            value = copy_out(found) if found is not MISSING else MISSING
-            continue
-        rel = e.parts[len(parts) :]
-        if e.prev is MISSING:
-            if type(value) is dict:
-                delete_in(value, rel)
-        else:
-            if type(value) is not dict:
-                value = {}
-            set_in(value, rel, copy_out(e.prev))
-    return value
+            return Plan(out, trackers, changes, widen)
+        return Plan(out, trackers, changes)

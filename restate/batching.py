@@ -1,0 +1,177 @@
+"""Batches: the log of what each write replaced, rollback, and coalescing into changes.
+
+Every write inside ``batch()`` is applied at once and logged with the value it replaced
+(``MISSING`` for a node that did not exist, plus an entry for the highest dict the write
+created). Rollback undoes the log newest first (or lets a transactional backend roll back).
+At the end the log is coalesced: one ``Change`` per highest written path, from its value
+before the batch (the current value with the log undone) to its value now.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .backends.base import MISSING
+from .ops import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
+from .paths import Parts, is_prefix
+from .subscriptions import Change
+from .tree import copy_out, delete_in, get_in, set_in, values_equal
+
+__all__ = ["BatchLog", "Entry", "value_before"]
+
+
+class Entry(NamedTuple):
+    """One write in a batch: what ``parts`` held before (MISSING if absent)."""
+
+    parts: Parts
+    prev: Any
+    payload: Any = None
+    notify: bool = True
+    ping: bool = False
+    new: Any = MISSING  # what the write stored (MISSING for a delete)
+
+
+class BatchLog:
+    """The batch half of the engine (a mixin of ``Engine``)."""
+
+    batch_depth: int
+    has_txn: bool
+    log: list[Entry]
+    _existing: set[Parts]
+    _marks: list[int]
+
+    def _after(self, changes: list[Change], skip_notify: bool) -> Gen:
+        raise NotImplementedError
+
+    def begin_batch(self) -> Gen:
+        if self.batch_depth == 0:
+            if self.has_txn:
+                yield (BEGIN,)
+            self.log = []
+            self._existing.clear()
+        self._marks.append(len(self.log))
+        self.batch_depth += 1
+
+    def end_batch(self, exc: BaseException | None) -> Gen:
+        mark = self._marks.pop()
+        self.batch_depth -= 1
+        if exc is not None:
+            if self.batch_depth == 0 and self.has_txn:
+                self.log = []
+                yield (ROLLBACK, exc)
+            else:
+                yield from self._undo(mark)
+            return
+        if self.batch_depth:
+            return
+        log, self.log = self.log, []
+        if self.has_txn:
+            yield (COMMIT,)
+        changes = yield from self._coalesce(log)
+        if changes:
+            yield from self._after(changes, False)
+
+    def _missing_ancestor(self, parts: Parts) -> Gen:
+        """The highest missing ancestor of ``parts``: the write will create it, so rollback
+        must remove it and the batch's "before" value of anything above is MISSING."""
+        highest = None
+        for depth in range(len(parts) - 1, 0, -1):
+            above = parts[:depth]
+            if above in self._existing or (yield (EXISTS, above)):
+                break
+            highest = above
+        return highest
+
+    def _log(
+        self,
+        parts: Parts,
+        prev: Any,
+        payload: Any,
+        notify: bool,
+        created: Parts | None = None,
+        new: Any = MISSING,
+    ) -> None:
+        if created is not None:  # part of this write: notified (or not) with it
+            self.log.append(Entry(created, MISSING, payload, notify))
+        self.log.append(Entry(parts, prev, payload, notify, False, new))
+        if new is not MISSING:  # known to exist until a delete in this batch
+            self._existing.update(parts[:depth] for depth in range(1, len(parts)))
+
+    def _undo(self, mark: int) -> Gen:
+        self._existing.clear()
+        while len(self.log) > mark:
+            entry = self.log.pop()
+            if entry.ping:
+                continue
+            if entry.prev is MISSING:
+                yield (DELETE, entry.parts)
+            else:
+                yield (WRITE, entry.parts, entry.prev)
+
+    def _coalesce(self, log: list[Entry]) -> Gen:
+        """One Change per minimal written root: its value before the batch and now."""
+        roots: dict[Parts, Any] = {}
+        for e in log:
+            if e.notify and not e.ping:
+                roots[e.parts] = e.payload  # first write fixes the order, the last the payload
+        roots = {
+            parts: payload
+            for parts, payload in roots.items()
+            if not any(parts[:d] in roots for d in range(len(parts)))
+        }
+        related = _entries_by_root(roots, log)
+        changes = []
+        for parts, payload in roots.items():
+            entries = related[parts]
+            last = entries[-1] if entries else None
+            if last is not None and last.parts == parts and last.notify:
+                new = last.new  # nothing was written below it since: no need to read it
+            else:
+                new = yield (READ, parts)
+            new = copy_out(new) if new is not MISSING else MISSING
+            old = value_before(parts, new, entries)
+            if not values_equal(old, new):
+                changes.append(Change(parts, old, new, payload))
+        changes.extend(Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping)
+        return changes
+
+
+def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, list[Entry]]:
+    """The log entries that touch each root's value (at, below or above it), in log order.
+    Roots never nest, so an entry at or below a root belongs to that one root."""
+    related: dict[Parts, list[Entry]] = {parts: [] for parts in roots}
+    below: dict[Parts, list[Parts]] = {}
+    for parts in roots:
+        for d in range(len(parts)):
+            below.setdefault(parts[:d], []).append(parts)
+    for e in log:
+        if e.ping:
+            continue
+        owner = next((e.parts[:d] for d in range(len(e.parts) + 1) if e.parts[:d] in roots), None)
+        if owner is not None:
+            related[owner].append(e)
+        for parts in below.get(e.parts, ()):
+            related[parts].append(e)
+    return related
+
+
+def value_before(parts: Parts, now: Any, entries: list[Entry]) -> Any:
+    """The value at ``parts`` before a batch: ``now`` with ``entries`` undone, newest first."""
+    value = copy_out(now) if now is not MISSING else MISSING
+    for e in reversed(entries):
+        created = getattr(e, "created", None)
+        if created is not None and (e.prev is MISSING):
+            e = Entry(created, MISSING)  # undoing the write removes what it created
+        if is_prefix(e.parts, parts):
+            found = get_in(e.prev, parts, len(e.parts))
+            value = copy_out(found) if found is not MISSING else MISSING
+            continue
+        rel = e.parts[len(parts) :]
+        if e.prev is MISSING:
+            if type(value) is dict:
+                delete_in(value, rel)
+        else:
+            if type(value) is not dict:
+                value = {}
+            set_in(value, rel, copy_out(e.prev))
+    return value

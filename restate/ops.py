@@ -1,0 +1,61 @@
+"""The I/O requests the engine yields to its drivers, and helpers every engine part shares.
+
+A request is a tuple whose first item says what to do (see propagation.py)::
+
+    (READ, parts)            -> the stored value, or MISSING
+    (EXISTS, parts)          -> whether a node is there (cheap where the backend can tell)
+    (WRITE, parts, value)    -> None
+    (DELETE, parts)          -> None
+    (CALL, fn, arg)          -> fn(arg), awaited by the async controller
+    (BEGIN,) / (COMMIT,) / (ROLLBACK, exc)   the backend's transaction(), when it has one
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from .backends.base import MISSING
+from .tree import IMMUTABLE, copy_out
+
+__all__ = [
+    "BEGIN",
+    "CALL",
+    "COMMIT",
+    "DELETE",
+    "EXISTS",
+    "NO_DEFAULT",
+    "READ",
+    "ROLLBACK",
+    "WRITE",
+    "Gen",
+    "raise_collected",
+    "user_value",
+]
+
+READ, WRITE, DELETE, CALL, BEGIN, COMMIT, ROLLBACK, EXISTS = range(8)
+
+Op = tuple[Any, ...]
+Gen = Generator[Op, Any, Any]
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "<no default>"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+
+def user_value(value: Any) -> Any:
+    """A stored value as handed to user code: an isolated copy, None for MISSING."""
+    if value is MISSING:
+        return None
+    return value if type(value) in IMMUTABLE else copy_out(value)
+
+
+def raise_collected(errors: list[Exception]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} state callbacks raised", errors)
