@@ -283,3 +283,20 @@ def test_a_subscription_above_a_write_and_its_derivation_gets_its_own_values(
     )
     controller.set_state("/b/a", 1)  # creates /b; /count follows
     assert got == [("/", {"count": 0}, {"b": {"a": 1}, "count": 1})]
+
+
+def test_skip_notify_recomputes_derivations_but_calls_no_one(controller: Any) -> None:
+    calls: list = []
+    controller.derive("/double", "/n", lambda n: (n or 0) * 2)
+    controller.subscribe("/n", calls.append)
+    controller.subscribe("/double", calls.append)
+    controller.track(lambda e: calls.append("tracked") or e.get_state("/n"))
+    calls.clear()
+    assert controller.set_state("/n", 2, skip_notify=True) is True
+    assert controller.get_state("/double") == 4
+    assert calls == []
+    with controller.batch():
+        controller.set_state("/n", 3, skip_notify=True)
+    assert controller.get_state("/n") == 3
+    assert controller.get_state("/double") == 4  # left out of the batch's changes
+    assert calls == []
