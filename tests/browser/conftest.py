@@ -1,8 +1,9 @@
-"""Fixtures for browser tests: one JupyterLab server and one chromium per session.
+"""Fixtures for browser tests: one Jupyter server per front end and one chromium per session.
 
-JupyterLab runs from this checkout's virtualenv on 127.0.0.1 with a token, temp config and
-runtime dirs, and ``PYTHONPATH`` pointing at the checkout so its kernels import ``restate``
-and ``restate_nb``. Playwright drives Debian's ``/usr/bin/chromium`` (never a downloaded one).
+JupyterLab (``jupyterlab``) or Notebook 7 (``notebook7``) runs from this checkout's virtualenv
+on 127.0.0.1 with a token, temp config and runtime dirs, and ``PYTHONPATH`` pointing at the
+checkout so its kernels import ``restate`` and ``restate_nb``. Playwright drives Debian's
+``/usr/bin/chromium`` (never a downloaded one).
 A second kernel client, attached through the kernel's connection file, runs code in the
 notebook's kernel so tests can write state and read it back without touching the DOM.
 """
@@ -48,10 +49,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@dataclass
-class JupyterLab:
-    """A running JupyterLab server started by the test session."""
+# Per front end: the ``jupyter`` subcommand, its own options, and its notebook URL path.
+FRONTENDS = {
+    "lab": ("lab", ["--LabApp.extension_manager=readonly", "--LabApp.workspaces_dir={ws}"]),
+    "notebook": ("notebook", ["--JupyterNotebookApp.workspaces_dir={ws}"]),
+}
 
+
+@dataclass
+class JupyterServer:
+    """A running Jupyter server (JupyterLab or Notebook 7 front end) started by the test session."""
+
+    frontend: str
     url: str
     token: str
     root_dir: Path
@@ -85,6 +94,8 @@ class JupyterLab:
         return name
 
     def notebook_url(self, name: str) -> str:
+        if self.frontend == "notebook":
+            return f"{self.url}/notebooks/{name}?token={self.token}"
         return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
 
     def kernel_client(self, notebook: str) -> Any:
@@ -103,22 +114,24 @@ class JupyterLab:
         return client
 
 
-def _wait_ready(lab: JupyterLab, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_ready(lab: JupyterServer, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{lab.log.read_text()}")
+            log = lab.log.read_text()
+            raise RuntimeError(f"jupyter {lab.frontend} exited with {proc.returncode}:\n{log}")
         try:
             with urllib.request.urlopen(f"{lab.url}/api/status?token={lab.token}", timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise TimeoutError(f"jupyter lab did not answer in {timeout}s:\n{lab.log.read_text()}")
+    log = lab.log.read_text()
+    raise TimeoutError(f"jupyter {lab.frontend} did not answer in {timeout}s:\n{log}")
 
 
 @contextmanager
-def _running_jupyterlab(base: Path) -> Iterator[JupyterLab]:
+def _running_jupyter(base: Path, frontend: str = "lab") -> Iterator[JupyterServer]:
     dirs = {name: base / name for name in ("root", "runtime", "config", "settings", "ws")}
     for d in dirs.values():
         d.mkdir()
@@ -135,14 +148,16 @@ def _running_jupyterlab(base: Path) -> Iterator[JupyterLab]:
         JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
+    subcommand, options = FRONTENDS[frontend]
     cmd = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+        sys.executable, "-m", "jupyter", subcommand, "--no-browser", "--ip=127.0.0.1",
         f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={dirs['root']}", "--allow-root", "--expose-app-in-browser",
-        "--LabApp.extension_manager=readonly", f"--LabApp.workspaces_dir={dirs['ws']}",
+        *(option.format(ws=dirs["ws"]) for option in options),
     ]  # fmt: skip
-    log = base / "jupyterlab.log"
-    lab = JupyterLab(f"http://127.0.0.1:{port}", token, dirs["root"], dirs["runtime"], log)
+    log = base / f"jupyter-{frontend}.log"
+    url = f"http://127.0.0.1:{port}"
+    lab = JupyterServer(frontend, url, token, dirs["root"], dirs["runtime"], log)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=base)
         try:
@@ -198,10 +213,18 @@ def _shared(key: str, start: Callable[[], AbstractContextManager[Any]]) -> Itera
 
 
 @pytest.fixture(scope="session")
-def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    start = partial(_running_jupyterlab, tmp_path_factory.mktemp("jupyterlab"))
+def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    start = partial(_running_jupyter, tmp_path_factory.mktemp("jupyterlab"), "lab")
     with _shared("jupyterlab", start) as lab:
         yield lab
+
+
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """A Jupyter server with the Notebook 7 front end (``/notebooks/NAME.ipynb``)."""
+    start = partial(_running_jupyter, tmp_path_factory.mktemp("notebook7"), "notebook")
+    with _shared("notebook7", start) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -221,12 +244,30 @@ WAIT_KERNEL_IDLE = """() => {
 }"""
 
 
-def open_notebook(context: Any, lab: JupyterLab, name: str) -> Any:
+def open_notebook(context: Any, lab: JupyterServer, name: str) -> Any:
     """Open ``name`` in a new page and wait until its kernel is ready and idle."""
     page = context.new_page()
     page.goto(lab.notebook_url(name))
     page.wait_for_function(WAIT_KERNEL_IDLE, timeout=30_000)
     return page
+
+
+CELL_OUTPUT_SHOWS = """([index, text]) => {
+  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];
+  const area = cell && cell.querySelector('.jp-Cell-outputArea');
+  return !!area && area.innerText.includes(text);
+}"""
+
+
+def cell_output_text(page: Any, index: int) -> str:
+    """What the output area of the ``index``-th cell shows (Output widgets included)."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    return cell.locator(".jp-Cell-outputArea").inner_text()
+
+
+def wait_cell_output_shows(page: Any, index: int, text: str, timeout_ms: int = 20_000) -> None:
+    """Wait until the output area of the ``index``-th cell shows ``text``."""
+    page.wait_for_function(CELL_OUTPUT_SHOWS, arg=[index, text], timeout=timeout_ms)
 
 
 def run_all_cells(page: Any) -> None:

@@ -10,29 +10,16 @@ import pytest
 
 from tests.browser.conftest import (  # the browser helper's fixtures, reused
     browser_context,
+    cell_output_text,
     jupyterlab,
     kernel_run,
     open_notebook,
     run_all_cells,
+    wait_cell_output_shows,
 )
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser_context", "jupyterlab"]
-
-SHOWS = """([index, text]) => {
-  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];
-  const area = cell && cell.querySelector('.jp-Cell-outputArea');
-  return !!area && area.innerText.includes(text);
-}"""
-
-
-def output_text(page: Any, index: int) -> str:
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    return cell.locator(".jp-Cell-outputArea").inner_text()
-
-
-def wait_shows(page: Any, index: int, text: str) -> None:
-    page.wait_for_function(SHOWS, arg=[index, text], timeout=20_000)
 
 
 def test_tracked_cell_output_is_replaced_in_place_in_jupyterlab(
@@ -50,19 +37,19 @@ def test_tracked_cell_output_is_replaced_in_place_in_jupyterlab(
     client = None
     try:
         run_all_cells(page)
-        wait_shows(page, 1, "total is 50")
-        wait_shows(page, 2, "setter ran")
-        assert "total is" not in output_text(page, 2)
-        assert output_text(page, 1).count("total is") == 1
+        wait_cell_output_shows(page, 1, "total is 50")
+        wait_cell_output_shows(page, 2, "setter ran")
+        assert "total is" not in cell_output_text(page, 2)
+        assert cell_output_text(page, 1).count("total is") == 1
 
         client = jupyterlab.kernel_client(name)
         kernel_run(client, 'state["/a"] = 7')  # another execution writes
-        wait_shows(page, 1, "total is 70")
+        wait_cell_output_shows(page, 1, "total is 70")
         code = "import threading\nthreading.Timer(0.3, state.__setitem__, ('/a', 9)).start()"
         kernel_run(client, code)  # a thread writes after every execution finished
-        wait_shows(page, 1, "total is 90")
-        assert output_text(page, 1).count("total is") == 1
-        assert "total is" not in output_text(page, 0) + output_text(page, 2)
+        wait_cell_output_shows(page, 1, "total is 90")
+        assert cell_output_text(page, 1).count("total is") == 1
+        assert "total is" not in cell_output_text(page, 0) + cell_output_text(page, 2)
     finally:
         if client is not None:
             client.stop_channels()
