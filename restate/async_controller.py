@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .backends.base import MISSING, AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
@@ -28,6 +28,7 @@ from .ops import (
     READ,
     ROLLBACK,
     WRITE,
+    Steps,
     user_value,
 )
 from .paths import PathLike, to_parts
@@ -39,6 +40,7 @@ from .tracking import record_read
 __all__ = ["ControllerAsync"]
 
 log = logging.getLogger("restate")
+T = TypeVar("T")
 
 
 class _TaskLock:
@@ -79,6 +81,8 @@ class ControllerAsync(ControllerBase):
         backend: an ``AsyncBackend`` or a sync ``Backend``; ``InMemoryBackend()`` when omitted.
         max_rounds: bound on rounds of callback-triggered writes (then ``CycleError``).
     """
+
+    _backend: Backend | AsyncBackend
 
     def __init__(
         self, backend: Backend | AsyncBackend | None = None, *, max_rounds: int = 100
@@ -144,7 +148,7 @@ class ControllerAsync(ControllerBase):
 
     # ----- the driver ------------------------------------------------------------------------
 
-    async def _drive(self, gen: Generator[Any, Any, Any]) -> Any:
+    async def _drive(self, gen: Steps[T]) -> T:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             for changes in self._early:
@@ -156,7 +160,7 @@ class ControllerAsync(ControllerBase):
             try:
                 op = gen.send(value) if error is None else gen.throw(error)
             except StopIteration as stop:
-                return stop.value
+                return cast(T, stop.value)  # what the engine's Steps[T] returned
             error = None
             try:
                 value = await self._execute(op)
@@ -177,6 +181,7 @@ class ControllerAsync(ControllerBase):
         if kind == DELETE:
             return await _maybe_await(self._delete(op[1]))
         if kind == BEGIN:
+            # an optional capability (backends/base.py), requested only when it exists
             txn = self._backend.transaction()  # type: ignore[union-attr]
             enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
             await _maybe_await(enter())
@@ -189,7 +194,7 @@ class ControllerAsync(ControllerBase):
             await _maybe_await(exit_(*args))
         return None
 
-    async def _run(self, gen: Generator[Any, Any, Any]) -> Any:
+    async def _run(self, gen: Steps[T]) -> T:
         async with self._lock.held():
             return await self._drive(gen)
 

@@ -9,7 +9,8 @@ before the batch (the current value with the log undone) to its value now.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
 
 from .backends.base import MISSING
 from .ops import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
@@ -29,6 +30,17 @@ class Entry(NamedTuple):
     notify: bool = True
     ping: bool = False
     new: Any = MISSING  # what the write stored (MISSING for a delete)
+
+
+class Undoable(Protocol):
+    """A recorded write ``value_before`` can undo: an ``Entry``, or a ``Change`` (whose
+    ``created`` it also uses)."""
+
+    @property
+    def parts(self) -> Parts: ...
+
+    @property
+    def prev(self) -> Any: ...
 
 
 class BatchLog:
@@ -155,7 +167,7 @@ def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, l
     return related
 
 
-def value_before(parts: Parts, now: Any, entries: list[Entry]) -> Any:
+def value_before(parts: Parts, now: Any, entries: Sequence[Undoable]) -> Any:
     """The value at ``parts`` before a batch: ``now`` with ``entries`` undone, newest first."""
     value = copy_out(now) if now is not MISSING else MISSING
     for e in reversed(entries):

@@ -11,9 +11,9 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .backends.base import MISSING, AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
@@ -28,6 +28,7 @@ from .ops import (
     READ,
     ROLLBACK,
     WRITE,
+    Steps,
     user_value,
 )
 from .paths import PathLike, to_parts
@@ -39,6 +40,7 @@ from .tracking import record_read
 __all__ = ["ControllerSync"]
 
 log = logging.getLogger("restate")
+T = TypeVar("T")
 
 
 class ControllerSync(ControllerBase):
@@ -49,6 +51,8 @@ class ControllerSync(ControllerBase):
         max_rounds: how many rounds of callback-triggered writes one write may cause before
             ``CycleError`` stops a feedback loop.
     """
+
+    _backend: Backend
 
     def __init__(self, backend: Backend | None = None, *, max_rounds: int = 100) -> None:
         self._lock = threading.RLock()
@@ -108,7 +112,7 @@ class ControllerSync(ControllerBase):
 
     # ----- the driver ------------------------------------------------------------------------
 
-    def _drive(self, gen: Generator[Any, Any, Any]) -> Any:
+    def _drive(self, gen: Steps[T]) -> T:
         value: Any = None
         error: BaseException | None = None
         send, read, write = gen.send, self._read, self._write
@@ -116,7 +120,7 @@ class ControllerSync(ControllerBase):
             try:
                 op = send(value) if error is None else gen.throw(error)
             except StopIteration as stop:
-                return stop.value
+                return cast(T, stop.value)  # what the engine's Steps[T] returned
             error = None
             try:  # the frequent requests inline, the rest in _execute
                 kind = op[0]
@@ -140,6 +144,7 @@ class ControllerSync(ControllerBase):
         if kind == DELETE:
             return self._delete(op[1])
         if kind == BEGIN:
+            # an optional capability (backends/base.py), requested only when it exists
             txn = self._backend.transaction()  # type: ignore[attr-defined]
             txn.__enter__()
             self._txns.append(txn)

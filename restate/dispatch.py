@@ -55,7 +55,7 @@ class Dispatcher:
             cid, node, _, current, _, _, payload, bubble = plan.deliveries[index]
             now = yield (READ, current)
             new = copy_out(now) if now is not MISSING else MISSING
-            old = value_before(current, new, changes)  # type: ignore[arg-type]
+            old = value_before(current, new, changes)
             plan.deliveries[index] = (cid, node, current, current, old, new, payload, bubble)
 
     def _dispatch_or_queue(self, plan: Plan, errors: list[Exception]) -> Gen:

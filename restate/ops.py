@@ -13,7 +13,7 @@ A request is a tuple whose first item says what to do (see propagation.py)::
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, TypeVar
 
 from .backends.base import MISSING
 from .tree import IMMUTABLE, copy_out
@@ -29,14 +29,18 @@ __all__ = [
     "ROLLBACK",
     "WRITE",
     "Gen",
+    "Steps",
     "raise_collected",
     "user_value",
 ]
 
 READ, WRITE, DELETE, CALL, BEGIN, COMMIT, ROLLBACK, EXISTS = range(8)
 
+T = TypeVar("T")
+
 Op = tuple[Any, ...]
-Gen = Generator[Op, Any, Any]
+Steps = Generator[Op, Any, T]  # yields requests, receives replies, returns a T
+Gen = Steps[Any]
 
 
 class _NoDefault:

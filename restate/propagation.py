@@ -48,7 +48,7 @@ from .dispatch import Dispatcher, Plan
 from .errors import CallbackIdError
 from .events import StateChange
 from .graph import Derivation, DerivationGraph
-from .ops import CALL, DELETE, NO_DEFAULT, READ, WRITE, Gen, raise_collected, user_value
+from .ops import CALL, DELETE, NO_DEFAULT, READ, WRITE, Gen, Steps, raise_collected, user_value
 from .paths import Parts, parts_to_str
 from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex
 from .tracking import Tracker
@@ -145,7 +145,7 @@ class Engine(BatchLog, Dispatcher):
         default: Any = NO_DEFAULT,
         payload: Any = None,
         skip_notify: bool = False,
-    ) -> Gen:
+    ) -> Steps[bool]:
         read = self.read
         prev = read(parts) if read is not None else (yield (READ, parts))
         old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
@@ -179,7 +179,9 @@ class Engine(BatchLog, Dispatcher):
             yield from self._after([Change(parts, old, new, payload, False, created)], skip_notify)
         return True
 
-    def del_state(self, parts: Parts, payload: Any = None, skip_notify: bool = False) -> Gen:
+    def del_state(
+        self, parts: Parts, payload: Any = None, skip_notify: bool = False
+    ) -> Steps[bool]:
         prev = yield (READ, parts)
         if prev is MISSING or (not parts and not prev):
             return False
@@ -194,7 +196,7 @@ class Engine(BatchLog, Dispatcher):
         )
         return True
 
-    def ping(self, parts: Parts, default: Any = None, payload: Any = None) -> Gen:
+    def ping(self, parts: Parts, default: Any = None, payload: Any = None) -> Steps[None]:
         value = yield (READ, parts)
         if value is MISSING:
             value = default
@@ -227,7 +229,7 @@ class Engine(BatchLog, Dispatcher):
         transform: Callable[[Any], Any],
         many: bool,
         payload: Any = None,
-    ) -> Gen:
+    ) -> Steps[Hashable]:
         if not callable(transform):
             raise TypeError(f"transform must be callable, not {type(transform).__name__}")
         if not sources:
@@ -245,7 +247,7 @@ class Engine(BatchLog, Dispatcher):
             raise
         return d.id
 
-    def track(self, callback: Callable[..., Any], payload: Any = None) -> Gen:
+    def track(self, callback: Callable[..., Any], payload: Any = None) -> Steps[Hashable]:
         if not callable(callback):
             raise TypeError(f"track() needs a callable, not {type(callback).__name__}")
         tracker = Tracker(self.new_id(), callback, payload)
@@ -262,7 +264,7 @@ class Engine(BatchLog, Dispatcher):
         value = yield (READ, parts)
         return copy_out(value) if value is not MISSING else MISSING
 
-    def external(self, changes: list[Change]) -> Gen:
+    def external(self, changes: list[Change]) -> Steps[None]:
         """Changes another process made (a watching backend): react as if local."""
         yield from self._after(changes, False)
 

@@ -26,6 +26,11 @@ class ControllerBase:
 
     _engine: Engine
     _guard: AbstractContextManager[Any]
+    # the bound backend's I/O (set by _bind_backend); an async backend's return awaitables
+    _read: Callable[[Parts], Any]
+    _write: Callable[[Parts, Any], Any]
+    _delete: Callable[[Parts], Any]
+    _exists: Callable[[Parts], Any]
 
     # ----- subscriptions and callback ids ----------------------------------------------------
 

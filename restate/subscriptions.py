@@ -223,9 +223,9 @@ class SubscriptionIndex:
         chain of trie nodes, walked once."""
         parts = change.parts
         node: _Node | None = self.root
-        chain = [node]
+        chain: list[_Node] = [self.root]
         for seg in parts:
-            node = node.children.get(seg)  # type: ignore[union-attr]
+            node = chain[-1].children.get(seg)
             if node is None:
                 break
             chain.append(node)

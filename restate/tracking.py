@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -27,7 +27,7 @@ def record_read(engine: object, parts: Parts) -> None:
 
 @dataclass(eq=False)
 class Tracker:
-    id: Any
+    id: Hashable
     callback: Callable[..., Any]
     payload: Any = None
     paths: frozenset[Parts] = field(default_factory=frozenset)
@@ -37,7 +37,7 @@ class Tracker:
 class TrackerInfo:
     """A tracked function as ``controller.trackers()`` reports it."""
 
-    id: Any
+    id: Hashable
     callback: Callable[..., Any]
     paths: frozenset[PurePosixPath]
     payload: Any
