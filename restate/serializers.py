@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import SerializationError
 
 __all__ = ["Serializer", "json_serializer"]
 
+RawT = TypeVar("RawT", str, bytes)
+
 
 @dataclass(frozen=True)
-class Serializer:
+class Serializer(Generic[RawT]):
     """How values are stored in files.
 
     Args:
@@ -24,9 +26,9 @@ class Serializer:
     """
 
     extension: str
-    raw_type: type
-    serialize: Callable[[Any], Any]
-    deserialize: Callable[[Any], Any]
+    raw_type: type[RawT]
+    serialize: Callable[[Any], RawT]
+    deserialize: Callable[[RawT], Any]
 
     def __post_init__(self) -> None:
         ext = self.extension.lstrip(".")
@@ -36,7 +38,7 @@ class Serializer:
         if self.raw_type not in (str, bytes):
             raise TypeError(f"raw_type must be str or bytes, not {self.raw_type!r}")
 
-    def dumps(self, value: Any) -> Any:
+    def dumps(self, value: Any) -> RawT:
         """Serialize ``value``; any failure becomes a ``SerializationError``."""
         try:
             raw = self.serialize(value)
@@ -52,7 +54,7 @@ class Serializer:
             )
         return raw
 
-    def loads(self, raw: Any) -> Any:
+    def loads(self, raw: RawT) -> Any:
         return self.deserialize(raw)
 
 

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Generator
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import BackendError
 from ..paths import Parts, parts_to_str
@@ -29,7 +29,10 @@ from .base import MISSING
 
 __all__ = ["Op", "RedisCore", "StreamCursor", "Txn"]
 
-Op = Generator[tuple[Any, ...], Any, Any]
+T = TypeVar("T")
+
+# An operation: yields commands, receives their replies, returns a T.
+Op = Generator[tuple[Any, ...], Any, T]
 
 
 class Txn:
@@ -61,7 +64,7 @@ class RedisCore:
         self.txn: ContextVar[Txn | None] = ContextVar(f"restate-redis-{self.origin}", default=None)
 
     # -- reads and writes -------------------------------------------------------------------
-    def read(self, parts: Parts) -> Op:
+    def read(self, parts: Parts) -> Op[Any]:
         txn = self.txn.get()
         if txn is None:
             return (yield from self._stored(parts))
@@ -74,7 +77,7 @@ class RedisCore:
         stored = yield from self._stored(parts)
         return stored if depth < len(parts) else merge(stored, node)
 
-    def exists(self, parts: Parts) -> Op:
+    def exists(self, parts: Parts) -> Op[bool]:
         """Like ``read(parts) is not MISSING``: one HEXISTS on the parent's hash (none for the
         root, or when the transaction's buffer decides)."""
         if not parts:
@@ -89,7 +92,7 @@ class RedisCore:
                 return depth == len(parts)
         return bool((yield ("hexists", self._hash(parts[:-1]), parts[-1])))
 
-    def occupied(self, parts: Parts, ignore: frozenset[str]) -> Op:
+    def occupied(self, parts: Parts, ignore: frozenset[str]) -> Op[bool]:
         """Whether the node is a leaf or a dict with a key outside ``ignore`` (see _probe)."""
         txn = self.txn.get()
         if txn is not None:
@@ -114,7 +117,7 @@ class RedisCore:
     def _hash(self, parts: Parts) -> str:
         return f"{self.prefix}:n:{parts_to_str(parts)}"
 
-    def write(self, parts: Parts, value: Any) -> Op:
+    def write(self, parts: Parts, value: Any) -> Op[None]:
         op = encode_write(parts, value)  # validates before anything is sent
         txn = self.txn.get()
         if txn is None:
@@ -135,7 +138,7 @@ class RedisCore:
             created_from = int(at) if kind == "missing" else None
         overlay.place(parts, depth, value, created_from)
 
-    def delete(self, parts: Parts) -> Op:
+    def delete(self, parts: Parts) -> Op[None]:
         txn = self.txn.get()
         if txn is None:
             yield from self._apply(encode_delete(parts), "")
@@ -154,16 +157,17 @@ class RedisCore:
                 return  # an ancestor is missing or a leaf: nothing to delete
         overlay.place(parts, depth, MISSING if parts else {}, None)
 
-    def _stored(self, parts: Parts) -> Op:
+    def _stored(self, parts: Parts) -> Op[Any]:
         return loads((yield ("eval", "read", [self.prefix, parts_to_str(parts)])))
 
-    def _apply(self, ops: list[str], token: str) -> Op:
+    def _apply(self, ops: list[str], token: str) -> Op[str]:
         deadline = time.monotonic() + self.lock_wait
         delay = 0.0002
         while True:
             reply = yield ("eval", "apply", [self.prefix, self.origin, self.maxlen, token, *ops])
             if reply[0] == "ok":
-                return reply[1]
+                entry_id: str = reply[1]  # the stream entry's id ("" when nothing changed)
+                return entry_id
             if reply[0] == "conflict":
                 raise conflict_error(reply[1], int(reply[2]))
             if reply[0] == "lostlock":
@@ -173,7 +177,7 @@ class RedisCore:
                 )
             delay = yield from self._pause(deadline, delay)
 
-    def _pause(self, deadline: float, delay: float) -> Op:
+    def _pause(self, deadline: float, delay: float) -> Op[float]:
         if time.monotonic() > deadline:
             raise BackendError(
                 f"waited {self.lock_wait:g} s for the transaction of another client to release "
@@ -183,7 +187,7 @@ class RedisCore:
         return min(delay * 2, 0.01)
 
     # -- transactions -----------------------------------------------------------------------
-    def begin(self) -> Op:
+    def begin(self) -> Op[Txn]:
         """Take the lock (waiting for other clients' transactions); return the Txn."""
         txn = Txn(uuid.uuid4().hex)
         deadline = time.monotonic() + self.lock_wait
@@ -193,7 +197,7 @@ class RedisCore:
         txn.refreshed = time.monotonic()
         return txn
 
-    def commit(self, txn: Txn) -> Op:
+    def commit(self, txn: Txn) -> Op[None]:
         """Apply the buffered writes and release the lock in one script."""
         ops: list[str] = []
         for parts, value in txn.overlay.ops():
@@ -204,10 +208,10 @@ class RedisCore:
         yield from self._refresh(txn)
         yield from self._apply(ops, txn.token)
 
-    def release(self, txn: Txn) -> Op:
+    def release(self, txn: Txn) -> Op[None]:
         yield ("eval", "release", [self.prefix, txn.token])
 
-    def finish(self, reset: Token[Txn | None], exc: BaseException | None) -> Op:
+    def finish(self, reset: Token[Txn | None], exc: BaseException | None) -> Op[None]:
         """Leave the transaction: commit when ``exc`` is None, else discard; the lock is
         released in both cases (best effort when the server is gone: it then expires)."""
         txn = self.txn.get()
@@ -222,13 +226,13 @@ class RedisCore:
             return
         yield from self._release_quietly(txn)
 
-    def _release_quietly(self, txn: Txn) -> Op:
+    def _release_quietly(self, txn: Txn) -> Op[None]:
         try:
             yield from self.release(txn)
         except BackendError:
             pass
 
-    def _refresh(self, txn: Txn) -> Op:
+    def _refresh(self, txn: Txn) -> Op[None]:
         now = time.monotonic()
         if (now - txn.refreshed) * 3000 < self.lock_ms:
             return

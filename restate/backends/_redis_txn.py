@@ -13,7 +13,7 @@ Patch -> ``y`` Known(2). ``read("/a")`` reads ``{"x": 1}`` from Redis and merges
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, final
 
 from ..paths import Parts
 from ..tree import copy_out, delete_in, get_in, set_in
@@ -23,6 +23,7 @@ from .base import MISSING
 __all__ = ["Known", "Overlay", "Patch"]
 
 
+@final
 class Known:
     __slots__ = ("value",)
 
@@ -30,6 +31,7 @@ class Known:
         self.value = value
 
 
+@final
 class Patch(dict[str, "Patch | Known"]):
     created = False
 

@@ -55,14 +55,14 @@ class _Queue:
             for queued in [p for p in self.ops if p[: len(parts)] == parts]:
                 self._remove(queued)
         for i in range(len(parts) - 1, -1, -1):
-            queued = self.ops.get(parts[:i])
-            if queued is None:
+            above = self.ops.get(parts[:i])
+            if above is None:
                 continue
-            if queued[0] == "write":  # fold into the pending write above: same outcome
+            if above[0] == "write":  # fold into the pending write above: same outcome
                 if kind == "write":
-                    set_in(queued[1], parts[i:], value)
+                    set_in(above[1], parts[i:], value)
                 else:
-                    delete_in(queued[1], parts[i:])
+                    delete_in(above[1], parts[i:])
                 return
             break
         self.ops[parts] = (kind, value)

@@ -70,7 +70,7 @@ class FileSystemSyncBackend(Backend):
     def __init__(
         self,
         base_dir: str | os.PathLike[str],
-        serializer: Serializer = json_serializer,
+        serializer: Serializer[Any] = json_serializer,
         durable: bool = False,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
@@ -207,7 +207,7 @@ class FileSystemSyncBackend(Backend):
 
     # read
     def _read(self, parts: Parts) -> Any:
-        fd: int | None = self._open_base()
+        fd = self._open_base()
         try:
             for i, key in enumerate(parts):
                 name = self._enc(key)
@@ -215,15 +215,14 @@ class FileSystemSyncBackend(Backend):
                 if value is not MISSING:
                     return get_in(value, parts, i + 1)
                 sub = open_dir(fd, name)
+                if sub is None:
+                    return MISSING
                 os.close(fd)
                 fd = sub
-                if fd is None:
-                    return MISSING
             value = self._load_dir(fd)
             return value if value or not parts else MISSING
         finally:
-            if fd is not None:
-                os.close(fd)
+            os.close(fd)
 
     def _load_dir(self, fd: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -435,7 +434,7 @@ class FileSystemAsyncBackend(AsyncBackend):
     def __init__(
         self,
         base_dir: str | os.PathLike[str],
-        serializer: Serializer = json_serializer,
+        serializer: Serializer[Any] = json_serializer,
         durable: bool = False,
     ) -> None:
         self.sync = FileSystemSyncBackend(base_dir, serializer, durable)

@@ -79,7 +79,7 @@ class _Mounts:
     def reads(self, parts: Parts) -> list[tuple[Any, Parts, Parts]]:
         """What to read for ``parts``: ``(store, path in store, where in the result)``."""
         mount, owner = self.owner(parts)
-        plan = [(owner, parts[len(mount) :], ())]
+        plan: list[tuple[Any, Parts, Parts]] = [(owner, parts[len(mount) :], ())]
         plan += [(self.table[m], (), m[len(parts) :]) for m in self.below(parts)]
         return plan
 

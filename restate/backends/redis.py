@@ -53,7 +53,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -71,6 +71,7 @@ from .base import MISSING, AsyncBackend, Backend
 __all__ = ["RedisAsyncBackend", "RedisBackend"]
 
 log = logging.getLogger("restate.redis")
+T = TypeVar("T")
 
 OnChanges = Callable[[list[tuple[str, Any, Any]]], Any]
 _SCRIPTS = {
@@ -192,6 +193,9 @@ class _Shell:
         if not entries:
             return StreamCursor(self.origin, "0-0", None)
         entry_id, fields = entries[0]
+        # decode_responses=True and XREVRANGE entries carry their fields: redis-py's types
+        # (bytes | str, fields | None) cover every client option
+        assert isinstance(entry_id, str) and fields is not None
         return StreamCursor(self.origin, entry_id, int(fields.get("s", 0)))
 
     def __repr__(self) -> str:
@@ -254,13 +258,13 @@ class RedisBackend(_Shell, Backend):
         self._stop_followers()
         self._client.close()
 
-    def _run(self, op: Op) -> Any:
+    def _run(self, op: Op[T]) -> T:
         reply, error = None, None
         while True:
             try:
                 command = op.send(reply) if error is None else op.throw(error)
             except StopIteration as stop:
-                return stop.value
+                return cast(T, stop.value)  # what the generator returned: its Op[T]
             try:
                 reply, error = self._execute(command), None
             except BaseException as exc:
@@ -410,13 +414,13 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
         self._stop_followers()
         await self._client.aclose()
 
-    async def _run(self, op: Op) -> Any:
+    async def _run(self, op: Op[T]) -> T:
         reply, error = None, None
         while True:
             try:
                 command = op.send(reply) if error is None else op.throw(error)
             except StopIteration as stop:
-                return stop.value
+                return cast(T, stop.value)  # what the generator returned: its Op[T]
             try:
                 reply, error = await self._execute(command), None
             except BaseException as exc:

@@ -156,7 +156,8 @@ class SQLiteBackend(Backend):
                 row = self._db.execute("SELECT value FROM leaves WHERE path = ?", (prefix,))
                 found = row.fetchone()
                 if found is not None:
-                    return found[0] != _EMPTY
+                    text: str = found[0]  # the JSON text of a leaf, _EMPTY for {}
+                    return text != _EMPTY
             return self._child_outside(prefix, ignore)
 
     def _child_outside(self, prefix: str, ignore: frozenset[str]) -> bool:
