@@ -40,7 +40,7 @@ def test_ci_run_calls_the_test_command_in_ci_mode_with_extra_arguments_passed_on
     assert "1 passed" in result.stdout
     # CI=true asks pytest for the slowest durations; the phases are timed.
     assert "slowest" in result.stdout
-    for phase in ("system packages", "python environment", "ruff", "pytest", "total"):
+    for phase in ("system packages", "python environment", "ruff", "mypy", "pytest", "total"):
         assert f"== {phase}: " in result.stdout, phase
 
 
