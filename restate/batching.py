@@ -52,7 +52,7 @@ class BatchLog:
     _existing: set[Parts]
     _marks: list[int]
 
-    def _after(self, changes: list[Change], skip_notify: bool) -> Gen:
+    def _after(self, changes: list[Change], skip_notify: bool, planned: Any = None) -> Gen:
         raise NotImplementedError
 
     def begin_batch(self) -> Gen:
@@ -67,6 +67,8 @@ class BatchLog:
     def end_batch(self, exc: BaseException | None) -> Gen:
         mark = self._marks.pop()
         self.batch_depth -= 1
+        if not self.batch_depth:
+            self._existing.clear()  # only a batch in progress may trust it
         if exc is not None:
             if self.batch_depth == 0 and self.has_txn:
                 self.log = []

@@ -58,16 +58,6 @@ class Dispatcher:
             old = value_before(current, new, changes)
             plan.deliveries[index] = (cid, node, current, current, old, new, payload, bubble)
 
-    def _dispatch_or_queue(self, plan: Plan, errors: list[Exception]) -> Gen:
-        if self.dispatching:
-            self._queue.append(plan)
-            self._errors.extend(errors)
-            return
-        if not (plan.deliveries or plan.trackers or self.listeners):
-            raise_collected(errors)
-            return
-        yield from self._dispatch(plan, errors)
-
     def _dispatch(self, plan: Plan, errors: list[Exception]) -> Gen:
         self.dispatching = True
         self._errors = errors

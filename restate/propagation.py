@@ -254,7 +254,7 @@ class Engine(BatchLog, Dispatcher):
         self.trackers[tracker.id] = tracker
         first = Plan([], {tracker.id: Change((), MISSING, MISSING, payload)}, [])
         try:
-            yield from self._dispatch_or_queue(first, [])
+            yield from self._after([], False, first)
         except Exception as exc:
             exc.add_note(f"(the function stays tracked as id {tracker.id!r}; untrack() it)")
             raise
@@ -270,14 +270,16 @@ class Engine(BatchLog, Dispatcher):
 
     # ----- propagation ---------------------------------------------------------------------
 
-    def _after(self, changes: list[Change], skip_notify: bool) -> Gen:
+    def _after(self, changes: list[Change], skip_notify: bool, planned: Plan | None = None) -> Gen:
+        """Settle derivations, plan, and dispatch -- or queue the plan when a dispatch is
+        already running (a write made by a callback). ``planned``: a ready plan (track())."""
         errors: list[Exception] = []
-        if self.graph:
+        if self.graph and changes:
             yield from self._settle(changes, errors)
         if skip_notify:
             raise_collected(errors)
             return
-        plan = self._plan(changes)
+        plan = self._plan(changes) if planned is None else planned
         if plan.widen:
             yield from self._widen(plan)
         if self.dispatching:

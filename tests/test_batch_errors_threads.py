@@ -273,3 +273,14 @@ def test_the_sync_controller_refuses_an_async_backend() -> None:
 
     with pytest.raises(TypeError, match="use ControllerAsync"):
         ControllerSync(B())
+
+
+def test_what_a_batch_learned_about_existing_dicts_does_not_outlive_it(controller: Any) -> None:
+    controller.derive("/count", "/a", lambda a: len(a or {}))
+    with controller.batch():
+        controller.set_state("/a/b", 1)
+    controller.del_state("/a")
+    got: list = []
+    controller.subscribe("/", lambda e: got.append((e.prev_value, e.new_value)))
+    controller.set_state("/a/x", 1)  # creates /a again; /count follows
+    assert got == [({"count": 0}, {"a": {"x": 1}, "count": 1})]
