@@ -175,42 +175,21 @@ class SubscriptionIndex:
                 break
             levels.append(nxt)
         bubble = [0]  # deliveries whose current path is shallower than this are stopped
-        if len(levels) == len(parts) + 1:
+        n = len(parts)
+        if len(levels) == n + 1 and not change.ping:
             for node in levels[-1]:
-                if not change.ping and (node.children or node.wild):
+                if node.children or node.wild:
                     self._below(
                         node, parts, change.prev, change.new, change, bubble, out, seen, trackers
                     )
-            for node in levels[-1]:
-                if node.entries:
-                    self._emit(
-                        node,
-                        parts,
-                        parts,
-                        change,
-                        change.prev,
-                        change.new,
-                        bubble,
-                        out,
-                        seen,
-                        trackers,
-                    )
-        for depth in range(min(len(levels), len(parts)) - 1, -1, -1):
-            current = parts[:depth]
+        for depth in range(len(levels) - 1, -1, -1):  # the written path, then its ancestors
+            current = parts if depth == n else parts[:depth]
             for node in levels[depth]:
                 if node.entries:
                     self._emit(
-                        node,
-                        parts,
-                        current,
-                        change,
-                        change.prev,
-                        change.new,
-                        bubble,
-                        out,
-                        seen,
-                        trackers,
-                    )
+                        node, parts, current, change, change.prev, change.new, bubble, out,
+                        seen, trackers,
+                    )  # fmt: skip
 
     def plan_one(
         self,
