@@ -86,7 +86,7 @@ class SubscriptionIndex:
         self.size = 0  # subscriptions and tracked paths
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._where.values())
+        return self.size
 
     def add(self, parts: Parts, cid: Hashable, kind: int = SUB) -> bool:
         node = self.root
@@ -138,15 +138,6 @@ class SubscriptionIndex:
     def remove_all(self, cid: Hashable) -> None:
         for parts in list(self._where.get(cid, ())):
             self.remove(parts, cid)
-
-    def paths_of(self, cid: Hashable) -> set[Parts]:
-        return set(self._where.get(cid, ()))
-
-    def __bool__(self) -> bool:
-        return self.size > 0
-
-    def is_subscribed(self, parts: Parts, cid: Hashable) -> bool:
-        return parts in self._where.get(cid, ())
 
     def plan(
         self,

@@ -82,10 +82,7 @@ def set_in(tree: dict[str, Any], parts: Parts, value: Any) -> None:
                 node = child
             break
         if type(child) is not dict:
-            raise PathConflictError(
-                f"cannot write {parts_to_str(parts)!r}: {parts_to_str(parts[: i + 1])!r} holds a "
-                f"{type(child).__name__} leaf, not a dict; delete it or write the dict first"
-            )
+            raise _leaf_in_the_way(parts, i, child)
         node = child
     node[parts[last]] = value
 
@@ -100,10 +97,14 @@ def check_settable(tree: Any, parts: Parts) -> None:
         if node is MISSING:
             return
         if type(node) is not dict:
-            raise PathConflictError(
-                f"cannot write {parts_to_str(parts)!r}: {parts_to_str(parts[: i + 1])!r} holds a "
-                f"{type(node).__name__} leaf, not a dict; delete it or write the dict first"
-            )
+            raise _leaf_in_the_way(parts, i, node)
+
+
+def _leaf_in_the_way(parts: Parts, depth: int, leaf: Any) -> PathConflictError:
+    return PathConflictError(
+        f"cannot write {parts_to_str(parts)!r}: {parts_to_str(parts[: depth + 1])!r} holds a "
+        f"{type(leaf).__name__} leaf, not a dict; delete it or write the dict first"
+    )
 
 
 def delete_in(tree: dict[str, Any], parts: Parts) -> bool:

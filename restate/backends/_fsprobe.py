@@ -80,20 +80,11 @@ def _is_value_file(parent: int, name: str) -> bool:
 
 def _dir_holds(fs: Any, fd: int, ignore: frozenset[str]) -> bool:
     """Whether ``fs._load_dir(fd)`` would have a key outside ``ignore``; stops at the first."""
-    ext, n = fs._ext, len(fs._ext)
-    with os.scandir(fd) as entries:
-        for entry in entries:
-            name = entry.name
-            if name[0] == ".":
-                continue
-            if name.endswith(ext) and entry.is_file(follow_symlinks=False):
-                key = fs._dec(fd, name[:-n])
-                if key is not None and key not in ignore:
-                    return True
-            elif entry.is_dir(follow_symlinks=False):
-                key = fs._dec(fd, name)
-                if key is not None and key not in ignore and _subdir_holds(fs, fd, name):
-                    return True
+    for key, name, is_file in fs._entries(fd):
+        if key is None or key in ignore:
+            continue
+        if is_file or _subdir_holds(fs, fd, name):
+            return True
     return False
 
 

@@ -224,9 +224,10 @@ class FileSystemSyncBackend(Backend):
         finally:
             os.close(fd)
 
-    def _load_dir(self, fd: int) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        subdirs = []
+    def _entries(self, fd: int) -> Iterator[tuple[str | None, str, bool]]:
+        """``(key, name, is_value_file)`` for each value file and directory in ``fd``; hidden
+        names and files of other extensions are skipped, ``key`` is None when a name does not
+        decode."""
         ext, n = self._ext, len(self._ext)
         with os.scandir(fd) as entries:
             for entry in entries:
@@ -234,15 +235,24 @@ class FileSystemSyncBackend(Backend):
                 if name[0] == ".":
                     continue
                 if name.endswith(ext) and entry.is_file(follow_symlinks=False):
-                    key = self._dec(fd, name[:-n])
-                    value = self._load(fd, name)
-                    if key is not None and value is not MISSING:
-                        result[key] = value
+                    yield self._dec(fd, name[:-n]), name, True
                 elif entry.is_dir(follow_symlinks=False):
-                    subdirs.append(name)
-        for name in subdirs:
-            key = self._dec(fd, name)
-            if key is None or key in result:
+                    yield self._dec(fd, name), name, False
+
+    def _load_dir(self, fd: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        subdirs = []
+        for key, name, is_file in self._entries(fd):
+            if key is None:
+                continue
+            if not is_file:
+                subdirs.append((key, name))
+                continue
+            value = self._load(fd, name)
+            if value is not MISSING:
+                result[key] = value
+        for key, name in subdirs:
+            if key in result:
                 continue  # a file wins over a directory of the same name
             sub = open_dir(fd, name)
             if sub is not None:
