@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._engine.graph import DerivationInfo
+from ._engine.tracking import TrackerInfo
 from .async_controller import ControllerAsync
 from .atom import Atom
-from .backends import MISSING, AsyncBackend, Backend, InMemoryBackend
+from .backends import AsyncBackend, Backend, InMemoryBackend
 from .controller import ControllerSync
 from .derived import DeriveData
 from .errors import (
@@ -24,10 +26,9 @@ from .errors import (
     StateError,
 )
 from .events import StateChange, StateEvent
-from .graph import DerivationInfo
+from .missing import MISSING
 from .paths import ROOT_PATH
 from .serializers import Serializer, json_serializer
-from .tracking import TrackerInfo
 
 __version__ = "0.12.0"
 

@@ -15,10 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterab
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar, cast
 
-from .backends.base import MISSING, AsyncBackend, Backend
-from .backends.memory import InMemoryBackend
-from .errors import StateError
-from .ops import (
+from ._engine.engine import Engine
+from ._engine.requests import (
     BEGIN,
     CALL,
     COMMIT,
@@ -31,11 +29,14 @@ from .ops import (
     Steps,
     user_value,
 )
+from ._engine.subscriptions import Change
+from ._engine.tracking import record_read
+from .backends.base import AsyncBackend, Backend
+from .backends.memory import InMemoryBackend
+from .controller_base import ControllerBase
+from .errors import StateError
+from .missing import MISSING
 from .paths import PathLike, to_parts
-from .propagation import Engine
-from .registry import ControllerBase
-from .subscriptions import Change
-from .tracking import record_read
 
 __all__ = ["ControllerAsync"]
 

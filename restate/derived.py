@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from .backends.base import MISSING
+from .missing import MISSING
 from .paths import Parts, is_prefix, parts_to_path, to_parts
 from .tree import get_in
 

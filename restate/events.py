@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from .backends.base import MISSING
+from .missing import MISSING
 from .paths import Parts, parts_to_path
 from .tree import IMMUTABLE, copy_out
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .backends.base import MISSING
 from .errors import PathConflictError
+from .missing import MISSING
 from .paths import Parts, check_key, parts_to_str
 
 __all__ = ["IMMUTABLE", "copy_in", "copy_out", "delete_in", "get_in", "set_in", "values_equal"]

@@ -6,14 +6,12 @@ the ``state`` mapping are imported by ``load_ipython_extension``, ``StateTree`` 
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from .binding import bind, unbind
+from .controller import get_controller
 
 if TYPE_CHECKING:
-    from restate import ControllerSync
-
     from .session import Session
     from .tree_widget import StateTree
 
@@ -26,20 +24,7 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
-_controller: ControllerSync | None = None
-_controller_lock = threading.Lock()
 _sessions: dict[int, Session] = {}
-
-
-def get_controller() -> ControllerSync:
-    """The notebook's controller (in memory until ``%restate backend`` switches its store)."""
-    global _controller
-    with _controller_lock:
-        if _controller is None:
-            from restate import ControllerSync
-
-            _controller = ControllerSync()
-        return _controller
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from restate.backends.base import MISSING
+from restate.missing import MISSING
 from restate.paths import parts_to_path, to_parts
+
+from .controller import get_controller
 
 __all__ = ["Binding", "bind", "bindings", "unbind"]
 
@@ -80,8 +82,6 @@ def bind(widget: Any, path: Any, trait: str = "value", *, controller: Any = None
     if not (hasattr(widget, "has_trait") and widget.has_trait(trait)):
         raise AttributeError(f"{type(widget).__name__} has no trait {trait!r} to bind")
     if controller is None:
-        from . import get_controller
-
         controller = get_controller()
     binding = Binding(widget, path, trait, controller)
     key = (id(widget), binding.path, trait)

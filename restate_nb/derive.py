@@ -16,7 +16,7 @@ from typing import Any
 from restate.errors import CycleError
 from restate.paths import parts_to_path, related, to_parts
 
-from .cells import Recorder, self_loop_message
+from .tracked_cell import Recorder, self_loop_message
 
 __all__ = ["ExpressionDerivation", "ExpressionDerivations"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
-from restate.backends.base import MISSING
+from restate.missing import MISSING
 
 __all__ = ["StateProxy"]
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from IPython.display import display
 
-from restate.backends.base import MISSING
+from restate.missing import MISSING
 
-from .cells import Recorder, TrackedCell
 from .derive import ExpressionDerivation, ExpressionDerivations
 from .proxy import StateProxy
-from .registry import CellRegistry
+from .tracked_cell import Recorder, TrackedCell
+from .tracked_cells import TrackedCells
 
 __all__ = ["Session", "make_backend"]
 
@@ -29,7 +29,7 @@ class Session:
         self.controller = controller
         self.recorder = Recorder()
         self.state = _RecordingProxy(controller, self.recorder)
-        self.cells = CellRegistry(shell, controller, self.recorder)
+        self.cells = TrackedCells(shell, controller, self.recorder)
         self.derivations = ExpressionDerivations(shell, controller, self.recorder)
         self._owned_backend: Any = None
         self.trees: list[Any] = []

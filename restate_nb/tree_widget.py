@@ -1,6 +1,6 @@
 """StateTree: a live, editable view of a controller's state tree, as an anywidget.
 
-The widget is thin: ``TreeSession`` (tree_session.py, where the message protocol is
+The widget is thin: ``TreeProtocol`` (tree_protocol.py, where the message protocol is
 documented) does the work; ``static/tree.js`` and ``static/tree.css`` are the front end.
 """
 
@@ -14,9 +14,10 @@ import traitlets
 
 from restate.paths import PathLike, parts_to_str, to_parts
 
-from .tree_session import MAX_JSON, TreeSession
+from .controller import get_controller
+from .tree_protocol import MAX_JSON, TreeProtocol
 
-__all__ = ["MAX_JSON", "StateTree", "TreeSession"]
+__all__ = ["MAX_JSON", "StateTree", "TreeProtocol"]
 
 STATIC = pathlib.Path(__file__).parent / "static"
 
@@ -39,20 +40,18 @@ class StateTree(anywidget.AnyWidget):
     def __init__(self, controller: Any = None, path: PathLike = "/", **kwargs: Any) -> None:
         parts = to_parts(path)
         if controller is None:
-            from restate_nb import get_controller  # lazy: restate_nb imports this module
-
             controller = get_controller()
         super().__init__(path=parts_to_str(parts), **kwargs)
         self.controller = controller
-        self.session = TreeSession(controller, parts, self.send)
+        self.protocol = TreeProtocol(controller, parts, self.send)
         self.on_msg(self._on_front_end_msg)
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        self.session.handle(content)
+        self.protocol.handle(content)
 
     def close(self) -> None:
         """Stop the live updates and close the widget."""
-        session = getattr(self, "session", None)
-        if session is not None:
-            session.close()
+        protocol = getattr(self, "protocol", None)
+        if protocol is not None:
+            protocol.close()
         super().close()

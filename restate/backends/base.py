@@ -40,30 +40,9 @@ from abc import ABC, abstractmethod
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..missing import MISSING, Missing
+
 __all__ = ["MISSING", "AsyncBackend", "Backend", "Missing"]
-
-
-class Missing:
-    """The type of ``MISSING``: what a backend read returns for a node that does not exist."""
-
-    _instance: Missing | None = None
-
-    def __new__(cls) -> Missing:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __reduce__(self) -> str:
-        return "MISSING"
-
-
-MISSING = Missing()
 
 
 class Backend(ABC):

@@ -34,13 +34,13 @@ from typing import Any
 
 from ..paths import Parts, parts_to_path, to_parts
 from ..tree import copy_in, copy_out, delete_in, set_in
-from ._probe import holds
 from .base import MISSING, AsyncBackend, Backend
 from .memory import InMemoryBackend
+from .probe import holds
 
 __all__ = ["CachingAsyncBackend", "CachingSyncBackend"]
 
-Op = tuple[Parts, str, Any]  # (path, "write" | "delete", value)
+PendingOp = tuple[Parts, str, Any]  # (path, "write" | "delete", value)
 
 
 class _Queue:
@@ -84,13 +84,13 @@ class _Queue:
         twin._below = dict(self._below)
         return twin
 
-    def take(self) -> list[Op]:
+    def take(self) -> list[PendingOp]:
         ops = [(parts, kind, value) for parts, (kind, value) in self.ops.items()]
         self.ops.clear()
         self._below.clear()
         return ops
 
-    def restore(self, failed: list[Op]) -> None:
+    def restore(self, failed: list[PendingOp]) -> None:
         """Put back ``failed`` (not applied) before what was queued meanwhile."""
         newer = self.take()
         for parts, kind, value in failed + newer:

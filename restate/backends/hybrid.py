@@ -28,8 +28,8 @@ from typing import Any
 from ..errors import PathConflictError
 from ..paths import Parts, is_prefix, parts_to_path, parts_to_str, to_parts
 from ..tree import copy_in, delete_in, get_in, set_in
-from ._probe import exists_plan, probe_async, probe_sync, run_async, run_sync
 from .base import MISSING, AsyncBackend, Backend
+from .probe import exists_plan, probe_async, probe_sync, run_async, run_sync
 
 __all__ = ["HybridAsyncBackend", "HybridSyncBackend"]
 

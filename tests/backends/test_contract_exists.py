@@ -22,7 +22,7 @@ from restate.backends import (
     InMemoryBackend,
     SQLiteBackend,
 )
-from restate.backends._probe import holds
+from restate.backends.probe import holds
 from restate.errors import PathConflictError
 
 from .conftest import Store

@@ -74,7 +74,7 @@ def seen(cell: Any) -> str:
 @pytest.fixture
 def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
     ip = InteractiveShell.instance()
-    monkeypatch.setattr(restate_nb, "_controller", None)
+    monkeypatch.setattr(restate_nb.controller, "_controller", None)
     ip.run_cell("%load_ext restate_nb")
     try:
         yield Shell(ip)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from restate import ControllerSync
-from restate_nb.tree_widget import MAX_JSON, StateTree, TreeSession
+from restate_nb.tree_widget import MAX_JSON, StateTree, TreeProtocol
 
 Message = dict[str, Any]
 
@@ -68,12 +68,14 @@ def controller() -> ControllerSync:
 
 
 @pytest.fixture
-def open_session(controller: ControllerSync) -> Iterator[Callable[..., tuple[TreeSession, Outbox]]]:
-    sessions: list[TreeSession] = []
+def open_session(
+    controller: ControllerSync,
+) -> Iterator[Callable[..., tuple[TreeProtocol, Outbox]]]:
+    sessions: list[TreeProtocol] = []
 
-    def make(path: str = "/", **kw: Any) -> tuple[TreeSession, Outbox]:
+    def make(path: str = "/", **kw: Any) -> tuple[TreeProtocol, Outbox]:
         out = Outbox()
-        session = TreeSession(controller, path, out, **kw)
+        session = TreeProtocol(controller, path, out, **kw)
         sessions.append(session)
         return session, out
 
@@ -82,7 +84,7 @@ def open_session(controller: ControllerSync) -> Iterator[Callable[..., tuple[Tre
         s.close()
 
 
-def ask(session: TreeSession, out: Outbox, msg: Message) -> Message:
+def ask(session: TreeProtocol, out: Outbox, msg: Message) -> Message:
     """Send ``msg`` as the front end would and return the reply to it."""
     req = f"req-{id(msg)}-{time.monotonic_ns()}"
     session.handle({**msg, "req": req})
@@ -467,7 +469,7 @@ def test_an_async_controller_is_refused_with_a_clear_error():
     from restate import ControllerAsync
 
     with pytest.raises(TypeError, match="ControllerSync"):
-        TreeSession(ControllerAsync(), "/", print)
+        TreeProtocol(ControllerAsync(), "/", print)
 
 
 # -- lifecycle and the widget ----------------------------------------------------------------
@@ -494,7 +496,7 @@ def test_the_widget_assets_are_local_files_without_network_imports():
 def test_the_widget_answers_front_end_messages_through_its_comm(controller):
     tree = StateTree(controller, "/users")
     sent: list[Message] = []
-    tree.session._send = sent.append
+    tree.protocol._send = sent.append
     try:
         assert tree.path == "/users"
         tree._handle_custom_msg({"type": "hello", "req": "h"}, [])
@@ -503,7 +505,7 @@ def test_the_widget_answers_front_end_messages_through_its_comm(controller):
         assert controller.get_state("/users/2/name") == "b"
     finally:
         tree.close()
-    assert tree.session.closed
+    assert tree.protocol.closed
 
 
 def test_the_widget_rejects_an_invalid_path_before_opening_anything(controller):

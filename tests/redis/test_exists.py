@@ -10,8 +10,8 @@ import random
 import pytest
 import redis
 
-from restate.backends._probe import holds
 from restate.backends.base import MISSING
+from restate.backends.probe import holds
 from restate.backends.redis import RedisAsyncBackend, RedisBackend
 from restate.errors import PathConflictError
 

@@ -13,11 +13,11 @@ import os
 import stat
 from typing import Any
 
-from ..paths import Parts
-from ..tree import get_in
-from ._fsio import open_dir
-from ._probe import NOTHING, holds
-from .base import MISSING
+from ...missing import MISSING
+from ...paths import Parts
+from ...tree import get_in
+from ..probe import NOTHING, holds
+from .fileio import open_dir
 
 __all__ = ["exists", "occupied"]
 

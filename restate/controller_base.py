@@ -9,14 +9,14 @@ from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
 from typing import Any
 
+from ._engine.engine import Engine
+from ._engine.graph import DerivationInfo
+from ._engine.tracking import TrackerInfo
 from .atom import Atom
-from .backends.base import MISSING
 from .backends.memory import InMemoryBackend
 from .errors import CallbackIdError
-from .graph import DerivationInfo
+from .missing import MISSING
 from .paths import Parts, PathLike, parts_to_path, to_parts
-from .propagation import Engine
-from .tracking import TrackerInfo
 
 __all__ = ["ControllerBase"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from .errors import CycleError
-from .paths import Parts, parts_to_path, parts_to_str, related
-from .tree import get_in, values_equal
+from ..errors import CycleError
+from ..paths import Parts, parts_to_path, parts_to_str, related
+from ..tree import get_in, values_equal
 
 __all__ = ["Derivation", "DerivationGraph", "DerivationInfo"]
 

@@ -1,6 +1,6 @@
 """The StateTree protocol, without the widget: snapshot, diffs, throttling, edits.
 
-The kernel side (``TreeSession``) keeps which dicts the viewer has expanded and sends only
+The kernel side (``TreeProtocol``) keeps which dicts the viewer has expanded and sends only
 those; the front end (``static/tree.js``) renders what it is sent and asks for the rest.
 All messages are anywidget custom messages holding one JSON object with a ``type``.
 
@@ -51,10 +51,10 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any, ClassVar
 
-from restate.backends.base import MISSING
+from restate.missing import MISSING
 from restate.paths import Parts, PathLike, check_key, is_prefix, parts_to_str, to_parts
 
-__all__ = ["MAX_JSON", "TreeSession", "compute_marks", "parse_json"]
+__all__ = ["MAX_JSON", "TreeProtocol", "compute_marks", "parse_json"]
 
 PAGE = 200  # children sent per expand request
 MAX_JSON = 2_000  # longer leaf previews are truncated; the editor reads the full value
@@ -113,7 +113,7 @@ def parse_json(text: Any) -> Any:
         raise ValueError(f"invalid JSON: {exc}") from None
 
 
-class TreeSession:
+class TreeProtocol:
     """The kernel side of the StateTree protocol; ``send`` delivers one message to the view.
 
     Args:
@@ -372,7 +372,7 @@ class TreeSession:
         text = json.dumps(value, ensure_ascii=False, default=repr)
         return {"type": "value", "path": path, "json": text}
 
-    _handlers: ClassVar[dict[str, Callable[[TreeSession, Message], Message | None]]] = {
+    _handlers: ClassVar[dict[str, Callable[[TreeProtocol, Message], Message | None]]] = {
         "hello": _hello,
         "expand": _expand,
         "collapse": _collapse,

@@ -1,7 +1,7 @@
 """The sans-IO engine: every state operation as a generator of I/O requests.
 
 Both controllers drive the same generators; the engine never touches a backend or calls a
-callback itself. It yields requests (``ops.py``: READ, EXISTS, WRITE, DELETE, CALL, and the
+callback itself. It yields requests (``requests.py``: READ, EXISTS, WRITE, DELETE, CALL, and the
 backend transaction's BEGIN / COMMIT / ROLLBACK) and receives their results.
 A failed request is thrown back into the generator at its ``yield``. A driver whose I/O
 needs no awaiting may instead set ``engine.read`` / ``engine.write`` / ``engine.call`` to plain
@@ -41,18 +41,18 @@ import itertools
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .backends.base import MISSING
+from ..derived import DeriveData
+from ..errors import CallbackIdError
+from ..events import StateChange
+from ..missing import MISSING
+from ..paths import Parts, parts_to_str
+from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
 from .batching import BatchLog, Entry
-from .derived import DeriveData
 from .dispatch import Dispatcher, Plan
-from .errors import CallbackIdError
-from .events import StateChange
 from .graph import Derivation, DerivationGraph
-from .ops import CALL, DELETE, NO_DEFAULT, READ, WRITE, Gen, Steps, raise_collected, user_value
-from .paths import Parts, parts_to_str
+from .requests import CALL, DELETE, NO_DEFAULT, READ, WRITE, Gen, Steps, raise_collected, user_value
 from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex
 from .tracking import Tracker
-from .tree import IMMUTABLE, copy_in, copy_out, values_equal
 
 __all__ = ["Engine"]
 

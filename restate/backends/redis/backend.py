@@ -62,11 +62,12 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from ..errors import BackendError
-from ..paths import to_parts
-from . import _redis_lua
-from ._redis_core import Op, RedisCore, StreamCursor
-from .base import MISSING, AsyncBackend, Backend
+from ...errors import BackendError
+from ...missing import MISSING
+from ...paths import to_parts
+from ..base import AsyncBackend, Backend
+from . import scripts
+from .core import Exchange, RedisCore, StreamCursor
 
 __all__ = ["RedisAsyncBackend", "RedisBackend"]
 
@@ -75,13 +76,13 @@ T = TypeVar("T")
 
 OnChanges = Callable[[list[tuple[str, Any, Any]]], Any]
 _SCRIPTS = {
-    "read": _redis_lua.READ,
-    "probe": _redis_lua.PROBE,
-    "occupied": _redis_lua.OCCUPIED,
-    "apply": _redis_lua.APPLY,
-    "refresh": _redis_lua.REFRESH,
-    "release": _redis_lua.RELEASE,
-    "resync": _redis_lua.RESYNC,
+    "read": scripts.READ,
+    "probe": scripts.PROBE,
+    "occupied": scripts.OCCUPIED,
+    "apply": scripts.APPLY,
+    "refresh": scripts.REFRESH,
+    "release": scripts.RELEASE,
+    "resync": scripts.RESYNC,
 }
 _BLOCK_MS = 2000
 
@@ -258,13 +259,13 @@ class RedisBackend(_Shell, Backend):
         self._stop_followers()
         self._client.close()
 
-    def _run(self, op: Op[T]) -> T:
+    def _run(self, op: Exchange[T]) -> T:
         reply, error = None, None
         while True:
             try:
                 command = op.send(reply) if error is None else op.throw(error)
             except StopIteration as stop:
-                return cast(T, stop.value)  # what the generator returned: its Op[T]
+                return cast(T, stop.value)  # what the generator returned: its Exchange[T]
             try:
                 reply, error = self._execute(command), None
             except BaseException as exc:
@@ -331,7 +332,7 @@ class _Follower(threading.Thread):
             "read them; delivering the whole tree as one change",
             self._backend.prefix,
         )
-        script = self._client.register_script(_redis_lua.RESYNC)
+        script = self._client.register_script(scripts.RESYNC)
         return self.cursor.restart(script(args=[self._backend.prefix]))
 
     def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
@@ -414,13 +415,13 @@ class RedisAsyncBackend(_Shell, AsyncBackend):
         self._stop_followers()
         await self._client.aclose()
 
-    async def _run(self, op: Op[T]) -> T:
+    async def _run(self, op: Exchange[T]) -> T:
         reply, error = None, None
         while True:
             try:
                 command = op.send(reply) if error is None else op.throw(error)
             except StopIteration as stop:
-                return cast(T, stop.value)  # what the generator returned: its Op[T]
+                return cast(T, stop.value)  # what the generator returned: its Exchange[T]
             try:
                 reply, error = await self._execute(command), None
             except BaseException as exc:

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from .backends.base import MISSING
-from .ops import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
-from .paths import Parts, is_prefix
+from ..missing import MISSING
+from ..paths import Parts, is_prefix
+from ..tree import copy_out, delete_in, get_in, set_in, values_equal
+from .requests import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
 from .subscriptions import Change
-from .tree import copy_out, delete_in, get_in, set_in, values_equal
 
 __all__ = ["BatchLog", "Entry", "value_before"]
 

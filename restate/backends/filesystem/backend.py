@@ -20,7 +20,7 @@ Rules:
   ``{}``); write ``/a = {}`` to keep an empty dict, it is stored as the document ``a.json``.
 - Every file write is a temporary file in the same directory + ``os.replace``; ``durable=True``
   also fsyncs the file and its directory. Serialization happens before the disk is touched.
-- Names are encoded reversibly (see ``_fsnames``). Files of other extensions, names starting
+- Names are encoded reversibly (see ``names.py``). Files of other extensions, names starting
   with ``.`` and symlinks are never read, followed, written through or deleted: the walk
   opens each directory with ``O_NOFOLLOW`` relative to its parent's descriptor.
 """
@@ -35,13 +35,14 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import BackendError, PathConflictError
-from ..paths import Parts, parts_to_str, to_parts
-from ..serializers import Serializer, json_serializer
-from ..tree import copy_in, delete_in, get_in, set_in
-from . import _fsnames as names
-from . import _fsprobe
-from ._fsio import (
+from ...errors import BackendError, PathConflictError
+from ...missing import MISSING
+from ...paths import Parts, parts_to_str, to_parts
+from ...serializers import Serializer, json_serializer
+from ...tree import copy_in, delete_in, get_in, set_in
+from ..base import AsyncBackend, Backend
+from . import names, probe
+from .fileio import (
     DIR_FLAGS,
     TMP_PREFIX,
     close_all,
@@ -53,7 +54,6 @@ from ._fsio import (
     unlink_at,
     write_atomic,
 )
-from .base import MISSING, AsyncBackend, Backend
 
 __all__ = ["FileSystemAsyncBackend", "FileSystemSyncBackend"]
 
@@ -109,10 +109,10 @@ class FileSystemSyncBackend(Backend):
         """Whether ``read(path, MISSING)`` finds a node, from names and file types: no value
         below ``path`` is parsed, a directory scan stops at its first value (a directory
         without values reads as missing). A corrupt value file exists (``read`` raises)."""
-        return _fsprobe.exists(self, to_parts(path))
+        return probe.exists(self, to_parts(path))
 
     def _occupied(self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()) -> bool:
-        return _fsprobe.occupied(self, to_parts(path), ignore)
+        return probe.occupied(self, to_parts(path), ignore)
 
     def check_value(self, path: PurePosixPath | str, value: Any) -> None:
         """Raise what ``write(path, value)`` would raise for the value itself (bad keys,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import PathConflictError
-from ..paths import Parts, check_key, parts_to_str
-from ..serializers import json_serializer
-from .base import MISSING
+from ...errors import PathConflictError
+from ...missing import MISSING
+from ...paths import Parts, check_key, parts_to_str
+from ...serializers import json_serializer
 
 __all__ = ["MARK", "conflict_error", "decode_changes", "encode_delete", "encode_write", "loads"]
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any, final
 
-from ..paths import Parts
-from ..tree import copy_out, delete_in, get_in, set_in
-from ._redis_codec import conflict_error
-from .base import MISSING
+from ...missing import MISSING
+from ...paths import Parts
+from ...tree import copy_out, delete_in, get_in, set_in
+from .codec import conflict_error
 
 __all__ = ["Known", "Overlay", "Patch"]
 

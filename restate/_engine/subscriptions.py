@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, NamedTuple
 
-from .backends.base import MISSING
-from .paths import WILDCARD, Parts
-from .tree import values_equal
+from ..missing import MISSING
+from ..paths import WILDCARD, Parts
+from ..tree import values_equal
 
 __all__ = ["SUB", "TRACK", "Change", "Delivery", "Seen", "SubscriptionIndex"]
 

@@ -28,14 +28,14 @@ from IPython.display import display
 
 from restate.paths import parts_to_str, related, to_parts
 
-from .cells import Recorder, TrackedCell, compile_body, cycle_output
+from .tracked_cell import Recorder, TrackedCell, compile_body, cycle_output
 
-__all__ = ["CellRegistry"]
+__all__ = ["TrackedCells"]
 
 CELL_MAGICS = ("%%restate track", "%%restate derive")
 
 
-class CellRegistry:
+class TrackedCells:
     """The tracked cells of one IPython shell over one controller."""
 
     def __init__(self, shell: Any, controller: Any, recorder: Recorder) -> None:

@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
-from .backends.base import MISSING
+from ..errors import CycleError
+from ..events import StateChange, StateEvent
+from ..missing import MISSING
+from ..paths import Parts, parts_to_path, parts_to_str
+from ..tree import copy_out
 from .batching import value_before
-from .errors import CycleError
-from .events import StateChange, StateEvent
-from .ops import CALL, READ, Gen, raise_collected
-from .paths import Parts, parts_to_path, parts_to_str
+from .requests import CALL, READ, Gen, raise_collected
 from .subscriptions import Change, Delivery
 from .tracking import RECORDER, Tracker
-from .tree import copy_out
 
 __all__ = ["Dispatcher", "Plan"]
 

@@ -1,6 +1,6 @@
 """The I/O requests the engine yields to its drivers, and helpers every engine part shares.
 
-A request is a tuple whose first item says what to do (see propagation.py)::
+A request is a tuple whose first item says what to do (see engine.py)::
 
     (READ, parts)            -> the stored value, or MISSING
     (EXISTS, parts)          -> whether a node is there (cheap where the backend can tell)
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, TypeVar
 
-from .backends.base import MISSING
-from .tree import IMMUTABLE, copy_out
+from ..missing import MISSING
+from ..tree import IMMUTABLE, copy_out
 
 __all__ = [
     "BEGIN",
@@ -38,8 +38,8 @@ READ, WRITE, DELETE, CALL, BEGIN, COMMIT, ROLLBACK, EXISTS = range(8)
 
 T = TypeVar("T")
 
-Op = tuple[Any, ...]
-Steps = Generator[Op, Any, T]  # yields requests, receives replies, returns a T
+Request = tuple[Any, ...]
+Steps = Generator[Request, Any, T]  # yields requests, receives replies, returns a T
 Gen = Steps[Any]
 
 

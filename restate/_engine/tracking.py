@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from .paths import Parts, parts_to_path
+from ..paths import Parts, parts_to_path
 
 __all__ = ["RECORDER", "Tracker", "TrackerInfo", "record_read"]
 

@@ -4,7 +4,7 @@ Each operation is a generator that yields Redis commands and receives their repl
 ``RedisBackend`` drives it with blocking calls and ``RedisAsyncBackend`` with awaits; the
 logic exists once. Commands:
 
-- ``("eval", name, args)``: run the Lua script ``name`` (see ``_redis_lua``), reply back;
+- ``("eval", name, args)``: run the Lua script ``name`` (see ``scripts.py``), reply back;
 - ``("lock", token, ttl_ms)``: ``SET <prefix>:lock token NX PX ttl_ms``, True when taken;
 - ``("hexists", key, field)``: ``HEXISTS key field``;
 - ``("sleep", seconds)``.
@@ -19,20 +19,20 @@ from collections.abc import Generator
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
-from ..errors import BackendError
-from ..paths import Parts, parts_to_str
-from ..tree import copy_in, get_in
-from ._probe import holds
-from ._redis_codec import conflict_error, decode_changes, encode_delete, encode_write, loads
-from ._redis_txn import Known, Overlay, merge
-from .base import MISSING
+from ...errors import BackendError
+from ...missing import MISSING
+from ...paths import Parts, parts_to_str
+from ...tree import copy_in, get_in
+from ..probe import holds
+from .codec import conflict_error, decode_changes, encode_delete, encode_write, loads
+from .transaction import Known, Overlay, merge
 
-__all__ = ["Op", "RedisCore", "StreamCursor", "Txn"]
+__all__ = ["Exchange", "RedisCore", "StreamCursor", "Txn"]
 
 T = TypeVar("T")
 
 # An operation: yields commands, receives their replies, returns a T.
-Op = Generator[tuple[Any, ...], Any, T]
+Exchange = Generator[tuple[Any, ...], Any, T]
 
 
 class Txn:
@@ -64,7 +64,7 @@ class RedisCore:
         self.txn: ContextVar[Txn | None] = ContextVar(f"restate-redis-{self.origin}", default=None)
 
     # -- reads and writes -------------------------------------------------------------------
-    def read(self, parts: Parts) -> Op[Any]:
+    def read(self, parts: Parts) -> Exchange[Any]:
         txn = self.txn.get()
         if txn is None:
             return (yield from self._stored(parts))
@@ -77,7 +77,7 @@ class RedisCore:
         stored = yield from self._stored(parts)
         return stored if depth < len(parts) else merge(stored, node)
 
-    def exists(self, parts: Parts) -> Op[bool]:
+    def exists(self, parts: Parts) -> Exchange[bool]:
         """Like ``read(parts) is not MISSING``: one HEXISTS on the parent's hash (none for the
         root, or when the transaction's buffer decides)."""
         if not parts:
@@ -92,8 +92,8 @@ class RedisCore:
                 return depth == len(parts)
         return bool((yield ("hexists", self._hash(parts[:-1]), parts[-1])))
 
-    def occupied(self, parts: Parts, ignore: frozenset[str]) -> Op[bool]:
-        """Whether the node is a leaf or a dict with a key outside ``ignore`` (see _probe)."""
+    def occupied(self, parts: Parts, ignore: frozenset[str]) -> Exchange[bool]:
+        """Whether the node is a leaf or a dict with a key outside ``ignore`` (see ../probe.py)."""
         txn = self.txn.get()
         if txn is not None:
             yield from self._refresh(txn)
@@ -117,7 +117,7 @@ class RedisCore:
     def _hash(self, parts: Parts) -> str:
         return f"{self.prefix}:n:{parts_to_str(parts)}"
 
-    def write(self, parts: Parts, value: Any) -> Op[None]:
+    def write(self, parts: Parts, value: Any) -> Exchange[None]:
         op = encode_write(parts, value)  # validates before anything is sent
         txn = self.txn.get()
         if txn is None:
@@ -138,7 +138,7 @@ class RedisCore:
             created_from = int(at) if kind == "missing" else None
         overlay.place(parts, depth, value, created_from)
 
-    def delete(self, parts: Parts) -> Op[None]:
+    def delete(self, parts: Parts) -> Exchange[None]:
         txn = self.txn.get()
         if txn is None:
             yield from self._apply(encode_delete(parts), "")
@@ -157,10 +157,10 @@ class RedisCore:
                 return  # an ancestor is missing or a leaf: nothing to delete
         overlay.place(parts, depth, MISSING if parts else {}, None)
 
-    def _stored(self, parts: Parts) -> Op[Any]:
+    def _stored(self, parts: Parts) -> Exchange[Any]:
         return loads((yield ("eval", "read", [self.prefix, parts_to_str(parts)])))
 
-    def _apply(self, ops: list[str], token: str) -> Op[str]:
+    def _apply(self, ops: list[str], token: str) -> Exchange[str]:
         deadline = time.monotonic() + self.lock_wait
         delay = 0.0002
         while True:
@@ -177,7 +177,7 @@ class RedisCore:
                 )
             delay = yield from self._pause(deadline, delay)
 
-    def _pause(self, deadline: float, delay: float) -> Op[float]:
+    def _pause(self, deadline: float, delay: float) -> Exchange[float]:
         if time.monotonic() > deadline:
             raise BackendError(
                 f"waited {self.lock_wait:g} s for the transaction of another client to release "
@@ -187,7 +187,7 @@ class RedisCore:
         return min(delay * 2, 0.01)
 
     # -- transactions -----------------------------------------------------------------------
-    def begin(self) -> Op[Txn]:
+    def begin(self) -> Exchange[Txn]:
         """Take the lock (waiting for other clients' transactions); return the Txn."""
         txn = Txn(uuid.uuid4().hex)
         deadline = time.monotonic() + self.lock_wait
@@ -197,7 +197,7 @@ class RedisCore:
         txn.refreshed = time.monotonic()
         return txn
 
-    def commit(self, txn: Txn) -> Op[None]:
+    def commit(self, txn: Txn) -> Exchange[None]:
         """Apply the buffered writes and release the lock in one script."""
         ops: list[str] = []
         for parts, value in txn.overlay.ops():
@@ -208,10 +208,10 @@ class RedisCore:
         yield from self._refresh(txn)
         yield from self._apply(ops, txn.token)
 
-    def release(self, txn: Txn) -> Op[None]:
+    def release(self, txn: Txn) -> Exchange[None]:
         yield ("eval", "release", [self.prefix, txn.token])
 
-    def finish(self, reset: Token[Txn | None], exc: BaseException | None) -> Op[None]:
+    def finish(self, reset: Token[Txn | None], exc: BaseException | None) -> Exchange[None]:
         """Leave the transaction: commit when ``exc`` is None, else discard; the lock is
         released in both cases (best effort when the server is gone: it then expires)."""
         txn = self.txn.get()
@@ -226,13 +226,13 @@ class RedisCore:
             return
         yield from self._release_quietly(txn)
 
-    def _release_quietly(self, txn: Txn) -> Op[None]:
+    def _release_quietly(self, txn: Txn) -> Exchange[None]:
         try:
             yield from self.release(txn)
         except BackendError:
             pass
 
-    def _refresh(self, txn: Txn) -> Op[None]:
+    def _refresh(self, txn: Txn) -> Exchange[None]:
         now = time.monotonic()
         if (now - txn.refreshed) * 3000 < self.lock_ms:
             return

@@ -25,7 +25,7 @@ __all__ = ["NOTHING", "exists_plan", "holds", "probe_async", "probe_sync", "run_
 
 NOTHING: frozenset[str] = frozenset()
 Probe = tuple[str, Any, Parts, frozenset[str]]  # ("exists" | "occupied", store, path, ignore)
-Plan = Generator[Probe, bool, bool]
+ProbePlan = Generator[Probe, bool, bool]
 
 
 def holds(value: Any, ignore: frozenset[str] = NOTHING) -> bool:
@@ -37,7 +37,7 @@ def holds(value: Any, ignore: frozenset[str] = NOTHING) -> bool:
     return any(key not in ignore for key in value)
 
 
-def exists_plan(mounts: Any, parts: Parts) -> Plan:
+def exists_plan(mounts: Any, parts: Parts) -> ProbePlan:
     """Whether the hybrid's ``read(parts)`` finds a node, mirroring its merge of mounts:
 
     - no mount below ``parts``: the owner has the node (a mount point: its store is not empty);
@@ -100,7 +100,7 @@ async def probe_async(
     return _answer(kind, probed, result, ignore)
 
 
-def run_sync(plan: Plan) -> bool:
+def run_sync(plan: ProbePlan) -> bool:
     answer: Any = None
     while True:
         try:
@@ -111,7 +111,7 @@ def run_sync(plan: Plan) -> bool:
         answer = probe_sync(store, rel, kind, ignore)
 
 
-async def run_async(plan: Plan) -> bool:
+async def run_async(plan: ProbePlan) -> bool:
     answer: Any = None
     while True:
         try:
