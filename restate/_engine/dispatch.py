@@ -13,12 +13,13 @@ from typing import Any, NamedTuple
 from ..errors import CycleError
 from ..events import StateChange, StateEvent
 from ..missing import MISSING
-from ..paths import Parts, parts_to_path, parts_to_str
+from ..paths import parts_to_path, parts_to_str
 from ..tree import copy_out
 from .batching import value_before
 from .requests import CALL, READ, DirectIO, Gen, raise_collected
+from .scheduler import Scheduler
 from .subscriptions import Change, Delivery
-from .tracking import RECORDER, Tracker
+from .tracking import Tracker, Why, recording
 
 __all__ = ["Dispatcher", "Plan"]
 
@@ -33,8 +34,8 @@ class Plan(NamedTuple):
 class Dispatcher:
     """Calls the planned deliveries, round after round, and collects their errors.
 
-    It reads the engine's registries (passed in, shared, never copied) and calls
-    ``retrack(tracker, read)`` after each tracked function's run.
+    It reads the engine's registries (passed in, shared, never copied) and asks the
+    ``scheduler`` whether a tracked function runs now or is marked due, and to record each run.
     """
 
     def __init__(
@@ -45,7 +46,7 @@ class Dispatcher:
         callbacks: dict[Hashable, Callable[..., Any]],
         trackers: dict[Hashable, Tracker],
         listeners: dict[int, Callable[[list[StateChange]], Any]],
-        retrack: Callable[[Tracker, set[Parts]], None],
+        scheduler: Scheduler,
     ) -> None:
         self.controller = controller
         self.max_rounds = max_rounds
@@ -53,7 +54,7 @@ class Dispatcher:
         self.callbacks = callbacks
         self.trackers = trackers
         self.listeners = listeners
-        self.retrack = retrack
+        self.scheduler = scheduler
         self.active = False  # a dispatch is running: new plans wait for the next round
         self._queue: list[Plan] = []
         self._errors: list[Exception] = []
@@ -122,25 +123,39 @@ class Dispatcher:
                     errors.append(exc)
 
     def _run_trackers(self, due: dict[Hashable, Change], errors: list[Exception]) -> Gen:
+        scheduler = self.scheduler
         for tid, ch in due.items():
             tracker = self.trackers.get(tid)
-            if tracker is None:
+            if tracker is None or tracker.status.refused is not None:
                 continue
-            payload = ch.payload if ch.payload is not None else tracker.payload
-            event = StateEvent(self.controller, ch.parts, ch.parts, ch.prev, ch.new, payload)
             try:
-                yield from self._run_tracker(tracker, event)
+                if _is_first_run(ch):  # at registration: always now, whatever the policy
+                    yield from self.run_tracker(tracker, ch, Why(None, "registered"))
+                elif scheduler.defers(tracker):
+                    scheduler.mark_due(tracker, ch)
+                else:
+                    yield from self.run_tracker(tracker, ch, scheduler.why(ch))
             except Exception as exc:
                 errors.append(exc)
 
-    def _run_tracker(self, tracker: Tracker, event: StateEvent[Any]) -> Gen:
-        read: set[Parts] = set()
-        token = RECORDER.set((self.controller, read))
-        try:
-            yield (CALL, tracker.callback, event)
-        finally:
-            RECORDER.reset(token)
-            self.retrack(tracker, read)
+    def run_tracker(self, tracker: Tracker, change: Change, why: Why) -> Gen:
+        """One run of ``tracker`` with its footprint recorded; raises what the run's caller
+        should get (its error, or the CycleError its footprint revealed)."""
+        event = self.scheduler.start(tracker, change, why)
+        if event is None:
+            return
+        error: Exception | None = None
+        with recording(self.controller, tracker.name) as footprint:
+            try:
+                yield (CALL, tracker.callback, event)
+            except Exception as exc:
+                error = exc
+            except BaseException:  # interrupted: the run did not finish, keep its old paths
+                tracker.running = False
+                raise
+        error = self.scheduler.finish(tracker, footprint, error)
+        if error is not None:
+            raise error
 
     def _loop_message(self, pending: list[Plan]) -> str:
         paths = sorted({parts_to_str(c.parts) for p in pending for c in p.changes})
@@ -159,6 +174,12 @@ class Dispatcher:
             f"{', '.join(names) or '?'}. Make the callback stop writing when the value is "
             f"already right, or raise max_rounds."
         )
+
+
+def _is_first_run(ch: Change) -> bool:
+    # track() plans the first run as a change of the root from MISSING to MISSING, which no
+    # write can make (the root is never missing)
+    return not ch.parts and ch.prev is MISSING and ch.new is MISSING
 
 
 def _name(fn: Any) -> str:
