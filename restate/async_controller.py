@@ -278,10 +278,12 @@ class ControllerAsync(ControllerBase):
         name: str | None = None,
         policy: str = "now",
         on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
     ) -> Awaitable[Hashable]:
         """Run ``callback(event)`` (awaited if async) now and whenever what it read changes;
-        ``name``, ``policy`` and ``on_mark`` as in ``ControllerSync.track``."""
-        return self._run(self._engine.track(callback, payload, name, policy, on_mark))
+        the options as in ``ControllerSync.track``."""
+        gen = self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+        return self._run(gen)
 
     async def run_deferred(
         self, *, lazy: bool = False, only: Iterable[Hashable] | None = None

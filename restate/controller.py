@@ -256,23 +256,30 @@ class ControllerSync(ControllerBase):
         name: str | None = None,
         policy: str = "now",
         on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
     ) -> Hashable:
         """Run ``callback(event)`` now and again whenever a path it read changes (SPEC §4).
 
         Args:
             name: how loops, failures and ``trackers()`` name it (default: its qualname).
-            policy: ``"now"`` (re-run inside the write), ``"deferred"`` (marked due, run by
-                ``run_deferred()``) or ``"lazy"`` (marked stale, run only by
-                ``run_deferred(lazy=True)``); see docs/semantics.md, "Scheduling".
-            on_mark: called with the id whenever it is marked due or stale, or a stale mark
-                clears (in the writer's thread, under the lock: keep it short).
+            policy: ``"now"`` (re-run inside the write, or marked due inside
+                ``deferring()``), ``"eager"`` (inside the write even in ``deferring()``),
+                ``"deferred"`` (marked due, run by ``run_deferred()``) or ``"lazy"`` (marked
+                stale, run only by ``run_deferred(lazy=True)``); see docs/semantics.md,
+                "Scheduling", and restate/_engine/scheduler.py.
+            on_mark: called with the id whenever it is marked due, stale or refused, or a
+                stale mark clears (in the writer's thread, under the lock: keep it short).
+            raise_errors: False records a failed run (``trackers()`` status ``failed``, its
+                readers ``stale``) without raising it to the writer.
 
         Raises:
             CycleError: its first run closed a loop (it stays registered, refused).
             Exception: whatever its first run raised (it stays tracked).
         """
         with self._lock:
-            return self._drive(self._engine.track(callback, payload, name, policy, on_mark))
+            return self._drive(
+                self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+            )
 
     def run_deferred(self, *, lazy: bool = False, only: Iterable[Hashable] | None = None) -> int:
         """Run the tracked functions marked due, each once per round, writers before readers;

@@ -298,6 +298,7 @@ class Engine:
         name: str | None = None,
         policy: str = NOW,
         on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
     ) -> Steps[Hashable]:
         if not callable(callback):
             raise TypeError(f"track() needs a callable, not {type(callback).__name__}")
@@ -309,6 +310,7 @@ class Engine:
             qualname = getattr(callback, "__qualname__", None) or repr(callback)
             name = qualname.rsplit("<locals>.", 1)[-1]
         tracker = Tracker(self.new_id(), callback, payload, name, policy, on_mark)
+        tracker.raise_errors = raise_errors
         self.trackers[tracker.id] = tracker
         first = Plan([], {tracker.id: Change((), MISSING, MISSING, payload)}, [])
         try:

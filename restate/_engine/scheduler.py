@@ -5,6 +5,8 @@ A change reaches a tracked function (one of the paths its last run read changed)
 * policy ``"now"`` (the default): it runs at once, inside the write's dispatch, unless this
   thread is inside ``controller.deferring()`` or the function is running already (in
   another thread, or a run of ``run_deferred()``): then it is only marked *due*;
+* policy ``"eager"``: like ``"now"``, also inside ``deferring()`` (a function that acts as a
+  derivation: code after the write must see its result);
 * policy ``"deferred"``: it is marked due, and runs at the next ``run_deferred()`` (the end of
   the outermost ``deferring()`` block calls it);
 * policy ``"lazy"``: it is marked due and shown ``stale``; only ``run_deferred(lazy=True)``
@@ -27,7 +29,8 @@ it left. A derivation whose transform writes one of its own sources is refused t
 (``CycleError``, never ``RecursionError``).
 
 **Failures propagate as marks.** A run (or a derivation) that raises is marked ``failed``
-with its error, which is raised to whoever caused the run, as any callback error is. Every
+with its error, which is raised to whoever caused the run, as any callback error is (a
+function tracked with ``raise_errors=False`` only records it: the writer gets nothing). Every
 function and derivation downstream of it is marked ``stale`` with the reason
 (``/ratio failed in derive /ratio``); those marks clear by themselves as soon as the failed
 one runs without error. ``controller.trackers()`` reports all of it.
@@ -55,7 +58,7 @@ from ..events import StateEvent
 from ..paths import Parts, parts_to_path, parts_to_str, related
 from .graph import Derivation, DerivationGraph
 from .subscriptions import Change
-from .tracking import LAZY, NOW, Footprint, Status, Tracker, Why, running_name
+from .tracking import EAGER, LAZY, NOW, Footprint, Status, Tracker, Why, running_name
 
 __all__ = ["Node", "Scheduler", "derivation_name", "still_due"]
 
@@ -121,8 +124,10 @@ class Scheduler:
         return True
 
     def defers(self, tracker: Tracker) -> bool:
-        if tracker.policy != NOW or tracker.running:
+        if tracker.running:
             return True
+        if tracker.policy != NOW:
+            return tracker.policy != EAGER
         return bool(self._held) and threading.get_ident() in self._held
 
     def origin(self) -> str:
@@ -221,7 +226,7 @@ class Scheduler:
         chain = self.find_cycle(tracker.id)
         if chain is not None:
             return self._refuse(chain)
-        return error
+        return error if tracker.raise_errors else None
 
     def forget(self, tid: Hashable) -> None:
         """An untracked function or removed derivation: drop its marks and those it caused."""
@@ -298,15 +303,17 @@ class Scheduler:
     def _refuse(self, chain: list[tuple[Node, Parts]]) -> CycleError:
         text = " → ".join(f"{node.name} → {parts_to_str(path)}" for node, path in chain)
         refused = [node for node, _ in chain if node.id in self.trackers]
-        names = ", ".join(node.name for node in refused)
+        names = " and ".join(dict.fromkeys(node.name for node in refused))
         error = CycleError(
             f"a loop: {text} → {chain[0][0].name}. Stopped before it could repeat: "
-            f"{chain[-1][0].name} ran once; {names} will not run again until tracked again. "
-            f"Break the loop (read and write different paths), then track them again."
+            f"{chain[-1][0].name} ran once and the state is what it left; {names} will not "
+            f"run again until tracked again. Break the loop (read and write different paths)."
         )
         for node in refused:
             self.trackers[node.id].status.refused = error
             self.due.pop(node.id, None)
+        for node in refused:
+            self._notify(node.id)
         return error
 
     def _spread_stale(self, source: Hashable, reason: str) -> None:

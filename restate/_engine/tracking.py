@@ -15,6 +15,7 @@ from ..paths import Parts, parts_to_path
 
 __all__ = [
     "DEFERRED",
+    "EAGER",
     "LAZY",
     "NOW",
     "POLICIES",
@@ -29,8 +30,8 @@ __all__ = [
     "recording",
 ]
 
-NOW, DEFERRED, LAZY = "now", "deferred", "lazy"
-POLICIES = (NOW, DEFERRED, LAZY)
+NOW, EAGER, DEFERRED, LAZY = "now", "eager", "deferred", "lazy"
+POLICIES = (NOW, EAGER, DEFERRED, LAZY)
 
 
 class Footprint:
@@ -140,6 +141,7 @@ class Tracker:
     runs: int = 0
     why: Why | None = None  # why it last ran
     running: bool = False
+    raise_errors: bool = True  # False: an error is only recorded (status), not raised
 
 
 @dataclass(frozen=True)

@@ -97,19 +97,28 @@ def test_tracked_cell_writing_what_it_reads_reports_cycle_error_without_hanging(
     shell.run('state["/n"] = 0')
     cell = shell.tracked('state["/n"] = state["/n"] + 1\nprint("n", state["/n"])')
     text = seen(cell)
-    assert "CycleError" in text and "/n" in text and "no longer tracked" in text
-    assert shell.controller.trackers() == []
+    assert f"CycleError: a loop: {cell.name} → /n → {cell.name}." in text
+    assert "will not run again until their cells are run again" in text
+    assert [t.status for t in shell.controller.trackers()] == ["refused"]
+    assert shell.controller.get_state("/n") == 1  # the one pass that revealed the loop
     shell.run('state["/n"] = 10')  # no hang, no re-run
     assert shell.controller.get_state("/n") == 10
+    assert cell.runs == 1
 
 
 def test_cells_feeding_each_other_stop_with_cycle_error(shell: Shell) -> None:
     shell.run('state["/a"] = 0; state["/b"] = 0')
     one = shell.tracked('state["/b"] = state["/a"] + 1')
     two = shell.tracked('state["/a"] = state["/b"] + 1')
-    shell.run('state["/a"] = 100')
-    assert "CycleError" in seen(one) and "CycleError" in seen(two)
-    assert shell.controller.trackers() == []
+    chain = f"{two.name} → /a → {one.name} → /b → {two.name}"
+    assert f"CycleError: a loop: {chain}" in seen(one)
+    assert f"CycleError: a loop: {chain}" in seen(two)
+    # bounded: only the second cell's first pass ran after the first cell's
+    assert (shell.controller.get_state("/a"), shell.controller.get_state("/b")) == (2, 1)
+    shell.run('state["/a"] = 100')  # later writes start nothing
+    assert (shell.controller.get_state("/a"), shell.controller.get_state("/b")) == (100, 1)
+    assert (one.runs, two.runs) == (1, 1)
+    assert {t.status for t in shell.controller.trackers()} == {"refused"}
 
 
 def test_write_from_another_thread_reruns_the_cell_at_once(shell: Shell) -> None:
