@@ -162,7 +162,8 @@ class TrackedCell:
             error = self._execute(capture)
         self.runs += 1
         self.output.outputs = tuple(capture.outputs)
-        self.show_status()
+        info = self.info()  # its why is this run's; its status is the previous run's
+        self.status.value = _line(_ran_text(info.why if info else None, error))
         return error
 
     def _execute(self, capture: OutputCapture) -> Exception | None:
@@ -210,20 +211,28 @@ class TrackedCell:
 
 
 def _status_html(info: Any) -> str:
-    status, why, reason = info.status, info.why, info.reason
+    status, reason = info.status, info.reason
     if status == "refused":
-        text = "⛔ refused: part of a loop (see below)"
-    elif status == "stale" and reason is not None:
+        return _line("⛔ refused: part of a loop (see below)")
+    if status == "stale" and reason is not None:
         how = "; %restate run updates it" if info.policy == "lazy" else ""
-        text = f"⚠ stale: {reason}{how}"
-    elif status == "failed":
-        text = f"✖ failed on its last run ({type(info.error).__name__})"
-        if why is not None and why.path is not None:
-            text += f" after {why}"
-    elif why is None or why.path is None:
+        return _line(f"⚠ stale: {reason}{how}")
+    return _line(_ran_text(info.why, info.error if status == "failed" else None))
+
+
+def _ran_text(why: Any, error: BaseException | None) -> str:
+    """Why the last run happened ("" for the run at registration), and how it ended."""
+    if error is not None:
+        after = f" after {why}" if why is not None and why.path is not None else ""
+        return f"✖ failed ({type(error).__name__}){after}"
+    if why is None or why.path is None:
         return ""
-    else:
-        text = f"↻ ran because {why}"
+    return f"↻ ran because {why}"
+
+
+def _line(text: str) -> str:
+    if not text:
+        return ""
     return (
         '<span class="restate-why" style="color: var(--jp-ui-font-color2, #777); '
         f'font-size: 0.85em">{html.escape(text)}</span>'
