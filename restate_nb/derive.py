@@ -12,6 +12,7 @@ writer's cell gets one line on stderr; readers of DEST are marked stale until it
 from __future__ import annotations
 
 import itertools
+import linecache
 import sys
 from pathlib import PurePosixPath
 from typing import Any
@@ -21,7 +22,7 @@ from restate.errors import CycleError
 from restate.paths import parts_to_path, parts_to_str, related, to_parts
 
 from .capture import OutputCapture
-from .tracked_cell import failure_note
+from .tracked_cell import failure_note, from_user_code
 
 __all__ = ["ExpressionDerivation", "ExpressionDerivations"]
 
@@ -35,7 +36,10 @@ class ExpressionDerivation:
         self.number = number
         self.dest = dest
         self.expr = expr
-        self.code = compile(expr, f"<restate derive {dest}>", "eval")
+        filename = f"<restate derive {dest}>"
+        self.code = compile(expr, filename, "eval")
+        # tracebacks show the expression's line (mtime None: checkcache leaves it alone)
+        linecache.cache[filename] = (len(expr), None, [expr + "\n"], filename)
         self.output = ipywidgets.Output()
         self.tracker_id: Any = None
         self.active = True
@@ -57,7 +61,7 @@ class ExpressionDerivation:
         except Exception as error:
             if self.runs > 1:  # the first error is raised by the magic in this very cell
                 with OutputCapture(shell) as capture:
-                    capture.add_error(error, tb_offset=1)  # from the expression on
+                    capture.add_error(from_user_code(error))
                 self.output.outputs = tuple(capture.outputs)
                 print(failure_note(self.name, error), file=sys.stderr)
             raise

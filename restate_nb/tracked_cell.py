@@ -31,7 +31,7 @@ from typing import Any
 
 from .capture import OutputCapture
 
-__all__ = ["TrackedCell", "compile_body", "cycle_output", "failure_note"]
+__all__ = ["TrackedCell", "compile_body", "cycle_output", "failure_note", "from_user_code"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,15 @@ def cycle_output(message: str) -> dict[str, Any]:
         "evalue": message,
         "traceback": [f"\x1b[0;31mCycleError\x1b[0m: {message}"],
     }
+
+
+def from_user_code(error: BaseException) -> BaseException:
+    """``error`` with our frame (the one calling ``exec``/``eval``) cut from its traceback,
+    so it starts at the user's code (IPython 9 ignores ``tb_offset``)."""
+    tb = error.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        error.__traceback__ = tb.tb_next
+    return error
 
 
 def failure_note(name: str, error: BaseException) -> str:
@@ -176,7 +185,7 @@ class TrackedCell:
             if self.dest is not None:
                 self._controller.set_state(self.dest, value)
         except Exception as error:
-            capture.add_error(error, tb_offset=1)
+            capture.add_error(from_user_code(error))
             return error
         return None
 

@@ -128,9 +128,47 @@ def test_run_deferred_only_runs_the_ids_it_is_given(controller: Any) -> None:
 
 
 def test_an_unknown_policy_is_refused_and_registers_nothing(controller: Any) -> None:
-    with pytest.raises(ValueError, match="policy must be one of now, deferred, lazy"):
+    with pytest.raises(
+        ValueError, match="policy must be one of now, eager, deferred, lazy, not 'sometimes'"
+    ):
         controller.track(lambda e: None, policy="sometimes")
     assert controller.trackers() == []
+
+
+def test_an_eager_function_runs_inside_the_write_even_in_a_deferring_block(
+    controller: Any,
+) -> None:
+    runs: list[Any] = []
+    controller.track(reader(controller, "/x", runs, "mirror"), policy="eager")
+    with controller.deferring():
+        controller.set_state("/x", 1)
+        assert runs == [None, 1]
+    assert runs == [None, 1]
+
+
+def test_why_names_the_tracked_function_whose_write_caused_a_run(controller: Any) -> None:
+    controller.track(copier("/x", "/y", "feed"))
+    controller.track(reader(controller, "/y", [], "show"))
+    controller.set_state("/x", 1)
+    why = info(controller, "show").why
+    assert (str(why.path), why.origin) == ("/y", "feed")
+    assert str(why).startswith("/y changed (feed, ")
+    assert info(controller, "feed").why.origin.startswith("thread ")
+
+
+def test_a_function_tracked_with_raise_errors_false_fails_quietly_but_visibly(
+    controller: Any,
+) -> None:
+    async def fragile(event: Any) -> None:
+        if await settle(event.get_state("/x")):
+            raise RuntimeError("boom")
+
+    controller.track(fragile, raise_errors=False)
+    assert controller.set_state("/x", 1) is True  # the writer gets nothing
+    failed = info(controller, "fragile")
+    assert (failed.status, str(failed.error)) == ("failed", "boom")
+    controller.set_state("/x", 0)
+    assert info(controller, "fragile").status == "ok"
 
 
 # ----- loops -----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class Plan(NamedTuple):
     trackers: dict[Hashable, Change]
     changes: list[Change]
     widen: tuple[int, ...] = ()  # deliveries reached by several changes: own values
+    origin: str | None = None  # who wrote, for a plan queued to a later round
 
 
 class Dispatcher:
@@ -61,6 +62,8 @@ class Dispatcher:
 
     def enqueue(self, plan: Plan, errors: list[Exception]) -> None:
         """A plan made while dispatching (a callback wrote): delivered in the next round."""
+        if plan.trackers:  # the writer is known now, not in the next round
+            plan = plan._replace(origin=self.scheduler.origin())
         self._queue.append(plan)
         self._errors.extend(errors)
 
@@ -113,7 +116,7 @@ class Dispatcher:
             except Exception as exc:
                 errors.append(exc)
         if plan.trackers:
-            yield from self._run_trackers(plan.trackers, errors)
+            yield from self._run_trackers(plan.trackers, errors, plan.origin)
         if self.listeners and plan.changes:
             public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in plan.changes]
             for listener in list(self.listeners.values()):
@@ -122,7 +125,9 @@ class Dispatcher:
                 except Exception as exc:
                     errors.append(exc)
 
-    def _run_trackers(self, due: dict[Hashable, Change], errors: list[Exception]) -> Gen:
+    def _run_trackers(
+        self, due: dict[Hashable, Change], errors: list[Exception], origin: str | None
+    ) -> Gen:
         scheduler = self.scheduler
         for tid, ch in due.items():
             tracker = self.trackers.get(tid)
@@ -132,9 +137,9 @@ class Dispatcher:
                 if _is_first_run(ch):  # at registration: always now, whatever the policy
                     yield from self.run_tracker(tracker, ch, Why(None, "registered"))
                 elif scheduler.defers(tracker):
-                    scheduler.mark_due(tracker, ch)
+                    scheduler.mark_due(tracker, ch, origin)
                 else:
-                    yield from self.run_tracker(tracker, ch, scheduler.why(ch))
+                    yield from self.run_tracker(tracker, ch, scheduler.why(ch, origin))
             except Exception as exc:
                 errors.append(exc)
 

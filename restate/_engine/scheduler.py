@@ -143,12 +143,12 @@ class Scheduler:
                 return label
         return f"thread {threading.current_thread().name}"
 
-    def why(self, change: Change) -> Why:
-        return Why(parts_to_path(change.parts), self.origin())
+    def why(self, change: Change, origin: str | None = None) -> Why:
+        return Why(parts_to_path(change.parts), origin or self.origin())
 
-    def mark_due(self, tracker: Tracker, change: Change) -> None:
+    def mark_due(self, tracker: Tracker, change: Change, origin: str | None = None) -> None:
         """Mark ``tracker`` due for ``change`` (replacing an older reason: latest wins)."""
-        self.due[tracker.id] = (change, self.why(change))
+        self.due[tracker.id] = (change, self.why(change, origin))
         if tracker.on_mark is not None:
             tracker.on_mark(tracker.id)
 
