@@ -119,7 +119,8 @@ def _writes(node: _Node, path: str) -> bool:
 
 
 def _escape(text: str) -> str:
-    return text.replace('"', "#quot;").replace("<-", "&lt;-").replace("->", "-&gt;")
+    # Mermaid's own entity codes: quotes and angle brackets inside a quoted label
+    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
 def _count(n: int, noun: str) -> str:
