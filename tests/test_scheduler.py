@@ -249,6 +249,38 @@ def test_a_derive_transform_that_writes_its_own_source_raises_cycle_error_not_re
     assert calls == [None, 1]
 
 
+def test_the_worked_example_of_the_scheduler_docstring_holds(controller: Any) -> None:
+    runs: list[str] = []
+
+    async def a(e: Any) -> None:
+        runs.append("a")
+        await settle(e.set_state("/y", (await settle(e.get_state("/x")) or 0) + 1))
+
+    async def b(e: Any) -> None:
+        runs.append("b")
+        await settle(e.set_state("/total", (await settle(e.get_state("/y")) or 0) * 10))
+
+    async def feedback(e: Any) -> None:
+        await settle(e.set_state("/x", await settle(e.get_state("/total"))))
+
+    controller.track(a)
+    controller.track(b)
+    with controller.deferring():
+        controller.set_state("/x", 1)
+        controller.set_state("/x", 2)
+        assert [t.status for t in controller.trackers()] == ["due", "ok"]
+    assert (runs, controller.get_state("/total")) == (["a", "b", "a", "b"], 30)
+    with pytest.raises(CycleError) as caught:
+        controller.track(feedback, name="<lambda>")
+    assert str(caught.value).startswith(
+        "a loop: <lambda> → /x → a → /y → b → /total → <lambda>. Stopped before it could "
+        "repeat: <lambda> ran once and the state is what it left; <lambda>, a and b will not "
+        "run again until tracked again."
+    )
+    assert (controller.get_state("/x"), controller.get_state("/total")) == (30, 30)
+    assert runs == ["a", "b", "a", "b"]
+
+
 # ----- failures --------------------------------------------------------------------------
 
 

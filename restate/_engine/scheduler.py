@@ -35,16 +35,18 @@ function and derivation downstream of it is marked ``stale`` with the reason
 (``/ratio failed in derive /ratio``); those marks clear by themselves as soon as the failed
 one runs without error. ``controller.trackers()`` reports all of it.
 
-Worked example (``a`` reads /x and writes /y, ``b`` reads /y and writes /total)::
+Worked example (``a`` reads /x and writes /y, ``b`` reads /y and writes /total; the test
+``test_the_worked_example_of_the_scheduler_docstring_holds`` runs it)::
 
     c.track(a); c.track(b)                  # both run once: a, then b
     with c.deferring():
         c.set_state("/x", 1)                # a due      (reason: /x changed)
         c.set_state("/x", 2)                # a due      (reason replaced: latest wins)
-    # the block ends -> run_deferred(): a runs (reads x=2, writes /y) -> b due -> b runs
+    # the block ends -> run_deferred(): a runs once (reads x=2, writes /y) -> b runs once
     c.track(lambda e: e.set_state("/x", e.get_state("/total")))
-    # -> CycleError: <lambda> -> /x -> a -> /y -> b -> /total -> <lambda>; the lambda ran
-    #    once, a and b did not run again; all three are refused.
+    # CycleError: a loop: <lambda> → /x → a → /y → b → /total → <lambda>. Stopped before it
+    # could repeat: <lambda> ran once and the state is what it left; <lambda>, a and b will
+    # not run again until tracked again. ...
 """
 
 from __future__ import annotations
@@ -303,10 +305,11 @@ class Scheduler:
     def _refuse(self, chain: list[tuple[Node, Parts]]) -> CycleError:
         text = " → ".join(f"{node.name} → {parts_to_str(path)}" for node, path in chain)
         refused = [node for node, _ in chain if node.id in self.trackers]
-        names = " and ".join(dict.fromkeys(node.name for node in refused))
+        names = list(dict.fromkeys(node.name for node in refused))
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
         error = CycleError(
             f"a loop: {text} → {chain[0][0].name}. Stopped before it could repeat: "
-            f"{chain[-1][0].name} ran once and the state is what it left; {names} will not "
+            f"{chain[0][0].name} ran once and the state is what it left; {listed} will not "
             f"run again until tracked again. Break the loop (read and write different paths)."
         )
         for node in refused:

@@ -3,6 +3,7 @@ the tracked function's record (its policy, footprint, status and why it last ran
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -50,6 +51,8 @@ class Footprint:
         self.writes: set[Parts] = set()
 
 
+_COUNTING = threading.Lock()
+
 # the footprint of the tracked function or derivation running in this thread / task
 RECORDER: ContextVar[Footprint | None] = ContextVar("restate_recorder", default=None)
 
@@ -59,11 +62,13 @@ def recording(controller: object, name: str) -> Iterator[Footprint]:
     """Record into a new footprint while the block runs (nested runs record their own)."""
     footprint = Footprint(controller, name)
     token = RECORDER.set(footprint)
-    Footprint.active += 1
+    with _COUNTING:  # runs in several threads: a lost update could stop recording
+        Footprint.active += 1
     try:
         yield footprint
     finally:
-        Footprint.active -= 1
+        with _COUNTING:
+            Footprint.active -= 1
         RECORDER.reset(token)
 
 
