@@ -293,18 +293,25 @@ class ControllerAsync(ControllerBase):
         The functions are awaited without holding the controller's lock: other tasks keep
         writing, and a function they make due again runs once more, for the latest value."""
         engine, chosen = self._engine, None if only is None else set(only)
+        # with ``only``: the first round runs those, later rounds what they made due
+        since, later = 0, engine.scheduler.marks if only is not None else 0
         errors: list[Exception] = []
         runs = 0
         engine.scheduler.hold()
         try:
             for _ in range(engine.max_rounds):
-                batch = engine.scheduler.take(lazy or chosen is not None, chosen)
+                batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
                 if not batch:
                     break
-                for tracker, change, why in batch:
-                    runs += await self._run_due(tracker, change, why, errors)
+                chosen, since = None, later
+                for index, (tracker, change, why) in enumerate(batch):
+                    try:
+                        runs += await self._run_due(tracker, change, why, errors)
+                    except BaseException:  # cancelled: the rest stay due
+                        engine.scheduler.restore(batch[index + 1 :])
+                        raise
             else:
-                left = engine.scheduler.take(lazy, chosen)
+                left = engine.scheduler.take(lazy)
                 if left:
                     errors.append(CycleError(still_due(left, engine.max_rounds)))
         finally:

@@ -297,6 +297,8 @@ class ControllerSync(ControllerBase):
             Exception: what the runs raised (several: an ``ExceptionGroup``); all ran.
         """
         engine, chosen = self._engine, None if only is None else set(only)
+        # with ``only``: the first round runs those, later rounds what they made due
+        since, later = 0, engine.scheduler.marks if only is not None else 0
         errors: list[Exception] = []
         runs = 0
         with self._lock:
@@ -304,14 +306,20 @@ class ControllerSync(ControllerBase):
         try:
             for _ in range(engine.max_rounds):
                 with self._lock:
-                    batch = engine.scheduler.take(lazy or chosen is not None, chosen)
+                    batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
                 if not batch:
                     break
-                for tracker, change, why in batch:
-                    runs += self._run_due(tracker, change, why, errors)
+                chosen, since = None, later
+                for index, (tracker, change, why) in enumerate(batch):
+                    try:
+                        runs += self._run_due(tracker, change, why, errors)
+                    except BaseException:  # interrupted: the rest stay due
+                        with self._lock:
+                            engine.scheduler.restore(batch[index + 1 :])
+                        raise
             else:
                 with self._lock:
-                    left = engine.scheduler.take(lazy, chosen)
+                    left = engine.scheduler.take(lazy)
                 if left:
                     errors.append(CycleError(still_due(left, engine.max_rounds)))
         finally:

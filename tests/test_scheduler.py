@@ -127,6 +127,45 @@ def test_run_deferred_only_runs_the_ids_it_is_given(controller: Any) -> None:
     assert info(controller, "b").status == "due"
 
 
+def test_run_deferred_for_chosen_ids_also_runs_what_their_writes_made_due(
+    controller: Any,
+) -> None:
+    shown: list[Any] = []
+    feed = controller.track(copier("/x", "/y", "feed"), policy="lazy")
+    controller.track(reader(controller, "/y", shown, "show"))
+    controller.set_state("/x", 1)
+    assert controller.run_deferred(only=[feed]) == 2
+    assert shown == [1, 2]
+
+
+def test_an_interrupted_run_deferred_leaves_the_functions_it_did_not_reach_due() -> None:
+    c = ControllerSync()
+    ran: list[str] = []
+
+    def first(event: Any) -> None:
+        if c.get_state("/x") == 1 and "interrupted" not in ran:
+            ran.append("interrupted")
+            raise KeyboardInterrupt
+        ran.append("first")
+
+    def second(event: Any) -> None:
+        c.get_state("/x")
+        ran.append("second")
+
+    c.track(first, policy="deferred")
+    c.track(second, policy="deferred")
+    ran.clear()
+    c.set_state("/x", 1)
+    with pytest.raises(KeyboardInterrupt):
+        c.run_deferred()
+    assert ran == ["interrupted"]
+    assert {t.name: t.status for t in c.trackers()} == {"first": "ok", "second": "due"}
+    assert c.run_deferred() == 1
+    assert ran == ["interrupted", "second"]
+    c.set_state("/x", 2)  # both still tracked, with their dependencies
+    assert c.run_deferred() == 2
+
+
 def test_an_unknown_policy_is_refused_and_registers_nothing(controller: Any) -> None:
     with pytest.raises(
         ValueError, match="policy must be one of now, eager, deferred, lazy, not 'sometimes'"

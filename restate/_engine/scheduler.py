@@ -107,6 +107,8 @@ class Scheduler:
         # "cell In[4]", "a widget"); None or a None result: the thread's name
         self.writer_name: Callable[[], str | None] | None = None
         self._held: dict[int, int] = {}  # thread id -> depth of deferring()
+        self._marked_at: dict[Hashable, int] = {}  # due id -> when (a count of marks)
+        self.marks = 0
 
     # ----- deciding ------------------------------------------------------------------------
 
@@ -151,6 +153,8 @@ class Scheduler:
     def mark_due(self, tracker: Tracker, change: Change, origin: str | None = None) -> None:
         """Mark ``tracker`` due for ``change`` (replacing an older reason: latest wins)."""
         self.due[tracker.id] = (change, self.why(change, origin))
+        self.marks += 1
+        self._marked_at[tracker.id] = self.marks
         if tracker.on_mark is not None:
             tracker.on_mark(tracker.id)
 
@@ -159,19 +163,40 @@ class Scheduler:
         return entry[1] if entry is not None else None
 
     def take(
-        self, lazy: bool, only: Collection[Hashable] | None = None
+        self, lazy: bool, only: Collection[Hashable] | None = None, since: int = 0
     ) -> list[tuple[Tracker, Change, Why]]:
         """Unmark and return the due functions to run now, writers before readers.
 
-        Lazy ones only with ``lazy``; with ``only``, just those ids."""
+        Lazy ones only with ``lazy``; with ``only``, just those ids; with ``since``, just
+        those marked after ``marks`` was ``since``."""
         picked: list[Tracker] = []
         for tid in list(self.due):
             tracker = self.trackers.get(tid)
             if tracker is None or tracker.status.refused is not None:
-                del self.due[tid]
-            elif (only is None or tid in only) and (lazy or tracker.policy != LAZY):
+                self._unmark(tid)
+            elif (
+                (only is None or tid in only)
+                and (lazy or tracker.policy != LAZY)
+                and self._marked_at.get(tid, 0) > since
+            ):
                 picked.append(tracker)
-        return [(t, *self.due.pop(t.id)) for t in self.order(picked)]
+        taken = [(t, *self.due[t.id]) for t in self.order(picked)]
+        for tracker, _, _ in taken:
+            self._unmark(tracker.id)
+        return taken
+
+    def _unmark(self, tid: Hashable) -> None:
+        self.due.pop(tid, None)
+        self._marked_at.pop(tid, None)
+
+    def restore(self, batch: list[tuple[Tracker, Change, Why]]) -> None:
+        """Put back what ``take`` handed out but did not run (an interrupted run_deferred);
+        a newer reason, marked meanwhile, wins."""
+        for tracker, change, why in batch:
+            if tracker.id not in self.due:
+                self.due[tracker.id] = (change, why)
+                self.marks += 1
+                self._marked_at[tracker.id] = self.marks
 
     def order(self, trackers: list[Tracker]) -> list[Tracker]:
         """Topological order of ``trackers`` by "writes what the other read" (Kahn), ties and
@@ -198,7 +223,7 @@ class Scheduler:
         """Prepare a run; None when it must not run (untracked or refused meanwhile)."""
         if self.trackers.get(tracker.id) is not tracker or tracker.status.refused is not None:
             return None
-        self.due.pop(tracker.id, None)
+        self._unmark(tracker.id)
         tracker.running, tracker.why = True, why
         payload = change.payload if change.payload is not None else tracker.payload
         ch = change
@@ -232,7 +257,7 @@ class Scheduler:
 
     def forget(self, tid: Hashable) -> None:
         """An untracked function or removed derivation: drop its marks and those it caused."""
-        self.due.pop(tid, None)
+        self._unmark(tid)
         self.derived.pop(tid, None)
         self._recover(tid)
 
@@ -314,7 +339,7 @@ class Scheduler:
         )
         for node in refused:
             self.trackers[node.id].status.refused = error
-            self.due.pop(node.id, None)
+            self._unmark(node.id)
         for node in refused:
             self._notify(node.id)
         return error
