@@ -135,6 +135,10 @@ class SubscriptionIndex:
             else:
                 del parent.children[seg]
 
+    def has(self, cid: Hashable) -> bool:
+        """True while ``cid`` has a subscription (or tracked path)."""
+        return cid in self._where
+
     def remove_all(self, cid: Hashable) -> None:
         for parts in list(self._where.get(cid, ())):
             self.remove(parts, cid)
