@@ -47,6 +47,7 @@ from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts, parts_to_str
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
+from .audience import Audience
 from .batching import BatchLog, Entry
 from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
@@ -76,6 +77,7 @@ class Engine(BatchLog, Dispatcher):
         self.registry = CallbackRegistry()
         self.callbacks = self.registry.by_id  # id -> callback (the same dict, kept)
         self.graph = DerivationGraph()
+        self.audience = Audience(self.subs, self.graph)
         self.trackers: dict[Hashable, Tracker] = {}
         self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
         self.batch_depth = 0
@@ -198,7 +200,10 @@ class Engine(BatchLog, Dispatcher):
             self.write(parts, stored)
         else:
             yield (WRITE, parts, stored)
-        if self.graph or self.subs.size or self.listeners:
+        heard = self.audience.known.get(parts)  # usually answers alone (audience.py)
+        if heard is None:
+            heard = self.audience.hears(parts)
+        if heard or self.listeners:
             new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
             yield from self._after([Change(parts, old, new, payload, False, created)], skip_notify)
         return True

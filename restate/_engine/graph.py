@@ -57,6 +57,7 @@ class DerivationGraph:
         self._at: dict[Parts, list[Derivation]] = {}  # source -> derivations reading it
         self._below: dict[Parts, set[Parts]] = {}  # proper prefix -> sources under it
         self._dests_below: dict[Parts, set[Parts]] = {}  # proper prefix -> dests under it
+        self.on_change: Callable[[], None] = _nothing  # told of every add and remove
 
     def __bool__(self) -> bool:
         return bool(self.by_dest)
@@ -94,6 +95,7 @@ class DerivationGraph:
         for src in d.sources:
             self._at.setdefault(src, []).append(d)
             _index(self._below, src)
+        self.on_change()
         return old
 
     def remove(self, dest: Parts) -> Derivation | None:
@@ -109,6 +111,7 @@ class DerivationGraph:
                 del self._at[src]
                 _unindex(self._below, src)
         self._ranks.discard(d.id)
+        self.on_change()
         return d
 
     # ----- edges, found through the indexes ----------------------------------------------------
@@ -141,6 +144,8 @@ class DerivationGraph:
 
     def reaches(self, parts: Parts) -> bool:
         """True when a source is at, above or under ``parts`` (a write there may matter)."""
+        if not self.by_dest:
+            return False
         at, below = self._at, self._below
         for depth in range(len(parts) + 1):
             prefix = parts[:depth]
@@ -176,3 +181,7 @@ def _unindex(prefixes: dict[Parts, set[Parts]], parts: Parts) -> None:
         under.discard(parts)
         if not under:
             del prefixes[parts[:i]]
+
+
+def _nothing() -> None:
+    pass
