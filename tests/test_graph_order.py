@@ -156,3 +156,26 @@ def test_registry_indexes_are_empty_after_every_derivation_is_removed() -> None:
     g = c._engine.graph
     assert (g.by_dest, g.rank, g._at, g._below, g._dests_below, g._by_id) == ({},) * 6
     assert len(g._ranks._taken) == 0
+
+
+def test_registering_a_derivation_looks_only_at_its_own_neighbourhood(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import restate._engine.graph as graph_module
+
+    c = ControllerSync()
+    for i in range(500):  # 500 unrelated chains of two
+        c.derive(f"/mid/{i}", f"/in/{i}", lambda v: v)
+        c.derive(f"/out/{i}", f"/mid/{i}", lambda v: v)
+    looked_at: list[Any] = []
+    real_related = graph_module.related
+
+    def counting(a: Any, b: Any) -> bool:
+        looked_at.append((a, b))
+        return real_related(a, b)
+
+    monkeypatch.setattr(graph_module, "related", counting)
+    c.derive("/mid/new", "/in/new", lambda v: v)
+    c.derive("/in/new", "/seed", lambda v: v)  # goes before an existing node
+    c.underive("/mid/new")
+    assert len(looked_at) <= 4, "only the new derivation's own sources are compared"

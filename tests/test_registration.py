@@ -222,3 +222,49 @@ def test_a_callback_unsubscribed_during_a_dispatch_is_not_called_and_is_released
     assert late.seen == []
     del late
     assert collected(ref)
+
+
+class Counted:
+    """A hashable callable that counts how often it is compared with another callable."""
+
+    comparisons = 0
+
+    def __call__(self, event: Any) -> None:
+        pass
+
+    def __eq__(self, other: object) -> bool:
+        Counted.comparisons += 1
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self) >> 4
+
+
+def test_subscribing_a_new_callback_compares_it_with_no_registered_callback(
+    controller: Any,
+) -> None:
+    for i in range(2_000):
+        controller.subscribe(f"/s/{i % 10}", Counted())
+    Counted.comparisons = 0
+    newcomer = Counted()
+    controller.subscribe("/s/new", newcomer)
+    controller.unsubscribe("/s/new", newcomer)
+    assert Counted.comparisons <= 2, "found through the reverse map, not by scanning"
+
+
+def test_a_generated_id_never_collides_with_an_id_forced_on_a_callback(controller: Any) -> None:
+    forced = Listener()
+    for n in (1, 2, 3):
+        controller.register_callback(forced.on_event, force_id=n)
+        controller.subscribe_by_id("/shared", n)
+    runs: list[Any] = []
+
+    async def watch(event: Any) -> None:
+        runs.append(await settle(event.get_state("/shared")))
+
+    tid = controller.track(watch)
+    other = controller.subscribe("/shared", Listener().on_event)
+    assert tid not in (1, 2, 3) and other not in (1, 2, 3, tid)
+    controller.set_state("/shared", 9)
+    assert forced.seen == [9, 9, 9]
+    assert runs == [None, 9]

@@ -110,7 +110,11 @@ class Engine:
     # ----- registries (no I/O) -------------------------------------------------------------
 
     def new_id(self) -> int:
-        return next(self._ids)
+        """A fresh id; skips ids a caller forced on a callback (one index holds both)."""
+        cid = next(self._ids)
+        while cid in self.callbacks:
+            cid = next(self._ids)
+        return cid
 
     def register_callback(
         self,
