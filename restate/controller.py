@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
+from ._engine.direct import set_direct
 from ._engine.engine import Engine
 from ._engine.requests import (
     BEGIN,
@@ -79,7 +80,9 @@ class ControllerSync(ControllerBase):
             )
         self._bind_backend(backend)
         engine = self._engine
-        engine.io.read, engine.io.write, engine.io.call = self._read_root, self._write, _call
+        io = engine.io
+        io.read, io.write, io.call = self._read_root, self._write, _call
+        io.exists, io.drive = self._exists, self._drive
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
@@ -195,8 +198,11 @@ class ControllerSync(ControllerBase):
         """
         parts = to_parts(path)
         with self._lock:
+            engine = self._engine
+            if engine.direct_writes:  # the same steps without a generator (_engine/direct.py)
+                return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
             return self._drive(
-                self._engine.set_state(parts, value, eq_func, default, payload, skip_notify)
+                engine.set_state(parts, value, eq_func, default, payload, skip_notify)
             )
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:

@@ -9,7 +9,7 @@ before the batch (the current value with the log undone) to its value now.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from ..missing import MISSING
@@ -63,9 +63,10 @@ class BatchLog:
         self._marks.append(len(self.log))
         self.depth += 1
 
-    def end(self, exc: BaseException | None) -> Gen:
+    def end(self, exc: BaseException | None, heard: Callable[[Parts], object] | None = None) -> Gen:
         """Close one level; returns the coalesced changes when the outermost one committed
-        (an empty list otherwise)."""
+        (an empty list otherwise). ``heard``: whether anyone hears a write at a path; roots
+        nobody hears are not coalesced (None: everyone hears everything, e.g. listeners)."""
         mark = self._marks.pop()
         self.depth -= 1
         if not self.depth:
@@ -82,7 +83,7 @@ class BatchLog:
         log, self.log = self.log, []
         if self.has_txn:
             yield (COMMIT,)
-        return (yield from self._coalesce(log))
+        return (yield from self._coalesce(log, heard))
 
     def missing_ancestor(self, parts: Parts) -> Gen:
         """The highest missing ancestor of ``parts``: the write will create it, so rollback
@@ -91,6 +92,17 @@ class BatchLog:
         for depth in range(len(parts) - 1, 0, -1):
             above = parts[:depth]
             if above in self._existing or (yield (EXISTS, above)):
+                break
+            highest = above
+        return highest
+
+    def highest_missing(self, parts: Parts, exists: Callable[[Parts], Any]) -> Parts | None:
+        """``missing_ancestor`` with a direct ``exists`` (the sync driver's)."""
+        highest = None
+        existing = self._existing
+        for depth in range(len(parts) - 1, 0, -1):
+            above = parts[:depth]
+            if above in existing or exists(above):
                 break
             highest = above
         return highest
@@ -107,7 +119,8 @@ class BatchLog:
         if created is not None:  # part of this write: notified (or not) with it
             self.log.append(Entry(created, MISSING, payload, notify))
         self.log.append(Entry(parts, prev, payload, notify, False, new))
-        if new is not MISSING:  # known to exist until a delete in this batch
+        if new is not MISSING and len(parts) > 1 and parts[:-1] not in self._existing:
+            # known to exist until a delete in this batch (all of them, or none, are known)
             self._existing.update(parts[:depth] for depth in range(1, len(parts)))
 
     def record_ping(self, parts: Parts, value: Any, payload: Any) -> None:
@@ -128,7 +141,7 @@ class BatchLog:
             else:
                 yield (WRITE, entry.parts, entry.prev)
 
-    def _coalesce(self, log: list[Entry]) -> Gen:
+    def _coalesce(self, log: list[Entry], heard: Callable[[Parts], object] | None) -> Gen:
         """One Change per minimal written root: its value before the batch and now."""
         roots: dict[Parts, Any] = {}
         for e in log:
@@ -138,6 +151,7 @@ class BatchLog:
             parts: payload
             for parts, payload in roots.items()
             if not any(parts[:d] in roots for d in range(len(parts)))
+            and (heard is None or heard(parts))  # a change nobody hears needs no values
         }
         related = _entries_by_root(roots, log)
         changes = []

@@ -80,24 +80,51 @@ class Dispatcher:
             plan.deliveries[index] = (cid, node, current, current, old, new, payload, bubble)
 
     def dispatch(self, plan: Plan, errors: list[Exception]) -> Gen:
-        self.active = True
-        self._errors = errors
+        self.start(errors)
         try:
             yield from self._deliver(plan, errors)
-            rounds = 1
-            while self._queue:
-                if rounds >= self.max_rounds:
-                    raise CycleError(self._loop_message(self._queue))
-                pending, self._queue = self._queue, []
-                rounds += 1
-                for p in pending:
-                    yield from self._deliver(p, errors)
+            yield from self.more_rounds(errors)
         finally:
-            self.active = False
-            self._queue = []
-            self._errors = []
+            self.stop()
         if errors:
             raise_collected(errors)
+
+    # the steps of ``dispatch``, for the direct write path (direct.py): start, the first
+    # round delivered by the caller, ``more_rounds`` while ``pending``, stop
+
+    def start(self, errors: list[Exception]) -> None:
+        self.active = True
+        self._errors = errors
+
+    def stop(self) -> None:
+        self.active = False
+        self._queue = []
+        self._errors = []
+
+    def pending(self) -> bool:
+        return bool(self._queue)
+
+    def more_rounds(self, errors: list[Exception]) -> Gen:
+        """The rounds after the first: the plans callbacks queued, until none are left."""
+        rounds = 1
+        while self._queue:
+            if rounds >= self.max_rounds:
+                raise CycleError(self._loop_message(self._queue))
+            pending, self._queue = self._queue, []
+            rounds += 1
+            for p in pending:
+                yield from self._deliver(p, errors)
+
+    def call_listeners(self, changes: list[Change], errors: list[Exception]) -> None:
+        """The ``on_changes`` listeners, called directly (``io.call`` is set)."""
+        public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in changes]
+        call = self.io.call
+        assert call is not None
+        for listener in list(self.listeners.values()):
+            try:
+                call(listener, public)
+            except Exception as exc:
+                errors.append(exc)
 
     def _deliver(self, plan: Plan, errors: list[Exception]) -> Gen:
         ctl, call, callbacks = self.controller, self.io.call, self.callbacks

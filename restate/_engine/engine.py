@@ -110,6 +110,9 @@ class Engine:
             self.scheduler,
         )
         self._ids = itertools.count(1)
+        # the sync controller's set_state takes the direct path (direct.py) while this is
+        # True; the differential tests switch it off to compare with the generator path
+        self.direct_writes = True
 
     # ----- registries (no I/O) -------------------------------------------------------------
 
@@ -281,7 +284,8 @@ class Engine:
         yield from self.batches.begin()
 
     def end_batch(self, exc: BaseException | None) -> Gen:
-        changes = yield from self.batches.end(exc)
+        heard = None if self.listeners else self.audience.hears
+        changes = yield from self.batches.end(exc, heard)
         if changes:
             yield from self._after(changes, False)
 

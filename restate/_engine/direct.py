@@ -1,0 +1,149 @@
+"""The direct write path: ``set_state`` as a plain function for the writes most programs make.
+
+The sans-IO engine (engine.py) stays the single source of truth; this module is a shortcut
+through the same steps for a driver whose I/O needs no awaiting (``DirectIO.drive`` set: the
+sync controller). A write takes it when the path's audience (audience.py, one dict lookup)
+is nobody or a ``Route`` of plain subscriptions:
+
+1. read, compare, write -- the same steps, in the same order, as ``Engine.set_state``;
+2. deliver straight from the route: one ``StateEvent`` per subscription, innermost first,
+   ``stop_bubbling`` honoured, then the ``on_changes`` listeners. A delivery made while a
+   dispatch runs (a callback wrote) is queued as a ``Plan``, like the engine's; later rounds
+   go through ``Dispatcher.more_rounds`` driven by ``DirectIO.drive``.
+
+Everything else goes to the engine's generator, driven by ``DirectIO.drive``: a path a
+derivation, tracked function or ``*`` subscription may hear, and a dict written where
+subscriptions lie below (only the planner diffs dicts). Inside a batch the write is applied
+and logged as ``Engine.set_state`` does (the undo log is what rollback needs), without a
+generator. ``Engine.direct_writes = False`` switches the path off (the differential tests
+compare both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..events import StateEvent
+from ..missing import MISSING
+from ..paths import Parts
+from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
+from .audience import Route
+from .dispatch import Plan
+from .requests import NO_DEFAULT, raise_collected, user_value
+from .subscriptions import Change
+from .tracking import Footprint, record_write
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["set_direct"]
+
+
+def set_direct(
+    engine: Engine,
+    parts: Parts,
+    value: Any,
+    eq_func: Callable[[Any, Any], Any] | None,
+    default: Any,
+    payload: Any,
+    skip_notify: bool,
+) -> bool:
+    """``Engine.set_state`` for a sync driver; same arguments, same result and events."""
+    io = engine.io
+    if engine.batches.depth:
+        return _set_in_batch(engine, parts, value, eq_func, default, payload, skip_notify)
+    heard = engine.audience.known.get(parts)
+    if heard is None:
+        heard = engine.audience.route(parts)
+    if heard is True:  # the planner's business
+        gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
+        return bool(io.drive(gen))  # type: ignore[misc]
+    prev = io.read(parts)  # type: ignore[misc]
+    old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
+    if _unchanged(value, old, eq_func):
+        return False
+    stored = _stored(engine, parts, value)
+    io.write(parts, stored)  # type: ignore[misc]
+    if skip_notify or not (heard or engine.listeners):
+        return True
+    new = copy_out(stored) if engine.aliasing and type(stored) not in IMMUTABLE else stored
+    if heard is not False and heard.below and (type(old) is dict or type(new) is dict):
+        io.drive(engine._after([Change(parts, old, new, payload)], False))  # type: ignore[misc]
+        return True
+    _deliver(engine, heard or None, parts, old, new, payload)
+    return True
+
+
+def _unchanged(value: Any, old: Any, eq_func: Callable[[Any, Any], Any] | None) -> bool:
+    if old is not MISSING:
+        if eq_func is None:
+            return values_equal(value, old)
+        return bool(eq_func(value, user_value(old)))
+    return eq_func is not None and bool(eq_func(value, None))
+
+
+def _stored(engine: Engine, parts: Parts, value: Any) -> Any:
+    """The object to store (checked and isolated); records the write in a footprint."""
+    if not parts and type(value) is not dict:
+        raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
+    if Footprint.active:
+        record_write(engine.controller, parts)
+    return value if type(value) in IMMUTABLE else copy_in(value, parts)
+
+
+def _set_in_batch(
+    engine: Engine,
+    parts: Parts,
+    value: Any,
+    eq_func: Callable[[Any, Any], Any] | None,
+    default: Any,
+    payload: Any,
+    skip_notify: bool,
+) -> bool:
+    io, batches = engine.io, engine.batches
+    prev = io.read(parts)  # type: ignore[misc]
+    old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
+    if _unchanged(value, old, eq_func):
+        return False
+    stored = _stored(engine, parts, value)
+    created = batches.highest_missing(parts, io.exists) if prev is MISSING else None  # type: ignore[arg-type]
+    io.write(parts, stored)  # type: ignore[misc]
+    batches.record(parts, prev, payload, not skip_notify, created, stored)
+    return True
+
+
+def _deliver(
+    engine: Engine, route: Route | None, parts: Parts, old: Any, new: Any, payload: Any
+) -> None:
+    """Call the route's subscriptions and the listeners (a dispatch of one change)."""
+    dispatcher = engine.dispatcher
+    bubble = [0]
+    if dispatcher.active:  # a callback wrote: delivered in the next round, as planned ones
+        subs = route.subs if route is not None else ()
+        out = [(cid, node, parts, cur, old, new, payload, bubble) for cid, node, cur in subs]
+        dispatcher.enqueue(Plan(out, {}, [Change(parts, old, new, payload)]), [])
+        return
+    errors: list[Exception] = []
+    dispatcher.start(errors)
+    try:
+        if route is not None:
+            ctl, call, callbacks = engine.controller, engine.io.call, engine.callbacks
+            for cid, node, current in route.subs:
+                if len(current) < bubble[0] or cid not in node.entries:
+                    continue
+                callback = callbacks.get(cid)
+                if callback is None:
+                    continue
+                event = StateEvent(ctl, parts, current, old, new, payload, bubble)
+                try:
+                    call(callback, event)  # type: ignore[misc]
+                except Exception as exc:
+                    errors.append(exc)
+        if engine.listeners:
+            dispatcher.call_listeners([Change(parts, old, new, payload)], errors)
+        if dispatcher.pending():
+            engine.io.drive(dispatcher.more_rounds(errors))  # type: ignore[misc]
+    finally:
+        dispatcher.stop()
+    raise_collected(errors)
