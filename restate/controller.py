@@ -82,6 +82,8 @@ class ControllerSync(ControllerBase):
         engine = self._engine
         io = engine.io
         io.read, io.write, io.call = self._read_root, self._write, _call
+        if isinstance(backend, InMemoryBackend):  # its root is a dict, never missing
+            io.read = backend._get
         io.exists, io.drive = self._exists, self._drive
 
     def set_backend(self, backend: Backend) -> None:

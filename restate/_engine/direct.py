@@ -60,10 +60,18 @@ def set_direct(
         gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
         return bool(io.drive(gen))  # type: ignore[misc]
     prev = io.read(parts)  # type: ignore[misc]
-    old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
-    if _unchanged(value, old, eq_func):
-        return False
-    stored = _stored(engine, parts, value)
+    if prev is not MISSING and eq_func is None:  # the usual case, inline
+        if value is prev or values_equal(value, prev):
+            return False
+        old = prev
+    else:
+        old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
+        if _unchanged(value, old, eq_func):
+            return False
+    if type(value) in IMMUTABLE and parts and not Footprint.active:
+        stored = value
+    else:
+        stored = _stored(engine, parts, value)
     io.write(parts, stored)  # type: ignore[misc]
     if skip_notify or not (heard or engine.listeners):
         return True
@@ -126,7 +134,7 @@ def _deliver(
         return
     errors: list[Exception] = []
     dispatcher.start(errors)
-    try:
+    try:  # the first round, as Dispatcher._deliver makes it
         if route is not None:
             ctl, call, callbacks = engine.controller, engine.io.call, engine.callbacks
             for cid, node, current in route.subs:
@@ -146,4 +154,5 @@ def _deliver(
             engine.io.drive(dispatcher.more_rounds(errors))  # type: ignore[misc]
     finally:
         dispatcher.stop()
-    raise_collected(errors)
+    if errors:
+        raise_collected(errors)
