@@ -138,7 +138,9 @@ class TrackedCell:
         self.debounce = debounce
         self.output = ipywidgets.Output()
         self.status = ipywidgets.HTML(layout=ipywidgets.Layout(margin="0"))
+        self.status.add_class("restate-tracked-status")
         self.view = ipywidgets.VBox([self.status, self.output])
+        self.view.add_class("restate-tracked")  # scripts/headless.py shows it as a cell
         self.tracker_id: Any = None
         self.active = True
         self.runs = 0

@@ -12,6 +12,7 @@ too), unless the cell is tagged ``raises-exception`` (the nbclient/nbval convent
 from __future__ import annotations
 
 import argparse
+import html
 import re
 import sys
 import tempfile
@@ -31,6 +32,8 @@ WIDGET_STATE_KEY = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW_KEY = "application/vnd.jupyter.widget-view+json"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 INDENT = "    "
+# restate_nb's tracked cell: a box (its status line, its Output widget), see tracked_cell.py
+TRACKED_VIEW, TRACKED_STATUS = "restate-tracked", "restate-tracked-status"
 
 
 def find_notebooks(paths: list[Path]) -> list[Path]:
@@ -120,6 +123,14 @@ def describe_widget(model_id: str, widgets: dict[str, Any], seen: set[str]) -> I
         for inner in state.get("outputs", []):
             yield from (INDENT + line for line in describe_output(inner, widgets, seen))
         return
+    if TRACKED_VIEW in state.get("_dom_classes", ()):  # a tracked cell: why line, output
+        for child in state.get("children", []):
+            yield from describe_widget(str(child).removeprefix("IPY_MODEL_"), widgets, seen)
+        return
+    if TRACKED_STATUS in state.get("_dom_classes", ()):
+        text = html.unescape(re.sub(r"<[^>]*>", "", state.get("value") or ""))
+        yield from ([text] if text else [])
+        return
     summary = [f"{key}={state[key]!r}" for key in ("description", "value") if state.get(key)]
     yield f"{name}({', '.join(summary)})" if summary else f"{name}"
     for child in state.get("children", []):
@@ -133,9 +144,16 @@ def error_outputs(output: dict[str, Any], widgets: dict[str, Any]) -> Iterator[d
         yield output
     view = output.get("data", {}).get(WIDGET_VIEW_KEY)
     if view:
-        state = widgets.get(view.get("model_id", ""), {}).get("state", {})
-        for inner in state.get("outputs", []):
-            yield from error_outputs(inner, widgets)
+        yield from _widget_errors(view.get("model_id", ""), widgets)
+
+
+def _widget_errors(model_id: str, widgets: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    state = widgets.get(model_id, {}).get("state", {})
+    for inner in state.get("outputs", []):
+        yield from error_outputs(inner, widgets)
+    if TRACKED_VIEW in state.get("_dom_classes", ()):  # the tracked cell's Output inside
+        for child in state.get("children", []):
+            yield from _widget_errors(str(child).removeprefix("IPY_MODEL_"), widgets)
 
 
 def report(nb: Any) -> tuple[list[str], list[str]]:

@@ -19,7 +19,7 @@ from .batching import value_before
 from .requests import CALL, READ, DirectIO, Gen, raise_collected
 from .scheduler import Scheduler
 from .subscriptions import Change, Delivery
-from .tracking import Tracker, Why, recording
+from .tracking import Tracker, Why, start_recording, stop_recording
 
 __all__ = ["Dispatcher", "Plan"]
 
@@ -177,14 +177,16 @@ class Dispatcher:
         if event is None:
             return
         error: Exception | None = None
-        with recording(self.controller, tracker.name) as footprint:
-            try:
-                yield (CALL, tracker.callback, event)
-            except Exception as exc:
-                error = exc
-            except BaseException:  # interrupted: the run did not finish, keep its old paths
-                tracker.running = False
-                raise
+        footprint, token = start_recording(self.controller, tracker.name)
+        try:
+            yield (CALL, tracker.callback, event)
+        except Exception as exc:
+            error = exc
+        except BaseException:  # interrupted: the run did not finish, keep its old paths
+            tracker.running = False
+            raise
+        finally:
+            stop_recording(token)
         error = self.scheduler.finish(tracker, footprint, error)
         if error is not None:
             raise error

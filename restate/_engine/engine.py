@@ -187,6 +187,7 @@ class Engine:
         if d is None:
             return False
         self.scheduler.forget(d.id)
+        self.scheduler.topology += 1
         return True
 
     def _retrack(self, tracker: Tracker, read: set[Parts]) -> None:
@@ -319,6 +320,7 @@ class Engine:
         self.graph.check(d)
         value = yield from self._compute(d)
         replaced = self.graph.add(d)
+        self.scheduler.topology += 1
         try:
             yield from self.set_state(dest, value, None, NO_DEFAULT, payload)
         except (ValueError, TypeError):

@@ -108,6 +108,7 @@ class Scheduler:
         self.writer_name: Callable[[], str | None] | None = None
         self._held: dict[int, int] = {}  # thread id -> depth of deferring()
         self._marked_at: dict[Hashable, int] = {}  # due id -> when (a count of marks)
+        self.topology = 0  # bumped when a derivation is added or removed
         self.marks = 0
 
     # ----- deciding ------------------------------------------------------------------------
@@ -250,9 +251,13 @@ class Scheduler:
             if status.error is not None:
                 status.error = None
                 self._recover(tracker.id)
-        chain = self.find_cycle(tracker.id)
-        if chain is not None:
-            return self._refuse(chain)
+        # a loop can only be new when this footprint or the derivations changed
+        checked = (tracker.paths, tracker.writes, self.topology)
+        if tracker.writes and checked != tracker.checked:
+            tracker.checked = checked
+            chain = self.find_cycle(tracker.id)
+            if chain is not None:
+                return self._refuse(chain)
         return error if tracker.raise_errors else None
 
     def forget(self, tid: Hashable) -> None:

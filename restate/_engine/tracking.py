@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -29,6 +29,8 @@ __all__ = [
     "record_read",
     "record_write",
     "recording",
+    "start_recording",
+    "stop_recording",
 ]
 
 NOW, EAGER, DEFERRED, LAZY = "now", "eager", "deferred", "lazy"
@@ -57,19 +59,30 @@ _COUNTING = threading.Lock()
 RECORDER: ContextVar[Footprint | None] = ContextVar("restate_recorder", default=None)
 
 
-@contextmanager
-def recording(controller: object, name: str) -> Iterator[Footprint]:
-    """Record into a new footprint while the block runs (nested runs record their own)."""
+def start_recording(controller: object, name: str) -> tuple[Footprint, Token[Any]]:
+    """Record into a new footprint from now (nested runs record their own); pass what it
+    returns to ``stop_recording`` in a ``finally``."""
     footprint = Footprint(controller, name)
     token = RECORDER.set(footprint)
     with _COUNTING:  # runs in several threads: a lost update could stop recording
         Footprint.active += 1
+    return footprint, token
+
+
+def stop_recording(token: Token[Any]) -> None:
+    with _COUNTING:
+        Footprint.active -= 1
+    RECORDER.reset(token)
+
+
+@contextmanager
+def recording(controller: object, name: str) -> Iterator[Footprint]:
+    """``start_recording`` .. ``stop_recording`` around a block."""
+    footprint, token = start_recording(controller, name)
     try:
         yield footprint
     finally:
-        with _COUNTING:
-            Footprint.active -= 1
-        RECORDER.reset(token)
+        stop_recording(token)
 
 
 def record_read(controller: object, parts: Parts) -> None:
@@ -93,18 +106,31 @@ def running_name(controller: object) -> str | None:
     return rec.name if rec is not None and rec.controller is controller else None
 
 
-@dataclass(frozen=True)
 class Why:
     """Why a tracked function ran (or is due): which path changed, who wrote it, when.
 
     ``path`` is None for the run at registration. ``origin`` names the writer: a tracked
     function or derivation, ``another process``, ``thread NAME``, or what the embedding
-    application names it (restate_nb: ``cell In[4]``, ``a widget``).
+    application names it (restate_nb: ``cell [4]``, ``a widget``). ``at``: ``time.time()``.
     """
 
-    path: PurePosixPath | None
-    origin: str
-    at: float = field(default_factory=time.time)
+    __slots__ = ("at", "origin", "path")  # one is made per run: keep it cheap
+
+    def __init__(self, path: PurePosixPath | None, origin: str, at: float | None = None):
+        self.path = path
+        self.origin = origin
+        self.at = time.time() if at is None else at
+
+    def __repr__(self) -> str:
+        return f"Why(path={self.path!r}, origin={self.origin!r}, at={self.at!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Why):
+            return NotImplemented
+        return (self.path, self.origin, self.at) == (other.path, other.origin, other.at)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.origin, self.at))
 
     def __str__(self) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(self.at))
@@ -147,6 +173,7 @@ class Tracker:
     why: Why | None = None  # why it last ran
     running: bool = False
     raise_errors: bool = True  # False: an error is only recorded (status), not raised
+    checked: tuple[Any, ...] = ()  # (reads, writes, topology) when last searched for a loop
 
 
 @dataclass(frozen=True)
