@@ -197,6 +197,11 @@ class ControllerSync(ControllerBase):
 
         Raises InvalidPathError (bad path or dict key), PathConflictError (a leaf above),
         SerializationError (the backend cannot store it) -- all before anything changes.
+
+        On a persistent store (files, SQLite, ...) a write that nothing can observe -- no
+        subscription, derivation, tracked read or ``on_changes`` listener reaches the path,
+        and no ``eq_func`` or ``default`` is given -- does not read the previous value first:
+        it is written, and True returned, even if the same value was there.
         """
         parts = to_parts(path)
         with self._lock:

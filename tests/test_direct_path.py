@@ -64,6 +64,8 @@ class Run:
 
     def __init__(self, c: ControllerSync, direct_writes: bool) -> None:
         c._engine.direct_writes = direct_writes
+        # on persistent stores an unobserved write does not compare (it returns True)
+        self.returns = c._engine.aliasing
         self.c = c
         self.log: list[tuple[Any, ...]] = []
         self.callbacks: dict[str, Callable[[Any], None]] = {}
@@ -94,13 +96,15 @@ class Run:
 
     def _apply(self, c: ControllerSync, name: str, op: tuple[Any, ...]) -> None:
         if name == "set":
-            self.log.append(("->", c.set_state(op[1], op[2], payload=len(self.log))))
+            wrote = c.set_state(op[1], op[2], payload=len(self.log))
+            self.log.append(("->", wrote if self.returns else None))
         elif name == "set_default":
             self.log.append(("->", c.set_state(op[1], op[2], default=1)))
         elif name == "set_eq":
             self.log.append(("->", c.set_state(op[1], op[2], eq_func=lambda a, b: a is None)))
         elif name == "set_quiet":
-            self.log.append(("->", c.set_state(op[1], op[2], skip_notify=True)))
+            wrote = c.set_state(op[1], op[2], skip_notify=True)
+            self.log.append(("->", wrote if self.returns else None))
         elif name == "del":
             self.log.append(("->", c.del_state(op[1])))
         elif name == "update":
@@ -290,3 +294,57 @@ def test_a_feedback_loop_through_the_direct_path_is_stopped_by_max_rounds() -> N
 
 def test_the_module_documents_the_switch() -> None:
     assert "direct_writes = False" in (direct.__doc__ or "")
+
+
+class CountingReads(FileSystemSyncBackend):
+    reads = 0
+
+    def read(self, path: Any, default: Any = None) -> Any:
+        CountingReads.reads += 1
+        return super().read(path, default)
+
+
+@pytest.mark.parametrize(
+    "observer",
+    ["subscription", "subscription above", "derivation", "tracked read", "listener", "eq_func",
+     "default"],
+)  # fmt: skip
+def test_a_persistent_write_reads_the_previous_value_only_when_something_can_observe_it(
+    tmp_path: Any, observer: str
+) -> None:
+    c = ControllerSync(CountingReads(tmp_path))
+    c.set_state("/k", 1)
+    CountingReads.reads = 0
+    assert c.set_state("/k", 1)  # unobserved: no read, no comparison, written
+    assert CountingReads.reads == 0
+    kwargs: dict[str, Any] = {}
+    if observer == "subscription":
+        c.subscribe("/k", lambda e: None)
+    elif observer == "subscription above":
+        c.subscribe("/", lambda e: None)
+    elif observer == "derivation":
+        c.derive("/d", "/k", lambda v: v)
+    elif observer == "tracked read":
+        c.track(lambda e: c.get_state("/k"))
+    elif observer == "listener":
+        c.on_changes(lambda changes: None)
+    elif observer == "eq_func":
+        kwargs["eq_func"] = lambda a, b: a == b
+    else:
+        kwargs["default"] = 1
+    CountingReads.reads = 0
+    assert not c.set_state("/k", 1, **kwargs)  # observed: compared, unchanged, not written
+    assert CountingReads.reads >= 1
+    assert c.get_state("/k") == 1
+
+
+def test_an_unobserved_persistent_write_is_still_checked_before_anything_changes(
+    tmp_path: Any,
+) -> None:
+    c = ControllerSync(FileSystemSyncBackend(tmp_path))
+    c.set_state("/leaf", 1)
+    with pytest.raises(TypeError):
+        c.set_state("/", 5)
+    with pytest.raises(Exception, match="leaf"):
+        c.set_state("/leaf/below", 2)
+    assert c.get_state("/") == {"leaf": 1}

@@ -15,8 +15,9 @@ Everything else goes to the engine's generator, driven by ``DirectIO.drive``: a 
 derivation, tracked function or ``*`` subscription may hear, and a dict written where
 subscriptions lie below (only the planner diffs dicts). Inside a batch the write is applied
 and logged as ``Engine.set_state`` does (the undo log is what rollback needs), without a
-generator. ``Engine.direct_writes = False`` switches the path off (the differential tests
-compare both).
+generator. A write to a persistent store that nothing can observe skips the read of the
+previous value (``_write_blind``). ``Engine.direct_writes = False`` switches the path off
+(the differential tests compare both).
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def set_direct(
     if heard is True:  # the planner's business
         gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
         return bool(io.drive(gen))  # type: ignore[misc]
+    if (
+        heard is False
+        and not engine.aliasing
+        and eq_func is None
+        and default is NO_DEFAULT
+        and not engine.listeners
+    ):
+        return _write_blind(engine, parts, value)
     prev = io.read(parts)  # type: ignore[misc]
     if prev is not MISSING and eq_func is None:  # the usual case, inline
         if value is prev or values_equal(value, prev):
@@ -80,6 +89,19 @@ def set_direct(
         io.drive(engine._after([Change(parts, old, new, payload)], False))  # type: ignore[misc]
         return True
     _deliver(engine, heard or None, parts, old, new, payload)
+    return True
+
+
+def _write_blind(engine: Engine, parts: Parts, value: Any) -> bool:
+    """A write to a persistent store that nothing can observe (no subscription, derivation,
+    tracked read or listener reaches the path; no ``eq_func`` or ``default``): no read of the
+    previous value, which nobody would see -- the write is the store's own cost. It returns
+    True even when the value was already there (no comparison was made)."""
+    if type(value) in IMMUTABLE and parts and not Footprint.active:
+        stored = value
+    else:
+        stored = _stored(engine, parts, value)
+    engine.io.write(parts, stored)  # type: ignore[misc]
     return True
 
 
