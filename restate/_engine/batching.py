@@ -118,7 +118,8 @@ class BatchLog:
     ) -> None:
         if created is not None:  # part of this write: notified (or not) with it
             self.log.append(Entry(created, MISSING, payload, notify))
-        self.log.append(Entry(parts, prev, payload, notify, False, new))
+        # tuple.__new__: a NamedTuple's own __new__ is Python code, and this is per write
+        self.log.append(_new_entry(Entry, (parts, prev, payload, notify, False, new)))
         if new is not MISSING and len(parts) > 1 and parts[:-1] not in self._existing:
             # known to exist until a delete in this batch (all of them, or none, are known)
             self._existing.update(parts[:depth] for depth in range(1, len(parts)))
@@ -147,12 +148,16 @@ class BatchLog:
         for e in log:
             if e.notify and not e.ping:
                 roots[e.parts] = e.payload  # first write fixes the order, the last the payload
+        if heard is not None:  # a change nobody hears needs no values
+            roots = {parts: payload for parts, payload in roots.items() if heard(parts)}
         roots = {
             parts: payload
             for parts, payload in roots.items()
             if not any(parts[:d] in roots for d in range(len(parts)))
-            and (heard is None or heard(parts))  # a change nobody hears needs no values
         }
+        pings = [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
+        if not roots:
+            return pings
         related = _entries_by_root(roots, log)
         changes = []
         for parts, payload in roots.items():
@@ -166,8 +171,11 @@ class BatchLog:
             old = value_before(parts, new, entries)
             if not values_equal(old, new):
                 changes.append(Change(parts, old, new, payload))
-        changes.extend(Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping)
+        changes.extend(pings)
         return changes
+
+
+_new_entry = tuple.__new__
 
 
 def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, list[Entry]]:

@@ -133,10 +133,17 @@ def _set_in_batch(
 ) -> bool:
     io, batches = engine.io, engine.batches
     prev = io.read(parts)  # type: ignore[misc]
-    old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
-    if _unchanged(value, old, eq_func):
-        return False
-    stored = _stored(engine, parts, value)
+    if prev is not MISSING and eq_func is None:
+        if value is prev or values_equal(value, prev):
+            return False
+    else:
+        old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
+        if _unchanged(value, old, eq_func):
+            return False
+    if type(value) in IMMUTABLE and parts and not Footprint.active:
+        stored = value
+    else:
+        stored = _stored(engine, parts, value)
     created = batches.highest_missing(parts, io.exists) if prev is MISSING else None  # type: ignore[arg-type]
     io.write(parts, stored)  # type: ignore[misc]
     batches.record(parts, prev, payload, not skip_notify, created, stored)
