@@ -65,7 +65,10 @@ class Audience:
 
     def hears(self, parts: Parts) -> bool:
         """True when a subscription, tracked path or derivation source touches ``parts``."""
-        return bool(self.route(parts))
+        heard = self.known.get(parts)
+        if heard is None:
+            heard = self.route(parts)
+        return heard is not False
 
     def route(self, parts: Parts) -> Heard:
         """False (nobody hears ``parts``), a ``Route`` (only plain subscriptions do), or True

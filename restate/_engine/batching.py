@@ -18,7 +18,7 @@ from ..tree import copy_out, delete_in, get_in, set_in, values_equal
 from .requests import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
 from .subscriptions import Change
 
-__all__ = ["BatchLog", "Entry", "value_before"]
+__all__ = ["BatchLog", "Entry", "new_entry", "value_before"]
 
 
 class Entry(NamedTuple):
@@ -30,6 +30,10 @@ class Entry(NamedTuple):
     notify: bool = True
     ping: bool = False
     new: Any = MISSING  # what the write stored (MISSING for a delete)
+
+
+# builds an Entry without the NamedTuple's __new__, which is Python code (a write's hot path)
+new_entry = tuple.__new__
 
 
 class Undoable(Protocol):
@@ -118,10 +122,10 @@ class BatchLog:
     ) -> None:
         if created is not None:  # part of this write: notified (or not) with it
             self.log.append(Entry(created, MISSING, payload, notify))
-        # tuple.__new__: a NamedTuple's own __new__ is Python code, and this is per write
-        self.log.append(_new_entry(Entry, (parts, prev, payload, notify, False, new)))
-        if new is not MISSING and len(parts) > 1 and parts[:-1] not in self._existing:
-            # known to exist until a delete in this batch (all of them, or none, are known)
+        self.log.append(new_entry(Entry, (parts, prev, payload, notify, False, new)))
+        if prev is MISSING and new is not MISSING and parts[:-1] not in self._existing:
+            # created: its ancestors exist until a delete in this batch (all of them, or none,
+            # are known). A rewritten node's ancestors existed anyway: not worth a lookup.
             self._existing.update(parts[:depth] for depth in range(1, len(parts)))
 
     def record_ping(self, parts: Parts, value: Any, payload: Any) -> None:
@@ -168,14 +172,15 @@ class BatchLog:
             else:
                 new = yield (READ, parts)
             new = copy_out(new) if new is not MISSING else MISSING
-            old = value_before(parts, new, entries)
+            if all(e.parts == parts for e in entries):  # only rewritten: its first "before"
+                first = entries[0].prev
+                old = copy_out(first) if first is not MISSING else MISSING
+            else:
+                old = value_before(parts, new, entries)
             if not values_equal(old, new):
                 changes.append(Change(parts, old, new, payload))
         changes.extend(pings)
         return changes
-
-
-_new_entry = tuple.__new__
 
 
 def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, list[Entry]]:
@@ -189,12 +194,16 @@ def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, l
     for e in log:
         if e.ping:
             continue
-        owner = next((e.parts[:d] for d in range(len(e.parts) + 1) if e.parts[:d] in roots), None)
+        owner = e.parts if e.parts in roots else _owner(e.parts, roots)
         if owner is not None:
             related[owner].append(e)
         for parts in below.get(e.parts, ()):
             related[parts].append(e)
     return related
+
+
+def _owner(parts: Parts, roots: dict[Parts, Any]) -> Parts | None:
+    return next((parts[:d] for d in range(len(parts)) if parts[:d] in roots), None)
 
 
 def value_before(parts: Parts, now: Any, entries: Sequence[Undoable]) -> Any:

@@ -30,6 +30,7 @@ from ..missing import MISSING
 from ..paths import Parts
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
 from .audience import Route
+from .batching import Entry, new_entry
 from .dispatch import Plan
 from .requests import NO_DEFAULT, raise_collected, user_value
 from .subscriptions import Change
@@ -144,9 +145,13 @@ def _set_in_batch(
         stored = value
     else:
         stored = _stored(engine, parts, value)
-    created = batches.highest_missing(parts, io.exists) if prev is MISSING else None  # type: ignore[arg-type]
-    io.write(parts, stored)  # type: ignore[misc]
-    batches.record(parts, prev, payload, not skip_notify, created, stored)
+    if prev is MISSING:
+        created = batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
+        io.write(parts, stored)  # type: ignore[misc]
+        batches.record(parts, prev, payload, not skip_notify, created, stored)
+    else:  # BatchLog.record, inline: the node existed, so did its ancestors
+        io.write(parts, stored)  # type: ignore[misc]
+        batches.log.append(new_entry(Entry, (parts, prev, payload, not skip_notify, False, stored)))
     return True
 
 
@@ -162,7 +167,7 @@ def _deliver(
         dispatcher.enqueue(Plan(out, {}, [Change(parts, old, new, payload)]), [])
         return
     errors: list[Exception] = []
-    dispatcher.start(errors)
+    dispatcher.active, dispatcher.collected = True, errors  # dispatcher.start, inline
     try:  # the first round, as Dispatcher._deliver makes it
         if route is not None:
             ctl, call, callbacks = engine.controller, engine.io.call, engine.callbacks
@@ -179,9 +184,11 @@ def _deliver(
                     errors.append(exc)
         if engine.listeners:
             dispatcher.call_listeners([Change(parts, old, new, payload)], errors)
-        if dispatcher.pending():
+        if dispatcher.queue:
             engine.io.drive(dispatcher.more_rounds(errors))  # type: ignore[misc]
     finally:
-        dispatcher.stop()
+        dispatcher.active = False  # dispatcher.stop, inline when there is nothing to drop
+        if dispatcher.queue or errors:
+            dispatcher.stop()
     if errors:
         raise_collected(errors)

@@ -23,6 +23,8 @@ from .tracking import Tracker, Why, start_recording, stop_recording
 
 __all__ = ["Dispatcher", "Plan"]
 
+_NONE: list[Exception] = []  # what ``collected`` is between dispatches (never extended)
+
 
 class Plan(NamedTuple):
     deliveries: list[Delivery]
@@ -57,15 +59,15 @@ class Dispatcher:
         self.listeners = listeners
         self.scheduler = scheduler
         self.active = False  # a dispatch is running: new plans wait for the next round
-        self._queue: list[Plan] = []
-        self._errors: list[Exception] = []
+        self.queue: list[Plan] = []
+        self.collected: list[Exception] = []
 
     def enqueue(self, plan: Plan, errors: list[Exception]) -> None:
         """A plan made while dispatching (a callback wrote): delivered in the next round."""
         if plan.trackers:  # the writer is known now, not in the next round
             plan = plan._replace(origin=self.scheduler.origin())
-        self._queue.append(plan)
-        self._errors.extend(errors)
+        self.queue.append(plan)
+        self.collected.extend(errors)
 
     def widen(self, plan: Plan) -> Gen:
         """A subscription reached by several changes of one batch (or a write and the
@@ -89,28 +91,27 @@ class Dispatcher:
         if errors:
             raise_collected(errors)
 
-    # the steps of ``dispatch``, for the direct write path (direct.py): start, the first
-    # round delivered by the caller, ``more_rounds`` while ``pending``, stop
+    # the steps of ``dispatch``, for the direct write path (direct.py): start (or set
+    # ``active`` and ``collected`` inline), the first round delivered by the caller,
+    # ``more_rounds`` while ``queue`` holds plans, stop
 
     def start(self, errors: list[Exception]) -> None:
         self.active = True
-        self._errors = errors
+        self.collected = errors
 
     def stop(self) -> None:
         self.active = False
-        self._queue = []
-        self._errors = []
-
-    def pending(self) -> bool:
-        return bool(self._queue)
+        if self.queue:
+            self.queue = []
+        self.collected = _NONE  # extended only while active: never by a stopped dispatch
 
     def more_rounds(self, errors: list[Exception]) -> Gen:
         """The rounds after the first: the plans callbacks queued, until none are left."""
         rounds = 1
-        while self._queue:
+        while self.queue:
             if rounds >= self.max_rounds:
-                raise CycleError(self._loop_message(self._queue))
-            pending, self._queue = self._queue, []
+                raise CycleError(self._loop_message(self.queue))
+            pending, self.queue = self.queue, []
             rounds += 1
             for p in pending:
                 yield from self._deliver(p, errors)
