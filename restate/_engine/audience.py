@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 from ..paths import Parts
 from .graph import DerivationGraph
-from .subscriptions import TRACK, SubscriptionIndex
+from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex, seen_again
 
 if TYPE_CHECKING:
     from .subscriptions import _Node
 
-__all__ = ["Audience", "Heard", "Route"]
+__all__ = ["Audience", "Heard", "Route", "plan_route"]
 
 LIMIT = 4096  # remembered paths; past it the memory starts again (writes to ever-new paths)
 
@@ -106,3 +106,18 @@ class Audience:
         last = chain[-1]
         below = len(chain) == len(parts) + 1 and bool(last.children or last.wild)
         return Route(tuple(found), below)
+
+
+def plan_route(route: Route, change: Change, out: list[Delivery], seen: Seen) -> bool:
+    """``SubscriptionIndex.plan`` for a change whose path has a ``Route``: the same
+    deliveries, without walking the trie. False (nothing planned) when the change needs the
+    planner after all: a dict written where subscriptions lie below."""
+    prev, new = change.prev, change.new
+    if route.below and not change.ping and (type(prev) is dict or type(new) is dict):
+        return False
+    parts, payload = change.parts, change.payload
+    bubble = [0]
+    for cid, node, current in route.subs:
+        if not seen_again(seen, cid, current, len(out)):
+            out.append((cid, node, parts, current, prev, new, payload, bubble))
+    return True

@@ -154,10 +154,11 @@ class BatchLog:
                 roots[e.parts] = e.payload  # first write fixes the order, the last the payload
         if heard is not None:  # a change nobody hears needs no values
             roots = {parts: payload for parts, payload in roots.items() if heard(parts)}
+        nested: dict[Parts, bool] = {}  # parent -> a root at or above it (siblings share)
         roots = {
             parts: payload
             for parts, payload in roots.items()
-            if not any(parts[:d] in roots for d in range(len(parts)))
+            if not _under_a_root(parts[:-1], roots, nested) or not parts
         }
         pings = [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
         if not roots:
@@ -172,7 +173,9 @@ class BatchLog:
             else:
                 new = yield (READ, parts)
             new = copy_out(new) if new is not MISSING else MISSING
-            if all(e.parts == parts for e in entries):  # only rewritten: its first "before"
+            if len(entries) == 1 or all(
+                e.parts == parts for e in entries
+            ):  # only rewritten: its first "before"
                 first = entries[0].prev
                 old = copy_out(first) if first is not MISSING else MISSING
             else:
@@ -187,19 +190,34 @@ def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, l
     """The log entries that touch each root's value (at, below or above it), in log order.
     Roots never nest, so an entry at or below a root belongs to that one root."""
     related: dict[Parts, list[Entry]] = {parts: [] for parts in roots}
-    below: dict[Parts, list[Parts]] = {}
-    for parts in roots:
-        for d in range(len(parts)):
-            below.setdefault(parts[:d], []).append(parts)
+    below: dict[Parts, list[Parts]] | None = None  # ancestor -> the roots under it
     for e in log:
         if e.ping:
             continue
-        owner = e.parts if e.parts in roots else _owner(e.parts, roots)
-        if owner is not None:
+        at = related.get(e.parts)
+        if at is not None:  # at a root, so above no other root (the usual case)
+            at.append(e)
+            continue
+        owner = _owner(e.parts, roots)
+        if owner is not None:  # below a root, so above no other root
             related[owner].append(e)
+            continue
+        if below is None:
+            below = {}
+            for parts in roots:
+                for d in range(len(parts)):
+                    below.setdefault(parts[:d], []).append(parts)
         for parts in below.get(e.parts, ()):
             related[parts].append(e)
     return related
+
+
+def _under_a_root(parent: Parts, roots: dict[Parts, Any], nested: dict[Parts, bool]) -> bool:
+    found = nested.get(parent)
+    if found is None:
+        found = any(parent[:d] in roots for d in range(len(parent) + 1))
+        nested[parent] = found
+    return found
 
 
 def _owner(parts: Parts, roots: dict[Parts, Any]) -> Parts | None:

@@ -47,7 +47,7 @@ from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts, parts_to_str
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
-from .audience import Audience
+from .audience import Audience, plan_route
 from .batching import BatchLog
 from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
@@ -459,8 +459,13 @@ class Engine:
             subs.plan_one(changes[0], out, None, trackers)
         else:
             seen: Seen = {}
-            for ch in changes:
-                subs.plan(ch, out, seen, trackers)
+            route = self.audience.route
+            for ch in changes:  # (a batch's changes: often many siblings, each with a route)
+                heard = route(ch.parts)
+                if heard is False:
+                    continue
+                if heard is True or not plan_route(heard, ch, out, seen):
+                    subs.plan(ch, out, seen, trackers)
             widen = tuple(index for index, hits in seen.values() if hits > 1)
             return Plan(out, trackers, changes, widen)
         return Plan(out, trackers, changes)
