@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..missing import MISSING
 from ..paths import Parts, is_prefix
-from ..tree import copy_out, delete_in, get_in, set_in, values_equal
+from ..tree import IMMUTABLE, copy_out, delete_in, get_in, set_in, values_equal
 from .requests import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
 from .subscriptions import Change
 
@@ -148,18 +148,7 @@ class BatchLog:
 
     def _coalesce(self, log: list[Entry], heard: Callable[[Parts], object] | None) -> Gen:
         """One Change per minimal written root: its value before the batch and now."""
-        roots: dict[Parts, Any] = {}
-        for e in log:
-            if e.notify and not e.ping:
-                roots[e.parts] = e.payload  # first write fixes the order, the last the payload
-        if heard is not None:  # a change nobody hears needs no values
-            roots = {parts: payload for parts, payload in roots.items() if heard(parts)}
-        nested: dict[Parts, bool] = {}  # parent -> a root at or above it (siblings share)
-        roots = {
-            parts: payload
-            for parts, payload in roots.items()
-            if not _under_a_root(parts[:-1], roots, nested) or not parts
-        }
+        roots = _roots(log, heard)
         pings = [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
         if not roots:
             return pings
@@ -167,23 +156,56 @@ class BatchLog:
         changes = []
         for parts, payload in roots.items():
             entries = related[parts]
-            last = entries[-1] if entries else None
-            if last is not None and last.parts == parts and last.notify:
-                new = last.new  # nothing was written below it since: no need to read it
+            if len(entries) == 1:  # written once, nothing under it: the entry has both
+                _, old, _, _, _, new = entries[0]
+                if type(new) not in IMMUTABLE and new is not MISSING:
+                    new = copy_out(new)
+                if type(old) not in IMMUTABLE and old is not MISSING:
+                    old = copy_out(old)
             else:
-                new = yield (READ, parts)
-            new = copy_out(new) if new is not MISSING else MISSING
-            if len(entries) == 1 or all(
-                e.parts == parts for e in entries
-            ):  # only rewritten: its first "before"
-                first = entries[0].prev
-                old = copy_out(first) if first is not MISSING else MISSING
-            else:
-                old = value_before(parts, new, entries)
-            if not values_equal(old, new):
-                changes.append(Change(parts, old, new, payload))
+                old, new = yield from _before_and_now(parts, entries)
+            if old is not new and not values_equal(old, new):
+                # tuple.__new__: Change's own __new__ is Python code, and this is per root
+                changes.append(new_entry(Change, (parts, old, new, payload, False, None)))
         changes.extend(pings)
         return changes
+
+
+def _roots(log: list[Entry], heard: Callable[[Parts], object] | None) -> dict[Parts, Any]:
+    """The minimal written paths (path -> payload) someone hears (``heard`` None: all).
+    The first write fixes the order, the last the payload."""
+    written: dict[Parts, Any] = {}
+    for e in log:
+        if e.notify and not e.ping:
+            written[e.parts] = e.payload
+    roots: dict[Parts, Any] = {}
+    nested: dict[Parts, bool] = {}  # parent -> a written path at or above it (siblings share)
+    for parts, payload in written.items():
+        if parts:
+            parent = parts[:-1]
+            inside = nested.get(parent)
+            if inside is None:
+                inside = any(parent[:d] in written for d in range(len(parent) + 1))
+                nested[parent] = inside
+            if inside:
+                continue
+        if heard is None or heard(parts):  # a change nobody hears needs no values
+            roots[parts] = payload
+    return roots
+
+
+def _before_and_now(parts: Parts, entries: list[Entry]) -> Gen:
+    """A root's value before the batch and now (copies), from its log entries."""
+    last = entries[-1]
+    if last.parts == parts and last.notify:
+        new = last.new  # nothing was written below it since: no need to read it
+    else:
+        new = yield (READ, parts)
+    new = copy_out(new) if new is not MISSING else MISSING
+    if all(e.parts == parts for e in entries):  # only rewritten: its first "before"
+        first = entries[0].prev
+        return (copy_out(first) if first is not MISSING else MISSING), new
+    return value_before(parts, new, entries), new
 
 
 def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, list[Entry]]:
@@ -210,14 +232,6 @@ def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, l
         for parts in below.get(e.parts, ()):
             related[parts].append(e)
     return related
-
-
-def _under_a_root(parent: Parts, roots: dict[Parts, Any], nested: dict[Parts, bool]) -> bool:
-    found = nested.get(parent)
-    if found is None:
-        found = any(parent[:d] in roots for d in range(len(parent) + 1))
-        nested[parent] = found
-    return found
 
 
 def _owner(parts: Parts, roots: dict[Parts, Any]) -> Parts | None:
