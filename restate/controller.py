@@ -29,17 +29,17 @@ from ._engine.requests import (
     WRITE,
     Steps,
     raise_collected,
-    user_value,
 )
 from ._engine.scheduler import still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import record_read, recording
+from ._engine.tracking import Footprint, record_read, recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
 from .errors import CycleError, StateError
 from .missing import MISSING
 from .paths import PathLike, to_parts
+from .tree import IMMUTABLE, copy_out
 
 __all__ = ["ControllerSync"]
 
@@ -172,7 +172,8 @@ class ControllerSync(ControllerBase):
         """
         parts = to_parts(path)
         with self._lock:
-            record_read(self, parts)
+            if Footprint.active:  # (record_read's own first check, without the call)
+                record_read(self, parts)
             value = self._read(parts)
             if value is MISSING:
                 if not parts:
@@ -180,7 +181,9 @@ class ControllerSync(ControllerBase):
                 if write_default:
                     self._drive(self._engine.set_state(parts, default))
                 return default
-            return user_value(value) if self._engine.aliasing else value
+            if type(value) in IMMUTABLE or not self._engine.aliasing:
+                return value
+            return copy_out(value)
 
     def set_state(
         self,
