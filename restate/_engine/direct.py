@@ -71,7 +71,12 @@ def set_direct(
         return _write_blind(engine, parts, value)
     prev = io.read(parts)  # type: ignore[misc]
     if prev is not MISSING and eq_func is None:  # the usual case, inline
-        if value is prev or values_equal(value, prev):
+        if value is prev:
+            return False
+        if type(value) in IMMUTABLE and type(prev) in IMMUTABLE:
+            if value == prev:  # (a plain bool for these types: no values_equal needed)
+                return False
+        elif values_equal(value, prev):
             return False
         old = prev
     else:
@@ -86,10 +91,13 @@ def set_direct(
     if skip_notify or not (heard or engine.listeners):
         return True
     new = copy_out(stored) if engine.aliasing and type(stored) not in IMMUTABLE else stored
-    if heard is not False and heard.below and (type(old) is dict or type(new) is dict):
+    if heard is False:  # only listeners
+        _deliver(engine, None, parts, old, new, payload)
+        return True
+    if heard.below and (type(old) is dict or type(new) is dict):
         io.drive(engine._after([Change(parts, old, new, payload)], False))  # type: ignore[misc]
         return True
-    _deliver(engine, heard or None, parts, old, new, payload)
+    _deliver(engine, heard, parts, old, new, payload)
     return True
 
 
@@ -173,7 +181,7 @@ def _deliver(
             ctl, call, callbacks = engine.controller, engine.io.call, engine.callbacks
             for cid, node, current in route.subs:
                 if len(current) < bubble[0] or cid not in node.entries:
-                    continue
+                    continue  # stopped by stop_bubbling, or unsubscribed by an earlier callback
                 callback = callbacks.get(cid)
                 if callback is None:
                     continue
@@ -184,7 +192,7 @@ def _deliver(
                     errors.append(exc)
         if engine.listeners:
             dispatcher.call_listeners([Change(parts, old, new, payload)], errors)
-        if dispatcher.queue:
+        if dispatcher.queue:  # callbacks wrote: their rounds, as the engine runs them
             engine.io.drive(dispatcher.more_rounds(errors))  # type: ignore[misc]
     finally:
         dispatcher.active = False  # dispatcher.stop, inline when there is nothing to drop
