@@ -1,16 +1,19 @@
 """``%restate`` / ``%%restate``: parse the command line and delegate to the Session.
 
 Bad input raises ``UsageError`` with the one-line usage of the command, which IPython shows
-without a traceback.
+without a traceback. The line is taken as typed: IPython's ``{expr}`` / ``$name`` expansion
+is off (``no_var_expand``), so ``%restate set /s {1, 2}`` evaluates the Python expression
+``{1, 2}`` (a set), and ``%restate set /price $5`` is a syntax error, not a lookup of ``5``.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
 from restate.errors import (
     CycleError,
@@ -19,8 +22,10 @@ from restate.errors import (
     SerializationError,
     StateError,
 )
+from restate.missing import MISSING
 from restate.paths import to_parts
 
+from .backend_switch import SwitchRefused
 from .session import BACKENDS, Session
 
 __all__ = ["USAGE", "RestateMagics"]
@@ -54,6 +59,7 @@ class RestateMagics(Magics):
         self.session = session
 
     @line_cell_magic
+    @no_var_expand
     def restate(self, line: str, cell: str | None = None) -> Any:
         command, rest = _split_command(line)
         if cell is not None:
@@ -87,7 +93,12 @@ class RestateMagics(Magics):
             raise UsageError("usage: %%restate track | %%restate derive DEST")
 
     def _line_get(self, rest: str) -> Any:
-        return self.session.get(_only_path(rest, "get"))
+        path = _only_path(rest, "get")
+        value = self.session.get(path)
+        if value is MISSING:
+            print(f"restate: nothing stored at {path} (the path does not exist)")
+            return None
+        return value
 
     def _line_set(self, rest: str) -> None:
         path, expr = _take_path(rest, "set")
@@ -120,15 +131,19 @@ class RestateMagics(Magics):
         self.session.tree(path)
 
     def _line_backend(self, rest: str) -> None:
-        kind, argument = _split_command(rest)
-        argument = _unquote(argument) if argument else None
+        kind, argument, mode = _parse_backend(rest)
         try:
-            backend = self.session.set_backend(kind, argument)
-        except ValueError as error:
+            line = self.session.set_backend(kind, argument, mode)
+        except ValueError as error:  # SwitchRefused is a StateError, not a ValueError
             raise UsageError(f"usage: {error}") from None
+        except SwitchRefused as error:
+            raise UsageError(f"%restate backend: {error}") from None
+        except SerializationError as error:
+            raise UsageError(f"%restate backend: cannot copy the state: {error}; "
+                             f"nothing changed") from None  # fmt: skip
         except OSError as error:
             raise UsageError(f"{USAGE['backend']}: cannot open {argument!r}: {error}") from None
-        print(f"restate: state now lives in {type(backend).__name__}({argument or ''})")
+        print(f"restate: {line}")
 
     def _line_status(self, rest: str) -> None:
         _no_arguments(rest, "status")
@@ -147,6 +162,20 @@ class RestateMagics(Magics):
 
     def _line_track(self, rest: str) -> None:
         raise UsageError(f"usage: {USAGE['track']}")
+
+
+def _parse_backend(rest: str) -> tuple[str, str | None, str]:
+    """KIND, ARG (None when absent) and the mode (auto, copy, open) of a backend line."""
+    try:
+        words = shlex.split(rest)
+    except ValueError as error:
+        raise UsageError(f"usage: {USAGE['backend']} ({error})") from None
+    flags = [w for w in words if w.startswith("--")]
+    words = [w for w in words if not w.startswith("--")]
+    if not words or len(words) > 2 or len(flags) > 1 or not set(flags) <= {"--copy", "--open"}:
+        raise UsageError(f"usage: {USAGE['backend']}")
+    mode = flags[0][2:] if flags else "auto"
+    return words[0], words[1] if len(words) == 2 else None, mode
 
 
 def _split_command(line: str) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from pathlib import PurePosixPath
@@ -11,14 +12,13 @@ from IPython.display import display
 
 from restate.missing import MISSING
 
+from .backend_switch import BACKENDS, describe_backend, make_backend, switch
 from .derive import ExpressionDerivation, ExpressionDerivations
 from .proxy import StateProxy
 from .tracked_cell import Recorder, TrackedCell
 from .tracked_cells import TrackedCells
 
-__all__ = ["Session", "make_backend"]
-
-BACKENDS = "memory | fs DIR | sqlite FILE | redis URL"
+__all__ = ["BACKENDS", "Session", "make_backend"]
 
 
 class Session:
@@ -60,7 +60,8 @@ class Session:
     # -- commands -----------------------------------------------------------------------
 
     def get(self, path: str) -> Any:
-        return self.state.get(path)
+        """The value at ``path`` (a read-only snapshot), or ``MISSING``."""
+        return self.state.get(path, MISSING)
 
     def set(self, path: str, expr: str) -> None:
         self.state[path] = self._eval(expr)
@@ -88,26 +89,25 @@ class Session:
         display(widget)
         return widget
 
-    def set_backend(self, kind: str, argument: str | None) -> Any:
+    def set_backend(self, kind: str, argument: str | None, mode: str = "auto") -> str:
+        """Switch the store as ``%restate backend`` documents (backend_switch.py); the line
+        saying what happened. On an error nothing changed and the new backend is closed."""
         backend = make_backend(kind, argument)
         old, owned = self.controller.backend, self._owned_backend
         try:
-            self.controller.set_backend(backend)
-        except Exception as exc:
+            line = switch(self.controller, backend, mode, describe_backend(kind, argument))
+        except Exception:
             if self.controller.backend is not backend:
+                backend.close()
                 raise  # the switch itself failed: nothing changed
             # switched; what reacted to the new state failed (say, a derivation reading a
             # path the new store lacks): report it, the switch stands
-            warnings.warn(
-                f"switched backends, but reacting to the new state failed: "
-                f"{type(exc).__name__}: {exc}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            line = "switched, but reacting to the new state failed (see the warning)"
+            warnings.warn(_reaction_failed(), RuntimeWarning, stacklevel=2)
         self._owned_backend = backend
         if owned is not None and old is owned:
             old.close()
-        return backend
+        return line
 
     def untrack(self, target: str | None) -> list[str]:
         """Untrack ``all``, a cell number (``3`` or ``#3``), a derive DEST, or this cell."""
@@ -179,30 +179,15 @@ class _RecordingProxy(StateProxy):
             self._recorder.read(path)
 
     def get(self, path: Any, default: Any = None) -> Any:
-        value = self._controller.get_state(path, MISSING)
-        self._recorder.read(path)
-        return default if value is MISSING else value
+        try:
+            return super().get(path, default)
+        finally:
+            self._recorder.read(path)
 
 
-def make_backend(kind: str, argument: str | None) -> Any:
-    """The backend for ``%restate backend KIND [ARG]``.
-
-    Raises:
-        ValueError: unknown KIND or a missing/extra argument (the message is the usage line).
-    """
-    import restate
-
-    needs = {"fs": "DIR", "sqlite": "FILE", "redis": "URL"}
-    if kind == "memory" and argument is None:
-        return restate.InMemoryBackend()
-    if kind in needs and argument:
-        factory = {
-            "fs": "FileSystemSyncBackend",
-            "sqlite": "SQLiteBackend",
-            "redis": "RedisBackend",
-        }[kind]
-        return getattr(restate, factory)(argument)
-    raise ValueError(f"%restate backend {BACKENDS}")
+def _reaction_failed() -> str:
+    exc = sys.exc_info()[1]
+    return f"switched backends, but reacting to the new state failed: {type(exc).__name__}: {exc}"
 
 
 def _count(n: int, noun: str) -> str:
