@@ -54,10 +54,11 @@ from typing import Any, ClassVar
 from restate.missing import MISSING
 from restate.paths import Parts, PathLike, check_key, is_prefix, parts_to_str, to_parts
 
+from .tree_records import MAX_JSON, compute_marks, describe_error, leaf_preview, parse_json
+
 __all__ = ["MAX_JSON", "TreeProtocol", "compute_marks", "parse_json"]
 
 PAGE = 200  # children sent per expand request
-MAX_JSON = 2_000  # longer leaf previews are truncated; the editor reads the full value
 INTERVAL = 0.05  # at most 20 diff messages per second
 MARKS_POLL = 1.0  # refresh derivation / tracker marks this often when the state is idle
 CROWD = 32  # more changed siblings than this in one diff: resend their parent's page instead
@@ -65,52 +66,6 @@ CROWD = 32  # more changed siblings than this in one diff: resend their parent's
 _ABSENT = object()
 _log = logging.getLogger(__name__)
 Message = dict[str, Any]
-
-
-def leaf_preview(value: Any) -> Message:
-    """The display fields of a leaf: JSON text (or repr for non-JSON values), its type."""
-    exact = True
-
-    def fallback(obj: Any) -> str:
-        nonlocal exact
-        exact = False
-        return repr(obj)
-
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=fallback)
-    except ValueError:  # circular structures
-        text, exact = repr(value), False
-    truncated = len(text) > MAX_JSON
-    return {
-        "type": _json_type(value),
-        "json": text[:MAX_JSON] if truncated else text,
-        "truncated": truncated,
-        "exact": exact and not isinstance(value, tuple),
-    }
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    return "object"
-
-
-def parse_json(text: Any) -> Any:
-    """The value of JSON ``text``; ValueError with the position when it is not JSON."""
-    if not isinstance(text, str):
-        raise ValueError(f"expected JSON text, got {type(text).__name__}")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc}") from None
 
 
 class TreeProtocol:
@@ -314,7 +269,7 @@ class TreeProtocol:
                 raise ValueError(f"unknown StateTree message type {kind!r}")
             reply = handler(self, msg)
         except Exception as exc:  # any failure is shown next to the node it concerns
-            self._emit({"type": "error", "req": req, "path": path, "message": _describe(exc)})
+            self._emit({"type": "error", "req": req, "path": path, "message": describe_error(exc)})
             return
         if reply is not None:
             self._emit({**reply, "req": req})
@@ -397,48 +352,3 @@ def _coalesce(pending: dict[Parts, bool]) -> dict[Parts, bool]:
     for parent in crowded:
         out[parent] = out.get(parent, False)
     return out
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_describe(e) for e in exc.exceptions)
-    if isinstance(exc, KeyError) and exc.args:
-        return f"KeyError: {exc.args[0]}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def compute_marks(controller: Any) -> Message:
-    """Derived dests with their sources, sources with their dests, tracked paths by reader."""
-    derived: dict[str, list[str]] = {}
-    feeds: dict[str, list[str]] = {}
-    tracked: dict[str, list[str]] = {}
-    for info in controller.derivations():
-        dest = str(info.dest)
-        derived[dest] = sorted(str(s) for s in info.sources)
-        for source in derived[dest]:
-            feeds.setdefault(source, []).append(dest)
-    for info in controller.trackers():
-        name = tracker_name(info)
-        for p in sorted(str(p) for p in info.paths):
-            tracked.setdefault(p, []).append(name)
-    return {"derived": derived, "feeds": feeds, "tracked": tracked}
-
-
-def tracker_name(info: Any) -> str:
-    """How a tracked function is named on hover: its payload's ``describe()`` or name (tracked
-    cells of restate_nb describe themselves as ``cell #2 [In[5]]``), else its qualname."""
-    payload = info.payload
-    if isinstance(payload, str):
-        return payload
-    describe = getattr(payload, "describe", None)
-    if callable(describe):
-        return str(describe())
-    if isinstance(payload, dict):
-        for key in ("name", "cell", "label"):
-            if key in payload:
-                return str(payload[key])
-    name = getattr(payload, "name", None) or getattr(payload, "label", None)
-    if isinstance(name, str):
-        return name
-    cb = info.callback
-    return str(getattr(cb, "__qualname__", None) or getattr(cb, "__name__", None) or cb)
