@@ -22,12 +22,23 @@ Front end -> kernel (``req`` is an opaque id echoed in the reply)::
     delete {path}                  -> ack | error
     read {path}                    -> value {path, json} (the full JSON of a truncated leaf)
 
-Kernel -> front end, unprompted: ``diff {ops, flash, marks?}`` where ``ops`` are
+Kernel -> front end, unprompted: ``diff {seq, ops, flash, marks?}`` where ``ops`` are
 ``{"op": "put", "path", "node"}`` (replace or append that node with its visible subtree),
 ``{"op": "head", "path", "node"}`` (new count of a dict, children untouched) and
-``{"op": "remove", "path"}``; ``flash`` lists the paths to highlight (a collapsed dict
-flashes for changes inside it); ``marks`` is ``{"derived": {dest: [sources]}, "feeds":
-{source: [dests]}, "tracked": {path: [tracker names]}}`` when it changed.
+``{"op": "remove", "path"}``; ``seq`` numbers the diffs 1, 2, 3...; ``flash`` lists the
+paths to highlight (a collapsed dict flashes for changes inside it); ``marks`` is
+``{"derived": {dest: [sources]}, "feeds": {source: [dests]}, "tracked": {path: [tracker
+names]}}`` when it changed.
+
+First paint without a round trip: the snapshot (``{root, marks, page, seq}``, ``seq`` being
+the last diff it includes) is also *published* through ``publish`` -- the widget puts it in a
+synced trait, so it travels with the widget's creation and the view paints at once, even when
+the kernel is busy in a long cell and cannot answer ``hello`` (the shell channel is serial;
+kernel -> front end messages still go out). The view applies the diffs numbered above the
+snapshot's ``seq``. Diffs sent before a view exists are lost to it, so until the first
+``hello`` arrives every flush publishes the snapshot again; after that, at most once per
+``publish_every`` seconds and once more when the state goes quiet, so a view opened later
+starts from a recent picture and its ``hello`` makes it exact.
 
 Worked example: the view shows ``/`` with ``/users`` collapsed. ``set_state("/users/1/age",
 3)`` records ``/users/1/age`` as pending; the flusher thread wakes, finds that ``/users`` is
@@ -60,6 +71,7 @@ __all__ = ["MAX_JSON", "TreeProtocol", "compute_marks", "parse_json"]
 
 PAGE = 200  # children sent per expand request
 INTERVAL = 0.05  # at most 20 diff messages per second
+PUBLISH_EVERY = 1.0  # once a view said hello, republish the snapshot at most this often
 MARKS_POLL = 1.0  # refresh derivation / tracker marks this often when the state is idle
 CROWD = 32  # more changed siblings than this in one diff: resend their parent's page instead
 
@@ -78,6 +90,9 @@ class TreeProtocol:
         interval: the minimum time between two diff messages.
         page: how many children one expand request loads.
         marks_poll: how often derivation and tracker marks are refreshed while idle.
+        publish: called with the current snapshot (a JSON-able dict) now and as described in
+            the module docstring; None when nothing holds a snapshot.
+        publish_every: the minimum time between two publications once a view said hello.
 
     Raises:
         TypeError: ``controller`` is an async controller (its reads are coroutines).
@@ -92,6 +107,8 @@ class TreeProtocol:
         interval: float = INTERVAL,
         page: int = PAGE,
         marks_poll: float = MARKS_POLL,
+        publish: Callable[[Message], Any] | None = None,
+        publish_every: float = PUBLISH_EVERY,
     ) -> None:
         if inspect.iscoroutinefunction(getattr(controller, "get_state", None)):
             raise TypeError("StateTree shows a ControllerSync; got an async controller")
@@ -108,7 +125,15 @@ class TreeProtocol:
         self._closed = False
         self._last_diff = 0.0
         self._marks: Message = compute_marks(controller)  # what the snapshot will show
+        self._seq = 0  # number of the last diff sent
+        self._publish = publish
+        self.publish_every = publish_every
+        self._hello_seen = False
+        self._published_at = 0.0
+        self._publish_due = False  # a diff went out that the published snapshot lacks
         self._unsubscribe = controller.on_changes(self._on_changes)
+        if publish is not None:
+            self._republish()
         self._thread = threading.Thread(target=self._run, name="restate-tree", daemon=True)
         self._thread.start()
 
@@ -164,17 +189,50 @@ class TreeProtocol:
             self._wake.wait(delay)
         return None
 
-    def _flush(self, pending: dict[Parts, bool]) -> None:
+    def flush(self) -> None:
+        """Send the pending changes now, without waiting for the interval (the notebook
+        calls it when a cell ends, so the view and the published snapshot are current)."""
+        with self._wake:
+            pending, self._pending = self._pending, {}
+        if pending or self._publish_due:
+            self._flush(pending, publish_now=True)
+
+    def _flush(self, pending: dict[Parts, bool], publish_now: bool = False) -> None:
         with self._view_lock:
             ops, flash = self._diff(pending)
             marks = self._fresh_marks()
-            if not ops and not flash and marks is None:
-                return
-            msg: Message = {"type": "diff", "ops": ops, "flash": flash}
-            if marks is not None:
-                msg["marks"] = marks
-            self._last_diff = time.monotonic()
-            self._emit(msg)
+            if ops or flash or marks is not None:
+                self._seq += 1
+                msg: Message = {"type": "diff", "seq": self._seq, "ops": ops, "flash": flash}
+                if marks is not None:
+                    msg["marks"] = marks
+                self._last_diff = time.monotonic()
+                self._emit(msg)
+                self._publish_due = self._publish is not None
+            if self._publish_due and (publish_now or self._may_publish(bool(pending))):
+                self._republish()
+
+    def _may_publish(self, busy: bool) -> bool:
+        """Publish on every diff until a view said hello; then at most every
+        ``publish_every`` seconds, and on the first quiet tick."""
+        if not self._hello_seen or not busy:
+            return True
+        return time.monotonic() - self._published_at >= self.publish_every
+
+    def _republish(self) -> None:
+        if self._publish is None or self._closed:
+            return
+        self._published_at = time.monotonic()
+        self._publish_due = False
+        self._publish(self.snapshot())
+
+    def snapshot(self) -> Message:
+        """The view's current picture: ``{type: snapshot, root, marks, page, seq}``."""
+        with self._view_lock:
+            root = self._record(self.root, self._read(self.root))
+            self._marks = compute_marks(self.controller)
+            return {"type": "snapshot", "root": root, "marks": self._marks, "page": self.page,
+                    "seq": self._seq}  # fmt: skip
 
     def _diff(self, pending: dict[Parts, bool]) -> tuple[list[Message], list[str]]:
         ops: list[Message] = []
@@ -275,10 +333,8 @@ class TreeProtocol:
             self._emit({**reply, "req": req})
 
     def _hello(self, msg: Message) -> Message:
-        with self._view_lock:
-            root = self._record(self.root, self._read(self.root))
-            self._marks = compute_marks(self.controller)
-            return {"type": "snapshot", "root": root, "marks": self._marks, "page": self.page}
+        self._hello_seen = True
+        return self.snapshot()
 
     def _expand(self, msg: Message) -> Message:
         parts, offset = to_parts(msg["path"]), int(msg.get("offset", 0))
