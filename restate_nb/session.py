@@ -33,17 +33,24 @@ class Session:
         self.derivations = ExpressionDerivations(shell, controller, self.recorder)
         self._owned_backend: Any = None
         self.trees: list[Any] = []
+        self._tree_cells: dict[str, tuple[int, list[Any]]] = {}  # cell id -> (run, trees)
+        self._run = 0
+        self._cell_id: str | None = None
 
     def start(self) -> None:
         self.shell.push({"state": self.state})
         self.shell.events.register("pre_run_cell", self.cells.pre_run_cell)
         self.shell.events.register("post_run_cell", self.cells.post_run_cell)
+        self.shell.events.register("pre_run_cell", self._note_cell)
+        self.shell.events.register("post_run_cell", self._flush_trees)
 
     def stop(self) -> None:
         """Undo ``start`` and untrack every cell and derivation made here."""
         for name, callback in (
             ("pre_run_cell", self.cells.pre_run_cell),
             ("post_run_cell", self.cells.post_run_cell),
+            ("pre_run_cell", self._note_cell),
+            ("post_run_cell", self._flush_trees),
         ):
             try:
                 self.shell.events.unregister(name, callback)
@@ -56,6 +63,7 @@ class Session:
         for tree in self.trees:
             tree.close()
         self.trees.clear()
+        self._tree_cells.clear()
 
     # -- commands -----------------------------------------------------------------------
 
@@ -84,10 +92,36 @@ class Session:
     def tree(self, path: str = "/") -> Any:
         from .tree_widget import StateTree
 
-        widget = StateTree(self.controller, path)
-        self.trees.append(widget)
+        widget = StateTree(self.controller, path)  # adopts itself (adopt_tree)
         display(widget)
         return widget
+
+    # -- trees: one per cell, current when a cell ends -------------------------------------
+
+    def adopt_tree(self, tree: Any) -> None:
+        """Keep ``tree`` for closing at unload; a cell run again closes the trees its
+        previous run made (re-running the cell that shows a tree replaces that tree)."""
+        if self._cell_id is not None:
+            run, trees = self._tree_cells.get(self._cell_id, (self._run, []))
+            if run != self._run:
+                for old in trees:
+                    old.close()
+                trees = []
+            self._tree_cells[self._cell_id] = (self._run, [*trees, tree])
+        self.trees = [t for t in self.trees if not t.protocol.closed]
+        self.trees.append(tree)
+
+    def _note_cell(self, info: Any = None) -> None:
+        self._run += 1
+        self._cell_id = getattr(info, "cell_id", None)
+
+    def _flush_trees(self, result: Any = None) -> None:
+        """Send what changed during the cell now, so every view and the stored widget state
+        show the state as the cell left it (not up to one interval later)."""
+        self._cell_id = None
+        for tree in self.trees:
+            if not tree.protocol.closed:
+                tree.protocol.flush()
 
     def set_backend(self, kind: str, argument: str | None, mode: str = "auto") -> str:
         """Switch the store as ``%restate backend`` documents (backend_switch.py); the line

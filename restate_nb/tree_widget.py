@@ -25,12 +25,29 @@ __all__ = ["MAX_JSON", "StateTree", "TreeProtocol"]
 STATIC = pathlib.Path(__file__).parent / "static"
 
 
+def _adopt(tree: StateTree) -> None:
+    """Hand ``tree`` to the notebook session of this shell, if the extension is loaded."""
+    import restate_nb
+
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - anywidget needs IPython anyway
+        return
+    session = restate_nb._sessions.get(id(get_ipython()))
+    if session is not None:
+        session.adopt_tree(tree)
+
+
 class StateTree(anywidget.AnyWidget):
     """A live, collapsible, editable view of the state below ``path``.
 
     Args:
         controller: the ``ControllerSync`` to show; None means ``restate_nb.get_controller()``.
         path: the node shown as the root of the view (``"/"`` for all of it).
+
+    In a notebook with ``%load_ext restate_nb`` a tree belongs to the cell that made it:
+    running that cell again closes it (the new run shows a new one), and every tree sends
+    what changed when a cell ends. ``close()`` stops it and releases the controller.
 
     Raises:
         InvalidPathError / TypeError: ``path`` is not a valid state path.
@@ -52,6 +69,7 @@ class StateTree(anywidget.AnyWidget):
         self.protocol = TreeProtocol(controller, parts, self.send, publish=self._set_snapshot)
         self.on_msg(self._on_front_end_msg)
         self.observe(self._on_comm, names=["comm"])
+        _adopt(self)
 
     def _set_snapshot(self, snapshot: dict[str, Any]) -> None:
         self._snapshot = snapshot

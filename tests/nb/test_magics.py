@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -31,15 +32,23 @@ def test_unload_ext_removes_magics_state_event_hooks_and_trackers(shell: Shell) 
     [tree] = shell.session.trees
     assert tree.comm is not None
     events = shell.ip.events.callbacks
-    hooks_before = len(events["pre_run_cell"]), len(events["post_run_cell"])
+    session = shell.session
+    owners = (session, session.cells)
+
+    def hooks() -> list[object]:
+        return [
+            cb
+            for name in ("pre_run_cell", "post_run_cell")
+            for cb in events[name]
+            if getattr(cb, "__self__", None) in owners
+        ]
+
+    assert hooks()
     shell.run("%unload_ext restate_nb")
     assert "restate" not in shell.ip.magics_manager.magics["line"]
     assert "restate" not in shell.ip.magics_manager.magics["cell"]
     assert "state" not in shell.ns
-    assert (len(events["pre_run_cell"]), len(events["post_run_cell"])) == (
-        hooks_before[0] - 1,
-        hooks_before[1] - 1,
-    )
+    assert hooks() == []
     assert shell.controller.trackers() == []
     assert tree.comm is None  # the tree widget was closed
     shell.run("%load_ext restate_nb")  # the fixture unloads again
@@ -426,3 +435,35 @@ def test_tree_displays_a_state_tree_of_the_notebook_controller(shell: Shell) -> 
 def test_tree_with_a_bad_path_is_a_usage_error(shell: Shell) -> None:
     with pytest.raises(UsageError, match="tree"):
         shell.run("%restate tree /a/../b")
+
+
+def test_running_a_tree_cell_again_closes_the_tree_it_showed_before(shell: Shell) -> None:
+    with capture_output():
+        shell.run("%restate tree", cell_id="tree-cell")
+        [first] = shell.session.trees
+        shell.run("%restate tree /a", cell_id="other-cell")
+        shell.run("%restate tree", cell_id="tree-cell")
+    assert first.comm is None and first.protocol.closed
+    assert len(shell.session.trees) == 2
+    assert all(t.comm is not None for t in shell.session.trees)
+
+
+def test_a_tree_made_in_code_belongs_to_its_cell_too(shell: Shell) -> None:
+    code = "from restate_nb import StateTree\ntrees = [StateTree(), StateTree(path='/a')]"
+    shell.run(code, cell_id="code-cell")
+    made = shell.ns["trees"]
+    assert all(t.comm is not None for t in made)  # two trees in one run both stay
+    shell.run(code, cell_id="code-cell")
+    assert all(t.comm is None for t in made)
+    assert all(t.comm is not None for t in shell.ns["trees"])
+
+
+def test_a_cell_that_ends_sends_what_it_changed_to_every_tree_at_once(shell: Shell) -> None:
+    with capture_output():
+        shell.run("%restate tree", cell_id="tree-cell")
+    [tree] = shell.session.trees
+    tree.protocol.interval = 60  # the flusher alone would wait a minute
+    tree.protocol._last_diff = time.monotonic()
+    shell.run('state["/late"] = "written"', cell_id="writer")
+    children = tree._snapshot["root"]["children"]
+    assert [c["json"] for c in children if c["key"] == "late"] == ['"written"']
