@@ -1,9 +1,15 @@
 """``%restate`` / ``%%restate``: parse the command line and delegate to the Session.
 
 Bad input raises ``UsageError`` with the one-line usage of the command, which IPython shows
-without a traceback. The line is taken as typed: IPython's ``{expr}`` / ``$name`` expansion
-is off (``no_var_expand``), so ``%restate set /s {1, 2}`` evaluates the Python expression
-``{1, 2}`` (a set), and ``%restate set /price $5`` is a syntax error, not a lookup of ``5``.
+without a traceback.
+
+Python expressions are taken as typed: the magic is ``no_var_expand``, so IPython's
+``{expr}`` / ``$name`` expansion does not touch the EXPR of ``%restate set PATH EXPR`` and
+``%restate derive DEST = EXPR`` (``%restate set /s {1, 2}`` stores the set ``{1, 2}``, not the
+tuple IPython's expansion would make of it). Everything else -- paths, the backend argument,
+``%%restate derive DEST`` -- is expanded here as IPython would (names from the notebook's
+namespace; text that does not format is kept as is), so ``%restate backend sqlite {db}`` and
+``%restate get /users/$uid`` keep working.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.utils.text import DollarFormatter
 
 from restate.errors import (
     CycleError,
@@ -47,6 +54,8 @@ GENERAL = "usage: %restate " + " | ".join(USAGE) + "; %%restate track | derive D
 # Errors that mean "this input cannot be applied"; others (from callbacks) keep their traceback.
 _BAD_INPUT = (InvalidPathError, PathConflictError, SerializationError, SyntaxError)
 
+_EXPRESSION_COMMANDS = ("set", "derive")  # their EXPR is Python, never expanded
+
 _TOKEN = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([^\s=]+|=+))\s*""")
 
 
@@ -62,6 +71,8 @@ class RestateMagics(Magics):
     @no_var_expand
     def restate(self, line: str, cell: str | None = None) -> Any:
         command, rest = _split_command(line)
+        if cell is not None or command not in _EXPRESSION_COMMANDS:
+            rest = self._expand(rest)
         if cell is not None:
             return self._cell(command, rest, cell)
         handler = getattr(self, f"_line_{command}", None)
@@ -100,8 +111,21 @@ class RestateMagics(Magics):
             return None
         return value
 
+    def _expand(self, text: str) -> str:
+        """``text`` with ``{expr}`` and ``$name`` expanded as IPython does for other magics."""
+        try:
+            return str(DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns))
+        except Exception:  # like IPython: what does not format stays as typed
+            return text
+
+    def _expanded_path(self, path: str, command: str) -> str:
+        path = self._expand(path)
+        _check_path(path, command)
+        return path
+
     def _line_set(self, rest: str) -> None:
         path, expr = _take_path(rest, "set")
+        path = self._expanded_path(path, "set")
         if not expr:
             raise UsageError(f"usage: {USAGE['set']}")
         compile(expr, "<restate set>", "eval")
@@ -115,6 +139,7 @@ class RestateMagics(Magics):
 
     def _line_derive(self, rest: str) -> None:
         dest, tail = _take_path(rest, "derive")
+        dest = self._expanded_path(dest, "derive")
         if not tail.startswith("=") or tail.startswith("=="):
             raise UsageError(f"usage: {USAGE['derive']}")
         expr = tail[1:].strip()
@@ -189,11 +214,15 @@ def _take_path(text: str, command: str) -> tuple[str, str]:
     if match is None or not text.strip():
         raise UsageError(f"usage: {USAGE[command]}")
     path = next(g for g in match.groups() if g is not None)
+    _check_path(path, command)
+    return path, text[match.end() :].strip()
+
+
+def _check_path(path: str, command: str) -> None:
     try:
         to_parts(path)
     except (StateError, TypeError) as error:
         raise UsageError(f"{USAGE[command]}: {error}") from None
-    return path, text[match.end() :].strip()
 
 
 def _only_path(text: str, command: str) -> str:

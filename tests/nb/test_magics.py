@@ -467,3 +467,19 @@ def test_a_cell_that_ends_sends_what_it_changed_to_every_tree_at_once(shell: She
     shell.run('state["/late"] = "written"', cell_id="writer")
     children = tree._snapshot["root"]["children"]
     assert [c["json"] for c in children if c["key"] == "late"] == ['"written"']
+
+
+def test_paths_and_backend_arguments_still_expand_names_from_the_namespace(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run(f"db = {str(tmp_path / 'named.db')!r}\nuid = 7\nn = 2")
+    shell.run("%restate set /users/{uid} {1, n}")  # the path expands, the expression does not
+    assert shell.controller.get_state("/users/7") == {1, 2}
+    assert shell.run("%restate get /users/$uid") == {1, 2}
+    shell.run("%restate derive /double/{uid} = len(state.get('/users/7', ())) * n")
+    assert shell.controller.get_state("/double/7") == 4
+    shell.run("%restate del /users/{uid}")
+    capsys.readouterr()
+    shell.run("%restate backend sqlite {db}")
+    assert "named.db" in capsys.readouterr().out
+    assert (tmp_path / "named.db").exists()
