@@ -38,15 +38,29 @@ def freeze(value: Any, path: Any) -> Any:
 
 def _freeze(value: Any, path: str) -> Any:
     # exact types only: a user's own dict subclass keeps its class (the memory backend
-    # returned a copy of it; see the module docstring)
+    # returned a copy of it; see the module docstring). Leaves are passed through without a
+    # call or a path string each: reading 10,000 leaves stays a few milliseconds.
     kind = type(value)
     if kind is dict:
-        return ReadOnlyDict(path, {k: _freeze(v, _child(path, k)) for k, v in value.items()})
+        items = {
+            k: _freeze(v, _child(path, k)) if type(v) in _CONTAINERS else v
+            for k, v in value.items()
+        }
+        return ReadOnlyDict(path, items)
     if kind is list:
-        return ReadOnlyList(path, [_freeze(v, f"{path}[{i}]") for i, v in enumerate(value)])
+        return ReadOnlyList(
+            path,
+            [
+                _freeze(v, f"{path}[{i}]") if type(v) in _CONTAINERS else v
+                for i, v in enumerate(value)
+            ],
+        )
     if kind is set:
         return ReadOnlySet(path, value)
     return value
+
+
+_CONTAINERS = frozenset({dict, list, set})
 
 
 def thaw(value: Any) -> Any:
