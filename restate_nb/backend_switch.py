@@ -25,7 +25,14 @@ from typing import Any
 from restate import ControllerSync
 from restate.errors import StateError
 
-__all__ = ["BACKENDS", "MODES", "SwitchRefused", "describe_backend", "make_backend", "switch"]
+__all__ = [
+    "BACKENDS",
+    "MODES",
+    "SwitchRefused",
+    "describe_backend",
+    "make_backend",
+    "prepare_switch",
+]
 
 BACKENDS = "memory | fs DIR | sqlite FILE | redis URL  [--copy | --open]"
 MODES = ("auto", "copy", "open")
@@ -56,8 +63,10 @@ def describe_backend(kind: str, argument: str | None) -> str:
     return f"{kind} {argument}" if argument else "a new in-memory store"
 
 
-def switch(controller: Any, backend: Any, mode: str, name: str) -> str:
-    """Make ``backend`` the store of ``controller`` as ``mode`` says; the line to show.
+def prepare_switch(controller: Any, backend: Any, mode: str, name: str) -> str:
+    """Decide as ``mode`` says, copy the state into ``backend`` when that is the choice, and
+    return the line saying what happened; the caller then calls
+    ``controller.set_backend(backend)``.
 
     Raises:
         SwitchRefused: ``mode`` is ``auto`` and both sides hold different data.
@@ -80,7 +89,6 @@ def switch(controller: Any, backend: Any, mode: str, name: str) -> str:
         )
         if ours and ours != theirs:
             line += f"; the previous state, {_keys(ours)}, was left behind"
-    controller.set_backend(backend)
     return line
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from pathlib import PurePosixPath
@@ -12,7 +11,7 @@ from IPython.display import display
 
 from restate.missing import MISSING
 
-from .backend_switch import BACKENDS, describe_backend, make_backend, switch
+from .backend_switch import BACKENDS, describe_backend, make_backend, prepare_switch
 from .derive import ExpressionDerivation, ExpressionDerivations
 from .proxy import StateProxy
 from .tracked_cell import Recorder, TrackedCell
@@ -129,15 +128,20 @@ class Session:
         backend = make_backend(kind, argument)
         old, owned = self.controller.backend, self._owned_backend
         try:
-            line = switch(self.controller, backend, mode, describe_backend(kind, argument))
-        except Exception:
+            line = prepare_switch(self.controller, backend, mode, describe_backend(kind, argument))
+            self.controller.set_backend(backend)
+        except Exception as exc:
             if self.controller.backend is not backend:
                 backend.close()
                 raise  # the switch itself failed: nothing changed
             # switched; what reacted to the new state failed (say, a derivation reading a
             # path the new store lacks): report it, the switch stands
-            line = "switched, but reacting to the new state failed (see the warning)"
-            warnings.warn(_reaction_failed(), RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"switched backends, but reacting to the new state failed: "
+                f"{type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._owned_backend = backend
         if owned is not None and old is owned:
             old.close()
@@ -217,11 +221,6 @@ class _RecordingProxy(StateProxy):
             return super().get(path, default)
         finally:
             self._recorder.read(path)
-
-
-def _reaction_failed() -> str:
-    exc = sys.exc_info()[1]
-    return f"switched backends, but reacting to the new state failed: {type(exc).__name__}: {exc}"
 
 
 def _count(n: int, noun: str) -> str:
