@@ -208,6 +208,9 @@ class ReadOnlySet(_Snapshot, set[Any]):
         """A plain, mutable copy (a plain ``set``)."""
         return set(self)
 
+    def __repr__(self) -> str:  # shown like a set, as the dict and list snapshots are
+        return repr(set(self))
+
 
 def _short(value: Any) -> str:
     text = repr(thaw(value) if isinstance(value, _Snapshot) else value)

@@ -180,3 +180,10 @@ def test_a_tracked_cell_mutating_a_value_it_read_shows_the_error_in_its_output(
     assert shell.controller.get_state("/cfg") == {"a": 1}
     state["/cfg/a"] = 5  # still tracked: it re-runs, and says so again
     assert 'state["/cfg/a"] = 6' in seen(cell)
+
+
+def test_snapshots_print_like_the_plain_values(shell: Shell) -> None:
+    state = shell.ns["state"]
+    state["/v"] = {"s": {1, 2}, "l": [1, [2]], "d": {"k": "v"}}
+    assert repr(state["/v"]) == repr({"s": {1, 2}, "l": [1, [2]], "d": {"k": "v"}})
+    assert str(state["/v/s"]) == "{1, 2}"
