@@ -67,7 +67,10 @@ def python_kernel_manager() -> KernelManager:
 
 
 class LiveClient(NotebookClient):
-    """A NotebookClient that prints each cell as it runs and widget updates as they arrive."""
+    """A NotebookClient that prints each cell as it runs and widget updates as they arrive
+    (when it has a ``printer``)."""
+
+    printer: LivePrinter | None = None
 
     async def async_execute_cell(
         self,
@@ -76,21 +79,21 @@ class LiveClient(NotebookClient):
         execution_count: int | None = None,
         store_history: bool = True,
     ) -> Any:
-        printer = self.printer
-        if cell.cell_type == "code" and cell.source.strip():
+        printer = self.printer if cell.cell_type == "code" and cell.source.strip() else None
+        if printer is not None:
             printer.start(cell)
         try:
             return await super().async_execute_cell(
                 cell, cell_index, execution_count, store_history
             )
         finally:
-            if cell.cell_type == "code" and cell.source.strip():
+            if printer is not None:
                 printer.finish(cell, self.live_widgets())
 
     def handle_comm_msg(self, outs: list[Any], msg: dict[str, Any], cell_index: int) -> None:
         super().handle_comm_msg(outs, msg, cell_index)
         state = msg["content"].get("data", {}).get("state") or {}
-        if "outputs" in state:
+        if self.printer is not None and "outputs" in state:
             self.printer.output_changed(msg["content"]["comm_id"], self.live_widgets())
 
     def live_widgets(self) -> dict[str, dict[str, Any]]:
@@ -156,9 +159,10 @@ def displayed_models(outputs: list[dict[str, Any]]) -> list[str]:
     return [view["model_id"] for view in views if view and view.get("model_id")]
 
 
-def execute(path: Path, timeout: int) -> tuple[Any, str | None]:
-    """Run the notebook at ``path``, printing as it goes; return it with its outputs and the
-    error text, if any. The kernel's stderr (start-up warnings) is shown only with a failure.
+def execute(path: Path, timeout: int, live: bool = False) -> tuple[Any, str | None]:
+    """Run the notebook at ``path`` (printing as it goes when ``live``); return it with its
+    outputs and the error text, if any. The kernel's stderr (start-up warnings) is shown only
+    with a failure.
     """
     nb = nbformat.read(path, as_version=4)
     client = LiveClient(
@@ -170,7 +174,7 @@ def execute(path: Path, timeout: int) -> tuple[Any, str | None]:
         record_timing=False,
         resources={"metadata": {"path": str(path.parent)}},
     )
-    client.printer = LivePrinter()
+    client.printer = LivePrinter() if live else None
     with tempfile.TemporaryFile("w+") as kernel_stderr:
         try:
             client.execute(stderr=kernel_stderr)
@@ -310,7 +314,7 @@ def run_one(path: Path, timeout: int) -> bool:
     """Execute and print one notebook; True when it ran without unexpected errors."""
     started = time.perf_counter()
     print(f"=== {display_name(path)}", flush=True)
-    nb, failure = execute(path, timeout)  # prints the cells as they run
+    nb, failure = execute(path, timeout, live=True)  # prints the cells as they run
     _, problems = report(nb)
     elapsed = time.perf_counter() - started
     if failure:

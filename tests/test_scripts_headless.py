@@ -228,3 +228,33 @@ def test_headless_job_prints_a_rerun_while_the_writing_cell_is_still_running(tmp
             proc.wait()
     assert proc.returncode == 0, "\n".join(seen) + rest + err
     assert "    writer done" in rest.splitlines()
+
+
+def test_in_a_real_kernel_magic_input_and_in_place_changes_say_what_happened(tmp_path):
+    """Items a user meets first, in a real kernel: a set typed in %restate, a missing path,
+    a backend switch, and an in-place change of a value read from a tracked cell."""
+    db = tmp_path / "s.db"
+    cells = [
+        '%load_ext restate_nb\nstate["/cfg"] = {"a": 1}',
+        "%restate set /s {1, 2}\nprint('a set:', isinstance(state['/s'], set), state['/s'])",
+        "%restate get /missing",
+        '%%restate track\ncfg = state["/cfg"]\ncfg["a"] = cfg["a"] + 1',
+        '%restate del /s\nstate["/cfg/a"] = 3',
+        f"%restate backend sqlite {db}",
+    ]
+    notebook = write_notebook(tmp_path / "input.ipynb", cells)
+
+    result = run_headless(notebook)
+
+    lines = result.stdout.splitlines()
+    assert "    a set: True {1, 2}" in lines
+    assert "    restate: nothing stored at /missing (the path does not exist)" in lines
+    snapshot_error = [line for line in lines if "is a read-only snapshot" in line]
+    assert any('write by path instead: state["/cfg/a"] = 2' in line for line in snapshot_error)
+    assert any('state["/cfg/a"] = 4' in line for line in snapshot_error)  # re-ran after /cfg/a = 3
+    assert any(
+        line.startswith("    restate: copied the current state, 1 top-level key (cfg), into sqlite")
+        for line in lines
+    )
+    # the tracked cell's error is a real error output, so the job reports it
+    assert result.returncode == 1 and "TypeError" in result.stderr
