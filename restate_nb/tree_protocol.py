@@ -14,7 +14,7 @@ Node records (paths are absolute strings, ``key`` is the last segment or ``"/"``
 
 Front end -> kernel (``req`` is an opaque id echoed in the reply)::
 
-    hello                          -> snapshot {root, marks, page}
+    hello                          -> snapshot {root, marks, page, seq}
     expand {path, offset}          -> children {path, offset, count, children}
     collapse {path}                   (no reply; the kernel stops sending that subtree)
     set {path, json}               -> ack | error       (a leaf edit, JSON text)
