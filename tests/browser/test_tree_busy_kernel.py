@@ -1,5 +1,5 @@
-"""StateTree in JupyterLab + chromium while the kernel is busy in a long cell: the first paint
-comes with the widget (no round trip), then the cell's writes arrive live."""
+"""StateTree in JupyterLab and Notebook 7 (chromium) while the kernel is busy in a long cell:
+the first paint comes with the widget (no round trip), then the cell's writes arrive live."""
 
 from __future__ import annotations
 
@@ -58,9 +58,11 @@ def wait_value(page: Any, path: str, text: str, timeout: float = 10_000) -> None
     )
 
 
+@pytest.mark.parametrize("frontend", ["jupyterlab", "notebook7"])
 def test_the_tree_paints_and_follows_writes_while_the_kernel_is_busy(
-    jupyterlab: Any, browser_context: Any
+    frontend: str, request: pytest.FixtureRequest, browser_context: Any
 ) -> None:
+    jupyterlab = request.getfixturevalue(frontend)  # JupyterLab 4 or Notebook 7
     for stale in jupyterlab.root_dir.glob("busy-*"):
         stale.unlink()
     name = jupyterlab.write_notebook("busy_tree.ipynb", [SETUP, "%restate tree", LONG_CELL])
@@ -73,7 +75,7 @@ def test_the_tree_paints_and_follows_writes_while_the_kernel_is_busy(
         assert page.evaluate(LONG_CELL_RUNNING)
         assert page.locator(".restate-tree .rs-status").inner_text() == ""
         paint = page.evaluate("() => document.querySelector('.restate-tree').dataset.firstPaintMs")
-        print(f"\nfirst paint {paint} ms after the view was created, kernel busy")
+        print(f"\n{frontend}: first paint {paint} ms after the view was created, kernel busy")
         (jupyterlab.root_dir / "busy-painted").write_text("")
         # then each write of the running cell, live
         wait_value(page, "/label", '"while running"')
