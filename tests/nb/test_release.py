@@ -39,6 +39,7 @@ def test_200_released_bound_widgets_are_garbage_collected(release: str) -> None:
     refs = _make_many(make)
     assert sum(r() is not None for r in refs) == 0
     assert len(bindings()) == before
+    assert (len(controller._engine.callbacks), controller._engine.subs.size) == (0, 0)
     controller.set_state("/s1", 5)  # nothing left to call
 
 
