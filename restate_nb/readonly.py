@@ -33,6 +33,8 @@ __all__ = ["ReadOnlyDict", "ReadOnlyList", "ReadOnlySet", "freeze", "thaw"]
 
 def freeze(value: Any, path: Any) -> Any:
     """``value`` (read at ``path``) with its dicts, lists and sets made read-only, deeply."""
+    if type(value) not in _CONTAINERS:
+        return value  # a leaf: no path to normalise
     return _freeze(value, parts_to_str(to_parts(path)))
 
 
