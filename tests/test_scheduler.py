@@ -479,3 +479,11 @@ def test_an_immediate_function_running_elsewhere_is_marked_due_not_run_twice_at_
     go.set()
     runner.join(10)
     assert seen == [None, 0, 999]
+
+
+def test_a_write_of_an_unchanged_value_still_counts_in_the_footprint(controller: Any) -> None:
+    controller.set_state("/x", 1)
+    controller.track(copier("/x", "/y", "feed"))  # writes /y = 2
+    controller.set_state("/x", 1.0)  # equal: nothing re-runs
+    controller.ping("/x")  # re-runs feed, which writes /y = 2 again (unchanged)
+    assert [str(p) for p in info(controller, "feed").writes] == ["/y"]
