@@ -172,9 +172,10 @@ class TrackedCell:
         with OutputCapture(self._shell) as capture:
             error = self._execute(capture)
         self.runs += 1
-        self.output.outputs = tuple(capture.outputs)
         info = self.info()  # its why is this run's; its status is the previous run's
+        # the status line first: a watcher of the outputs (scripts/headless.py) sees both new
         self.status.value = _line(_ran_text(info.why if info else None, error))
+        self.output.outputs = tuple(capture.outputs)
         return error
 
     def _execute(self, capture: OutputCapture) -> Exception | None:

@@ -195,6 +195,43 @@ def test_why_names_the_tracked_function_whose_write_caused_a_run(controller: Any
     assert info(controller, "feed").why.origin.startswith("thread ")
 
 
+class WatchedStore:
+    """A user backend that reports changes made by someone else (as Redis does)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.handler: Any = None
+
+    def read(self, path: Any, default: Any = None) -> Any:
+        return self.data.get(str(path), default)
+
+    def write(self, path: Any, value: Any) -> None:
+        self.data[str(path)] = value
+
+    def delete(self, path: Any) -> None:
+        self.data.pop(str(path), None)
+
+    def watch(self, handler: Any) -> Any:
+        self.handler = handler
+        return lambda: None
+
+    def someone_else_writes(self, path: str, value: Any) -> None:
+        prev = self.data.get(path)
+        self.data[path] = value
+        self.handler([(path, prev, value)])
+
+
+def test_why_says_another_process_wrote_when_the_backend_reports_a_change() -> None:
+    store = WatchedStore()
+    c = ControllerSync(store)
+    seen: list[Any] = []
+    c.track(lambda e: seen.append(e.get_state("/x")), name="show")
+    store.someone_else_writes("/x", 5)
+    assert seen == [None, 5]
+    why = info(c, "show").why
+    assert (str(why.path), why.origin) == ("/x", "another process")
+
+
 def test_a_function_tracked_with_raise_errors_false_fails_quietly_but_visibly(
     controller: Any,
 ) -> None:
@@ -442,3 +479,11 @@ def test_an_immediate_function_running_elsewhere_is_marked_due_not_run_twice_at_
     go.set()
     runner.join(10)
     assert seen == [None, 0, 999]
+
+
+def test_a_write_of_an_unchanged_value_still_counts_in_the_footprint(controller: Any) -> None:
+    controller.set_state("/x", 1)
+    controller.track(copier("/x", "/y", "feed"))  # writes /y = 2
+    controller.set_state("/x", 1.0)  # equal: nothing re-runs
+    controller.ping("/x")  # re-runs feed, which writes /y = 2 again (unchanged)
+    assert [str(p) for p in info(controller, "feed").writes] == ["/y"]

@@ -210,6 +210,8 @@ class Engine:
         payload: Any = None,
         skip_notify: bool = False,
     ) -> Steps[bool]:
+        if Footprint.active:  # also when the value is unchanged: the function writes there
+            record_write(self.controller, parts)
         read = self.io.read
         prev = read(parts) if read is not None else (yield (READ, parts))
         old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
@@ -223,8 +225,6 @@ class Engine:
             return False
         if not parts and type(value) is not dict:
             raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
-        if Footprint.active:
-            record_write(self.controller, parts)
         stored = value if type(value) in IMMUTABLE else copy_in(value, parts)
         batches = self.batches
         if batches.depth:

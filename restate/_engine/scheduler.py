@@ -53,25 +53,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import CycleError
 from ..events import StateEvent
-from ..paths import Parts, parts_to_path, parts_to_str, related
+from ..paths import Parts, parts_to_path, parts_to_str
+from .footprints import Node, derivation_name, feeds, find_cycle, footprint_nodes, successors
 from .graph import Derivation, DerivationGraph
 from .subscriptions import Change
 from .tracking import EAGER, LAZY, NOW, Footprint, Status, Tracker, Why, running_name
 
-__all__ = ["Node", "Scheduler", "derivation_name", "still_due"]
-
-
-class Node(NamedTuple):
-    """A tracked function or a derivation, as the footprint graph sees it."""
-
-    id: Hashable
-    name: str
-    reads: Iterable[Parts]
-    writes: Iterable[Parts]
+__all__ = ["Scheduler", "still_due"]
 
 
 class Scheduler:
@@ -204,9 +196,9 @@ class Scheduler:
         any remaining loop broken by registration order."""
         position = {tid: i for i, tid in enumerate(self.trackers)}
         todo = sorted(trackers, key=lambda t: position.get(t.id, 0))
-        feeds = {t.id: [u for u in todo if u is not t and _feeds(t.writes, u.paths)] for t in todo}
+        readers = {t.id: [u for u in todo if u is not t and feeds(t.writes, u.paths)] for t in todo}
         waiting = {t.id: 0 for t in todo}
-        for outs in feeds.values():
+        for outs in readers.values():
             for u in outs:
                 waiting[u.id] += 1
         ordered: list[Tracker] = []
@@ -214,7 +206,7 @@ class Scheduler:
             nxt = next((t for t in todo if waiting[t.id] == 0), todo[0])
             todo.remove(nxt)
             ordered.append(nxt)
-            for u in feeds[nxt.id]:
+            for u in readers[nxt.id]:
                 waiting[u.id] -= 1
         return ordered
 
@@ -307,30 +299,11 @@ class Scheduler:
     # ----- the footprint graph ---------------------------------------------------------------
 
     def nodes(self) -> list[Node]:
-        out = [Node(t.id, t.name, t.paths, t.writes) for t in self.trackers.values()]
-        out += [
-            Node(d.id, derivation_name(d), d.sources, (d.dest,))
-            for d in self.graph.by_dest.values()
-        ]
-        return out
+        return footprint_nodes(self.trackers, self.graph)
 
     def find_cycle(self, start: Hashable) -> list[tuple[Node, Parts]] | None:
         """A loop through ``start``: [(node, path it writes that the next node reads), ...]."""
-        nodes = self.nodes()
-        first = next((n for n in nodes if n.id == start), None)
-        if first is None or not first.writes:
-            return None
-        stack: list[tuple[Node, list[tuple[Node, Parts]]]] = [(first, [])]
-        seen: set[Hashable] = set()
-        while stack:
-            node, chain = stack.pop()
-            for nxt, path in _successors(node, nodes):
-                if nxt.id == start:
-                    return [*chain, (node, path)]
-                if nxt.id not in seen:
-                    seen.add(nxt.id)
-                    stack.append((nxt, [*chain, (node, path)]))
-        return None
+        return find_cycle(self.nodes(), start)
 
     def _refuse(self, chain: list[tuple[Node, Parts]]) -> CycleError:
         text = " → ".join(f"{node.name} → {parts_to_str(path)}" for node, path in chain)
@@ -359,7 +332,7 @@ class Scheduler:
         todo = [first]
         while todo:
             node = todo.pop()
-            for nxt, _ in _successors(node, nodes):
+            for nxt, _ in successors(node, nodes):
                 if nxt.id in seen:
                     continue
                 seen.add(nxt.id)
@@ -399,21 +372,6 @@ def still_due(left: list[tuple[Tracker, Change, Why]], rounds: int) -> str:
         f"run_deferred(): {names} (still due). Make them stop writing what they read, or "
         f"raise max_rounds."
     )
-
-
-def derivation_name(d: Derivation) -> str:
-    return f"derive {parts_to_str(d.dest)}"
-
-
-def _feeds(writes: Iterable[Parts], reads: Iterable[Parts]) -> bool:
-    return any(related(w, r) for w in writes for r in reads)
-
-
-def _successors(node: Node, nodes: list[Node]) -> Iterator[tuple[Node, Parts]]:
-    for other in nodes:
-        path = next((w for w in node.writes for r in other.reads if related(w, r)), None)
-        if path is not None:
-            yield other, path
 
 
 def _shown(paths: Iterable[Parts]) -> str:

@@ -57,8 +57,15 @@ def test_loops_failures_and_why_lines_read_right_in_jupyterlab(
 
         # the Mermaid graph is rendered (its node labels appear; no ``` fence is left)
         wait_cell_output_shows(page, 7, "derive /ratio")
-        assert "```mermaid" not in cell_output_text(page, 7)
-        assert page.locator(".jp-Notebook .jp-Cell").nth(7).locator(".jp-RenderedMarkdown").count()
+        status = page.locator(".jp-Notebook .jp-Cell").nth(7)
+        page.wait_for_function(
+            """() => { const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[7];
+                       return !!c && !!c.querySelector('.jp-RenderedMermaid img'); }""",
+            timeout=20_000,
+        )
+        text = cell_output_text(page, 7)
+        assert "```mermaid" not in text and "Syntax error" not in text
+        assert status.locator(".jp-RenderedMermaid.jp-mod-warning").count() == 0  # it parsed
 
         # fixing the input: the dependent re-runs and says why
         page.evaluate(
