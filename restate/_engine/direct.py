@@ -52,6 +52,8 @@ def set_direct(
     skip_notify: bool,
 ) -> bool:
     """``Engine.set_state`` for a sync driver; same arguments, same result and events."""
+    if Footprint.active:  # also when the value is unchanged: the function writes there
+        record_write(engine.controller, parts)
     io = engine.io
     if engine.batches.depth:
         return _set_in_batch(engine, parts, value, eq_func, default, payload, skip_notify)
@@ -83,10 +85,7 @@ def set_direct(
         old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
         if _unchanged(value, old, eq_func):
             return False
-    if type(value) in IMMUTABLE and parts and not Footprint.active:
-        stored = value
-    else:
-        stored = _stored(engine, parts, value)
+    stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
     io.write(parts, stored)  # type: ignore[misc]
     if skip_notify or not (heard or engine.listeners):
         return True
@@ -106,10 +105,7 @@ def _write_blind(engine: Engine, parts: Parts, value: Any) -> bool:
     tracked read or listener reaches the path; no ``eq_func`` or ``default``): no read of the
     previous value, which nobody would see -- the write is the store's own cost. It returns
     True even when the value was already there (no comparison was made)."""
-    if type(value) in IMMUTABLE and parts and not Footprint.active:
-        stored = value
-    else:
-        stored = _stored(engine, parts, value)
+    stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
     engine.io.write(parts, stored)  # type: ignore[misc]
     return True
 
@@ -123,11 +119,9 @@ def _unchanged(value: Any, old: Any, eq_func: Callable[[Any, Any], Any] | None) 
 
 
 def _stored(engine: Engine, parts: Parts, value: Any) -> Any:
-    """The object to store (checked and isolated); records the write in a footprint."""
+    """The object to store (checked and isolated)."""
     if not parts and type(value) is not dict:
         raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
-    if Footprint.active:
-        record_write(engine.controller, parts)
     return value if type(value) in IMMUTABLE else copy_in(value, parts)
 
 
@@ -149,10 +143,7 @@ def _set_in_batch(
         old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
         if _unchanged(value, old, eq_func):
             return False
-    if type(value) in IMMUTABLE and parts and not Footprint.active:
-        stored = value
-    else:
-        stored = _stored(engine, parts, value)
+    stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
     if prev is MISSING:
         created = batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
         io.write(parts, stored)  # type: ignore[misc]
