@@ -366,3 +366,73 @@ def test_an_unobserved_persistent_write_is_still_checked_before_anything_changes
     with pytest.raises(Exception, match="leaf"):
         c.set_state("/leaf/below", 2)
     assert c.get_state("/") == {"leaf": 1}
+
+
+@pytest.mark.parametrize("store", ["memory", "files", "sqlite"])
+def test_a_batch_of_direct_writes_rolls_back_exactly_when_interrupted(
+    tmp_path: Any, store: str
+) -> None:
+    if store == "files":
+        c = ControllerSync(FileSystemSyncBackend(tmp_path))
+    elif store == "sqlite":
+        c = ControllerSync(SQLiteBackend(str(tmp_path / "s.db")))
+    else:
+        c = ControllerSync()
+    c.set_state("/", {"a": {"x": 1}, "b": 2})
+    before = c.get_state("/")
+    seen: list[Any] = []
+    c.subscribe("/", seen.append)
+    with pytest.raises(KeyboardInterrupt), c.batch():
+        c.set_state("/a/x", 5)
+        c.set_state("/a/new/deep", 6)  # creates /a/new
+        c.set_state("/c", {"d": 1})
+        c.set_state("/b", 3)
+        raise KeyboardInterrupt
+    assert c.get_state("/") == before
+    assert seen == []
+
+
+def test_a_batch_nobody_hears_coalesces_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from restate._engine import batching
+
+    c = ControllerSync()
+    c.subscribe("/elsewhere", lambda e: None)
+    for i in range(10):
+        c.set_state(f"/k/{i}", 0)
+
+    def no_values(*args: Any) -> Any:
+        raise AssertionError("a root nobody hears was coalesced")
+
+    monkeypatch.setattr(batching, "_before_and_now", no_values)
+    monkeypatch.setattr(batching, "_entries_by_root", no_values)
+    with c.batch():
+        for i in range(10):
+            c.set_state(f"/k/{i}", {"v": i})
+            c.set_state(f"/k/{i}/v", i + 1)
+    assert c.get_state("/k/3") == {"v": 4}
+
+
+@pytest.mark.parametrize("registration", ["track", "derive", "wildcard"])
+def test_a_remembered_route_is_forgotten_when_a_registration_makes_the_path_need_the_planner(
+    registration: str,
+) -> None:
+    c = ControllerSync()
+    seen: list[Any] = []
+    c.subscribe("/a", lambda e: seen.append(("sub", e.new_value)))
+    c.set_state("/a", 1)  # remembers /a's route: one plain subscription
+    if registration == "track":
+        c.track(lambda e: seen.append(("tracked", c.get_state("/a"))))
+    elif registration == "derive":
+        c.derive("/double", "/a", lambda v: v * 2)
+    else:
+        c.subscribe("/*", lambda e: seen.append(("wild", e.new_value)))
+    seen.clear()
+    c.set_state("/a", 2)
+    expected = {
+        "track": [("sub", 2), ("tracked", 2)],
+        "derive": [("sub", 2)],
+        "wildcard": [("sub", 2), ("wild", 2)],
+    }[registration]
+    assert seen == expected
+    if registration == "derive":
+        assert c.get_state("/double") == 4
