@@ -129,9 +129,9 @@ def redis_snapshot(backend) -> dict[str, object]:
     client = redis.Redis.from_url(backend.url, decode_responses=True)
     try:
         found: dict[str, object] = {
-            key: client.hgetall(key) for key in client.scan_iter(match=f"{backend.prefix}:n:*")
+            key: client.hgetall(key) for key in client.scan_iter(match=f"{backend.keyspace}:n:*")
         }
-        found["changes"] = client.xlen(f"{backend.prefix}:changes")
+        found["changes"] = client.xlen(f"{backend.keyspace}:changes")
         return found
     finally:
         client.close()

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
-from .backend import RedisAsyncBackend, RedisBackend
+from .async_backend import RedisAsyncBackend
+from .backend import RedisBackend
 
 __all__ = ["RedisAsyncBackend", "RedisBackend"]
