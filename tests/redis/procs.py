@@ -1,4 +1,5 @@
-"""Child processes for the Redis tests: ``follow URL PREFIX`` and ``increment URL PREFIX N``.
+"""Child processes for the Redis tests: ``follow URL PREFIX``, ``increment URL PREFIX N`` and
+``hold URL PREFIX``.
 
 ``follow`` prints one JSON line per event its subscriber of ``/msg`` or its tracked function
 sees, with the receive time; ``increment`` runs ``update("/n", +1)`` N times.
@@ -33,9 +34,26 @@ def increment(url: str, prefix: str, times: int) -> None:
     emit(kind="done")
 
 
+def hold(url: str, prefix: str) -> None:
+    """Open a batch that writes /n, say so, then wait inside it (for kill -9 or SIGINT); after
+    an interrupt, write /after and report what a fresh client reads back."""
+    controller = ControllerSync(RedisBackend(url, prefix, lease_timeout=0.5))
+    try:
+        with controller.batch():
+            controller.set_state("/n", "held")
+            emit(kind="inside")
+            sys.stdin.read()
+    except KeyboardInterrupt:
+        controller.set_state("/after", 1)
+        with RedisBackend(url, prefix) as fresh:
+            emit(kind="after", n=fresh.read("/n"), after=fresh.read("/after"))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "follow":
         follow(*args)
+    elif command == "hold":
+        hold(*args)
     else:
         increment(args[0], args[1], int(args[2]))

@@ -126,3 +126,9 @@ class RedisAsyncBackend(Shell, AsyncBackend):
             return await self._client.hexists(command[1], command[2])
         except redis.RedisError as exc:
             raise self._error(exc) from exc
+        except BaseException:
+            # cancelled between sending and reading: drop the connection, whose reply is due
+            pool = getattr(self._client, "connection_pool", None)  # none on a cluster client
+            if pool is not None:
+                await pool.disconnect()
+            raise

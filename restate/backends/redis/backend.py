@@ -43,6 +43,7 @@ from ...missing import MISSING
 from ...paths import to_parts
 from ..base import Backend
 from .core import Exchange
+from .follower import disconnect
 from .shell import Shell
 
 __all__ = ["RedisBackend"]
@@ -149,3 +150,8 @@ class RedisBackend(Shell, Backend):
             return self._client.hexists(command[1], command[2])
         except redis.RedisError as exc:
             raise self._error(exc) from exc
+        except BaseException:
+            # interrupted (KeyboardInterrupt) between sending and reading: the reply is still
+            # on its way and would answer the next command of that pooled connection
+            disconnect(self._client)
+            raise
