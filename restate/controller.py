@@ -36,7 +36,7 @@ from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
 from .errors import StateError
 from .missing import MISSING
-from .paths import PathLike, to_parts
+from .paths import PathLike, parts_to_path, to_parts
 
 __all__ = ["ControllerSync"]
 
@@ -78,6 +78,8 @@ class ControllerSync(ControllerBase):
         self._bind_backend(backend)
         engine = self._engine
         engine.io.read, engine.io.write, engine.io.call = self._read_root, self._write, _call
+        swap = getattr(backend, "swap", None)  # an optional capability (backends/base.py)
+        engine.io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and

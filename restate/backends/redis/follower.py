@@ -26,6 +26,7 @@ log = logging.getLogger("restate.redis")
 
 OnChanges = Callable[[list[tuple[str, Any, Any]]], Any]
 BATCH = 1000  # entries per XREAD: a burst costs one round trip per this many entries
+OWN_LINGER = 0.002  # seconds; delays another process's entry by at most this much
 
 
 class Follower(threading.Thread):
@@ -81,10 +82,15 @@ class Follower(threading.Thread):
             {self._stream: self.cursor.last_id}, count=BATCH, block=self._block_ms
         )
         self.cursor.connected()
-        for changes in self.cursor.take(reply):
+        deliveries = self.cursor.take(reply)
+        for changes in deliveries:
             if self._stopped.is_set():
                 return
             self._deliver(self._resync() if changes is StreamCursor.RESYNC else changes)
+        if reply and not deliveries:
+            # only this process's own entries: let a run of them gather instead of waking
+            # (and taking the GIL from the writing thread) once per write
+            self._stopped.wait(OWN_LINGER)
 
     def _resync(self) -> list[tuple[str, Any, Any]]:
         log.warning(

@@ -281,6 +281,13 @@ local function store(first, last)
   end
 end
 
+-- a swap of a leaf by the very same JSON text changes nothing: no write, no entry
+if want == '1' and #ops == 1 and ops[1].kind == 'w' and ops[1].path ~= '/' then
+  local parent, name = split(ops[1].path)
+  local v = redis.call('HGET', key(parent), name)
+  if v and v == ops[1].json then return {'ok', '', v} end
+end
+
 local changes, first_prev = {}, false
 local function record(path, prev, new)
   local s = '{"p":' .. cjson.encode(path)
