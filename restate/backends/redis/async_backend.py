@@ -121,9 +121,16 @@ class RedisAsyncBackend(Shell, AsyncBackend):
             await asyncio.sleep(command[1])
             return None
         try:
+            client = self._client
             if kind == "eval":
                 return await self._scripts[command[1]](keys=self._keys, args=command[2])
-            return await self._client.hexists(command[1], command[2])
+            if kind == "get":
+                return await client.get(command[1])
+            if kind == "hget":
+                return await client.hget(command[1], command[2])
+            if kind == "hscan":
+                return await client.hscan(command[1], command[2], count=command[3])
+            return await client.hexists(command[1], command[2])
         except redis.RedisError as exc:
             raise self._error(exc) from exc
         except BaseException:

@@ -33,9 +33,8 @@ that fell behind the trimmed stream gets one change ``("/", MISSING, <whole tree
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import PurePosixPath
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import redis
 
@@ -43,7 +42,7 @@ from ...missing import MISSING
 from ...paths import to_parts
 from ..base import Backend
 from .core import Exchange
-from .follower import disconnect
+from .follower import disconnect, drive, execute
 from .shell import Shell
 
 __all__ = ["RedisBackend"]
@@ -128,26 +127,11 @@ class RedisBackend(Shell, Backend):
         return self._client
 
     def _run(self, op: Exchange[T]) -> T:
-        reply, error = None, None
-        while True:
-            try:
-                command = op.send(reply) if error is None else op.throw(error)
-            except StopIteration as stop:
-                return cast(T, stop.value)  # what the generator returned: its Exchange[T]
-            try:
-                reply, error = self._execute(command), None
-            except BaseException as exc:
-                reply, error = None, exc
+        return drive(op, self._execute)
 
     def _execute(self, command: tuple[Any, ...]) -> Any:
-        kind = command[0]
-        if kind == "sleep":
-            time.sleep(command[1])
-            return None
         try:
-            if kind == "eval":
-                return self._scripts[command[1]](keys=self._keys, args=command[2])
-            return self._client.hexists(command[1], command[2])
+            return execute(self._client, self._scripts, self._keys, command)
         except redis.RedisError as exc:
             raise self._error(exc) from exc
         except BaseException:

@@ -30,6 +30,7 @@ from ...missing import MISSING
 from ...paths import Parts, parts_to_str
 from ...tree import get_in
 from ..probe import holds
+from . import walk
 from .codec import conflict_error, encode_delete, encode_write, loads
 from .leases import Txn
 from .transaction import Known, merge
@@ -71,6 +72,7 @@ class RedisCore:
         self.prefix = prefix
         self.origin = uuid.uuid4().hex
         self.stream = f"{self.keyspace}:changes"
+        self.seq_key = f"{self.keyspace}:seq"
         if int(stream_maxlen) < 1:
             raise ValueError(f"stream_maxlen must be at least 1, not {stream_maxlen!r}")
         self.maxlen = str(int(stream_maxlen))
@@ -97,8 +99,11 @@ class RedisCore:
             return txn.overlay.read_known(node, parts, depth)
         if node.created:
             return MISSING if depth < len(parts) else merge({}, node)
-        stored = yield from txn.ask(self, parts, "read")
-        stored = loads(stored[1])
+        reply = yield from txn.ask(self, parts, "read", [str(walk.BUDGET)])
+        if isinstance(reply[1], list):  # too big for one script: walk it, under the lease
+            stored = loads((yield from walk.walk_text(self, parts)))
+        else:
+            stored = loads(reply[1])
         return stored if depth < len(parts) else merge(stored, node)
 
     def exists(self, parts: Parts) -> Exchange[bool]:
@@ -142,7 +147,13 @@ class RedisCore:
         return f"{self.keyspace}:n:{parts_to_str(parts)}"
 
     def _stored(self, parts: Parts) -> Exchange[Any]:
-        return loads((yield ("eval", "read", [parts_to_str(parts)])))
+        reply = yield ("eval", "read", [parts_to_str(parts), str(walk.BUDGET)])
+        if isinstance(reply, list):  # {'big'}: too many fields for one script
+            return (yield from walk.read_big(self, parts))
+        return loads(reply)
+
+    def dir_key(self, path: str) -> str:
+        return f"{self.keyspace}:n:{path}"
 
     # -- writes -----------------------------------------------------------------------------
     def write(self, parts: Parts, value: Any, want_prev: bool = False) -> Exchange[Any]:

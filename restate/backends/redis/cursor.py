@@ -19,7 +19,7 @@ import random
 from typing import Any
 
 from ...missing import MISSING
-from .codec import decode_changes, loads
+from .codec import decode_changes
 
 __all__ = ["Burst", "StreamCursor"]
 
@@ -104,10 +104,10 @@ class StreamCursor:
                     burst.add(changes)
         return burst.done()
 
-    def restart(self, resync_reply: list[str]) -> Changes:
-        """Continue after the RESYNC script's position; the root change to deliver."""
-        self.last_id, self.seq = resync_reply[0], int(resync_reply[1])
-        return [("/", MISSING, loads(resync_reply[2]))]
+    def restart(self, position: tuple[str, int, Any]) -> Changes:
+        """Continue after a resync's position (``walk.resync``); the root change to deliver."""
+        self.last_id, self.seq, tree = position
+        return [("/", MISSING, tree)]
 
     def backoff(self) -> float:
         delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)

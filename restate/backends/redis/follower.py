@@ -15,16 +15,67 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import scripts
 from .cursor import StreamCursor
+from .walk import resync
+
+if TYPE_CHECKING:
+    from .core import Exchange, RedisCore
 
 __all__ = ["Follower"]
 
 log = logging.getLogger("restate.redis")
 
 OnChanges = Callable[[list[tuple[str, Any, Any]]], Any]
+T = TypeVar("T")
+
+SCRIPTS = {
+    "read": scripts.READ,
+    "walk": scripts.WALK,
+    "position": scripts.POSITION,
+    "probe": scripts.PROBE,
+    "occupied": scripts.OCCUPIED,
+    "apply": scripts.APPLY,
+    "lease": scripts.LEASE,
+    "release": scripts.RELEASE,
+}
+
+
+def execute(
+    client: Any, registered: dict[str, Any], keys: list[str], command: tuple[Any, ...]
+) -> Any:
+    """One command of a sans-IO operation (``core.py``) on a blocking client."""
+    kind = command[0]
+    if kind == "eval":
+        return registered[command[1]](keys=keys, args=command[2])
+    if kind == "sleep":
+        time.sleep(command[1])
+        return None
+    if kind == "get":
+        return client.get(command[1])
+    if kind == "hget":
+        return client.hget(command[1], command[2])
+    if kind == "hscan":
+        return client.hscan(command[1], command[2], count=command[3])
+    return client.hexists(command[1], command[2])
+
+
+def drive(op: Exchange[T], run: Callable[[tuple[Any, ...]], Any]) -> T:
+    """Run a sans-IO operation to its end with ``run`` executing each command."""
+    reply, error = None, None
+    while True:
+        try:
+            command = op.send(reply) if error is None else op.throw(error)
+        except StopIteration as stop:
+            return cast(T, stop.value)  # what the generator returned: its Exchange[T]
+        try:
+            reply, error = run(command), None
+        except BaseException as exc:
+            reply, error = None, exc
+
+
 BATCH = 1000  # entries per XREAD: a burst costs one round trip per this many entries
 OWN_LINGER = 0.002  # seconds; delays another process's entry by at most this much
 
@@ -40,7 +91,7 @@ class Follower(threading.Thread):
         self,
         client: Any,
         owns_client: bool,
-        stream: str,
+        core: RedisCore,
         on_changes: OnChanges,
         cursor: StreamCursor,
         loop: asyncio.AbstractEventLoop | None,
@@ -49,7 +100,8 @@ class Follower(threading.Thread):
     ) -> None:
         super().__init__(daemon=True, name=f"restate-redis-follower-{cursor.origin[:8]}")
         self._client, self._owns = client, owns_client
-        self._stream = stream
+        self._core = core
+        self._stream = core.stream
         self._handler: Callable[[], OnChanges | None]
         if inspect.ismethod(on_changes):
             self._handler = weakref.WeakMethod(on_changes)
@@ -60,7 +112,7 @@ class Follower(threading.Thread):
         self._registry = registry
         self.cursor = cursor
         self._stopped = threading.Event()
-        self._resync_script = client.register_script(scripts.RESYNC)
+        self._scripts = {name: client.register_script(s) for name, s in SCRIPTS.items()}
 
     def run(self) -> None:
         try:
@@ -98,7 +150,11 @@ class Follower(threading.Thread):
             "read them; delivering the whole tree as one change",
             self._stream,
         )
-        return self.cursor.restart(self._resync_script(keys=[self._stream]))
+        keys = [self._stream]
+        position = drive(
+            resync(self._core), lambda c: execute(self._client, self._scripts, keys, c)
+        )
+        return self.cursor.restart(position)
 
     def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
         handler = self._handler()

@@ -66,7 +66,7 @@ class Txn:
         path = parts_to_str(parts)
         if self.covers(parts):
             if mode == "read":
-                return ["ok", (yield ("eval", "read", [path]))]
+                return ["ok", (yield ("eval", "read", [path, *(extra or ())]))]
             if mode == "probe":
                 return ["ok", *(yield ("eval", "probe", [path]))]
             if mode == "occupied":

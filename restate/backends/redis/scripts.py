@@ -18,7 +18,7 @@ swept by the next script that looks.
 
 from __future__ import annotations
 
-__all__ = ["APPLY", "LEASE", "OCCUPIED", "PROBE", "READ", "RELEASE", "RESYNC"]
+__all__ = ["APPLY", "LEASE", "OCCUPIED", "POSITION", "PROBE", "READ", "RELEASE", "WALK"]
 
 _HEADER = r"""
 local T = string.sub(KEYS[1], 1, #KEYS[1] - 8)
@@ -38,23 +38,38 @@ local function segments(path)
   for s in string.gmatch(path, '[^/]+') do segs[#segs + 1] = s end
   return segs
 end
--- JSON text of the directory at path, built from the stored JSON of its leaves
-local function dump(path)
-  local flat = redis.call('HGETALL', key(path))
+-- JSON text of the directory at path, built from the stored JSON of its leaves; nil when
+-- it holds more than budget[1] fields in all (the client then reads it in chunks)
+local function dump(path, budget)
+  local k = key(path)
+  if budget then
+    budget[1] = budget[1] - redis.call('HLEN', k)
+    if budget[1] < 0 then return nil end
+  end
+  local flat = redis.call('HGETALL', k)
   local out = {}
   for i = 1, #flat, 2 do
     local v = flat[i + 1]
-    if v == MARK then v = dump(child(path, flat[i])) end
+    if v == MARK then
+      v = dump(child(path, flat[i]), budget)
+      if not v then return nil end
+    end
     out[#out + 1] = cjson.encode(flat[i]) .. ':' .. v
   end
   return '{' .. table.concat(out, ',') .. '}'
 end
--- JSON text of the node at path, or false when it is missing
-local function node(path)
-  if path == '/' then return dump('/') end
-  local parent, name = split(path)
-  local v = redis.call('HGET', key(parent), name)
-  if v == MARK then return dump(path) end
+-- JSON text of the node at path, false when it is missing, {'big'} over the budget
+local function node(path, budget)
+  local v
+  if path == '/' then
+    v = dump('/', budget)
+  else
+    local parent, name = split(path)
+    v = redis.call('HGET', key(parent), name)
+    if v ~= MARK then return v end
+    v = dump(path, budget)
+  end
+  if not v then return {'big'} end
   return v
 end
 -- the strict ancestors of path: 'dir' when all are directories, else the kind and depth
@@ -116,10 +131,47 @@ local function release(token)
 end
 """
 
+# ARGV: path, budget (fields). The node's JSON text, false when missing, or {'big'} when its
+# subtree holds more fields than the budget (read in chunks by the client: ``walk.py``)
 READ = (
     _HEADER
     + r"""
-return node(ARGV[1])
+return node(ARGV[1], {tonumber(ARGV[2])})
+"""
+)
+
+# ARGV: budget, then directory paths. For each directory taken, in order, until the fields
+# read pass the budget: {path, flat fields...}, or {path, '\0big'} for one with more fields
+# than the budget (the client HSCANs it). At least one directory is taken.
+WALK = (
+    _HEADER
+    + r"""
+local total = tonumber(ARGV[1])
+local left, out = total, {}
+for i = 2, #ARGV do
+  local k = key(ARGV[i])
+  local n = redis.call('HLEN', k)
+  if n > total then
+    out[#out + 1] = {ARGV[i], MARK .. 'big'}
+  elseif n > left then
+    break
+  else
+    local entry = redis.call('HGETALL', k)
+    table.insert(entry, 1, ARGV[i])
+    out[#out + 1] = entry
+    left = left - n
+  end
+end
+return out
+"""
+)
+
+# the stream position: the id and sequence number of the last entry
+POSITION = (
+    _HEADER
+    + r"""
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+return {last and last[1] or '0-0', redis.call('GET', T .. ':seq') or '0'}
 """
 )
 
@@ -155,7 +207,7 @@ local holder, since = blocker(path, token)
 if holder then return {'busy', holder, since} end
 redis.call('HSET', LEASES, path, token .. ' ' .. start)
 redis.call('SET', alive, '1', 'PX', ttl)
-if mode == 'read' then return {'ok', node(path)} end
+if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[7])})} end
 if mode == 'probe' then
   local kind, depth = probe(path)
   return {'ok', kind, depth}
@@ -175,16 +227,6 @@ RELEASE = (
     + r"""
 release(ARGV[1])
 return 1
-"""
-)
-
-# the stream position (id and sequence number of the last entry) and the whole tree, together
-RESYNC = (
-    _HEADER
-    + r"""
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-local seq = redis.call('GET', T .. ':seq') or '0'
-return {last and last[1] or '0-0', seq, dump('/')}
 """
 )
 

@@ -18,23 +18,14 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from ...errors import BackendError
-from . import scripts
 from .core import RedisCore
 from .cursor import StreamCursor
-from .follower import Follower, OnChanges
+from .follower import SCRIPTS, Follower, OnChanges
 
 __all__ = ["OnChanges", "Shell"]
 
 log = logging.getLogger("restate.redis")
 
-SCRIPTS = {
-    "read": scripts.READ,
-    "probe": scripts.PROBE,
-    "occupied": scripts.OCCUPIED,
-    "apply": scripts.APPLY,
-    "lease": scripts.LEASE,
-    "release": scripts.RELEASE,
-}
 BLOCK_MS = 2000  # a follower's XREAD on its own connection (stop() closes it to wake it)
 SHARED_BLOCK_MS = 300  # on a client passed in, which stop() cannot interrupt
 
@@ -218,7 +209,7 @@ class Shell:
         else:
             client, owns, block = self._client, False, SHARED_BLOCK_MS
         follower = Follower(
-            client, owns, self._core.stream, on_changes, cursor, loop, block, self._followers
+            client, owns, self._core, on_changes, cursor, loop, block, self._followers
         )
         self._followers.append(follower)
         follower.start()
