@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 
 from restate import ControllerSync
@@ -25,6 +26,23 @@ def follow(url: str, prefix: str) -> None:
     controller.track(lambda e: emit(kind="track", value=e.get_state("/msg"), at=time.time()))
     emit(kind="ready")
     sys.stdin.read()  # until the parent closes stdin
+
+
+def fan(url: str, prefix: str, expected: int) -> None:
+    """Subscribe to ``/m/*`` and to ``/last``; after ``/last`` arrives, report every key seen
+    and how many times."""
+    controller = ControllerSync(RedisBackend(url, prefix))
+    seen: dict[str, int] = {}
+    done = threading.Event()
+    controller.subscribe(
+        "/m/*", lambda e: seen.__setitem__(e.emitting_path, seen.get(e.emitting_path, 0) + 1)
+    )
+    controller.subscribe("/last", lambda e: done.set())
+    emit(kind="ready")
+    if not done.wait(60):
+        emit(kind="timeout", seen=len(seen))
+        return
+    emit(kind="seen", keys=len(seen), events=sum(seen.values()), expected=expected)
 
 
 def increment(url: str, prefix: str, times: int) -> None:
@@ -55,5 +73,7 @@ if __name__ == "__main__":
         follow(*args)
     elif command == "hold":
         hold(*args)
+    elif command == "fan":
+        fan(args[0], args[1], int(args[2]))
     else:
         increment(args[0], args[1], int(args[2]))
