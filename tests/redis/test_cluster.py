@@ -4,6 +4,7 @@ a ready RedisCluster client, followers, close(), and a failover of the shard hol
 from __future__ import annotations
 
 import queue
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from redis.cluster import RedisCluster
 from restate import ControllerSync
 from restate.backends.base import MISSING
 from restate.backends.redis import RedisBackend
+from restate.errors import BackendError
 from tests.redis_fixture import RedisClusterServers, start_redis_cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -133,4 +135,37 @@ def test_a_failover_of_the_shard_holding_a_tree_loses_no_write_and_no_event(clus
             [(path, prev, new)] = got.get(timeout=10)
             assert (path, prev) == ("/n", value if value is not MISSING else MISSING)
             value = new
+        unwatch()
+
+
+def test_killing_the_master_of_a_tree_promotes_its_replica_and_its_followers_catch_up(cluster):
+    # last in this module: it leaves one node dead (the fixture stops the others by pid)
+    prefix = name()
+    with RedisBackend(cluster.url, prefix) as writer, RedisBackend(cluster.url, prefix) as reader:
+        got: queue.Queue = queue.Queue()
+        unwatch = reader.watch(got.put)
+        writer.write("/n", 0)
+        assert got.get(timeout=10) == [("/n", MISSING, 0)]
+        master, _replica = primary_of(cluster, f"{{{prefix}}}:changes")
+        victim = next(node for node in cluster.nodes if node.port == master)
+        victim.stop(signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:  # refused until the replica is promoted (node timeout 2 s + election)
+            try:
+                writer.write("/n", 1)
+                break
+            except BackendError:
+                assert time.monotonic() < deadline, "no replica took over the killed master"
+                time.sleep(0.1)
+        writer.write("/n", 2)
+        value: object = 0
+        while value != 2:  # each event follows the last, or one resync restates the tree
+            [(path, prev, new)] = got.get(timeout=30)
+            if path == "/":
+                assert prev is MISSING and "n" in new
+                value = new["n"]
+            else:
+                assert (path, prev) == ("/n", value)
+                value = new
+        assert reader.read("/n") == 2
         unwatch()

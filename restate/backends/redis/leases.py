@@ -71,7 +71,9 @@ class Txn:
                 return ["ok", *(yield ("eval", "probe", [path]))]
             if mode == "occupied":
                 return ["ok", (yield ("eval", "occupied", [path, *(extra or ())]))]
-            return ["ok", (yield ("eval", "lease", self._args(core, path, mode, extra)))[1]]
+            if mode == "exists" and parts:
+                return ["ok", (yield ("hexists", core.hash_key(parts[:-1]), parts[-1]))]
+            return ["ok", 1]  # 'none', or whether the root exists: always
         deadline = time.monotonic() + core.lock_wait
         delay = 0.0002
         while True:
