@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator
@@ -117,13 +116,12 @@ class RedisAsyncBackend(Shell, AsyncBackend):
 
     async def _execute(self, command: tuple[Any, ...]) -> Any:
         kind = command[0]
-        if kind == "sleep":
-            await asyncio.sleep(command[1])
-            return None
         try:
             client = self._client
             if kind == "eval":
                 return await self._scripts[command[1]](keys=self._keys, args=command[2])
+            if kind == "blpop":
+                return await client.blpop([command[1]], timeout=max(command[2], 0.001))
             if kind == "get":
                 return await client.get(command[1])
             if kind == "hget":

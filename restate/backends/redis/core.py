@@ -6,8 +6,9 @@ logic exists once. Commands:
 
 - ``("eval", name, args)``: run the Lua script ``name`` (see ``scripts.py``) with its one
   declared key, the stream; reply back;
-- ``("hexists", key, field)``: ``HEXISTS key field``;
-- ``("sleep", seconds)``.
+- ``("hexists", key, field)``, ``("hget", key, field)``, ``("get", key)``,
+  ``("hscan", key, cursor, count)``: those commands;
+- ``("blpop", key, seconds)``: wait for a wake-up pushed by a released lease.
 
 Transactions (leases, isolation) are in ``leases.py``; this module is the keyspace and the
 plain reads and writes, which consult an open transaction when there is one.
@@ -73,6 +74,7 @@ class RedisCore:
         self.origin = uuid.uuid4().hex
         self.stream = f"{self.keyspace}:changes"
         self.seq_key = f"{self.keyspace}:seq"
+        self.wake_key = f"{self.keyspace}:wake"
         if int(stream_maxlen) < 1:
             raise ValueError(f"stream_maxlen must be at least 1, not {stream_maxlen!r}")
         self.maxlen = str(int(stream_maxlen))
@@ -179,7 +181,7 @@ class RedisCore:
         """Run APPLY until it is not kept waiting by another client's lease; the previous JSON
         text of the first op (None when missing, or when not ``want_prev``)."""
         deadline = time.monotonic() + self.lock_wait
-        delay = 0.0002
+        delay = 0.002
         wid = self.write_id()  # the same for every retry of this write: applied at most once
         args = [self.origin, self.maxlen, token, wid, "1" if want_prev else "0", *ops]
         while True:
@@ -208,8 +210,10 @@ class RedisCore:
                 f"waited {self.lock_wait:g} s for the transaction of another client on "
                 f"{self.keyspace!r} to finish; nothing was written"
             )
-        yield ("sleep", delay * (0.5 + random.random()))
-        return min(delay * 2, 0.002)
+        # wait for a release (each pushes one wake-up; the longest waiter gets it first), or
+        # at most ``delay``: a wake-up taken by a waiter for other paths costs one more poll
+        yield ("blpop", self.wake_key, delay * (0.75 + random.random() / 2))
+        return min(delay * 2, 0.01)
 
     # -- transactions (leases.py) -------------------------------------------------------------
     def begin(self) -> Txn:

@@ -50,9 +50,8 @@ def execute(
     kind = command[0]
     if kind == "eval":
         return registered[command[1]](keys=keys, args=command[2])
-    if kind == "sleep":
-        time.sleep(command[1])
-        return None
+    if kind == "blpop":
+        return client.blpop([command[1]], timeout=max(command[2], 0.001))
     if kind == "get":
         return client.get(command[1])
     if kind == "hget":

@@ -75,7 +75,7 @@ class Txn:
                 return ["ok", (yield ("hexists", core.hash_key(parts[:-1]), parts[-1]))]
             return ["ok", 1]  # 'none', or whether the root exists: always
         deadline = time.monotonic() + core.lock_wait
-        delay = 0.0002
+        delay = 0.002
         while True:
             reply = yield ("eval", "lease", self._args(core, path, mode, extra))
             if reply[0] == "ok":

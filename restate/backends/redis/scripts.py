@@ -121,13 +121,16 @@ local function blocker(path, token)
   end
   return found, found_start
 end
--- drop every lease of token
+-- drop every lease of token, and wake the longest waiter (T:wake keeps a few wake-ups)
 local function release(token)
   local flat = redis.call('HGETALL', LEASES)
   for i = 1, #flat, 2 do
     if string.match(flat[i + 1], '^(%S+) ') == token then redis.call('HDEL', LEASES, flat[i]) end
   end
-  redis.call('DEL', T .. ':lease:' .. token)
+  if redis.call('DEL', T .. ':lease:' .. token) == 1 then
+    redis.call('LPUSH', T .. ':wake', '1')
+    redis.call('LTRIM', T .. ':wake', 0, 3)
+  end
 end
 """
 
