@@ -141,12 +141,13 @@ def test_a_failover_of_the_shard_holding_a_tree_loses_no_write_and_no_event(clus
 def test_killing_the_master_of_a_tree_promotes_its_replica_and_its_followers_catch_up(cluster):
     # last in this module: it leaves one node dead (the fixture stops the others by pid)
     prefix = name()
-    with RedisBackend(cluster.url, prefix) as writer, RedisBackend(cluster.url, prefix) as reader:
+    master, _replica = primary_of(cluster, f"{{{prefix}}}:changes")
+    url = f"redis://127.0.0.1:{master}/0"  # the hard case: the node the clients started from
+    with RedisBackend(url, prefix) as writer, RedisBackend(url, prefix) as reader:
         got: queue.Queue = queue.Queue()
         unwatch = reader.watch(got.put)
         writer.write("/n", 0)
         assert got.get(timeout=10) == [("/n", MISSING, 0)]
-        master, _replica = primary_of(cluster, f"{{{prefix}}}:changes")
         victim = next(node for node in cluster.nodes if node.port == master)
         victim.stop(signal.SIGKILL)
         deadline = time.monotonic() + 60

@@ -96,6 +96,7 @@ class Follower(threading.Thread):
         loop: asyncio.AbstractEventLoop | None,
         block_ms: int,
         registry: list[Follower],
+        rebuild: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__(daemon=True, name=f"restate-redis-follower-{cursor.origin[:8]}")
         self._client, self._owns = client, owns_client
@@ -109,6 +110,7 @@ class Follower(threading.Thread):
         self._loop = loop
         self._block_ms = block_ms
         self._registry = registry
+        self._rebuild = rebuild
         self.cursor = cursor
         self._stopped = threading.Event()
         self._scripts = {name: client.register_script(s) for name, s in SCRIPTS.items()}
@@ -122,11 +124,27 @@ class Follower(threading.Thread):
                     if self._stopped.is_set():
                         break
                     log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
-                    if self._owns:
-                        disconnect(self._client)
+                    self._reconnect()
                     self._stopped.wait(self.cursor.backoff())
         finally:
             self._release()
+
+    def _reconnect(self) -> None:
+        if not self._owns:
+            return
+        disconnect(self._client)
+        if self._rebuild is None:
+            return
+        # a cluster client may keep routing to a dead master: discover the slots afresh
+        try:
+            fresh = self._rebuild(self._client)
+        except Exception as exc:  # no node answers yet: the next round tries again
+            log.debug("restate: rediscovering the cluster failed: %s", exc)
+            return
+        with contextlib.suppress(Exception):
+            self._client.close()
+        self._client = fresh
+        self._scripts = {name: fresh.register_script(s) for name, s in SCRIPTS.items()}
 
     def _follow(self) -> None:
         reply = self._client.xread(

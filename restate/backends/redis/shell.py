@@ -14,7 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import SSLConnection, parse_url
 from redis.retry import Retry
 
 from ...errors import BackendError
@@ -208,12 +209,27 @@ class Shell:
             client, owns, block = self._sync_client(BLOCK_MS / 1000 + 5, name), True, BLOCK_MS
         else:
             client, owns, block = self._client, False, SHARED_BLOCK_MS
+        rebuild = self._rediscover if owns and self._cluster else None
         follower = Follower(
-            client, owns, self._core, on_changes, cursor, loop, block, self._followers
+            client, owns, self._core, on_changes, cursor, loop, block, self._followers, rebuild
         )
         self._followers.append(follower)
         follower.start()
         return follower.stop
+
+    def _rediscover(self, old: RedisCluster) -> RedisCluster:
+        """A new cluster client for a follower, discovering the slots from the nodes ``old``
+        knew (the URL's node may be the one that died)."""
+        known = old.get_nodes()  # type: ignore[no-untyped-call]
+        nodes = [ClusterNode(n.host, n.port) for n in known]  # type: ignore[no-untyped-call]
+        options = client_options(self._timeouts[0], BLOCK_MS / 1000 + 5)
+        parsed = parse_url(self.url)  # type: ignore[no-untyped-call]
+        options.update({k: parsed[k] for k in ("username", "password") if k in parsed})
+        if parsed.get("connection_class") is SSLConnection:
+            options["ssl"] = True
+        return RedisCluster(
+            startup_nodes=nodes, client_name=f"restate-follower-{self.origin}", **options
+        )
 
     def _stream_end(self) -> StreamCursor:
         """A cursor after the last stream entry: followers start there."""
