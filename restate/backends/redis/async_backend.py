@@ -85,16 +85,19 @@ class RedisAsyncBackend(Shell, AsyncBackend):
             yield
             return
         txn = core.begin()
-        reset = core.txn.set(txn)
-        try:
+        try:  # a cancellation anywhere in here still ends in the finally
+            core.enter(txn)
             self._start_renewer()
-            yield
-        except BaseException as exc:
-            core.txn.reset(reset)
-            await self._run(core.finish(txn, exc))
-            raise
-        core.txn.reset(reset)
-        await self._run(core.finish(txn, None))
+            try:
+                yield
+            except BaseException as exc:
+                core.leave(txn)
+                await self._run(core.finish(txn, exc))
+                raise
+            core.leave(txn)
+            await self._run(core.finish(txn, None))
+        finally:
+            core.leave(txn)
 
     async def close(self) -> None:
         self._finalizer()

@@ -107,16 +107,19 @@ class RedisBackend(Shell, Backend):
             yield
             return
         txn = core.begin()
-        reset = core.txn.set(txn)
-        try:
+        try:  # an interrupt anywhere in here still ends in the finally: nothing stays open
+            core.enter(txn)
             self._start_renewer()
-            yield
-        except BaseException as exc:
-            core.txn.reset(reset)
-            self._run(core.finish(txn, exc))
-            raise
-        core.txn.reset(reset)
-        self._run(core.finish(txn, None))
+            try:
+                yield
+            except BaseException as exc:
+                core.leave(txn)
+                self._run(core.finish(txn, exc))
+                raise
+            core.leave(txn)
+            self._run(core.finish(txn, None))
+        finally:
+            core.leave(txn)  # unrenewed, any lease it could not drop expires soon
 
     def close(self) -> None:
         """Stop the followers and the lease renewer; close the connections this backend made

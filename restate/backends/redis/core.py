@@ -218,9 +218,19 @@ class RedisCore:
     # -- transactions (leases.py) -------------------------------------------------------------
     def begin(self) -> Txn:
         """A new transaction: sends nothing (its leases are taken by what it touches)."""
-        txn = Txn()
+        return Txn()
+
+    def enter(self, txn: Txn) -> None:
+        """Make ``txn`` the current transaction of this context, renewed until ``leave``."""
         self.open.add(txn)
-        return txn
+        self.txn.set(txn)
+
+    def leave(self, txn: Txn) -> None:
+        """Stop renewing ``txn`` and leave it (idempotent: also the safety net of an
+        interrupt)."""
+        self.open.discard(txn)
+        if self.txn.get() is txn:
+            self.txn.set(None)
 
     def finish(self, txn: Txn, exc: BaseException | None) -> Exchange[None]:
         """Leave a transaction: commit when ``exc`` is None, else drop its leases (best effort

@@ -40,8 +40,7 @@ def read_big(core: RedisCore, parts: Parts) -> Exchange[Any]:
         text = yield from walk_text(core, parts)
         if text is None or (yield ("get", core.seq_key)) == before:
             return loads(text)
-    txn = core.begin()
-    core.open.discard(txn)  # not renewed: the seq check below tells if it ran out
+    txn = core.begin()  # not renewed: the seq check below tells if its lease ran out
     try:
         yield from txn.ask(core, parts, "none")
         before = yield ("get", core.seq_key)
