@@ -9,35 +9,103 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .errors import PathConflictError
+from .errors import PathConflictError, SerializationError
 from .missing import MISSING
 from .paths import Parts, check_key, parts_to_str
 
-__all__ = ["IMMUTABLE", "copy_in", "copy_out", "delete_in", "get_in", "set_in", "values_equal"]
+__all__ = [
+    "IMMUTABLE",
+    "MAX_DEPTH",
+    "copy_in",
+    "copy_out",
+    "delete_in",
+    "get_in",
+    "set_in",
+    "validate_value",
+    "values_equal",
+]
+
+#: How deep the state tree may nest (path segments plus levels of dicts, lists and tuples
+#: inside the value). Deeper values would overflow Python's recursion limit in the code that
+#: copies, compares and serialises them, so they are refused before anything changes.
+MAX_DEPTH = 200
 
 IMMUTABLE: frozenset[type] = frozenset(
     {int, float, str, bool, type(None), bytes, complex, frozenset, range}
 )
 
 
-def copy_in(value: Any, where: Parts = ()) -> Any:
-    """An isolated copy of ``value`` to store at ``where``; validates every dict key.
+def validate_value(value: Any, where: Parts = ()) -> None:
+    """Raise, before anything is stored, unless ``value`` can be stored at ``where``.
 
-    Raises InvalidPathError for a bad key anywhere in the value (nothing is stored then).
+    Walks dicts, lists and tuples without recursion. Raises InvalidPathError for a bad dict
+    key, SerializationError for a container that contains itself or for nesting deeper than
+    ``MAX_DEPTH`` (counting the path). Other objects are leaves and are not looked into.
+    """
+    stack: list[tuple[Any, Parts, int]] = [(value, where, len(where))]
+    on_path: set[int] = set()  # ids of the containers enclosing the one being looked at
+    while stack:
+        node, at, depth = stack.pop()
+        if node is _LEAVE:
+            on_path.discard(depth)
+            continue
+        if depth > MAX_DEPTH:
+            raise _too_deep(at)
+        if id(node) in on_path:
+            raise SerializationError(
+                f"the value written at {parts_to_str(where)!r} contains itself (at "
+                f"{parts_to_str(at)!r}); state values must be trees: copy the inner part"
+            )
+        on_path.add(id(node))
+        stack.append((_LEAVE, at, id(node)))
+        _push_children(node, at, depth, stack)
+
+
+_LEAVE: Any = object()  # marks the end of a container's children on the walk's stack
+
+
+def _push_children(node: Any, at: Parts, depth: int, stack: list[tuple[Any, Parts, int]]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            check_key(k, at)
+            if type(v) not in IMMUTABLE and isinstance(v, dict | list | tuple):
+                stack.append((v, (*at, k), depth + 1))
+    else:
+        for v in node:
+            if type(v) not in IMMUTABLE and isinstance(v, dict | list | tuple):
+                stack.append((v, at, depth + 1))
+
+
+def _too_deep(at: Parts) -> SerializationError:
+    return SerializationError(
+        f"the value at {parts_to_str(at)!r} nests deeper than restate's limit of {MAX_DEPTH} "
+        f"levels (path segments plus nested dicts, lists and tuples); flatten it or store it "
+        f"as one string"
+    )
+
+
+def copy_in(value: Any, where: Parts = ()) -> Any:
+    """An isolated copy of ``value`` to store at ``where``, validated first
+    (``validate_value``): a bad key, a cycle or too deep a value stores nothing.
     """
     t = type(value)
     if t in IMMUTABLE:
         return value
+    if t is dict or t is list or t is tuple or isinstance(value, dict):
+        validate_value(value, where)
+    return _copy_in(value, where)
+
+
+def _copy_in(value: Any, where: Parts) -> Any:
+    t = type(value)
+    if t in IMMUTABLE:
+        return value
     if t is dict or isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            check_key(k, where)
-            out[k] = v if type(v) in IMMUTABLE else copy_in(v, (*where, k))
-        return out
+        return {k: v if type(v) in IMMUTABLE else _copy_in(v, where) for k, v in value.items()}
     if t is list:
-        return [v if type(v) in IMMUTABLE else copy_in(v, where) for v in value]
+        return [v if type(v) in IMMUTABLE else _copy_in(v, where) for v in value]
     if t is tuple:
-        return tuple(v if type(v) in IMMUTABLE else copy_in(v, where) for v in value)
+        return tuple(v if type(v) in IMMUTABLE else _copy_in(v, where) for v in value)
     return copy.deepcopy(value)
 
 
