@@ -114,6 +114,13 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
+        try:
+            return self._steps(gen)
+        finally:
+            if self._txns and not self._engine.batch_depth:
+                self._drop_orphans()  # an interrupt cut a batch short: see _open_txn
+
+    def _steps(self, gen: Steps[T]) -> T:
         value: Any = None
         error: BaseException | None = None
         send, read, write = gen.send, self._read, self._write
@@ -145,16 +152,50 @@ class ControllerSync(ControllerBase):
         if kind == DELETE:
             return self._delete(op[1])
         if kind == BEGIN:
-            # an optional capability (backends/base.py), requested only when it exists
-            txn = self._backend.transaction()  # type: ignore[attr-defined]
-            txn.__enter__()
-            self._txns.append(txn)
+            self._open_txn()
         elif kind == COMMIT:
-            self._txns.pop().__exit__(None, None, None)
+            self._close_txn(None)
         elif kind == ROLLBACK:
-            exc = op[1]
-            self._txns.pop().__exit__(type(exc), exc, exc.__traceback__)
+            self._close_txn(op[1])
         return None
+
+    # ----- the backend's transaction (an optional capability, backends/base.py) -------------
+    # KeyboardInterrupt can land between any two bytecodes. A transaction is recorded in
+    # _txns *before* it opens, leaves it only once closed, and one left open by a batch an
+    # interrupt cut short is rolled back when the drive ends or the next batch begins -- so a
+    # store is never left inside a transaction that later writes silently join.
+
+    def _open_txn(self) -> None:
+        self._drop_orphans()
+        txn = self._backend.transaction()  # type: ignore[attr-defined]
+        self._txns.append(txn)
+        try:
+            txn.__enter__()
+        except BaseException:
+            if not is_open(txn):
+                self._txns.remove(txn)
+            raise
+
+    def _close_txn(self, exc: BaseException | None) -> None:
+        txn = self._txns[-1]
+        try:
+            if exc is None:
+                txn.__exit__(None, None, None)
+            else:
+                txn.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as failed:
+            if is_open(txn):  # interrupted before the backend could finish: roll back
+                _roll_back(txn, failed)
+            raise
+        finally:
+            if self._txns and self._txns[-1] is txn:
+                self._txns.pop()
+
+    def _drop_orphans(self) -> None:
+        while self._txns:
+            txn = self._txns[-1]
+            _roll_back(txn, StateError("a batch was interrupted before it could end"))
+            self._txns.pop()
 
     # ----- state ---------------------------------------------------------------------------
 
@@ -262,6 +303,27 @@ class ControllerSync(ControllerBase):
                 self._drive(self._engine.end_batch(exc))
                 raise
             self._drive(self._engine.end_batch(None))
+
+
+def is_open(txn: Any) -> bool:
+    """Whether a ``@contextmanager`` / ``@asynccontextmanager`` transaction has not finished
+    (its generator still has a frame); one of another kind counts as closed once exited."""
+    gen = getattr(txn, "gen", None)
+    frame = getattr(gen, "gi_frame", None) or getattr(gen, "ag_frame", None)
+    return frame is not None
+
+
+def _roll_back(txn: Any, exc: BaseException) -> None:
+    """Exit ``txn`` with ``exc`` (rolling it back), retrying through KeyboardInterrupt."""
+    while is_open(txn) or getattr(txn, "gen", None) is None:
+        try:
+            txn.__exit__(type(exc), exc, exc.__traceback__)
+        except KeyboardInterrupt:
+            continue
+        except BaseException as raised:
+            if raised is not exc:
+                log.error("rolling back an interrupted batch failed", exc_info=raised)
+        return
 
 
 def _call(fn: Callable[[Any], Any], arg: Any) -> Any:
