@@ -98,14 +98,14 @@ class FileSystemSyncBackend(Backend):
     # public contract
     def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
         parts = to_parts(path)
-        with self._lock, self._locked(exclusive=False):
+        with self._os_errors("read", parts), self._lock, self._locked(exclusive=False):
             value = self._read(parts)
         return default if value is MISSING else value
 
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         value = copy_in(value, parts)
-        with self.transaction():
+        with self._os_errors("write", parts), self.transaction():
             if parts:
                 self._write(parts, value)
             else:
@@ -113,8 +113,24 @@ class FileSystemSyncBackend(Backend):
 
     def delete(self, path: PurePosixPath | str) -> None:
         parts = to_parts(path)
-        with self.transaction():
+        with self._os_errors("delete", parts), self.transaction():
             self._delete(parts)
+
+    @contextmanager
+    def _os_errors(self, verb: str, parts: Parts) -> Iterator[None]:
+        """An OSError (a racing process, a permission, something planted in the way) becomes
+        a BackendError -- still an OSError -- naming the path and the directory."""
+        try:
+            yield
+        except BackendError:
+            raise
+        except OSError as exc:
+            at = parts_to_str(parts) if parts else "/"
+            raise BackendError(
+                f"cannot {verb} {at!r} in {str(self.base_dir)!r}: {exc.strerror or exc} "
+                f"({exc.filename or 'the directory'}); check that nothing foreign (a directory, "
+                f"a file without write permission) stands where restate keeps that value"
+            ) from exc
 
     def exists(self, path: PurePosixPath | str) -> bool:
         """Whether ``read(path, MISSING)`` finds a node, from names and file types: no value
