@@ -33,7 +33,7 @@ from ._engine.subscriptions import Change
 from ._engine.tracking import record_read
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
-from .controller import is_open
+from .controller import abandon_engine_batch, is_open
 from .controller_base import ControllerBase
 from .errors import StateError
 from .missing import MISSING
@@ -114,6 +114,7 @@ class ControllerAsync(ControllerBase):
         self._guard = nullcontext()
         self._engine = Engine(self, max_rounds)
         self._txns: list[Any] = []
+        self._batches = 0  # batch() contexts open on this controller
         self._unwatch: Callable[[], Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early: list[list[Change]] = []
@@ -172,11 +173,20 @@ class ControllerAsync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     async def _drive(self, gen: Steps[T]) -> T:
+        if self._is_abandoned():
+            await self._abandon_batch()
         try:
             return await self._steps(gen)
         finally:
-            if self._txns and not self._engine.batch_depth:
-                await self._drop_orphans()  # a cancellation cut a batch short
+            if self._is_abandoned():
+                await self._abandon_batch()  # an interrupt cut a batch short
+
+    async def _abandon_batch(self) -> None:
+        """See ``ControllerSync._abandon_batch``."""
+        if self._batches:
+            return
+        await self._drop_orphans()
+        abandon_engine_batch(self._engine)
 
     async def _steps(self, gen: Steps[T]) -> T:
         if self._loop is None:
@@ -244,6 +254,11 @@ class ControllerAsync(ControllerBase):
         finally:
             if self._txns and self._txns[-1] is txn:
                 self._txns.pop()
+
+    def _is_abandoned(self) -> bool:
+        """Whether the engine's batch count or an open transaction has no batch() behind it."""
+        depth = self._engine.batch_depth
+        return depth != self._batches or (depth == 0 and bool(self._txns))
 
     async def _drop_orphans(self) -> None:
         while self._txns:
@@ -333,10 +348,25 @@ class ControllerAsync(ControllerBase):
         """``async with controller.batch():`` -- atomic, coalesced, rolled back on exception
         (cancellation included)."""
         async with self._lock.held():
-            await self._drive(self._engine.begin_batch())
+            self._batches += 1  # counted before the engine counts it (see _drive)
+            try:
+                await self._drive(self._engine.begin_batch())
+            except BaseException:
+                self._batches -= 1
+                if self._is_abandoned():
+                    await self._abandon_batch()
+                raise
             try:
                 yield self
             except BaseException as exc:
-                await self._drive(self._engine.end_batch(exc))
+                await self._end_batch(exc)
                 raise
-            await self._drive(self._engine.end_batch(None))
+            await self._end_batch(None)
+
+    async def _end_batch(self, exc: BaseException | None) -> None:
+        try:
+            await self._drive(self._engine.end_batch(exc))
+        finally:
+            self._batches -= 1
+            if self._is_abandoned():
+                await self._abandon_batch()

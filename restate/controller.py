@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
+import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
 from ._engine.engine import Engine
@@ -60,6 +62,9 @@ class ControllerSync(ControllerBase):
         self._guard = self._lock
         self._engine = Engine(self, max_rounds)
         self._txns: list[Any] = []
+        # the batch() contexts open, innermost last: token -> (its generator, the frame of its
+        # with statement); their number is the engine's batch depth when all is well
+        self._owners: dict[int, tuple[Any, Any]] = {}
         self._unwatch: Callable[[], Any] | None = None
         self._attach(InMemoryBackend() if backend is None else backend)
 
@@ -114,11 +119,15 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
+        if self._owners:
+            self._close_left_batches()
+        if self._is_abandoned():
+            self._abandon_batch()
         try:
             return self._steps(gen)
         finally:
-            if self._txns and not self._engine.batch_depth:
-                self._drop_orphans()  # an interrupt cut a batch short: see _open_txn
+            if self._is_abandoned():
+                self._abandon_batch()  # an interrupt cut a batch short: see _open_txn
 
     def _steps(self, gen: Steps[T]) -> T:
         value: Any = None
@@ -191,6 +200,20 @@ class ControllerSync(ControllerBase):
             if self._txns and self._txns[-1] is txn:
                 self._txns.pop()
 
+    def _abandon_batch(self) -> None:
+        """An interrupt landed inside the engine's batch bookkeeping (no batch() of ours is
+        open, yet the engine counts one): roll back the transaction it left open and reset
+        the count, so later writes commit instead of joining a batch that never ends."""
+        if self._owners:
+            return  # the open batch() ends it, committing or rolling back
+        self._drop_orphans()
+        abandon_engine_batch(self._engine)
+
+    def _is_abandoned(self) -> bool:
+        """Whether the engine's batch count or an open transaction has no batch() behind it."""
+        depth = self._engine.batch_depth
+        return depth != len(self._owners) or (depth == 0 and bool(self._txns))
+
     def _drop_orphans(self) -> None:
         while self._txns:
             txn = self._txns[-1]
@@ -206,6 +229,8 @@ class ControllerSync(ControllerBase):
         """
         parts = to_parts(path)
         with self._lock:
+            if self._owners:
+                self._close_left_batches()
             record_read(self._engine, parts)
             value = self._read(parts)
             if value is MISSING:
@@ -292,17 +317,84 @@ class ControllerSync(ControllerBase):
         with self._lock:
             return self._drive(self._engine.track(callback, payload))
 
-    @contextmanager
-    def batch(self) -> Iterator[ControllerSync]:
+    def batch(self) -> AbstractContextManager[ControllerSync]:
         """Apply the writes inside at once; notify once at the end; roll back on exception."""
+        gen: list[Any] = []
+        cm = self._batch(gen)
+        gen.append(cm.gen)
+        return cm
+
+    @contextmanager
+    def _batch(self, gen: list[Any]) -> Iterator[ControllerSync]:
         with self._lock:
-            self._drive(self._engine.begin_batch())
+            owner = next(_tokens)
+            # one statement, no call: counted with the engine's batch (see _drive)
+            self._owners[owner] = (gen.pop(), sys._getframe(2))
+            try:
+                self._drive(self._engine.begin_batch())
+            except BaseException:
+                self._owners.pop(owner, None)
+                if self._is_abandoned():
+                    self._abandon_batch()
+                raise
             try:
                 yield self
             except BaseException as exc:
-                self._drive(self._engine.end_batch(exc))
+                self._end_batch(exc, owner)
                 raise
-            self._drive(self._engine.end_batch(None))
+            self._end_batch(None, owner)
+
+    def _end_batch(self, exc: BaseException | None, owner: int) -> None:
+        if owner not in self._owners:
+            return  # already ended by _close_left_batches
+        try:
+            self._drive(self._engine.end_batch(exc))
+        finally:
+            self._owners.pop(owner, None)
+            if self._is_abandoned():
+                self._abandon_batch()
+
+    # An interrupt that lands on the first bytecode of contextlib's __exit__ skips our end of
+    # the batch; the suspended generator then lives as long as anything holds it (IPython
+    # keeps the last traceback), with the batch -- and the store's transaction -- open. So
+    # _owners holds each batch's generator and the frame of its with statement; an operation
+    # that finds a suspended batch whose frame is gone from its own stack closes the
+    # generator, which rolls the batch back.
+
+    def _close_left_batches(self) -> None:
+        while self._owners:
+            owner = next(reversed(self._owners))
+            gen, frame = self._owners[owner]
+            if gen.gi_running:
+                return  # ending itself right now
+            if gen.gi_frame is not None:  # suspended at its yield
+                if _on_stack(frame):
+                    return
+                gen.close()  # GeneratorExit at its yield: the batch ends, rolled back
+            if self._owners.pop(owner, None) is not None:  # its end was cut short
+                self._abandon_batch()
+
+
+def abandon_engine_batch(engine: Any) -> None:
+    """Reset the engine's batch count and log after an interrupt cut its bookkeeping short
+    (the backend's transaction, if any, was rolled back by the caller)."""
+    engine.batch_depth = 0
+    engine.log = []
+    engine._marks.clear()
+    engine._existing.clear()
+
+
+_tokens = itertools.count()
+
+
+def _on_stack(frame: Any) -> bool:
+    """Whether ``frame`` is running in the current thread."""
+    f: Any = sys._getframe(2)
+    while f is not None:
+        if f is frame:
+            return True
+        f = f.f_back
+    return False
 
 
 def is_open(txn: Any) -> bool:

@@ -164,17 +164,22 @@ class _Cache:
     def begin(self) -> None:
         self.levels.append((len(self.undo), self.queue.copy()))
 
-    def end(self, rollback: bool) -> None:
+    def end(self, depth: int, rollback: bool) -> None:
+        """End level ``depth`` (and any above it); nothing if it already ended."""
+        if len(self.levels) <= depth:
+            return
         if rollback:
-            finish(self._roll_back)
+            finish(lambda: self._roll_back(depth))
         else:
-            self.levels.pop()
+            del self.levels[depth:]
             if not self.levels:
                 self.undo.clear()
 
-    def _roll_back(self) -> None:
-        """Undo the innermost level; resumable (an entry is dropped only once undone)."""
-        mark, queue = self.levels[-1]
+    def _roll_back(self, depth: int) -> None:
+        """Undo level ``depth``; resumable (an entry is dropped only once undone)."""
+        if len(self.levels) <= depth:
+            return
+        mark, queue = self.levels[depth]
         assert self.tree is not None
         while len(self.undo) > mark:
             parts, prev = self.undo[-1]
@@ -185,7 +190,7 @@ class _Cache:
                 self.tree._set(parts, prev)
             self.undo.pop()
         self.queue = queue
-        self.levels.pop()
+        del self.levels[depth:]
 
     def show(self, parts: Parts, value: Any) -> None:
         """Make the cache hold ``value`` (MISSING: nothing) at ``parts``, as the store does."""
@@ -402,13 +407,14 @@ class CachingSyncBackend(_Options, Backend):
         an exception puts the cache and its queue back as they were. Nestable."""
         with self._cache.lock:
             self._ensure_loaded()
-            self._cache.begin()
+            depth = len(self._cache.levels)
             try:
+                self._cache.begin()
                 yield self
+                self._cache.end(depth, rollback=False)
             except BaseException:
-                self._cache.end(rollback=True)
+                self._cache.end(depth, rollback=True)
                 raise
-            self._cache.end(rollback=False)
             self._maybe_flush("write")
 
     def close(self) -> None:
@@ -476,13 +482,14 @@ class CachingAsyncBackend(_Options, AsyncBackend):
     async def transaction(self) -> AsyncIterator[CachingAsyncBackend]:
         """See ``CachingSyncBackend.transaction``."""
         await self._ensure_loaded()
-        self._cache.begin()
+        depth = len(self._cache.levels)
         try:
+            self._cache.begin()
             yield self
+            self._cache.end(depth, rollback=False)
         except BaseException:
-            self._cache.end(rollback=True)
+            self._cache.end(depth, rollback=True)
             raise
-        self._cache.end(rollback=False)
         await self._maybe_flush("write")
 
     async def close(self) -> None:

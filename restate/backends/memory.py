@@ -46,7 +46,10 @@ class InMemoryBackend(Backend):
         except BaseException:
             finish(lambda: self._roll_back(depth))
             raise
-        self._end(depth)
+        finally:  # inline, no calls: no interrupt can land between the body and this
+            del self._marks[depth:]
+            if not self._marks:
+                self._undo = None
 
     def _roll_back(self, depth: int) -> None:
         """Undo the writes made since level ``depth`` began; resumable (an entry is dropped

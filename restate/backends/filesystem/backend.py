@@ -233,13 +233,14 @@ class FileSystemSyncBackend(Backend):
         propagates.
         """
         with self._lock:
-            self._begin()
+            level, held = self._journal.depth, self._dirlock.depth
             try:
+                self._begin()
                 yield self
+                self._end(level, held, rollback=False)
             except BaseException:
-                self._end(rollback=True)
+                self._end(level, held, rollback=True)
                 raise
-            self._end(rollback=False)
 
     def _begin(self) -> None:
         with self._lock:
@@ -252,21 +253,22 @@ class FileSystemSyncBackend(Backend):
                 self._dirlock.release_to(depth)
                 raise
 
-    def _end(self, rollback: bool) -> None:
-        """Commit or roll back the innermost level, then release its hold on the lock. A
-        failed commit rolls back; a rollback runs to its end through KeyboardInterrupts."""
+    def _end(self, level: int, held: int, rollback: bool) -> None:
+        """Commit or roll back journal level ``level``, then give the lock back down to
+        ``held``. Idempotent (a level already ended is left alone), so an interrupted end can
+        be repeated; a failed commit rolls back; a rollback runs through interrupts."""
         with self._lock:
             try:
                 if not rollback:
                     try:
-                        self._journal.commit()
+                        self._journal.commit(level)
                         return
                     except BaseException:
-                        finish(lambda: self._journal.rollback(self.durable))
+                        finish(lambda: self._journal.rollback(level, self.durable))
                         raise
-                finish(lambda: self._journal.rollback(self.durable))
+                finish(lambda: self._journal.rollback(level, self.durable))
             finally:
-                self._dirlock.release()
+                self._dirlock.release_to(held)
 
     def _load(self, parent: int, name: str) -> Any:
         raw = read_bytes(parent, name)
@@ -568,10 +570,11 @@ class FileSystemAsyncBackend(AsyncBackend):
         (a thread cannot be stopped) and then rolls back. Tasks that use this backend
         meanwhile take part in it, so keep one writer (the controller)."""
         sync = self.sync
-        await finish_in_thread(sync._begin, undo=lambda: sync._end(True))
+        level, held = sync._journal.depth, sync._dirlock.depth
         try:
+            await finish_in_thread(sync._begin)
             yield self
+            await finish_in_thread(sync._end, level, held, False)
         except BaseException:
-            await finish_in_thread(sync._end, True)
+            await finish_in_thread(sync._end, level, held, True)
             raise
-        await finish_in_thread(sync._end, False)

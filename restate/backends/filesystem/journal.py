@@ -71,6 +71,11 @@ class Journal:
     def active(self) -> bool:
         return bool(self._levels)
 
+    @property
+    def depth(self) -> int:
+        """How many levels are open; the next ``begin()`` opens level ``depth``."""
+        return len(self._levels)
+
     def begin(self) -> None:
         self._levels.append(_Level(len(self.records), self._size))
 
@@ -84,18 +89,25 @@ class Journal:
         level.seen.add(rel)
         self.records.append((rel, image))
 
-    def commit(self) -> None:
-        level = self._levels[-1]
-        if len(self._levels) > 1:
-            self._levels[-2].seen |= level.seen
+    def commit(self, depth: int) -> None:
+        """Commit level ``depth`` (and any left open above it); nothing if already ended."""
+        if len(self._levels) <= depth:
+            return
+        del self._levels[depth + 1 :]
+        level = self._levels[depth]
+        if depth:
+            self._levels[depth - 1].seen |= level.seen
         else:
             self._finish()
-        self._levels.pop()
+        del self._levels[depth:]
 
-    def rollback(self, durable: bool) -> None:
-        """Undo this level's records newest first, then forget them. Resumable: a record is
-        dropped only once undone, so calling it again after an interruption finishes it."""
-        level = self._levels[-1]
+    def rollback(self, depth: int, durable: bool) -> None:
+        """Undo level ``depth``'s records (and those of levels above it) newest first, then
+        forget them; nothing if already ended. Resumable: a record is dropped only once
+        undone, so calling it again after an interruption finishes it."""
+        if len(self._levels) <= depth:
+            return
+        level = self._levels[depth]
         if self.records and len(self.records) > level.count:
             root = self._open_root()
             try:
@@ -105,11 +117,11 @@ class Journal:
                     self.records.pop()
             finally:
                 os.close(root)
-        if len(self._levels) > 1:
+        if depth:
             self._truncate(level.offset)
         else:
             self._finish()
-        self._levels.pop()
+        del self._levels[depth:]
 
     def _append(self, record: bytes) -> None:
         root = None
