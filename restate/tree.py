@@ -25,9 +25,10 @@ __all__ = [
     "values_equal",
 ]
 
-#: How deep the state tree may nest (path segments plus levels of dicts, lists and tuples
-#: inside the value). Deeper values would overflow Python's recursion limit in the code that
-#: copies, compares and serialises them, so they are refused before anything changes.
+#: How deep the state tree may nest: a value written at a path of ``p`` segments may hold at
+#: most ``MAX_DEPTH - p`` levels of nested dicts, lists and tuples. Deeper values would
+#: overflow Python's recursion limit in the code that copies, compares and serialises them,
+#: so they are refused before anything changes.
 MAX_DEPTH = 200
 
 IMMUTABLE: frozenset[type] = frozenset(
@@ -49,8 +50,8 @@ def validate_value(value: Any, where: Parts = ()) -> None:
         if node is _LEAVE:
             on_path.discard(depth)
             continue
-        if depth > MAX_DEPTH:
-            raise _too_deep(at)
+        if depth >= MAX_DEPTH:
+            raise _too_deep(where, at)
         if id(node) in on_path:
             raise SerializationError(
                 f"the value written at {parts_to_str(where)!r} contains itself (at "
@@ -76,11 +77,12 @@ def _push_children(node: Any, at: Parts, depth: int, stack: list[tuple[Any, Part
                 stack.append((v, at, depth + 1))
 
 
-def _too_deep(at: Parts) -> SerializationError:
+def _too_deep(where: Parts, at: Parts) -> SerializationError:
+    below = parts_to_str(at[len(where) : len(where) + 3]) if len(at) > len(where) else ""
     return SerializationError(
-        f"the value at {parts_to_str(at)!r} nests deeper than restate's limit of {MAX_DEPTH} "
-        f"levels (path segments plus nested dicts, lists and tuples); flatten it or store it "
-        f"as one string"
+        f"the value written at {parts_to_str(where)!r} nests deeper than restate's limit of "
+        f"{MAX_DEPTH} levels (path segments plus nested dicts, lists and tuples; it goes on "
+        f"below {below or '/'!r}...); flatten it or store it as one string"
     )
 
 
