@@ -82,13 +82,13 @@ class ControllerSync(ControllerBase):
             )
         self._bind_backend(backend)
         engine = self._engine
-        engine.read, engine.write, engine.call = self._read_root, self._write, _call
+        engine.io.read, engine.io.write, engine.io.call = self._read_root, self._write, _call
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
         tracked functions stay; they react to the difference between the old and new state."""
         with self._lock:
-            if self._engine.batch_depth:
+            if self._engine.batches.depth:
                 raise StateError("cannot switch backends inside a batch")
             old = self._drive(self._engine.snapshot(()))
             self.close()
@@ -211,7 +211,7 @@ class ControllerSync(ControllerBase):
 
     def _is_abandoned(self) -> bool:
         """Whether the engine's batch count or an open transaction has no batch() behind it."""
-        depth = self._engine.batch_depth
+        depth = self._engine.batches.depth
         return depth != len(self._owners) or (depth == 0 and bool(self._txns))
 
     def _drop_orphans(self) -> None:
@@ -231,7 +231,7 @@ class ControllerSync(ControllerBase):
         with self._lock:
             if self._owners:
                 self._close_left_batches()
-            record_read(self._engine, parts)
+            record_read(self, parts)
             value = self._read(parts)
             if value is MISSING:
                 if not parts:
@@ -378,10 +378,11 @@ class ControllerSync(ControllerBase):
 def abandon_engine_batch(engine: Any) -> None:
     """Reset the engine's batch count and log after an interrupt cut its bookkeeping short
     (the backend's transaction, if any, was rolled back by the caller)."""
-    engine.batch_depth = 0
-    engine.log = []
-    engine._marks.clear()
-    engine._existing.clear()
+    batches = engine.batches
+    batches.depth = 0
+    batches.log = []
+    batches._marks.clear()
+    batches._existing.clear()
 
 
 _tokens = itertools.count()

@@ -7,6 +7,7 @@ controller and the in-memory backend build on them.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from .errors import PathConflictError, SerializationError
@@ -39,9 +40,10 @@ IMMUTABLE: frozenset[type] = frozenset(
 def validate_value(value: Any, where: Parts = ()) -> None:
     """Raise, before anything is stored, unless ``value`` can be stored at ``where``.
 
-    Walks dicts, lists and tuples without recursion. Raises InvalidPathError for a bad dict
-    key, SerializationError for a container that contains itself or for nesting deeper than
-    ``MAX_DEPTH`` (counting the path). Other objects are leaves and are not looked into.
+    Walks dicts, lists and tuples without recursion. Raises SerializationError for a
+    container that contains itself or for nesting deeper than ``MAX_DEPTH`` (counting the
+    path). Other objects are leaves and are not looked into. (Dict keys are checked by the
+    copy, ``copy_in``, which stores nothing either when one is bad.)
     """
     stack: list[tuple[Any, Parts, int]] = [(value, where, len(where))]
     on_path: set[int] = set()  # ids of the containers enclosing the one being looked at
@@ -66,9 +68,10 @@ _LEAVE: Any = object()  # marks the end of a container's children on the walk's 
 
 
 def _push_children(node: Any, at: Parts, depth: int, stack: list[tuple[Any, Parts, int]]) -> None:
+    if _all_immutable(node.values() if isinstance(node, dict) else node):
+        return  # the common case, decided in one C-level pass
     if isinstance(node, dict):
         for k, v in node.items():
-            check_key(k, at)
             if type(v) not in IMMUTABLE and isinstance(v, dict | list | tuple):
                 stack.append((v, (*at, k), depth + 1))
     else:
@@ -88,7 +91,8 @@ def _too_deep(where: Parts, at: Parts) -> SerializationError:
 
 def copy_in(value: Any, where: Parts = ()) -> Any:
     """An isolated copy of ``value`` to store at ``where``, validated first
-    (``validate_value``): a bad key, a cycle or too deep a value stores nothing.
+    (``validate_value``); raises InvalidPathError for a bad dict key anywhere in the value,
+    SerializationError for a cycle or too deep a value -- nothing is stored then.
     """
     t = type(value)
     if t in IMMUTABLE:
@@ -103,10 +107,19 @@ def _copy_in(value: Any, where: Parts) -> Any:
     if t in IMMUTABLE:
         return value
     if t is dict or isinstance(value, dict):
-        return {k: v if type(v) in IMMUTABLE else _copy_in(v, where) for k, v in value.items()}
+        _check_keys(value, where)
+        if _all_immutable(value.values()):
+            return dict(value)
+        return {
+            k: v if type(v) in IMMUTABLE else _copy_in(v, (*where, k)) for k, v in value.items()
+        }
     if t is list:
+        if _all_immutable(value):
+            return value.copy()
         return [v if type(v) in IMMUTABLE else _copy_in(v, where) for v in value]
     if t is tuple:
+        if _all_immutable(value):
+            return value
         return tuple(v if type(v) in IMMUTABLE else _copy_in(v, where) for v in value)
     return copy.deepcopy(value)
 
@@ -117,12 +130,42 @@ def copy_out(value: Any) -> Any:
     if t in IMMUTABLE:
         return value
     if t is dict:
+        if _all_immutable(value.values()):
+            return value.copy()
         return {k: v if type(v) in IMMUTABLE else copy_out(v) for k, v in value.items()}
     if t is list:
+        if _all_immutable(value):
+            return value.copy()
         return [v if type(v) in IMMUTABLE else copy_out(v) for v in value]
     if t is tuple:
+        if _all_immutable(value):
+            return value
         return tuple(v if type(v) in IMMUTABLE else copy_out(v) for v in value)
     return copy.deepcopy(value)
+
+
+# Copy strategy (measured in benchmarks/bench_core.py): values are copied in on write and
+# out on read (copy-on-read). Most containers hold only immutable leaves: one C-level pass
+# over their types says so and a shallow ``dict.copy()`` is then a full isolated copy, and
+# a tuple of immutables is shared as is. The first mutable value stops that pass early.
+
+
+def _all_immutable(values: Iterable[Any]) -> bool:
+    return IMMUTABLE.issuperset(map(type, values))
+
+
+_STR = frozenset({str})
+
+
+def _check_keys(d: dict[Any, Any], where: Parts) -> None:
+    """``check_key`` for every key of ``d``, in C-level passes when all keys are fine (a
+    bad key is then named by ``check_key`` itself)."""
+    if _STR.issuperset(map(type, d)):
+        joined = "".join(d)
+        if not ("/" in joined or "\0" in joined or "" in d or "." in d or ".." in d or "*" in d):
+            return
+    for k in d:
+        check_key(k, where)
 
 
 def get_in(tree: Any, parts: Parts, start: int = 0) -> Any:
