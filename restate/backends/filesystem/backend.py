@@ -18,8 +18,13 @@ Rules:
   removes it and its empty parents, and an empty directory reads as missing. So deleting
   ``/a/b`` when it was ``/a``'s only child leaves ``/a`` missing (the memory backend keeps
   ``{}``); write ``/a = {}`` to keep an empty dict, it is stored as the document ``a.json``.
-- Every file write is a temporary file in the same directory + ``os.replace``; ``durable=True``
-  also fsyncs the file and its directory. Serialization happens before the disk is touched.
+- Every file write is a temporary file (random name, ``O_EXCL | O_NOFOLLOW``) in the same
+  directory + ``os.replace``; ``durable=True`` also fsyncs the file and its directory.
+  Serialization happens before the disk is touched.
+- Every write, delete and batch is a transaction: it holds the directory lock (``lock.py``)
+  and journals what it changes first (``journal.py``), so it is all-or-nothing across
+  crashes and isolated from other processes; the next lock holder undoes what a killed
+  process left half done.
 - Names are encoded reversibly (see ``names.py``). Files of other extensions, names starting
   with ``.`` and symlinks are never read, followed, written through or deleted: the walk
   opens each directory with ``O_NOFOLLOW`` relative to its parent's descriptor.
@@ -29,8 +34,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -39,8 +44,8 @@ from ...missing import MISSING
 from ...paths import Parts, parts_to_str, to_parts
 from ...serializers import Serializer, json_serializer
 from ...tree import copy_in, delete_in, get_in, set_in
-from .._interrupts import finish, finish_in_thread
-from ..base import AsyncBackend, Backend
+from .._interrupts import finish
+from ..base import Backend
 from . import names, probe
 from .fileio import (
     DIR_FLAGS,
@@ -56,7 +61,7 @@ from .fileio import (
 from .journal import Journal, Rel, has_journal, recover
 from .lock import DirLock
 
-__all__ = ["FileSystemAsyncBackend", "FileSystemSyncBackend"]
+__all__ = ["FileSystemSyncBackend"]
 
 
 class FileSystemSyncBackend(Backend):
@@ -518,63 +523,3 @@ class FileSystemSyncBackend(Backend):
                 return
             if names.is_hashed(name):
                 self._unlink(fds[i - 1], names.sidecar(name))
-
-
-class FileSystemAsyncBackend(AsyncBackend):
-    """``FileSystemSyncBackend`` with awaitable methods: each call runs the sync implementation
-    in a worker thread (``asyncio.to_thread``), so the event loop never blocks on the disk.
-    ``.sync`` is the underlying sync backend."""
-
-    def __init__(
-        self,
-        base_dir: str | os.PathLike[str],
-        serializer: Serializer[Any] = json_serializer,
-        durable: bool = False,
-    ) -> None:
-        self.sync = FileSystemSyncBackend(base_dir, serializer, durable)
-        self.base_dir = self.sync.base_dir
-        self.serializer = serializer
-
-    def __repr__(self) -> str:
-        return f"FileSystemAsyncBackend({str(self.base_dir)!r})"
-
-    async def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
-        return await finish_in_thread(self.sync.read, path, default)
-
-    async def write(self, path: PurePosixPath | str, value: Any) -> None:
-        value = copy_in(value, to_parts(path))  # isolate now: the caller may mutate it later
-        await finish_in_thread(self.sync.write, path, value)
-
-    async def delete(self, path: PurePosixPath | str) -> None:
-        await finish_in_thread(self.sync.delete, path)
-
-    async def exists(self, path: PurePosixPath | str) -> bool:
-        """See ``FileSystemSyncBackend.exists``."""
-        return await finish_in_thread(self.sync.exists, path)
-
-    async def _occupied(
-        self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()
-    ) -> bool:
-        return await finish_in_thread(self.sync._occupied, path, ignore)
-
-    def check_value(self, path: PurePosixPath | str, value: Any) -> None:
-        self.sync.check_value(path, value)
-
-    async def close(self) -> None:
-        self.sync.close()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[FileSystemAsyncBackend]:
-        """The sync backend's transaction (see ``FileSystemSyncBackend.transaction``), its
-        lock taken in a worker thread. Cancellation waits for the disk operation in flight
-        (a thread cannot be stopped) and then rolls back. Tasks that use this backend
-        meanwhile take part in it, so keep one writer (the controller)."""
-        sync = self.sync
-        level, held = sync._journal.depth, sync._dirlock.depth
-        try:
-            await finish_in_thread(sync._begin)
-            yield self
-            await finish_in_thread(sync._end, level, held, False)
-        except BaseException:
-            await finish_in_thread(sync._end, level, held, True)
-            raise
