@@ -87,7 +87,7 @@ class FileSystemSyncBackend(Backend):
         self._lock = threading.RLock()
         self._encoded: dict[str, str] = {}
         self._rels: dict[int, Rel] = {}  # open directory descriptor -> names below base_dir
-        self._journal = Journal(self._open_base)
+        self._journal = Journal(self._open_base, durable)
         self._dirlock = DirLock(self._open_base, str(self.base_dir))
         with self._lock, self._locked(exclusive=True):
             pass  # taking the lock undoes a batch a killed process left half done

@@ -7,8 +7,9 @@ Design (an undo log, the classic write-ahead rule applied to pre-images):
    replaced or removed, a directory made or removed), the journal file ``.restate.journal``
    in the root gets a record of what that name held: the file's bytes, "a directory", or
    "nothing". The record is written and fsynced *before* the change is made.
-3. Commit = unlinking the journal (then fsyncing the root). That single unlink is the commit
-   point: before it the batch can be undone completely, after it there is nothing to undo.
+3. Commit = unlinking the journal (then, with ``durable=True``, fsyncing the root). That
+   single unlink is the commit point: before it the batch can be undone completely, after
+   it there is nothing to undo.
 4. Rollback (an exception, including KeyboardInterrupt) and recovery (the next process to
    take the lock finds a journal left by a killed one) both undo the records newest first
    and then unlink the journal. Undoing is idempotent, so a crash during an undo is finished
@@ -60,8 +61,9 @@ class _Level:
 class Journal:
     """The records of the transaction in progress (one per backend instance)."""
 
-    def __init__(self, open_root: Callable[[], int]) -> None:
+    def __init__(self, open_root: Callable[[], int], durable: bool = False) -> None:
         self._open_root = open_root
+        self._durable = durable  # also fsync the root after creating and unlinking
         self.records: list[tuple[Rel, PreImage]] = []
         self._levels: list[_Level] = []
         self._fd: int | None = None
@@ -132,7 +134,8 @@ class Journal:
         self._size += _write(self._fd, record)
         os.fsync(self._fd)  # the record is on disk before the change it allows
         if root is not None:
-            os.fsync(root)  # ... and so is the journal's name
+            if self._durable:
+                os.fsync(root)  # ... and so is the journal's name (power loss)
             os.close(root)
 
     def _truncate(self, offset: int) -> None:
@@ -150,7 +153,8 @@ class Journal:
             try:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(JOURNAL_NAME, dir_fd=root)
-                os.fsync(root)
+                if self._durable:
+                    os.fsync(root)  # the commit survives power loss
             finally:
                 os.close(root)
             fd, self._fd, self._size = self._fd, None, 0
