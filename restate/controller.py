@@ -119,15 +119,26 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
+        if self._owners:  # inside a batch: is its with statement still running? (inlined)
+            frame = next(reversed(self._owners.values()))[1]
+            f: Any = sys._getframe(1)
+            while f is not None and f is not frame:
+                f = f.f_back
+            if f is None:
+                self._heal()
+        elif self._txns:
+            self._heal()
+        try:
+            return self._steps(gen)
+        finally:
+            if self._engine.batches.depth != len(self._owners) or self._txns:
+                self._heal()  # an interrupt may have cut a batch short: see _open_txn
+
+    def _heal(self) -> None:
         if self._owners:
             self._close_left_batches()
         if self._is_abandoned():
             self._abandon_batch()
-        try:
-            return self._steps(gen)
-        finally:
-            if self._is_abandoned():
-                self._abandon_batch()  # an interrupt cut a batch short: see _open_txn
 
     def _steps(self, gen: Steps[T]) -> T:
         value: Any = None
