@@ -12,12 +12,15 @@ is nobody or a ``Route`` of plain subscriptions:
    go through ``Dispatcher.more_rounds`` driven by ``DirectIO.drive``.
 
 Everything else goes to the engine's generator, driven by ``DirectIO.drive``: a path a
-derivation, tracked function or ``*`` subscription may hear, and a dict written where
-subscriptions lie below (only the planner diffs dicts). Inside a batch the write is applied
-and logged as ``Engine.set_state`` does (the undo log is what rollback needs), without a
-generator. A write to a persistent store that nothing can observe skips the read of the
-previous value (``_write_blind``). ``Engine.direct_writes = False`` switches the path off
-(the differential tests compare both).
+derivation, tracked function or ``*`` subscription may hear, a dict written where
+subscriptions lie below (only the planner diffs dicts), and every write outside a batch to
+a store with ``swap()`` (the engine writes and gets the previous value in one round trip).
+
+Inside a batch the write is applied and logged as ``Engine.set_state`` does (the undo log
+is what rollback needs), without a generator. A write to a persistent store that nothing
+can observe skips the read of the previous value (``_write_blind``).
+``Engine.direct_writes = False`` switches the path off (the differential tests compare
+both).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def set_direct(
     heard = engine.audience.known.get(parts)
     if heard is None:
         heard = engine.audience.route(parts)
-    if heard is True:  # the planner's business
+    if heard is True or io.swap is not None:  # the planner's, or the backend's swap()
         gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
         return bool(io.drive(gen))  # type: ignore[misc]
     if (

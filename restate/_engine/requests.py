@@ -50,12 +50,12 @@ class DirectIO:
     yield the request to the driver instead -- the same code either way.
 
     ``drive`` runs a whole generator of requests to its end (the sync driver): with it,
-    ``read``, ``write``, ``exists`` and ``call``, the engine's direct write path
-    (``Engine.set_direct``) needs no generator for the common write and hands the rest --
-    a later round of deliveries, a dict write with subscriptions below -- to ``drive``.
+    ``read``, ``write``, ``exists`` and ``call``, the direct write path (direct.py) needs
+    no generator for the common write and hands the rest -- a later round of deliveries, a
+    dict write with subscriptions below -- to ``drive``.
     """
 
-    __slots__ = ("call", "drive", "exists", "read", "write")
+    __slots__ = ("call", "drive", "exists", "read", "swap", "write")
 
     def __init__(self) -> None:
         self.read: Callable[[Any], Any] | None = None
@@ -63,6 +63,8 @@ class DirectIO:
         self.call: Callable[[Callable[..., Any], Any], Any] | None = None
         self.exists: Callable[[Any], Any] | None = None
         self.drive: Callable[[Gen], Any] | None = None
+        # the backend's optional swap(path, value) -> prev (backends/base.py): one round trip
+        self.swap: Callable[[Any, Any], Any] | None = None
 
 
 class _NoDefault:
