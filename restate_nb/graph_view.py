@@ -60,8 +60,8 @@ def _note(info: Any) -> str:
         return "never ran"
     stamp = time.strftime("%H:%M:%S", time.localtime(info.why.at))
     runs = f"{info.runs} run{'' if info.runs == 1 else 's'}"
-    because = f", because {info.why.path} changed ({info.why.origin})" if info.why.path else ""
-    return f"last ran {stamp} ({runs}){because}"
+    # why it ran is on the cell itself; here it would make the status depend on timing
+    return f"last ran {stamp} ({runs})"
 
 
 def status_text(controller: Any, cells: Any, derivations: Any) -> str:
