@@ -21,10 +21,13 @@ Rules:
 - Every file write is a temporary file (random name, ``O_EXCL | O_NOFOLLOW``) in the same
   directory + ``os.replace``; ``durable=True`` also fsyncs the file and its directory.
   Serialization happens before the disk is touched.
-- Every write, delete and batch is a transaction: it holds the directory lock (``lock.py``)
-  and journals what it changes first (``journal.py``), so it is all-or-nothing across
-  crashes and isolated from other processes; the next lock holder undoes what a killed
-  process left half done.
+- Every write, delete and batch is a transaction: it holds the directory lock (``lock.py``),
+  so it is isolated from other processes, and it is all-or-nothing across process crashes
+  (and, with ``durable=True``, power loss; see ``journal.py``). A change of several steps (a
+  batch, a directory replaced by a file or removed, new directories made, a root write) is
+  journaled first and the next lock holder undoes what a killed process left half done; a
+  plain write or delete that is one rename or unlink (a leaf file replaced, created or
+  removed) is atomic by itself and skips the journal.
 - Names are encoded reversibly (see ``names.py``). Files of other extensions, names starting
   with ``.`` and symlinks are never read, followed, written through or deleted: the walk
   opens each directory with ``O_NOFOLLOW`` relative to its parent's descriptor.
@@ -33,6 +36,7 @@ Rules:
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,7 +114,7 @@ class FileSystemSyncBackend(Backend):
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         value = copy_in(value, parts)
-        with self._os_errors("write", parts), self.transaction():
+        with self._os_errors("write", parts), self._transaction(record=False):
             if parts:
                 self._write(parts, value)
             else:
@@ -118,7 +122,7 @@ class FileSystemSyncBackend(Backend):
 
     def delete(self, path: PurePosixPath | str) -> None:
         parts = to_parts(path)
-        with self._os_errors("delete", parts), self.transaction():
+        with self._os_errors("delete", parts), self._transaction(record=False):
             self._delete(parts)
 
     @contextmanager
@@ -237,23 +241,30 @@ class FileSystemSyncBackend(Backend):
         directory it touched is put back as it was, byte for byte, then the exception
         propagates.
         """
+        with self._transaction(record=True):
+            yield self
+
+    @contextmanager
+    def _transaction(self, record: bool) -> Iterator[FileSystemSyncBackend]:
+        """``record=False``: a plain write or delete, journaled only once it calls
+        ``_several_steps()`` (before its first change)."""
         with self._lock:
             level, held = self._journal.depth, self._dirlock.depth
             try:
-                self._begin()
+                self._begin(record)
                 yield self
                 self._end(level, held, rollback=False)
             except BaseException:
                 self._end(level, held, rollback=True)
                 raise
 
-    def _begin(self) -> None:
+    def _begin(self, record: bool = True) -> None:
         with self._lock:
             depth = self._dirlock.depth
             try:
                 if self._dirlock.acquire(exclusive=True):
                     self._recover()
-                self._journal.begin()
+                self._journal.begin(record)
             except BaseException:
                 self._dirlock.release_to(depth)
                 raise
@@ -285,6 +296,18 @@ class FileSystemSyncBackend(Backend):
             raise BackendError(
                 f"cannot parse {name!r} below {str(self.base_dir)!r}: {exc}"
             ) from exc
+
+    def _several_steps(self) -> None:
+        """The change in progress takes more than one rename or unlink: journal it (a no-op
+        inside a batch, which journals everything)."""
+        if not self._journal.recording:
+            self._journal.record()
+
+    def _is_dir(self, parent: int, name: str) -> bool:
+        try:
+            return stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     def _store(self, parent: int, name: str, data: bytes) -> None:
         self._note(parent, name)
@@ -388,13 +411,17 @@ class FileSystemSyncBackend(Backend):
                 self._write_in_doc(fds[-1], parts, depth, doc, value)
                 return
             raw = self.serializer.dump_bytes(value, parts_to_str(parts))
+            name = self._enc(parts[-1])
+            has_dir = depth == len(parts) - 1 and self._is_dir(fds[-1], name)
+            if has_dir or depth < len(parts) - 1 or names.is_hashed(name):
+                self._several_steps()
             for key in parts[depth:-1]:
                 fds.append(self._make_dir(fds[-1], self._enc(key), key))
-            name = self._enc(parts[-1])
             if names.is_hashed(name):
                 self._store(fds[-1], names.sidecar(name), key_bytes(parts[-1]))
             self._store(fds[-1], name + self._ext, raw)
-            self._remove_tree(fds[-1], name)
+            if has_dir:
+                self._remove_tree(fds[-1], name)
         finally:
             close_all(fds)
 
@@ -434,6 +461,7 @@ class FileSystemSyncBackend(Backend):
         if type(value) is not dict:
             raise TypeError(f"the root must be a dict, not {type(value).__name__}")
         raws = {k: self.serializer.dump_bytes(v, "/" + k) for k, v in value.items()}
+        self._several_steps()
         fd = self._open_base()
         try:
             current = self._load_dir(fd)
@@ -451,6 +479,7 @@ class FileSystemSyncBackend(Backend):
     # delete
     def _delete(self, parts: Parts) -> None:
         if not parts:
+            self._several_steps()
             fd = self._open_base()
             try:
                 self._clear_dir(fd)
@@ -469,8 +498,13 @@ class FileSystemSyncBackend(Backend):
                     at = parts_to_str(parts[: depth + 1])
                     self._store(fds[-1], name, self.serializer.dump_bytes(doc, at))
                 return
-            if depth == len(parts) - 1 and self._remove_node(fds[-1], self._enc(parts[-1])):
-                self._prune(fds, parts)
+            if depth < len(parts) - 1:
+                return
+            name = self._enc(parts[-1])
+            if self._is_dir(fds[-1], name) or any(names.is_hashed(self._enc(k)) for k in parts):
+                self._several_steps()  # a subtree, or key sidecars: more than one unlink
+            if self._remove_node(fds[-1], name):
+                self._prune(fds, parts)  # empty directories read as missing: no journal
         finally:
             close_all(fds)
 
