@@ -62,7 +62,7 @@ from .fileio import (
     unlink_at,
     write_atomic,
 )
-from .journal import Journal, Rel, has_journal, recover
+from .journal import JOURNAL_NAME, Journal, Rel, has_journal, recover
 from .lock import DirLock
 
 __all__ = ["FileSystemSyncBackend"]
@@ -92,6 +92,7 @@ class FileSystemSyncBackend(Backend):
         self._encoded: dict[str, str] = {}
         self._rels: dict[int, Rel] = {}  # open directory descriptor -> names below base_dir
         self._journal = Journal(self._open_base, durable)
+        self._journal_path = os.path.join(self.base_dir, JOURNAL_NAME)
         self._dirlock = DirLock(self._open_base, str(self.base_dir))
         with self._lock, self._locked(exclusive=True):
             pass  # taking the lock undoes a batch a killed process left half done
@@ -216,6 +217,10 @@ class FileSystemSyncBackend(Backend):
             self._dirlock.release_to(depth)
 
     def _recover(self) -> None:
+        # Every lock taken asks this; a stat by path (the same lookup as opening the root)
+        # keeps the common answer, "no journal", to one system call.
+        if not os.path.lexists(self._journal_path):
+            return
         fd = self._open_base()
         try:
             if not has_journal(fd):
