@@ -31,6 +31,9 @@ Rules:
 - Names are encoded reversibly (see ``names.py``). Files of other extensions, names starting
   with ``.`` and symlinks are never read, followed, written through or deleted: the walk
   opens each directory with ``O_NOFOLLOW`` relative to its parent's descriptor.
+
+This module holds the public methods and the write/delete paths; reading is in
+``reading.py``, locking and journaling in ``transactions.py`` (mixins of the class here).
 """
 
 from __future__ import annotations
@@ -47,8 +50,7 @@ from ...errors import BackendError, PathConflictError
 from ...missing import MISSING
 from ...paths import Parts, parts_to_str, to_parts
 from ...serializers import Serializer, json_serializer
-from ...tree import copy_in, delete_in, get_in, set_in
-from .._interrupts import finish
+from ...tree import copy_in, delete_in, set_in
 from ..base import Backend
 from . import names, probe
 from .fileio import (
@@ -57,18 +59,18 @@ from .fileio import (
     close_all,
     key_bytes,
     open_dir,
-    pre_image,
-    read_bytes,
     unlink_at,
     write_atomic,
 )
-from .journal import JOURNAL_NAME, Journal, Rel, has_journal, recover
+from .journal import JOURNAL_NAME, Journal, Rel
 from .lock import DirLock
+from .reading import FileReading
+from .transactions import FileTransactions
 
 __all__ = ["FileSystemSyncBackend"]
 
 
-class FileSystemSyncBackend(Backend):
+class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
     """State stored as files below ``base_dir`` (created if missing).
 
     Args:
@@ -170,12 +172,6 @@ class FileSystemSyncBackend(Backend):
             name = self._encoded[key] = names.encode_name(key, self.serializer.extension)
         return name
 
-    def _dec(self, parent: int, name: str) -> str | None:
-        if not names.is_hashed(name):
-            return names.decode_name(name)
-        raw = read_bytes(parent, names.sidecar(name))
-        return None if raw is None else raw.decode("utf-8", "surrogatepass")
-
     # files
     def _open_base(self) -> int:
         try:
@@ -196,118 +192,6 @@ class FileSystemSyncBackend(Backend):
         self._note(parent, name)
         return unlink_at(parent, name)
 
-    # transactions: the journal (journal.py) under the directory lock (lock.py)
-    def _note(self, parent: int, name: str) -> None:
-        """Journal what ``name`` holds before it changes (every change goes through here)."""
-        self._journal.note((*self._rels[parent], name), lambda: pre_image(parent, name))
-
-    @contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[None]:
-        """Hold the directory lock; the first holder undoes what a killed process left."""
-        depth = self._dirlock.depth
-        try:
-            if self._dirlock.acquire(exclusive):
-                self._recover()
-        except BaseException:
-            self._dirlock.release_to(depth)
-            raise
-        try:
-            yield
-        finally:
-            self._dirlock.release_to(depth)
-
-    def _recover(self) -> None:
-        # Every lock taken asks this; a stat by path (the same lookup as opening the root)
-        # keeps the common answer, "no journal", to one system call.
-        if not os.path.lexists(self._journal_path):
-            return
-        fd = self._open_base()
-        try:
-            if not has_journal(fd):
-                return
-            exclusive = self._dirlock.exclusive
-            if not exclusive:
-                self._dirlock.upgrade()
-            try:
-                recover(fd, self.durable)
-            finally:
-                if not exclusive:
-                    self._dirlock.downgrade()
-        finally:
-            os.close(fd)
-
-    @contextmanager
-    def transaction(self) -> Iterator[FileSystemSyncBackend]:
-        """Group writes and deletes into one atomic unit (nestable).
-
-        Holds the directory's exclusive lock throughout, so it is isolated from other
-        processes; every change is journaled first (``journal.py``), so a crash at any point
-        leaves all of it or none. On an exception (KeyboardInterrupt included) every file and
-        directory it touched is put back as it was, byte for byte, then the exception
-        propagates.
-        """
-        with self._transaction(record=True):
-            yield self
-
-    @contextmanager
-    def _transaction(self, record: bool) -> Iterator[FileSystemSyncBackend]:
-        """``record=False``: a plain write or delete, journaled only once it calls
-        ``_several_steps()`` (before its first change)."""
-        with self._lock:
-            level, held = self._journal.depth, self._dirlock.depth
-            try:
-                self._begin(record)
-                yield self
-                self._end(level, held, rollback=False)
-            except BaseException:
-                self._end(level, held, rollback=True)
-                raise
-
-    def _begin(self, record: bool = True) -> None:
-        with self._lock:
-            depth = self._dirlock.depth
-            try:
-                if self._dirlock.acquire(exclusive=True):
-                    self._recover()
-                self._journal.begin(record)
-            except BaseException:
-                self._dirlock.release_to(depth)
-                raise
-
-    def _end(self, level: int, held: int, rollback: bool) -> None:
-        """Commit or roll back journal level ``level``, then give the lock back down to
-        ``held``. Idempotent (a level already ended is left alone), so an interrupted end can
-        be repeated; a failed commit rolls back; a rollback runs through interrupts."""
-        with self._lock:
-            try:
-                if not rollback:
-                    try:
-                        self._journal.commit(level)
-                        return
-                    except BaseException:
-                        finish(lambda: self._journal.rollback(level, self.durable))
-                        raise
-                finish(lambda: self._journal.rollback(level, self.durable))
-            finally:
-                self._dirlock.release_to(held)
-
-    def _load(self, parent: int, name: str) -> Any:
-        raw = read_bytes(parent, name)
-        if raw is None:
-            return MISSING
-        try:
-            return self.serializer.loads(raw.decode() if self.serializer.raw_type is str else raw)
-        except Exception as exc:
-            raise BackendError(
-                f"cannot parse {name!r} below {str(self.base_dir)!r}: {exc}"
-            ) from exc
-
-    def _several_steps(self) -> None:
-        """The change in progress takes more than one rename or unlink: journal it (a no-op
-        inside a batch, which journals everything)."""
-        if not self._journal.recording:
-            self._journal.record()
-
     def _is_dir(self, parent: int, name: str) -> bool:
         try:
             return stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
@@ -317,65 +201,6 @@ class FileSystemSyncBackend(Backend):
     def _store(self, parent: int, name: str, data: bytes) -> None:
         self._note(parent, name)
         write_atomic(parent, name, data, self.durable)
-
-    # read
-    def _read(self, parts: Parts) -> Any:
-        fd = self._open_base()
-        try:
-            for i, key in enumerate(parts):
-                name = self._enc(key)
-                value = self._load(fd, name + self._ext)
-                if value is not MISSING:
-                    return get_in(value, parts, i + 1)
-                sub = open_dir(fd, name)
-                if sub is None:
-                    return MISSING
-                os.close(fd)
-                fd = sub
-            value = self._load_dir(fd)
-            return value if value or not parts else MISSING
-        finally:
-            os.close(fd)
-
-    def _entries(self, fd: int) -> Iterator[tuple[str | None, str, bool]]:
-        """``(key, name, is_value_file)`` for each value file and directory in ``fd``; hidden
-        names and files of other extensions are skipped, ``key`` is None when a name does not
-        decode."""
-        ext, n = self._ext, len(self._ext)
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                name = entry.name
-                if name[0] == ".":
-                    continue
-                if name.endswith(ext) and entry.is_file(follow_symlinks=False):
-                    yield self._dec(fd, name[:-n]), name, True
-                elif entry.is_dir(follow_symlinks=False):
-                    yield self._dec(fd, name), name, False
-
-    def _load_dir(self, fd: int) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        subdirs = []
-        for key, name, is_file in self._entries(fd):
-            if key is None:
-                continue
-            if not is_file:
-                subdirs.append((key, name))
-                continue
-            value = self._load(fd, name)
-            if value is not MISSING:
-                result[key] = value
-        for key, name in subdirs:
-            if key in result:
-                continue  # a file wins over a directory of the same name
-            sub = open_dir(fd, name)
-            if sub is not None:
-                try:
-                    value = self._load_dir(sub)
-                finally:
-                    os.close(sub)
-                if value:
-                    result[key] = value
-        return result
 
     # write
     def _walk(self, parts: Parts) -> tuple[list[int], Any]:
