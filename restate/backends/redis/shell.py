@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from ...errors import BackendError
 from .async_clients import make_sync
+from .calls import ScriptCalls
 from .core import RedisCore
 from .cursor import StreamCursor
 from .follower import SCRIPTS, Follower, OnChanges
@@ -74,11 +75,15 @@ class Renewer(threading.Thread):
                     txn.lost = True
 
 
-def _release(followers: list[Follower], renewer: list[Renewer], own: Any) -> None:
+def _release(
+    followers: list[Follower], renewer: list[Renewer], calls: ScriptCalls | None, own: Any
+) -> None:
     for follower in list(followers):
         follower.stop()
     for thread in renewer:
         thread.stopped.set()
+    if calls is not None:
+        calls.close()
     if own is not None:
         with contextlib.suppress(Exception):
             own.close()
@@ -120,8 +125,13 @@ class Shell:
         self._owns_client = client is None
         self._keys = [self._core.stream]
         self._scripts = {name: self._client.register_script(s) for name, s in SCRIPTS.items()}
+        self._calls: ScriptCalls | None = None
+        if not self._ASYNC and not self._cluster:  # the fast path of every read and write
+            self._calls = ScriptCalls(self._client, SCRIPTS, self._core.stream)
         own = self._client if client is None and not self._ASYNC else None
-        self._finalizer = weakref.finalize(self, _release, self._followers, self._renewer, own)
+        self._finalizer = weakref.finalize(
+            self, _release, self._followers, self._renewer, self._calls, own
+        )
 
     def _make_client(self, socket_timeout: float) -> Any:
         return self._sync_client(socket_timeout)
