@@ -3,12 +3,15 @@ again, an interrupted call never leaving its reply for the next one, a connectio
 
 from __future__ import annotations
 
+import queue
 import threading
 
 import pytest
 import redis
 
 from restate.backends.base import MISSING
+from restate.backends.redis import RedisBackend
+from restate.errors import BackendError
 
 pytestmark = pytest.mark.redis
 
@@ -70,9 +73,6 @@ def test_threads_writing_at_once_each_check_out_a_connection_and_all_writes_land
 
 
 def test_close_gives_the_connections_back_and_a_later_call_fails_clearly(url, prefix):
-    from restate.backends.redis import RedisBackend
-    from restate.errors import BackendError
-
     client = redis.Redis.from_url(url, decode_responses=True)
     backend = RedisBackend(client=client, prefix=prefix)
     backend.write("/a", 1)
@@ -83,3 +83,17 @@ def test_close_gives_the_connections_back_and_a_later_call_fails_clearly(url, pr
         backend.write("/a", 2)
     assert client.ping()  # the client passed in stays usable
     client.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_follower_reads_the_stream_in_either_protocol(url, prefix, other, protocol):
+    got: queue.Queue = queue.Queue()
+    with RedisBackend(f"{url}?protocol={protocol}", prefix) as store:
+        assert store._client.connection_pool.connection_kwargs["protocol"] == protocol
+        store.watch(got.put)
+        other.write("/a", {"b": 1})
+        other.write("/a/b", 2)
+        seen = [got.get(timeout=5)]
+        while seen[-1][-1] != ("/a/b", 1, 2):
+            seen.append(got.get(timeout=5))
+        assert [c for call in seen for c in call] == [("/a", MISSING, {"b": 1}), ("/a/b", 1, 2)]
