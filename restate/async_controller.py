@@ -27,14 +27,17 @@ from ._engine.requests import (
     ROLLBACK,
     WRITE,
     Steps,
+    raise_collected,
     user_value,
 )
+from ._engine.scheduler import still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import record_read
+from ._engine.tracking import record_read, recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
+from .controller import abandon_engine_batch, is_open
 from .controller_base import ControllerBase
-from .errors import StateError
+from .errors import CycleError, StateError
 from .missing import MISSING
 from .paths import PathLike, to_parts
 
@@ -71,6 +74,27 @@ class _TaskLock:
             self._lock.release()
 
 
+async def _roll_back(txn: Any, exc: BaseException) -> None:
+    """Exit ``txn`` with ``exc`` (rolling it back) to the end, through KeyboardInterrupt and
+    cancellation (re-raised afterwards)."""
+    exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
+    stopped: BaseException | None = None
+    while is_open(txn) or getattr(txn, "gen", None) is None:
+        try:
+            await _maybe_await(exit_(type(exc), exc, exc.__traceback__))
+        except (KeyboardInterrupt, asyncio.CancelledError) as again:
+            if again is exc:
+                break
+            stopped = again
+            continue
+        except BaseException as raised:
+            if raised is not exc:
+                log.error("rolling back an interrupted batch failed", exc_info=raised)
+        break
+    if stopped is not None:
+        raise stopped
+
+
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
@@ -92,6 +116,7 @@ class ControllerAsync(ControllerBase):
         self._guard = nullcontext()
         self._engine = Engine(self, max_rounds)
         self._txns: list[Any] = []
+        self._batches = 0  # batch() contexts open on this controller
         self._unwatch: Callable[[], Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early: list[list[Change]] = []
@@ -150,6 +175,22 @@ class ControllerAsync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     async def _drive(self, gen: Steps[T]) -> T:
+        if self._is_abandoned():
+            await self._abandon_batch()
+        try:
+            return await self._steps(gen)
+        finally:
+            if self._is_abandoned():
+                await self._abandon_batch()  # an interrupt cut a batch short
+
+    async def _abandon_batch(self) -> None:
+        """See ``ControllerSync._abandon_batch``."""
+        if self._batches:
+            return
+        await self._drop_orphans()
+        abandon_engine_batch(self._engine)
+
+    async def _steps(self, gen: Steps[T]) -> T:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             for changes in self._early:
@@ -182,18 +223,50 @@ class ControllerAsync(ControllerBase):
         if kind == DELETE:
             return await _maybe_await(self._delete(op[1]))
         if kind == BEGIN:
-            # an optional capability (backends/base.py), requested only when it exists
-            txn = self._backend.transaction()  # type: ignore[union-attr]
-            enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
-            await _maybe_await(enter())
-            self._txns.append(txn)
+            await self._open_txn()
         elif kind in (COMMIT, ROLLBACK):
-            txn = self._txns.pop()
-            exc = op[1] if kind == ROLLBACK else None
-            args = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
-            exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
-            await _maybe_await(exit_(*args))
+            await self._close_txn(op[1] if kind == ROLLBACK else None)
         return None
+
+    # ----- the backend's transaction: recorded before it opens, rolled back if orphaned by a
+    # cancellation or KeyboardInterrupt (see ControllerSync._open_txn) -------------------------
+
+    async def _open_txn(self) -> None:
+        await self._drop_orphans()
+        txn = self._backend.transaction()  # type: ignore[union-attr]
+        self._txns.append(txn)
+        enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
+        try:
+            await _maybe_await(enter())
+        except BaseException:
+            if not is_open(txn):
+                self._txns.remove(txn)
+            raise
+
+    async def _close_txn(self, exc: BaseException | None) -> None:
+        txn = self._txns[-1]
+        args = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
+        exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
+        try:
+            await _maybe_await(exit_(*args))
+        except BaseException as failed:
+            if is_open(txn):  # cancelled before the backend could finish: roll back
+                await _roll_back(txn, failed)
+            raise
+        finally:
+            if self._txns and self._txns[-1] is txn:
+                self._txns.pop()
+
+    def _is_abandoned(self) -> bool:
+        """Whether the engine's batch count or an open transaction has no batch() behind it."""
+        depth = self._engine.batches.depth
+        return depth != self._batches or (depth == 0 and bool(self._txns))
+
+    async def _drop_orphans(self) -> None:
+        while self._txns:
+            error = StateError("a batch was cancelled or interrupted before it could end")
+            await _roll_back(self._txns[-1], error)
+            self._txns.pop()
 
     async def _run(self, gen: Steps[T]) -> T:
         async with self._lock.held():
@@ -268,19 +341,112 @@ class ControllerAsync(ControllerBase):
         gen = self._engine.derive(to_parts(dest), self._sources(sources), transform, True, payload)
         return self._run(gen)
 
-    def track(self, callback: Callable[..., Any], payload: Any = None) -> Awaitable[Hashable]:
-        """Run ``callback(event)`` (awaited if async) now and whenever what it read changes."""
-        return self._run(self._engine.track(callback, payload))
+    def track(
+        self,
+        callback: Callable[..., Any],
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        policy: str = "now",
+        on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
+    ) -> Awaitable[Hashable]:
+        """Run ``callback(event)`` (awaited if async) now and whenever what it read changes;
+        the options as in ``ControllerSync.track``."""
+        gen = self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+        return self._run(gen)
+
+    async def run_deferred(
+        self, *, lazy: bool = False, only: Iterable[Hashable] | None = None
+    ) -> int:
+        """Run the tracked functions marked due (see ``ControllerSync.run_deferred``).
+
+        The functions are awaited without holding the controller's lock: other tasks keep
+        writing, and a function they make due again runs once more, for the latest value."""
+        engine, chosen = self._engine, None if only is None else set(only)
+        # with ``only``: the first round runs those, later rounds what they made due
+        since, later = 0, engine.scheduler.marks if only is not None else 0
+        errors: list[Exception] = []
+        runs = 0
+        engine.scheduler.hold()
+        try:
+            for _ in range(engine.max_rounds):
+                batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
+                if not batch:
+                    break
+                chosen, since = None, later
+                for index, (tracker, change, why) in enumerate(batch):
+                    try:
+                        runs += await self._run_due(tracker, change, why, errors)
+                    except BaseException:  # cancelled: the rest stay due
+                        engine.scheduler.restore(batch[index + 1 :])
+                        raise
+            else:
+                left = engine.scheduler.take(lazy)
+                if left:
+                    errors.append(CycleError(still_due(left, engine.max_rounds)))
+        finally:
+            engine.scheduler.release()
+        raise_collected(errors)
+        return runs
+
+    async def _run_due(
+        self, tracker: Any, change: Change, why: Any, errors: list[Exception]
+    ) -> int:
+        scheduler = self._engine.scheduler
+        event = scheduler.start(tracker, change, why)
+        if event is None:
+            return 0
+        error: Exception | None = None
+        with recording(self, tracker.name) as footprint:
+            try:
+                await _maybe_await(tracker.callback(event))
+            except Exception as exc:
+                error = exc
+            except BaseException:  # cancelled: the run did not finish
+                tracker.running = False
+                raise
+        error = scheduler.finish(tracker, footprint, error)
+        if error is not None:
+            errors.append(error)
+        return 1
+
+    @asynccontextmanager
+    async def deferring(self) -> AsyncIterator[ControllerAsync]:
+        """``async with controller.deferring():`` writes from this thread's tasks only mark
+        tracked functions due; the end of the outermost block awaits ``run_deferred()``."""
+        self._engine.scheduler.hold()
+        try:
+            yield self
+        finally:
+            outermost = self._engine.scheduler.release()
+        if outermost:
+            await self.run_deferred()
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[ControllerAsync]:
         """``async with controller.batch():`` -- atomic, coalesced, rolled back on exception
         (cancellation included)."""
         async with self._lock.held():
-            await self._drive(self._engine.begin_batch())
+            self._batches += 1  # counted before the engine counts it (see _drive)
+            try:
+                await self._drive(self._engine.begin_batch())
+            except BaseException:
+                self._batches -= 1
+                if self._is_abandoned():
+                    await self._abandon_batch()
+                raise
             try:
                 yield self
             except BaseException as exc:
-                await self._drive(self._engine.end_batch(exc))
+                await self._end_batch(exc)
                 raise
-            await self._drive(self._engine.end_batch(None))
+            await self._end_batch(None)
+
+    async def _end_batch(self, exc: BaseException | None) -> None:
+        try:
+            await self._drive(self._engine.end_batch(exc))
+        finally:
+            self._batches -= 1
+            if self._is_abandoned():
+                await self._abandon_batch()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
+import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
 from ._engine.engine import Engine
@@ -27,14 +29,16 @@ from ._engine.requests import (
     ROLLBACK,
     WRITE,
     Steps,
+    raise_collected,
     user_value,
 )
+from ._engine.scheduler import still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import record_read
+from ._engine.tracking import record_read, recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
-from .errors import StateError
+from .errors import CycleError, StateError
 from .missing import MISSING
 from .paths import PathLike, parts_to_path, to_parts
 
@@ -60,6 +64,9 @@ class ControllerSync(ControllerBase):
         self._guard = self._lock
         self._engine = Engine(self, max_rounds)
         self._txns: list[Any] = []
+        # the batch() contexts open, innermost last: token -> (its generator, the frame of its
+        # with statement); their number is the engine's batch depth when all is well
+        self._owners: dict[int, tuple[Any, Any]] = {}
         self._unwatch: Callable[[], Any] | None = None
         self._attach(InMemoryBackend() if backend is None else backend)
 
@@ -116,6 +123,28 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
+        if self._owners:  # inside a batch: is its with statement still running? (inlined)
+            frame = next(reversed(self._owners.values()))[1]
+            f: Any = sys._getframe(1)
+            while f is not None and f is not frame:
+                f = f.f_back
+            if f is None:
+                self._heal()
+        elif self._txns:
+            self._heal()
+        try:
+            return self._steps(gen)
+        finally:
+            if self._engine.batches.depth != len(self._owners) or self._txns:
+                self._heal()  # an interrupt may have cut a batch short: see _open_txn
+
+    def _heal(self) -> None:
+        if self._owners:
+            self._close_left_batches()
+        if self._is_abandoned():
+            self._abandon_batch()
+
+    def _steps(self, gen: Steps[T]) -> T:
         value: Any = None
         error: BaseException | None = None
         send, read, write = gen.send, self._read, self._write
@@ -147,16 +176,64 @@ class ControllerSync(ControllerBase):
         if kind == DELETE:
             return self._delete(op[1])
         if kind == BEGIN:
-            # an optional capability (backends/base.py), requested only when it exists
-            txn = self._backend.transaction()  # type: ignore[attr-defined]
-            txn.__enter__()
-            self._txns.append(txn)
+            self._open_txn()
         elif kind == COMMIT:
-            self._txns.pop().__exit__(None, None, None)
+            self._close_txn(None)
         elif kind == ROLLBACK:
-            exc = op[1]
-            self._txns.pop().__exit__(type(exc), exc, exc.__traceback__)
+            self._close_txn(op[1])
         return None
+
+    # ----- the backend's transaction (an optional capability, backends/base.py) -------------
+    # KeyboardInterrupt can land between any two bytecodes. A transaction is recorded in
+    # _txns *before* it opens, leaves it only once closed, and one left open by a batch an
+    # interrupt cut short is rolled back when the drive ends or the next batch begins -- so a
+    # store is never left inside a transaction that later writes silently join.
+
+    def _open_txn(self) -> None:
+        self._drop_orphans()
+        txn = self._backend.transaction()  # type: ignore[attr-defined]
+        self._txns.append(txn)
+        try:
+            txn.__enter__()
+        except BaseException:
+            if not is_open(txn):
+                self._txns.remove(txn)
+            raise
+
+    def _close_txn(self, exc: BaseException | None) -> None:
+        txn = self._txns[-1]
+        try:
+            if exc is None:
+                txn.__exit__(None, None, None)
+            else:
+                txn.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as failed:
+            if is_open(txn):  # interrupted before the backend could finish: roll back
+                _roll_back(txn, failed)
+            raise
+        finally:
+            if self._txns and self._txns[-1] is txn:
+                self._txns.pop()
+
+    def _abandon_batch(self) -> None:
+        """An interrupt landed inside the engine's batch bookkeeping (no batch() of ours is
+        open, yet the engine counts one): roll back the transaction it left open and reset
+        the count, so later writes commit instead of joining a batch that never ends."""
+        if self._owners:
+            return  # the open batch() ends it, committing or rolling back
+        self._drop_orphans()
+        abandon_engine_batch(self._engine)
+
+    def _is_abandoned(self) -> bool:
+        """Whether the engine's batch count or an open transaction has no batch() behind it."""
+        depth = self._engine.batches.depth
+        return depth != len(self._owners) or (depth == 0 and bool(self._txns))
+
+    def _drop_orphans(self) -> None:
+        while self._txns:
+            txn = self._txns[-1]
+            _roll_back(txn, StateError("a batch was interrupted before it could end"))
+            self._txns.pop()
 
     # ----- state ---------------------------------------------------------------------------
 
@@ -167,6 +244,8 @@ class ControllerSync(ControllerBase):
         """
         parts = to_parts(path)
         with self._lock:
+            if self._owners:
+                self._close_left_batches()
             record_read(self, parts)
             value = self._read(parts)
             if value is MISSING:
@@ -248,22 +327,221 @@ class ControllerSync(ControllerBase):
                 self._engine.derive(dest_parts, source_parts, transform, True, payload)
             )
 
-    def track(self, callback: Callable[..., Any], payload: Any = None) -> Hashable:
-        """Run ``callback(event)`` now and again whenever a path it read changes (SPEC §4)."""
+    def track(
+        self,
+        callback: Callable[..., Any],
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        policy: str = "now",
+        on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
+    ) -> Hashable:
+        """Run ``callback(event)`` now and again whenever a path it read changes (SPEC §4).
+
+        Args:
+            name: how loops, failures and ``trackers()`` name it (default: its qualname).
+            policy: ``"now"`` (re-run inside the write, or marked due inside
+                ``deferring()``), ``"eager"`` (inside the write even in ``deferring()``),
+                ``"deferred"`` (marked due, run by ``run_deferred()``) or ``"lazy"`` (marked
+                stale, run only by ``run_deferred(lazy=True)``); see docs/semantics.md,
+                "Scheduling", and restate/_engine/scheduler.py.
+            on_mark: called with the id whenever it is marked due, stale or refused, or a
+                stale mark clears (in the writer's thread, under the lock: keep it short).
+            raise_errors: False records a failed run (``trackers()`` status ``failed``, its
+                readers ``stale``) without raising it to the writer.
+
+        Raises:
+            CycleError: its first run closed a loop (it stays registered, refused).
+            Exception: whatever its first run raised (it stays tracked).
+        """
         with self._lock:
-            return self._drive(self._engine.track(callback, payload))
+            return self._drive(
+                self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+            )
+
+    def run_deferred(self, *, lazy: bool = False, only: Iterable[Hashable] | None = None) -> int:
+        """Run the tracked functions marked due, each once per round, writers before readers;
+        returns how many runs there were.
+
+        The functions run outside the controller's lock: other threads keep writing, and a
+        function they make due again runs once more afterwards, for the latest value.
+
+        Args:
+            lazy: run the stale ``"lazy"`` functions too.
+            only: run just these ids (lazy ones included), e.g. one debounced function.
+
+        Raises:
+            CycleError: still due after ``max_rounds`` rounds, or a run closed a loop.
+            Exception: what the runs raised (several: an ``ExceptionGroup``); all ran.
+        """
+        engine, chosen = self._engine, None if only is None else set(only)
+        # with ``only``: the first round runs those, later rounds what they made due
+        since, later = 0, engine.scheduler.marks if only is not None else 0
+        errors: list[Exception] = []
+        runs = 0
+        with self._lock:
+            engine.scheduler.hold()
+        try:
+            for _ in range(engine.max_rounds):
+                with self._lock:
+                    batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
+                if not batch:
+                    break
+                chosen, since = None, later
+                for index, (tracker, change, why) in enumerate(batch):
+                    try:
+                        runs += self._run_due(tracker, change, why, errors)
+                    except BaseException:  # interrupted: the rest stay due
+                        with self._lock:
+                            engine.scheduler.restore(batch[index + 1 :])
+                        raise
+            else:
+                with self._lock:
+                    left = engine.scheduler.take(lazy)
+                if left:
+                    errors.append(CycleError(still_due(left, engine.max_rounds)))
+        finally:
+            with self._lock:
+                engine.scheduler.release()
+        raise_collected(errors)
+        return runs
+
+    def _run_due(self, tracker: Any, change: Change, why: Any, errors: list[Exception]) -> int:
+        scheduler = self._engine.scheduler
+        with self._lock:
+            event = scheduler.start(tracker, change, why)
+        if event is None:
+            return 0
+        error: Exception | None = None
+        with recording(self, tracker.name) as footprint:
+            try:
+                _call(tracker.callback, event)
+            except Exception as exc:
+                error = exc
+            except BaseException:
+                tracker.running = False
+                raise
+        with self._lock:
+            error = scheduler.finish(tracker, footprint, error)
+        if error is not None:
+            errors.append(error)
+        return 1
 
     @contextmanager
-    def batch(self) -> Iterator[ControllerSync]:
-        """Apply the writes inside at once; notify once at the end; roll back on exception."""
+    def deferring(self) -> Iterator[ControllerSync]:
+        """Inside the block, writes from this thread only mark tracked functions due; the
+        end of the outermost block runs them (``run_deferred()``), each once."""
         with self._lock:
-            self._drive(self._engine.begin_batch())
+            self._engine.scheduler.hold()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                outermost = self._engine.scheduler.release()
+        if outermost:
+            self.run_deferred()
+
+    def batch(self) -> AbstractContextManager[ControllerSync]:
+        """Apply the writes inside at once; notify once at the end; roll back on exception."""
+        gen: list[Any] = []
+        cm = self._batch(gen)
+        gen.append(cm.gen)
+        return cm
+
+    @contextmanager
+    def _batch(self, gen: list[Any]) -> Iterator[ControllerSync]:
+        with self._lock:
+            owner = next(_tokens)
+            # one statement, no call: counted with the engine's batch (see _drive)
+            self._owners[owner] = (gen.pop(), sys._getframe(2))
+            try:
+                self._drive(self._engine.begin_batch())
+            except BaseException:
+                self._owners.pop(owner, None)
+                if self._is_abandoned():
+                    self._abandon_batch()
+                raise
             try:
                 yield self
             except BaseException as exc:
-                self._drive(self._engine.end_batch(exc))
+                self._end_batch(exc, owner)
                 raise
-            self._drive(self._engine.end_batch(None))
+            self._end_batch(None, owner)
+
+    def _end_batch(self, exc: BaseException | None, owner: int) -> None:
+        if owner not in self._owners:
+            return  # already ended by _close_left_batches
+        try:
+            self._drive(self._engine.end_batch(exc))
+        finally:
+            self._owners.pop(owner, None)
+            if self._is_abandoned():
+                self._abandon_batch()
+
+    # An interrupt that lands on the first bytecode of contextlib's __exit__ skips our end of
+    # the batch; the suspended generator then lives as long as anything holds it (IPython
+    # keeps the last traceback), with the batch -- and the store's transaction -- open. So
+    # _owners holds each batch's generator and the frame of its with statement; an operation
+    # that finds a suspended batch whose frame is gone from its own stack closes the
+    # generator, which rolls the batch back.
+
+    def _close_left_batches(self) -> None:
+        while self._owners:
+            owner = next(reversed(self._owners))
+            gen, frame = self._owners[owner]
+            if gen.gi_running:
+                return  # ending itself right now
+            if gen.gi_frame is not None:  # suspended at its yield
+                if _on_stack(frame):
+                    return
+                gen.close()  # GeneratorExit at its yield: the batch ends, rolled back
+            if self._owners.pop(owner, None) is not None:  # its end was cut short
+                self._abandon_batch()
+
+
+def abandon_engine_batch(engine: Any) -> None:
+    """Reset the engine's batch count and log after an interrupt cut its bookkeeping short
+    (the backend's transaction, if any, was rolled back by the caller)."""
+    batches = engine.batches
+    batches.depth = 0
+    batches.log = []
+    batches._marks.clear()
+    batches._existing.clear()
+
+
+_tokens = itertools.count()
+
+
+def _on_stack(frame: Any) -> bool:
+    """Whether ``frame`` is running in the current thread."""
+    f: Any = sys._getframe(2)
+    while f is not None:
+        if f is frame:
+            return True
+        f = f.f_back
+    return False
+
+
+def is_open(txn: Any) -> bool:
+    """Whether a ``@contextmanager`` / ``@asynccontextmanager`` transaction has not finished
+    (its generator still has a frame); one of another kind counts as closed once exited."""
+    gen = getattr(txn, "gen", None)
+    frame = getattr(gen, "gi_frame", None) or getattr(gen, "ag_frame", None)
+    return frame is not None
+
+
+def _roll_back(txn: Any, exc: BaseException) -> None:
+    """Exit ``txn`` with ``exc`` (rolling it back), retrying through KeyboardInterrupt."""
+    while is_open(txn) or getattr(txn, "gen", None) is None:
+        try:
+            txn.__exit__(type(exc), exc, exc.__traceback__)
+        except KeyboardInterrupt:
+            continue
+        except BaseException as raised:
+            if raised is not exc:
+                log.error("rolling back an interrupted batch failed", exc_info=raised)
+        return
 
 
 def _call(fn: Callable[[Any], Any], arg: Any) -> Any:
