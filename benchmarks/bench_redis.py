@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -33,9 +34,10 @@ controller = ControllerSync(RedisBackend(sys.argv[1], sys.argv[2]))
 def on_ping(e):
     got.append((e.new_value["i"], e.new_value["t"], time.time()))
 controller.subscribe("/ping", on_ping)
+cpu = time.process_time()
 print("ready", flush=True)
 sys.stdin.readline()
-print(json.dumps(got), flush=True)
+print(json.dumps({"got": got, "cpu": time.process_time() - cpu}), flush=True)
 """
 
 WRITER = """
@@ -46,13 +48,21 @@ controller = ControllerSync(RedisBackend(sys.argv[1], sys.argv[2]))
 key, seconds = sys.argv[3], float(sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()
-lat, end = [], time.monotonic() + seconds
+lat, end, cpu = [], time.monotonic() + seconds, time.process_time()
 while time.monotonic() < end:
     t = time.perf_counter()
     controller.update(key, lambda n: n + 1, default=0)
     lat.append(time.perf_counter() - t)
-print(json.dumps(lat), flush=True)
+print(json.dumps({"lat": lat, "cpu": time.process_time() - cpu}), flush=True)
 """
+
+
+def server_cpu(url: str) -> float:
+    """CPU seconds the redis-server has used (the benchmark's own server: nothing else runs)."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    info = client.info("cpu")
+    client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -93,19 +103,23 @@ def fan_out(url: str, n: int, writes: int, pace: float | None) -> str:
         wrote = time.perf_counter() - started
         time.sleep(1.0)
         controller.close()
-    got = collect(subs)
+    reports = collect(subs)
+    got = [r["got"] for r in reports]  # type: ignore[index]
+    sub_cpu = sum(r["cpu"] for r in reports)  # type: ignore[index]
     delays = [recv - sent for events in got for _i, sent, recv in events]
     complete = sum(1 for events in got if events and events[-1][0] == writes - 1)
     calls = sum(len(events) for events in got)
+    per_core = writes * n / sub_cpu  # writes delivered per CPU-second of the subscribers
+    cpu = f"subscriber CPU {sub_cpu / (writes * n) * 1e6:.0f} µs/write = {per_core:,.0f}/core-s"
     if pace:
         return (f"N={n:>2} paced 100/s: {complete}/{n} saw the last write, {calls / n:.0f} "
                 f"deliveries each of {writes}; delay p50 {statistics.median(delays) * 1e3:.2f} ms "
-                f"p99 {pct(delays, 0.99) * 1e3:.2f} ms")  # fmt: skip
+                f"p99 {pct(delays, 0.99) * 1e3:.2f} ms; {cpu}")  # fmt: skip
     spans = [events[-1][2] - events[0][1] for events in got if events]
     rate = writes * n / max(spans)
     return (f"N={n:>2} unpaced: writer {writes / wrote:.0f} writes/s; {complete}/{n} saw the last;"
             f" {calls / n:.0f} calls each; entries consumed {rate:.0f}/s over all subscribers; "
-            f"delay p99 {pct(delays, 0.99) * 1e3:.1f} ms")  # fmt: skip
+            f"delay p99 {pct(delays, 0.99) * 1e3:.1f} ms; {cpu}")  # fmt: skip
 
 
 def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
@@ -114,7 +128,11 @@ def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
              for i in range(w)]  # fmt: skip
     for proc in procs:
         assert proc.stdout.readline().strip() == "ready"
-    lats = collect(procs)
+    before = server_cpu(url)
+    reports = collect(procs)
+    server = server_cpu(url) - before
+    lats = [r["lat"] for r in reports]  # type: ignore[index]
+    cpu = sum(r["cpu"] for r in reports)  # type: ignore[index]
     total = sum(len(lat) for lat in lats)
     with RedisBackend(url, prefix) as backend:
         stored = sum((backend.read("/", {}) or {}).values())
@@ -123,28 +141,44 @@ def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
     return (
         f"W={w} {kind:<13}: {total / seconds:>6.0f} updates/s, stored total "
         f"{'exact' if stored == total else f'{stored} != {total}'}, p50 "
-        f"{statistics.median(flat) * 1e3:.2f} ms p99 {pct(flat, 0.99) * 1e3:.2f} ms"
+        f"{statistics.median(flat) * 1e3:.2f} ms p99 {pct(flat, 0.99) * 1e3:.2f} ms; CPU per "
+        f"update: writers {cpu / total * 1e6:.0f} µs, server {server / total * 1e6:.0f} µs"
     )
 
 
-def write_cost(url: str, n: int) -> str:
-    raw = redis.Redis.from_url(url, decode_responses=True)
-    started = time.perf_counter()
+def cpu_per_call(url: str, call: Callable[[int], object], n: int) -> tuple[float, float]:
+    """(client, server) CPU seconds per call of ``call(i)``, over ``n`` calls."""
+    server, client = server_cpu(url), time.process_time()
     for i in range(n):
-        raw.hset("rawbench", "leaf", str(i))
-    hset = (time.perf_counter() - started) / n
+        call(i)
+    return (time.process_time() - client) / n, (server_cpu(url) - server) / n
+
+
+def write_cost(url: str, n: int, rounds: int = 11) -> str:
+    """Controller write against raw HSET in CPU time (this process and the server), medians
+    of interleaved rounds so that a busy machine slows both alike."""
+    raw = redis.Redis.from_url(url, decode_responses=True)
     with RedisBackend(url, "cost") as backend:
         controller = ControllerSync(backend)
         controller.set_state("/leaf", -1)
-        started = time.perf_counter()
-        for i in range(n):
-            controller.set_state("/leaf", i)
-        write = (time.perf_counter() - started) / n
+        cases = {
+            "hset": lambda i: raw.hset("rawbench", "leaf", str(i)),
+            "write": lambda i: controller.set_state("/leaf", i),
+        }
+        samples: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}
+        for _ in range(rounds):
+            for name, call in cases.items():
+                samples[name].append(cpu_per_call(url, call, n // rounds))
         controller.close()
     raw.close()
+    (hc, hs), (wc, ws) = (
+        (statistics.median(c for c, _ in v), statistics.median(s for _, s in v))
+        for v in samples.values()
+    )
     return (
-        f"controller.set_state {write * 1e6:.0f} µs / raw HSET {hset * 1e6:.0f} µs = "
-        f"{write / hset:.2f}x"
+        f"CPU per write: controller.set_state client {wc * 1e6:.0f} + server {ws * 1e6:.0f} µs"
+        f" / raw HSET client {hc * 1e6:.0f} + server {hs * 1e6:.0f} µs = "
+        f"{(wc + ws) / (hc + hs):.2f}x (client {wc / hc:.2f}x, server {ws / hs:.2f}x)"
     )
 
 

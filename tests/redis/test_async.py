@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 
 import pytest
+import redis
+import redis.asyncio as aredis
 
 from restate import ControllerAsync
 from restate.backends.base import MISSING
 from restate.backends.redis import RedisAsyncBackend, RedisBackend
+from restate.backends.redis.async_clients import sync_settings
 from restate.errors import PathConflictError, SerializationError
 
 pytestmark = pytest.mark.redis
@@ -100,5 +105,93 @@ def test_a_sync_and_an_async_client_see_each_others_writes(url, prefix):
                 await store.write("/from/async", 1)
                 sync_store.write("/from/sync", 2)
                 assert await store.read("/from") == {"async": 1, "sync": 2}
+
+    run(main())
+
+
+def names_on_server(raw, name: str) -> int:
+    return sum(1 for c in raw.client_list() if c["name"] == name)
+
+
+async def until_gone(raw, name: str, seconds: float = 5) -> int:
+    """How many connections named ``name`` remain once they are gone or ``seconds`` passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while names_on_server(raw, name) and loop.time() < deadline:
+        await asyncio.sleep(0.01)  # the server lists a closed connection a moment longer
+    return names_on_server(raw, name)
+
+
+def test_a_ready_async_client_is_used_and_left_open_by_close(url, prefix, other, raw):
+    async def main():
+        client = aredis.Redis.from_url(url, decode_responses=True, client_name="mine")
+        got: asyncio.Queue = asyncio.Queue()
+        store = RedisAsyncBackend(client=client, prefix=prefix)
+        assert "redis://127.0.0.1:" in repr(store)
+        await store.write("/a", {"b": 1})
+        assert other.read("/a/b") == 1
+        store.watch(got.put)  # the follower runs on a blocking twin of the client
+        await asyncio.to_thread(other.write, "/c", 2)
+        assert await asyncio.wait_for(got.get(), 5) == [("/c", MISSING, 2)]
+        follower = f"restate-follower-{store.origin}"
+        assert names_on_server(raw, follower) == 1
+        async with store.transaction():
+            await store.write("/a/b", await store.read("/a/b") + 1)
+        await store.close()
+        assert await until_gone(raw, follower) == 0, "close() left the follower's connection"
+        assert await client.get("nothing") is None  # the client passed in is still open
+        assert names_on_server(raw, "mine") == 1
+        await client.aclose()
+
+    run(main())
+    assert other.read("/a") == {"b": 2}
+
+
+def test_a_wrong_client_or_a_client_and_a_url_are_refused(url, prefix):
+    with pytest.raises(TypeError, match=r"redis\.asyncio\.Redis"):
+        RedisAsyncBackend(client=redis.Redis.from_url(url, decode_responses=True))
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisAsyncBackend(client=aredis.Redis.from_url(url))
+    with pytest.raises(ValueError, match="url or a client"):
+        RedisAsyncBackend(url, client=aredis.Redis.from_url(url, decode_responses=True))
+
+
+def test_the_blocking_twin_of_an_async_client_keeps_its_credentials_and_tls():
+    client = aredis.Redis(
+        host="db.example", port=6390, db=3, username="u", password="pw", ssl=True,
+        ssl_ca_certs="/ca.pem", decode_responses=True,
+    )  # fmt: skip
+    settings = sync_settings(client)
+    assert settings["host"] == "db.example" and settings["port"] == 6390 and settings["db"] == 3
+    assert settings["username"] == "u" and settings["password"] == "pw"
+    assert settings["ssl"] is True and settings["ssl_ca_certs"] == "/ca.pem"
+    twin = redis.Redis(**settings)  # what the follower and the renewer are made from
+    assert twin.connection_pool.connection_kwargs["password"] == "pw"
+    plain = sync_settings(aredis.Redis(unix_socket_path="/tmp/r.sock", decode_responses=True))
+    assert plain == {"unix_socket_path": "/tmp/r.sock", "db": 0}
+
+
+def test_an_async_backend_dropped_without_close_closes_its_connections_and_threads(
+    url, prefix, raw
+):
+    async def main():
+        store = RedisAsyncBackend(url, prefix)
+        origin = store.origin
+        store.watch(lambda changes: None)
+        async with store.transaction():  # starts the lease renewer and its blocking client
+            await store.write("/n", 1)
+        threads = [t for t in threading.enumerate() if origin[:8] in t.name]
+        assert len(threads) == 2 and names_on_server(raw, f"restate-{origin}") >= 1
+        # dropped in another thread (as when a collection runs in one): redis-py's and asyncio's
+        # __del__ would close the sockets from the wrong thread, which debug mode refuses
+        asyncio.get_running_loop().set_debug(True)
+        holder = [store]
+        del store
+        await asyncio.to_thread(lambda: (holder.clear(), gc.collect()))
+        assert await until_gone(raw, f"restate-{origin}") == 0, "the async connections stayed"
+        assert await until_gone(raw, f"restate-follower-{origin}") == 0
+        for thread in threads:
+            await asyncio.to_thread(thread.join, 5)
+            assert not thread.is_alive(), f"{thread.name} outlived its backend"
 
     run(main())

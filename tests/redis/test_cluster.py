@@ -3,6 +3,7 @@ a ready RedisCluster client, followers, close(), and a failover of the shard hol
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import signal
 import time
@@ -11,11 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio as aredis
 from redis.cluster import RedisCluster
 
 from restate import ControllerSync
 from restate.backends.base import MISSING
-from restate.backends.redis import RedisBackend
+from restate.backends.redis import RedisAsyncBackend, RedisBackend
 from restate.errors import BackendError
 from tests.redis_fixture import RedisClusterServers, start_redis_cluster
 
@@ -170,3 +172,25 @@ def test_killing_the_master_of_a_tree_promotes_its_replica_and_its_followers_cat
                 value = new
         assert reader.read("/n") == 2
         unwatch()
+
+
+def test_an_async_backend_on_a_ready_async_cluster_client_writes_and_notifies(cluster):
+    prefix = name()
+
+    async def main():
+        client = aredis.RedisCluster.from_url(cluster.url, decode_responses=True)
+        with RedisBackend(cluster.url, prefix) as other:
+            got: asyncio.Queue = asyncio.Queue()
+            store = RedisAsyncBackend(client=client, prefix=prefix)
+            assert repr(store).startswith("RedisAsyncBackend('redis-cluster://")
+            store.watch(got.put)  # on a blocking cluster twin of the client
+            async with store.transaction():
+                await store.write("/a", {"b": 1})
+            assert other.read("/a/b") == 1
+            await asyncio.to_thread(other.write, "/c", 2)
+            assert await asyncio.wait_for(got.get(), 5) == [("/c", MISSING, 2)]
+            await store.close()
+            assert await client.get("nothing") is None  # left open for its owner
+        await client.aclose()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -13,6 +13,7 @@ import redis
 from restate import ControllerSync
 from restate.backends.base import MISSING
 from restate.backends.redis import RedisBackend
+from restate.errors import PathConflictError
 
 pytestmark = pytest.mark.redis
 
@@ -78,3 +79,25 @@ def test_a_controller_dropped_without_close_releases_its_connections_and_thread(
     while follower_connections(raw, origin) and time.monotonic() < deadline:
         time.sleep(0.01)  # the server drops a closed connection from CLIENT LIST soon after
     assert follower_connections(raw, origin) == 0
+
+
+def test_an_update_is_two_script_calls_a_leased_read_and_the_commit(backend, raw):
+    controller = ControllerSync(backend)
+    controller.update("/n", lambda n: n + 1, default=0)
+    controller.update("/deep/er/n", lambda n: n + 1, default=0)
+    for path in ("/n", "/deep/er/n"):
+        before = script_calls(raw)
+        controller.update(path, lambda n: n + 1, default=0)
+        assert script_calls(raw) - before == 2, path  # no second read, no probe
+        assert backend.read(path) == 2
+    controller.close()
+
+
+def test_a_path_read_as_missing_in_a_transaction_is_still_probed_before_it_is_written(
+    backend, other
+):
+    other.write("/a", 1)  # a leaf: /a/b/c cannot be created below it
+    with pytest.raises(PathConflictError), backend.transaction():
+        assert backend.read("/a/b", MISSING) is MISSING
+        backend.write("/a/b", {"c": 1})
+    assert backend.read("/") == {"a": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from redis.backoff import ExponentialBackoff
 from ...missing import MISSING
 from ...paths import to_parts
 from ..base import AsyncBackend
+from .async_clients import check_async_client, describe_async, drop_async_client, sync_settings
 from .core import Exchange
 from .shell import Shell, client_options
 
@@ -25,28 +27,49 @@ T = TypeVar("T")
 
 
 class RedisAsyncBackend(Shell, AsyncBackend):
-    """The async twin of ``RedisBackend``: same layout, scripts, options, from a ``url``.
+    """The async twin of ``RedisBackend``: same layout, scripts and options.
 
-    The constructor checks that the server answers (a short blocking PING), so an unreachable
-    URL fails at once with ``BackendError``. The follower and the lease renewer are threads
-    with their own blocking connections, so a busy event loop delays neither. A ready client
-    (``client=``) is accepted by ``RedisBackend`` only.
+    Give it a ``url`` or a ready ``client=`` (a ``redis.asyncio.Redis`` or
+    ``redis.asyncio.RedisCluster`` made with ``decode_responses=True``). With a URL the
+    constructor checks that the server answers (a short blocking PING), so an unreachable URL
+    fails at once with ``BackendError``; a client passed in is not contacted until first use.
+
+    The follower and the lease renewer are threads with their own blocking connections (so a
+    busy event loop delays neither); with ``client=`` they are made from that client's host,
+    port, db, credentials and TLS settings. ``close()`` closes every connection this backend
+    made and leaves a client passed in open. Dropped without ``close()``, the backend's
+    finaliser stops its threads, closes their connections and schedules ``aclose()`` of its
+    own async client on the event loop that used it (a closed loop took them with it).
     """
 
     _ASYNC = True
 
     def __init__(self, url: str | None = None, prefix: str = "restate", **options: Any) -> None:
-        if options.get("client") is not None:
-            raise TypeError("RedisAsyncBackend takes a url; pass a ready client to RedisBackend")
+        self._settings: dict[str, Any] | None = None
         super().__init__(url, prefix, **options)
         self._commands: Any = None
+        self._home: list[asyncio.AbstractEventLoop] = []  # the loop our connections live on
+        self._drop: weakref.finalize[Any, Any] | None = None
+        if self._owns_client:
+            self._drop = weakref.finalize(self, drop_async_client, self._client, self._home)
 
     def _make_client(self, socket_timeout: float) -> Any:
         options = client_options(self._timeouts[0], socket_timeout)
+        options["client_name"] = f"restate-{self.origin}"
         if self._cluster:
             return aredis.RedisCluster.from_url(self.url, **options)
         options["retry"] = AsyncRetry(ExponentialBackoff(cap=0.05, base=0.01), 1)
         return aredis.Redis.from_url(self.url, **options)
+
+    def _check_client(self, client: Any) -> None:
+        check_async_client(client)
+
+    def _adopt(self, client: Any) -> tuple[bool, str]:
+        self._settings = sync_settings(client)
+        return isinstance(client, aredis.RedisCluster), describe_async(client)
+
+    def _twin_settings(self) -> dict[str, Any] | None:
+        return self._settings
 
     def _sync_commands(self) -> Any:
         if self._commands is None:
@@ -100,12 +123,17 @@ class RedisAsyncBackend(Shell, AsyncBackend):
             core.leave(txn)
 
     async def close(self) -> None:
+        """Stop the followers and the lease renewer; close the connections this backend made
+        (a client passed in stays open)."""
         self._finalizer()
         if self._commands is not None:
             self._commands.close()
-        await self._client.aclose()
+        if self._drop is not None and self._drop.detach() is not None:
+            await self._client.aclose()
 
     async def _run(self, op: Exchange[T]) -> T:
+        if not self._home:
+            self._home.append(asyncio.get_running_loop())
         reply, error = None, None
         while True:
             try:

@@ -134,6 +134,8 @@ class RedisBackend(Shell, Backend):
 
     def _execute(self, command: tuple[Any, ...]) -> Any:
         try:
+            if self._calls is not None and command[0] == "eval":
+                return self._calls.call(command[1], command[2])
             return execute(self._client, self._scripts, self._keys, command)
         except redis.RedisError as exc:
             raise self._error(exc) from exc

@@ -101,11 +101,16 @@ class RedisCore:
             return txn.overlay.read_known(node, parts, depth)
         if node.created:
             return MISSING if depth < len(parts) else merge({}, node)
+        if parts in txn.texts:
+            stored = loads(txn.texts[parts])
+            return stored if depth < len(parts) else merge(stored, node)
         reply = yield from txn.ask(self, parts, "read", [str(walk.BUDGET)])
         if isinstance(reply[1], list):  # too big for one script: walk it, under the lease
             stored = loads((yield from walk.walk_text(self, parts)))
         else:
-            stored = loads(reply[1])
+            text = reply[1] or None  # Lua's false: missing
+            txn.texts[parts] = text
+            stored = loads(text)
         return stored if depth < len(parts) else merge(stored, node)
 
     def exists(self, parts: Parts) -> Exchange[bool]:

@@ -42,7 +42,7 @@ __all__ = ["Txn"]
 class Txn:
     """One open transaction: its token, age, leases and buffered writes."""
 
-    __slots__ = ("leased", "lost", "overlay", "start", "token")
+    __slots__ = ("leased", "lost", "overlay", "start", "texts", "token")
 
     def __init__(self) -> None:
         self.token = uuid.uuid4().hex
@@ -50,6 +50,10 @@ class Txn:
         self.leased: set[Parts] = set()
         self.overlay = Overlay()
         self.lost = False  # set by the renewer when the lease key was gone
+        # stored JSON text (None: missing) of paths read under this transaction's lease: no
+        # other client can change them (or their ancestors) before the commit, so a second
+        # read (update() reads, then swaps) or a probe of their ancestors needs no round trip
+        self.texts: dict[Parts, str | None] = {}
 
     def covers(self, parts: Parts) -> bool:
         leased = self.leased
@@ -113,6 +117,11 @@ class Txn:
     def _creating(self, core: RedisCore, parts: Parts, depth: int) -> Exchange[int | None]:
         """Lease ``parts``; when ancestors are missing, also lease the highest missing one (the
         commit writes it whole); the depth from which ancestors are created, or None."""
+        if len(parts) == 1 or self.texts.get(parts) is not None:
+            # no strict ancestor but the root, or read here as present: they are directories
+            if not self.covers(parts):
+                yield from self.ask(core, parts, "none")
+            return None
         target = parts
         while True:
             reply = yield from self.ask(core, target, "probe")

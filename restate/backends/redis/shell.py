@@ -19,6 +19,8 @@ from redis.connection import SSLConnection, parse_url
 from redis.retry import Retry
 
 from ...errors import BackendError
+from .async_clients import make_sync
+from .calls import ScriptCalls
 from .core import RedisCore
 from .cursor import StreamCursor
 from .follower import SCRIPTS, Follower, OnChanges
@@ -73,11 +75,15 @@ class Renewer(threading.Thread):
                     txn.lost = True
 
 
-def _release(followers: list[Follower], renewer: list[Renewer], own: Any) -> None:
+def _release(
+    followers: list[Follower], renewer: list[Renewer], calls: ScriptCalls | None, own: Any
+) -> None:
     for follower in list(followers):
         follower.stop()
     for thread in renewer:
         thread.stopped.set()
+    if calls is not None:
+        calls.close()
     if own is not None:
         with contextlib.suppress(Exception):
             own.close()
@@ -115,16 +121,28 @@ class Shell:
         else:
             self._check_client(client)
             self._client = client
-            self._cluster = isinstance(client, RedisCluster)
-            self.url = _describe(client)
+            self._cluster, self.url = self._adopt(client)
         self._owns_client = client is None
         self._keys = [self._core.stream]
         self._scripts = {name: self._client.register_script(s) for name, s in SCRIPTS.items()}
+        self._calls: ScriptCalls | None = None
+        if not self._ASYNC and not self._cluster:  # the fast path of every read and write
+            self._calls = ScriptCalls(self._client, SCRIPTS, self._core.stream)
         own = self._client if client is None and not self._ASYNC else None
-        self._finalizer = weakref.finalize(self, _release, self._followers, self._renewer, own)
+        self._finalizer = weakref.finalize(
+            self, _release, self._followers, self._renewer, self._calls, own
+        )
 
     def _make_client(self, socket_timeout: float) -> Any:
         return self._sync_client(socket_timeout)
+
+    def _adopt(self, client: Any) -> tuple[bool, str]:
+        """Whether a client passed in talks to a cluster, and a name for it in messages."""
+        return isinstance(client, RedisCluster), _describe(client)
+
+    def _twin_settings(self) -> dict[str, Any] | None:
+        """How to make blocking clients when there is no URL (the async twin's client=)."""
+        return None
 
     def _check_client(self, client: Any) -> None:
         if not isinstance(client, redis.Redis | RedisCluster):
@@ -154,6 +172,11 @@ class Shell:
 
     def _sync_client(self, socket_timeout: float | None, name: str | None = None) -> Any:
         options = client_options(self._timeouts[0], socket_timeout)
+        settings = self._twin_settings()
+        if settings is not None:
+            if not self._cluster:
+                options["retry"] = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
+            return make_sync(settings, client_name=name, **options)
         try:
             if self._cluster:
                 return RedisCluster.from_url(self.url, client_name=name, **options)
@@ -204,7 +227,7 @@ class Shell:
         except RuntimeError:
             loop = None
         cursor = self._stream_end()
-        if self._owns_client:
+        if self._owns_client or self._ASYNC:  # an async client cannot serve a thread
             name = f"restate-follower-{self.origin}"
             client, owns, block = self._sync_client(BLOCK_MS / 1000 + 5, name), True, BLOCK_MS
         else:
@@ -223,10 +246,14 @@ class Shell:
         known = old.get_nodes()  # type: ignore[no-untyped-call]
         nodes = [ClusterNode(n.host, n.port) for n in known]  # type: ignore[no-untyped-call]
         options = client_options(self._timeouts[0], BLOCK_MS / 1000 + 5)
-        parsed = parse_url(self.url)  # type: ignore[no-untyped-call]
-        options.update({k: parsed[k] for k in ("username", "password") if k in parsed})
-        if parsed.get("connection_class") is SSLConnection:
-            options["ssl"] = True
+        settings = self._twin_settings()
+        if settings is not None:
+            options.update({k: v for k, v in settings.items() if k != "startup_nodes"})
+        else:
+            parsed = parse_url(self.url)  # type: ignore[no-untyped-call]
+            options.update({k: parsed[k] for k in ("username", "password") if k in parsed})
+            if parsed.get("connection_class") is SSLConnection:
+                options["ssl"] = True
         return RedisCluster(
             startup_nodes=nodes, client_name=f"restate-follower-{self.origin}", **options
         )
