@@ -47,7 +47,9 @@ from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts, parts_to_str
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
+from .audience import Audience
 from .batching import BatchLog
+from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
 from .graph import Derivation, DerivationGraph
 from .requests import (
@@ -87,8 +89,10 @@ class Engine:
         self.aliasing = False  # the backend keeps our objects (memory): snapshot for events
         self.io = DirectIO()
         self.subs = SubscriptionIndex()
-        self.callbacks: dict[Hashable, Callable[..., Any]] = {}
+        self.registry = CallbackRegistry()
+        self.callbacks = self.registry.by_id  # id -> callback (the same dict, kept)
         self.graph = DerivationGraph()
+        self.audience = Audience(self.subs, self.graph)
         self.trackers: dict[Hashable, Tracker] = {}
         self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
         self.batches = BatchLog()
@@ -106,33 +110,59 @@ class Engine:
     # ----- registries (no I/O) -------------------------------------------------------------
 
     def new_id(self) -> int:
-        return next(self._ids)
+        """A fresh id; skips ids a caller forced on a callback (one index holds both)."""
+        cid = next(self._ids)
+        while cid in self.callbacks:
+            cid = next(self._ids)
+        return cid
 
     def register_callback(
-        self, callback: Callable[..., Any], force_id: Hashable = None, replace: bool = False
+        self,
+        callback: Callable[..., Any],
+        force_id: Hashable = None,
+        replace: bool = False,
+        keep: bool = True,
     ) -> Hashable:
+        """The id of ``callback``: ``force_id``, the id of an equal registered callback, or a
+        new one. ``keep``: the id outlives its subscriptions (``register_callback``); without
+        it (``subscribe``) the last ``unsubscribe`` releases the callback."""
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        registry = self.registry
         if force_id is None:
-            for cid, cb in self.callbacks.items():
-                if cb == callback:
-                    return cid
-            force_id = self.new_id()
+            cid = registry.first_id(callback)
+            if cid is None:
+                cid = self.new_id()
+                registry.put(cid, callback)
         else:
-            known = self.callbacks.get(force_id)
+            cid = force_id
+            known = registry.by_id.get(cid)
             if known is not None and known != callback and not replace:
                 raise CallbackIdError(
-                    f"callback id {force_id!r} is already used by {known!r}; pass replace=True "
+                    f"callback id {cid!r} is already used by {known!r}; pass replace=True "
                     f"to replace it, or choose another id"
                 )
-        self.callbacks[force_id] = callback
-        return force_id
+            if known is not callback:
+                keep = keep or cid in registry.kept
+                registry.put(cid, callback)
+        if keep:
+            registry.kept.add(cid)
+        return cid
 
     def ids_of(self, callback: Callable[..., Any]) -> list[Hashable]:
-        return [cid for cid, cb in self.callbacks.items() if cb == callback]
+        return self.registry.ids_of(callback)
+
+    def unsubscribe(self, parts: Parts, cid: Hashable) -> bool:
+        """Remove one subscription; an implicitly registered callback left without any is
+        released."""
+        if not self.subs.remove(parts, cid):
+            return False
+        if cid not in self.registry.kept and not self.subs.has(cid):
+            self.registry.pop(cid)
+        return True
 
     def remove_callback(self, cid: Hashable) -> bool:
-        if self.callbacks.pop(cid, None) is None:
+        if self.registry.pop(cid) is None:
             return False
         self.subs.remove_all(cid)
         return True
@@ -194,7 +224,10 @@ class Engine:
             write(parts, stored)
         else:
             yield (WRITE, parts, stored)
-        if self.graph or self.subs.size or self.listeners:
+        heard = self.audience.known.get(parts)  # usually answers alone (audience.py)
+        if heard is None:
+            heard = self.audience.hears(parts)
+        if heard or self.listeners:
             new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
             yield from self._after([Change(parts, old, new, payload, False, created)], skip_notify)
         return True
