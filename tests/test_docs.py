@@ -1,5 +1,8 @@
 """docs/ stays true: its Python examples run, its links resolve, and every section of
-docs/semantics.md that the code cites exists."""
+docs/semantics.md that the code cites exists.
+
+A ```python block in docs/ must run as written, alone; an example that needs a server (a
+Redis URL) or a notebook is fenced ```py or ```ipython instead and is only read."""
 
 from __future__ import annotations
 
