@@ -29,14 +29,16 @@ from ._engine.requests import (
     ROLLBACK,
     WRITE,
     Steps,
+    raise_collected,
     user_value,
 )
+from ._engine.scheduler import still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import record_read
+from ._engine.tracking import record_read, recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
-from .errors import StateError
+from .errors import CycleError, StateError
 from .missing import MISSING
 from .paths import PathLike, parts_to_path, to_parts
 
@@ -326,11 +328,121 @@ class ControllerSync(ControllerBase):
                 self._engine.derive(dest_parts, source_parts, transform, True, payload)
             )
 
-    def track(self, callback: Callable[..., Any], payload: Any = None) -> Hashable:
+    def track(
+        self,
+        callback: Callable[..., Any],
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        policy: str = "now",
+        on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
+    ) -> Hashable:
         """Run ``callback(event)`` now and again whenever a path it read changes
-        (docs/semantics.md#tracking)."""
+        (docs/semantics.md#tracking).
+
+        Args:
+            name: how loops, failures and ``trackers()`` name it (default: its qualname).
+            policy: ``"now"`` (re-run inside the write, or marked due inside
+                ``deferring()``), ``"eager"`` (inside the write even in ``deferring()``),
+                ``"deferred"`` (marked due, run by ``run_deferred()``) or ``"lazy"`` (marked
+                stale, run only by ``run_deferred(lazy=True)``); see docs/semantics.md,
+                "Scheduling", and restate/_engine/scheduler.py.
+            on_mark: called with the id whenever it is marked due, stale or refused, or a
+                stale mark clears (in the writer's thread, under the lock: keep it short).
+            raise_errors: False records a failed run (``trackers()`` status ``failed``, its
+                readers ``stale``) without raising it to the writer.
+
+        Raises:
+            CycleError: its first run closed a loop (it stays registered, refused).
+            Exception: whatever its first run raised (it stays tracked).
+        """
         with self._lock:
-            return self._drive(self._engine.track(callback, payload))
+            return self._drive(
+                self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+            )
+
+    def run_deferred(self, *, lazy: bool = False, only: Iterable[Hashable] | None = None) -> int:
+        """Run the tracked functions marked due, each once per round, writers before readers;
+        returns how many runs there were.
+
+        The functions run outside the controller's lock: other threads keep writing, and a
+        function they make due again runs once more afterwards, for the latest value.
+
+        Args:
+            lazy: run the stale ``"lazy"`` functions too.
+            only: run just these ids (lazy ones included), e.g. one debounced function.
+
+        Raises:
+            CycleError: still due after ``max_rounds`` rounds, or a run closed a loop.
+            Exception: what the runs raised (several: an ``ExceptionGroup``); all ran.
+        """
+        engine, chosen = self._engine, None if only is None else set(only)
+        # with ``only``: the first round runs those, later rounds what they made due
+        since, later = 0, engine.scheduler.marks if only is not None else 0
+        errors: list[Exception] = []
+        runs = 0
+        with self._lock:
+            engine.scheduler.hold()
+        try:
+            for _ in range(engine.max_rounds):
+                with self._lock:
+                    batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
+                if not batch:
+                    break
+                chosen, since = None, later
+                for index, (tracker, change, why) in enumerate(batch):
+                    try:
+                        runs += self._run_due(tracker, change, why, errors)
+                    except BaseException:  # interrupted: the rest stay due
+                        with self._lock:
+                            engine.scheduler.restore(batch[index + 1 :])
+                        raise
+            else:
+                with self._lock:
+                    left = engine.scheduler.take(lazy)
+                if left:
+                    errors.append(CycleError(still_due(left, engine.max_rounds)))
+        finally:
+            with self._lock:
+                engine.scheduler.release()
+        raise_collected(errors)
+        return runs
+
+    def _run_due(self, tracker: Any, change: Change, why: Any, errors: list[Exception]) -> int:
+        scheduler = self._engine.scheduler
+        with self._lock:
+            event = scheduler.start(tracker, change, why)
+        if event is None:
+            return 0
+        error: Exception | None = None
+        with recording(self, tracker.name) as footprint:
+            try:
+                _call(tracker.callback, event)
+            except Exception as exc:
+                error = exc
+            except BaseException:
+                tracker.running = False
+                raise
+        with self._lock:
+            error = scheduler.finish(tracker, footprint, error)
+        if error is not None:
+            errors.append(error)
+        return 1
+
+    @contextmanager
+    def deferring(self) -> Iterator[ControllerSync]:
+        """Inside the block, writes from this thread only mark tracked functions due; the
+        end of the outermost block runs them (``run_deferred()``), each once."""
+        with self._lock:
+            self._engine.scheduler.hold()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                outermost = self._engine.scheduler.release()
+        if outermost:
+            self.run_deferred()
 
     def batch(self) -> AbstractContextManager[ControllerSync]:
         """Apply the writes inside at once; notify once at the end; roll back on exception."""

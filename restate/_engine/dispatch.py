@@ -13,12 +13,13 @@ from typing import Any, NamedTuple
 from ..errors import CycleError
 from ..events import StateChange, StateEvent
 from ..missing import MISSING
-from ..paths import Parts, parts_to_path, parts_to_str
+from ..paths import parts_to_path, parts_to_str
 from ..tree import copy_out
 from .batching import value_before
 from .requests import CALL, READ, DirectIO, Gen, raise_collected
+from .scheduler import Scheduler
 from .subscriptions import Change, Delivery
-from .tracking import RECORDER, Tracker
+from .tracking import Tracker, Why, start_recording, stop_recording
 
 __all__ = ["Dispatcher", "Plan"]
 
@@ -28,13 +29,14 @@ class Plan(NamedTuple):
     trackers: dict[Hashable, Change]
     changes: list[Change]
     widen: tuple[int, ...] = ()  # deliveries reached by several changes: own values
+    origin: str | None = None  # who wrote, for a plan queued to a later round
 
 
 class Dispatcher:
     """Calls the planned deliveries, round after round, and collects their errors.
 
-    It reads the engine's registries (passed in, shared, never copied) and calls
-    ``retrack(tracker, read)`` after each tracked function's run.
+    It reads the engine's registries (passed in, shared, never copied) and asks the
+    ``scheduler`` whether a tracked function runs now or is marked due, and to record each run.
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class Dispatcher:
         callbacks: dict[Hashable, Callable[..., Any]],
         trackers: dict[Hashable, Tracker],
         listeners: dict[int, Callable[[list[StateChange]], Any]],
-        retrack: Callable[[Tracker, set[Parts]], None],
+        scheduler: Scheduler,
     ) -> None:
         self.controller = controller
         self.max_rounds = max_rounds
@@ -53,13 +55,15 @@ class Dispatcher:
         self.callbacks = callbacks
         self.trackers = trackers
         self.listeners = listeners
-        self.retrack = retrack
+        self.scheduler = scheduler
         self.active = False  # a dispatch is running: new plans wait for the next round
         self._queue: list[Plan] = []
         self._errors: list[Exception] = []
 
     def enqueue(self, plan: Plan, errors: list[Exception]) -> None:
         """A plan made while dispatching (a callback wrote): delivered in the next round."""
+        if plan.trackers:  # the writer is known now, not in the next round
+            plan = plan._replace(origin=self.scheduler.origin())
         self._queue.append(plan)
         self._errors.extend(errors)
 
@@ -112,7 +116,7 @@ class Dispatcher:
             except Exception as exc:
                 errors.append(exc)
         if plan.trackers:
-            yield from self._run_trackers(plan.trackers, errors)
+            yield from self._run_trackers(plan.trackers, errors, plan.origin)
         if self.listeners and plan.changes:
             public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in plan.changes]
             for listener in list(self.listeners.values()):
@@ -121,26 +125,44 @@ class Dispatcher:
                 except Exception as exc:
                     errors.append(exc)
 
-    def _run_trackers(self, due: dict[Hashable, Change], errors: list[Exception]) -> Gen:
+    def _run_trackers(
+        self, due: dict[Hashable, Change], errors: list[Exception], origin: str | None
+    ) -> Gen:
+        scheduler = self.scheduler
         for tid, ch in due.items():
             tracker = self.trackers.get(tid)
-            if tracker is None:
+            if tracker is None or tracker.status.refused is not None:
                 continue
-            payload = ch.payload if ch.payload is not None else tracker.payload
-            event = StateEvent(self.controller, ch.parts, ch.parts, ch.prev, ch.new, payload)
             try:
-                yield from self._run_tracker(tracker, event)
+                if _is_first_run(ch):  # at registration: always now, whatever the policy
+                    yield from self.run_tracker(tracker, ch, Why(None, "registered"))
+                elif scheduler.defers(tracker):
+                    scheduler.mark_due(tracker, ch, origin)
+                else:
+                    yield from self.run_tracker(tracker, ch, scheduler.why(ch, origin))
             except Exception as exc:
                 errors.append(exc)
 
-    def _run_tracker(self, tracker: Tracker, event: StateEvent[Any]) -> Gen:
-        read: set[Parts] = set()
-        token = RECORDER.set((self.controller, read))
+    def run_tracker(self, tracker: Tracker, change: Change, why: Why) -> Gen:
+        """One run of ``tracker`` with its footprint recorded; raises what the run's caller
+        should get (its error, or the CycleError its footprint revealed)."""
+        event = self.scheduler.start(tracker, change, why)
+        if event is None:
+            return
+        error: Exception | None = None
+        footprint, token = start_recording(self.controller, tracker.name)
         try:
             yield (CALL, tracker.callback, event)
+        except Exception as exc:
+            error = exc
+        except BaseException:  # interrupted: the run did not finish, keep its old paths
+            tracker.running = False
+            raise
         finally:
-            RECORDER.reset(token)
-            self.retrack(tracker, read)
+            stop_recording(token)
+        error = self.scheduler.finish(tracker, footprint, error)
+        if error is not None:
+            raise error
 
     def _loop_message(self, pending: list[Plan]) -> str:
         paths = sorted({parts_to_str(c.parts) for p in pending for c in p.changes})
@@ -159,6 +181,12 @@ class Dispatcher:
             f"{', '.join(names) or '?'}. Make the callback stop writing when the value is "
             f"already right, or raise max_rounds."
         )
+
+
+def _is_first_run(ch: Change) -> bool:
+    # track() plans the first run as a change of the root from MISSING to MISSING, which no
+    # write can make (the root is never missing)
+    return not ch.parts and ch.prev is MISSING and ch.new is MISSING
 
 
 def _name(fn: Any) -> str:
