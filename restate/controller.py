@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
+from ._engine.direct import set_direct
 from ._engine.engine import Engine
 from ._engine.requests import (
     BEGIN,
@@ -30,17 +31,17 @@ from ._engine.requests import (
     WRITE,
     Steps,
     raise_collected,
-    user_value,
 )
 from ._engine.scheduler import still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import record_read, recording
+from ._engine.tracking import Footprint, record_read, recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
 from .errors import CycleError, StateError
 from .missing import MISSING
 from .paths import PathLike, parts_to_path, to_parts
+from .tree import IMMUTABLE, copy_out
 
 __all__ = ["ControllerSync"]
 
@@ -84,9 +85,13 @@ class ControllerSync(ControllerBase):
             )
         self._bind_backend(backend)
         engine = self._engine
-        engine.io.read, engine.io.write, engine.io.call = self._read_root, self._write, _call
+        io = engine.io
+        io.read, io.write, io.call = self._read_root, self._write, _call
+        if isinstance(backend, InMemoryBackend):  # its root is a dict, never missing
+            io.read = backend._get
+        io.exists, io.drive = self._exists, self._drive
         swap = getattr(backend, "swap", None)  # an optional capability (backends/base.py)
-        engine.io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
+        io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
@@ -123,20 +128,26 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
-        if self._owners:  # inside a batch: is its with statement still running? (inlined)
+        if self._owners or self._txns:
+            self._check_batch(sys._getframe(1))
+        try:
+            return self._steps(gen)
+        finally:
+            if self._engine.batches.depth != len(self._owners) or self._txns:
+                self._heal()  # an interrupt may have cut a batch short: see _open_txn
+
+    def _check_batch(self, caller: Any) -> None:
+        """Before an operation from ``caller``'s frame: heal a batch whose with statement is
+        no longer running (not on the caller's stack), or a transaction left open."""
+        if self._owners:
             frame = next(reversed(self._owners.values()))[1]
-            f: Any = sys._getframe(1)
+            f: Any = caller
             while f is not None and f is not frame:
                 f = f.f_back
             if f is None:
                 self._heal()
         elif self._txns:
             self._heal()
-        try:
-            return self._steps(gen)
-        finally:
-            if self._engine.batches.depth != len(self._owners) or self._txns:
-                self._heal()  # an interrupt may have cut a batch short: see _open_txn
 
     def _heal(self) -> None:
         if self._owners:
@@ -246,7 +257,8 @@ class ControllerSync(ControllerBase):
         with self._lock:
             if self._owners:
                 self._close_left_batches()
-            record_read(self, parts)
+            if Footprint.active:  # (record_read's own first check, without the call)
+                record_read(self, parts)
             value = self._read(parts)
             if value is MISSING:
                 if not parts:
@@ -254,7 +266,9 @@ class ControllerSync(ControllerBase):
                 if write_default:
                     self._drive(self._engine.set_state(parts, default))
                 return default
-            return user_value(value) if self._engine.aliasing else value
+            if type(value) in IMMUTABLE or not self._engine.aliasing:
+                return value
+            return copy_out(value)
 
     def set_state(
         self,
@@ -271,12 +285,27 @@ class ControllerSync(ControllerBase):
 
         Raises InvalidPathError (bad path or dict key), PathConflictError (a leaf above),
         SerializationError (the backend cannot store it) -- all before anything changes.
+
+        On a persistent store (files, SQLite, ...) a write that nothing can observe -- no
+        subscription, derivation, tracked read or ``on_changes`` listener reaches the path,
+        and no ``eq_func`` or ``default`` is given -- does not read the previous value first:
+        it is written, and True returned, even if the same value was there.
         """
         parts = to_parts(path)
         with self._lock:
-            return self._drive(
-                self._engine.set_state(parts, value, eq_func, default, payload, skip_notify)
-            )
+            engine = self._engine
+            if not engine.direct_writes:
+                return self._drive(
+                    engine.set_state(parts, value, eq_func, default, payload, skip_notify)
+                )
+            # the same steps without a generator (_engine/direct.py), guarded as _drive is
+            if self._owners or self._txns:
+                self._check_batch(sys._getframe())
+            try:
+                return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
+            finally:
+                if engine.batches.depth != len(self._owners) or self._txns:
+                    self._heal()  # an interrupt may have cut a batch short: see _open_txn
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
         """Delete the node at ``path`` and its subtree; False when it was missing."""

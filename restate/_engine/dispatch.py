@@ -23,6 +23,8 @@ from .tracking import Tracker, Why, start_recording, stop_recording
 
 __all__ = ["Dispatcher", "Plan"]
 
+_NONE: list[Exception] = []  # what ``collected`` is between dispatches (never extended)
+
 
 class Plan(NamedTuple):
     deliveries: list[Delivery]
@@ -57,15 +59,15 @@ class Dispatcher:
         self.listeners = listeners
         self.scheduler = scheduler
         self.active = False  # a dispatch is running: new plans wait for the next round
-        self._queue: list[Plan] = []
-        self._errors: list[Exception] = []
+        self.queue: list[Plan] = []
+        self.collected: list[Exception] = []
 
     def enqueue(self, plan: Plan, errors: list[Exception]) -> None:
         """A plan made while dispatching (a callback wrote): delivered in the next round."""
         if plan.trackers:  # the writer is known now, not in the next round
             plan = plan._replace(origin=self.scheduler.origin())
-        self._queue.append(plan)
-        self._errors.extend(errors)
+        self.queue.append(plan)
+        self.collected.extend(errors)
 
     def widen(self, plan: Plan) -> Gen:
         """A subscription reached by several changes of one batch (or a write and the
@@ -80,24 +82,50 @@ class Dispatcher:
             plan.deliveries[index] = (cid, node, current, current, old, new, payload, bubble)
 
     def dispatch(self, plan: Plan, errors: list[Exception]) -> Gen:
-        self.active = True
-        self._errors = errors
+        self.start(errors)
         try:
             yield from self._deliver(plan, errors)
-            rounds = 1
-            while self._queue:
-                if rounds >= self.max_rounds:
-                    raise CycleError(self._loop_message(self._queue))
-                pending, self._queue = self._queue, []
-                rounds += 1
-                for p in pending:
-                    yield from self._deliver(p, errors)
+            yield from self.more_rounds(errors)
         finally:
-            self.active = False
-            self._queue = []
-            self._errors = []
+            self.stop()
         if errors:
             raise_collected(errors)
+
+    # the steps of ``dispatch``, for the direct write path (direct.py): start (or set
+    # ``active`` and ``collected`` inline), the first round delivered by the caller,
+    # ``more_rounds`` while ``queue`` holds plans, stop
+
+    def start(self, errors: list[Exception]) -> None:
+        self.active = True
+        self.collected = errors
+
+    def stop(self) -> None:
+        self.active = False
+        if self.queue:
+            self.queue = []
+        self.collected = _NONE  # extended only while active: never by a stopped dispatch
+
+    def more_rounds(self, errors: list[Exception]) -> Gen:
+        """The rounds after the first: the plans callbacks queued, until none are left."""
+        rounds = 1
+        while self.queue:
+            if rounds >= self.max_rounds:
+                raise CycleError(self._loop_message(self.queue))
+            pending, self.queue = self.queue, []
+            rounds += 1
+            for p in pending:
+                yield from self._deliver(p, errors)
+
+    def call_listeners(self, changes: list[Change], errors: list[Exception]) -> None:
+        """The ``on_changes`` listeners, called directly (``io.call`` is set)."""
+        public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in changes]
+        call = self.io.call
+        assert call is not None
+        for listener in list(self.listeners.values()):
+            try:
+                call(listener, public)
+            except Exception as exc:
+                errors.append(exc)
 
     def _deliver(self, plan: Plan, errors: list[Exception]) -> Gen:
         ctl, call, callbacks = self.controller, self.io.call, self.callbacks

@@ -47,7 +47,7 @@ from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts, parts_to_str
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
-from .audience import Audience
+from .audience import Audience, plan_route
 from .batching import BatchLog
 from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
@@ -110,6 +110,9 @@ class Engine:
             self.scheduler,
         )
         self._ids = itertools.count(1)
+        # the sync controller's set_state takes the direct path (direct.py) while this is
+        # True; the differential tests switch it off to compare with the generator path
+        self.direct_writes = True
 
     # ----- registries (no I/O) -------------------------------------------------------------
 
@@ -299,7 +302,8 @@ class Engine:
         yield from self.batches.begin()
 
     def end_batch(self, exc: BaseException | None) -> Gen:
-        changes = yield from self.batches.end(exc)
+        heard = None if self.listeners else self.audience.hears
+        changes = yield from self.batches.end(exc, heard)
         if changes:
             yield from self._after(changes, False)
 
@@ -472,8 +476,13 @@ class Engine:
             subs.plan_one(changes[0], out, None, trackers)
         else:
             seen: Seen = {}
-            for ch in changes:
-                subs.plan(ch, out, seen, trackers)
+            route = self.audience.route
+            for ch in changes:  # (a batch's changes: often many siblings, each with a route)
+                heard = route(ch.parts)
+                if heard is False:
+                    continue
+                if heard is True or not plan_route(heard, ch, out, seen):
+                    subs.plan(ch, out, seen, trackers)
             widen = tuple(index for index, hits in seen.values() if hits > 1)
             return Plan(out, trackers, changes, widen)
         return Plan(out, trackers, changes)
