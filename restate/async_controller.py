@@ -100,7 +100,8 @@ async def _maybe_await(value: Any) -> Any:
 
 
 class ControllerAsync(ControllerBase):
-    """Reactive state for asyncio code (SPEC §2): the ``ControllerSync`` API, awaited.
+    """Reactive state for asyncio code: the ``ControllerSync`` API, awaited
+    (docs/semantics.md#controllers).
 
     Args:
         backend: an ``AsyncBackend`` or a sync ``Backend``; ``InMemoryBackend()`` when omitted.

@@ -50,7 +50,7 @@ T = TypeVar("T")
 
 
 class ControllerSync(ControllerBase):
-    """Reactive state over a synchronous backend (SPEC §2).
+    """Reactive state over a synchronous backend (docs/semantics.md#controllers).
 
     Args:
         backend: where the state lives; ``InMemoryBackend()`` when omitted.
@@ -334,7 +334,8 @@ class ControllerSync(ControllerBase):
         transform: Callable[[Any], Any],
         payload: Any = None,
     ) -> Hashable:
-        """Keep ``dest`` equal to ``transform(value at source)`` (SPEC §4); returns its id.
+        """Keep ``dest`` equal to ``transform(value at source)``; returns its id
+        (docs/semantics.md#derived-state).
 
         Raises CycleError (registering nothing) when ``dest`` feeds its own source.
         """
@@ -366,7 +367,8 @@ class ControllerSync(ControllerBase):
         on_mark: Callable[[Hashable], Any] | None = None,
         raise_errors: bool = True,
     ) -> Hashable:
-        """Run ``callback(event)`` now and again whenever a path it read changes (SPEC §4).
+        """Run ``callback(event)`` now and again whenever a path it read changes
+        (docs/semantics.md#tracking).
 
         Args:
             name: how loops, failures and ``trackers()`` name it (default: its qualname).

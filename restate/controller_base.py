@@ -41,7 +41,8 @@ class ControllerBase:
         force_id: Hashable = None,
         replace: bool = False,
     ) -> Any:
-        """Call ``callback(event)`` after every change at, below or above ``path`` (SPEC §3).
+        """Call ``callback(event)`` after every change at, below or above ``path``
+        (docs/semantics.md#events).
 
         ``*`` segments match any one segment. Returns the callback id. Without ``callback``
         returns a decorator (``@controller.subscribe("/users")``) that returns the function.

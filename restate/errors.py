@@ -1,4 +1,4 @@
-"""The exceptions restate raises (SPEC §1, §4, §6)."""
+"""The exceptions restate raises (docs/semantics.md#errors)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def _user_value(value: Any) -> Any:
 
 
 class StateEvent(Generic[C]):
-    """What a subscription callback receives (SPEC §3).
+    """What a subscription callback receives (docs/semantics.md#events).
 
     Attributes:
         controller: the controller that dispatched the event.

@@ -103,7 +103,7 @@ def _checked_tuple(parts: tuple[Any, ...], wildcard: bool) -> Parts:
 
 
 def check_key(key: Any, where: Parts = ()) -> None:
-    """Raise unless ``key`` can be a dict key of the state tree (SPEC §1)."""
+    """Raise unless ``key`` can be a dict key of the state tree (docs/semantics.md#values)."""
     if type(key) is str and key and key not in _BAD_KEYS and "/" not in key and "\0" not in key:
         return
     at = parts_to_str(where)

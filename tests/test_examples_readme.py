@@ -88,6 +88,29 @@ def test_every_file_the_readme_links_or_names_exists():
     assert linked and not missing, missing
 
 
+INSTALL_PLACEHOLDER = "<REPOSITORY-URL>"  # a test that installs from a URL substitutes it
+
+
+def install_lines() -> list[str]:
+    """The commands of the README's first code block (its install lines), comments removed."""
+    first = re.search(r"```(\w*)\n(.*?)```", README, flags=re.DOTALL)
+    assert first is not None and first.group(1) == "sh", "the first code block is not install"
+    return [line.split("#")[0].strip() for line in first.group(2).splitlines() if line.strip()]
+
+
+def test_the_readme_first_installs_this_version_from_a_clone_and_from_the_repository():
+    assert install_lines() == [
+        "pip install -e '.[notebook]'",
+        f'pip install "restate[notebook] @ git+{INSTALL_PLACEHOLDER}"',
+    ]
+    import restate
+
+    major_minor = ".".join(restate.__version__.split(".")[:2])
+    install = README[README.index("## Install") : README.index("## The two commands")]
+    assert f"restate **{major_minor}**" in install
+    assert "`pip install restate`" in install and "0.11" in install
+
+
 def test_the_readme_commands_are_the_executable_scripts():
     commands = {line.split()[0] for line in code_blocks("bash")[0].splitlines() if line.strip()}
     assert commands == {"scripts/run", "scripts/test"}

@@ -1,4 +1,6 @@
-"""Derivations: who reads what, topological order, cycle detection (SPEC §4).
+"""Derivations: who reads what, topological order, cycle detection.
+
+The contract it implements: docs/semantics.md#derived-state.
 
 An edge D1 -> D2 exists when D1's destination overlaps (is, contains or lies under) one of
 D2's sources: recomputing D1 may change D2's input. Registration keeps the graph acyclic, so

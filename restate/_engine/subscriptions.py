@@ -4,7 +4,7 @@ A trie keyed by segment; a ``*`` node matches any one segment. Finding who hears
 walks W's segments (O(depth), independent of unrelated subscriptions) and, when W's value is
 a dict, the subscribed part of the trie below W.
 
-Order of deliveries for one change at W (SPEC §3)::
+Order of deliveries for one change at W (docs/semantics.md#delivery-order)::
 
     set_state("/a/b", {"c": 1})   subscriptions: /a/b/c, /a/b, /a, /
     -> /a/b/c  (emitting=current=/a/b/c, its own prev/new)      descendants, deepest first

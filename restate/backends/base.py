@@ -1,6 +1,6 @@
 """The storage contract of every backend, and the optional capabilities the controller finds.
 
-Required (SPEC §6) -- all a user backend has to write::
+Required (docs/semantics.md#backends) -- all a user backend has to write::
 
     class MyBackend(Backend):
         def read(self, path, default=None): ...   # value at path, or default when missing
