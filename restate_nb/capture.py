@@ -147,7 +147,8 @@ class _Stream(io.TextIOBase):
 
     def write(self, text: str) -> int:
         if not self._capture.is_mine():
-            return self._fallback.write(text)
+            written: int = self._fallback.write(text)
+            return written
         self._capture.write(self._name, str(text))
         return len(text)
 
@@ -160,22 +161,24 @@ class _Publisher(DisplayPublisher):
     """``shell.display_pub`` while capturing: ``display()``, ``update_display()``, clear."""
 
     def __init__(self, capture: OutputCapture, fallback: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # traitlets' untyped init
         self._capture = capture
         self._fallback = fallback
         self._wait_clear = False
 
     def publish(
         self,
-        data: dict[str, Any],
-        metadata: dict[str, Any] | None = None,
+        data: Any,
+        metadata: Any = None,
         source: Any = None,
         *,
-        transient: dict[str, Any] | None = None,
-        update: bool = False,
+        transient: Any = None,
+        update: Any = False,
+        **kwargs: Any,
     ) -> None:
         if not self._capture.is_mine():
-            kwargs = {"transient": transient, "update": update}
+            # keyword arguments of newer IPythons travel on to the real publisher
+            kwargs.update(transient=transient, update=update)
             self._fallback.publish(data, metadata, source, **kwargs)
             return
         if self._wait_clear:

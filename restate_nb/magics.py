@@ -70,7 +70,7 @@ class RestateMagics(Magics):
         try:
             self._track(command, rest, cell)
         except SyntaxError:
-            self.shell.showsyntaxerror()  # like a plain cell: the error, not our frames
+            self.session.shell.showsyntaxerror()  # like a plain cell: the error, not our frames
 
     def _track(self, command: str, rest: str, cell: str) -> None:
         if command == "track" and not rest:
@@ -120,8 +120,8 @@ class RestateMagics(Magics):
         self.session.tree(path)
 
     def _line_backend(self, rest: str) -> None:
-        kind, argument = _split_command(rest)
-        argument = _unquote(argument) if argument else None
+        kind, raw = _split_command(rest)
+        argument = _unquote(raw) if raw else None
         try:
             backend = self.session.set_backend(kind, argument)
         except ValueError as error:

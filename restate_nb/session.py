@@ -149,7 +149,8 @@ class Session:
             f"restate on {backend}: {_count(len(cells), 'tracked cell')}, "
             f"{_count(len(derived) + len(core), 'derivation')}"
         ]
-        for item in [*cells, *derived]:
+        listed: list[TrackedCell | ExpressionDerivation] = [*cells, *derived]
+        for item in listed:
             info = trackers.get(item.tracker_id)
             reads = _paths(info.paths) if info is not None else "-"
             lines.append(f"  {item.describe()}  reads {reads}  {_last_run(item)}")

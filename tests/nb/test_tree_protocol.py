@@ -357,7 +357,7 @@ def test_writing_below_a_leaf_comes_back_as_an_error_and_changes_nothing(control
     assert controller.get_state("/") == before
 
 
-@pytest.mark.parametrize("key", ["a/b", "", "..", "*", 7])
+@pytest.mark.parametrize("key", ["a/b", "", "..", "*", 7, None])
 def test_adding_a_bad_key_is_rejected_with_invalid_path_error(controller, open_session, key):
     session, out = open_session()
     before = controller.get_state("/")
