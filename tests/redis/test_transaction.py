@@ -70,10 +70,11 @@ def test_plain_writes_of_other_clients_wait_for_the_transaction(backend, other):
         backend.write("/n", 1)
         writer = threading.Thread(target=lambda: (other.write("/n", 2), done.append(1)))
         writer.start()
-        time.sleep(0.2)
+        time.sleep(0.2)  # room for a wrong write to happen; a slow machine only makes it pass
         assert not done, "a plain write went through while a transaction held the lock"
-    writer.join(5)
-    assert done and backend.read("/n") == 2
+    writer.join(DEADLINE)
+    assert done, f"the waiting write did not finish within {DEADLINE} s of the commit"
+    assert backend.read("/n") == 2
 
 
 def test_a_plain_write_gives_up_with_backend_error_after_lock_wait(url, prefix, backend):
@@ -82,15 +83,16 @@ def test_a_plain_write_gives_up_with_backend_error_after_lock_wait(url, prefix, 
         started = time.monotonic()
         with pytest.raises(BackendError, match=r"waited 0\.2 s"):
             impatient.write("/n", 2)
-        assert time.monotonic() - started < 1
+        # far below the default lock_wait (30 s): lock_wait=0.2 was obeyed, however busy
+        assert time.monotonic() - started < 10
     assert backend.read("/n") == 1
 
 
-def test_a_transaction_that_outlives_its_lock_writes_nothing(url, prefix, other):
+def test_a_transaction_that_outlives_its_lock_writes_nothing(url, prefix, other, raw):
     with RedisBackend(url, prefix, lock_timeout=0.2) as short:
         with pytest.raises(BackendError, match="expired"), short.transaction():
             short.write("/a", 1)
-            time.sleep(0.3)
+            wait_until_gone(raw, f"{prefix}:lock")
             other.write("/b", 2)  # the expired lock no longer holds the other client back
         assert short.read("/") == {"b": 2}
 
@@ -183,19 +185,37 @@ def test_redis_behaves_like_the_in_memory_tree_inside_and_outside_transactions(
 def test_an_expired_transaction_never_releases_the_lock_another_client_took_since(
     url, prefix, other, raw
 ):
+    taken, release = threading.Event(), threading.Event()
     with RedisBackend(url, prefix, lock_timeout=0.2) as short:
         with pytest.raises(BackendError, match="expired"), short.transaction():
             short.write("/a", 1)
-            time.sleep(0.3)
-            holder = threading.Thread(target=lambda: hold_lock(other, 0.5))
+            wait_until_gone(raw, f"{prefix}:lock")
+            holder = threading.Thread(target=hold_lock, args=(other, taken, release))
             holder.start()
-            time.sleep(0.1)
-        assert raw.exists(f"{prefix}:lock"), "the expired transaction released another's lock"
-        holder.join(5)
+            assert taken.wait(DEADLINE), f"the other client took no lock within {DEADLINE} s"
+        try:
+            assert raw.exists(f"{prefix}:lock"), "the expired transaction released another's lock"
+        finally:
+            release.set()
+            holder.join(DEADLINE)
+        assert not holder.is_alive(), f"the lock holder did not finish within {DEADLINE} s"
         assert short.read("/") == {"b": 2}
 
 
-def hold_lock(store: RedisBackend, seconds: float) -> None:
+DEADLINE = 30  # seconds; only a broken run waits this long
+
+
+def wait_until_gone(raw, key: str) -> None:
+    """Wait for Redis to expire ``key`` (a lock's PX), failing after DEADLINE seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while raw.exists(key):
+        assert time.monotonic() < deadline, f"{key} did not expire within {DEADLINE} s"
+        time.sleep(0.01)
+
+
+def hold_lock(store: RedisBackend, taken: threading.Event, release: threading.Event) -> None:
+    """Hold ``store``'s transaction lock (having written /b) from ``taken`` until ``release``."""
     with store.transaction():
         store.write("/b", 2)
-        time.sleep(seconds)
+        taken.set()
+        release.wait(DEADLINE)
