@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# runs scripts/test and .ci/run themselves: not part of the quick loop
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THIS_FILE = "tests/test_scripts.py"
 
