@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 # runs scripts/test and .ci/run themselves: not part of the quick loop
 pytestmark = pytest.mark.slow
@@ -218,3 +221,59 @@ def test_test_command_help_documents_the_quick_loop_and_every_marker_without_set
     assert "== system packages" not in result.stdout
     for word in ("--quick", "slow", "browser", "redis", "perf", "exit code 5"):
         assert word in result.stdout, word
+
+
+# -- .pre-commit-config.yaml runs what scripts/test lints ------------------------------------
+
+
+def bash_array(name: str) -> list[str]:
+    """The words of ``NAME=(...)`` in scripts/test."""
+    text = (REPO_ROOT / "scripts" / "test").read_text()
+    match = re.search(rf"^{name}=\(([^)]*)\)", text, re.M)
+    assert match, f"{name} not found in scripts/test"
+    return match[1].split()
+
+
+def test_pre_commit_hooks_lint_the_paths_scripts_test_lints_with_the_projects_venv():
+    hooks = {
+        hook["id"]: hook
+        for repo in yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())["repos"]
+        for hook in repo["hooks"]
+    }
+    lint_paths = "|".join(bash_array("LINT_PATHS"))
+    assert hooks["ruff-check"]["entry"] == ".venv/bin/ruff check"
+    assert hooks["ruff-format"]["entry"] == ".venv/bin/ruff format --check"
+    for name in ("ruff-check", "ruff-format"):
+        assert hooks[name]["files"] == f"^({lint_paths})/", name
+    assert hooks["mypy"]["entry"] == ".venv/bin/mypy" and not hooks["mypy"]["pass_filenames"]
+    mypy_files = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy_files["files"] == bash_array("TYPED_PATHS")
+
+
+@pytest.mark.parametrize("planted", [None, "unused_import", "unformatted", "untyped"])
+def test_pre_commit_passes_a_clean_tree_and_fails_a_planted_lint_or_type_error(tmp_path, planted):
+    from tests.test_packaging import fresh_clone
+
+    clone = fresh_clone(tmp_path)
+    (clone / ".venv").symlink_to(REPO_ROOT / ".venv")
+    target = clone / "restate" / "atom.py"
+    target.write_text(target.read_text() + PLANTED.get(planted, ""))
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+
+    result = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "pre-commit"), "run", "--all-files"],
+        cwd=clone, capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+
+    if planted is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode == 1, result.stdout
+        assert "restate/atom.py" in result.stdout and "Failed" in result.stdout
+
+
+PLANTED = {
+    "unused_import": "\nimport os\n",
+    "unformatted": "\nx   =  1\n",
+    "untyped": "\n\ndef untyped(a):\n    return a\n",
+}
