@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import bench_scale  # beside this file (the script's directory is on sys.path)
+
 from restate import ControllerAsync, ControllerSync
 
 REPEATS = 3 if "--quick" in sys.argv else 7
@@ -238,6 +240,8 @@ def main() -> None:
     for name, t, ref, target in rows:
         ratio = f"{t / ref:7.2f}×" if ref else ""
         print(f"{name:58} {us(t)}  {ratio:>8}  {target}")
+    print()
+    bench_scale.main()  # registration at scale, unheard writes, isolation (side by side)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,9 @@ class ControllerAsync(ControllerBase):
         self._bind_backend(backend)
         engine = self._engine
         if isinstance(backend, AsyncBackend) or inspect.iscoroutinefunction(backend.read):
-            engine.read = engine.write = None  # requests go through the awaiting driver
+            engine.io.read = engine.io.write = None  # requests go through the awaiting driver
         else:  # a sync store needs no awaiting: the hot path calls it directly
-            engine.read, engine.write = self._read_root, self._write
+            engine.io.read, engine.io.write = self._read_root, self._write
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -116,7 +116,7 @@ class ControllerAsync(ControllerBase):
     async def set_backend(self, backend: Backend | AsyncBackend) -> None:
         """Swap the store; registrations stay and react to the difference (see ControllerSync)."""
         async with self._lock.held():
-            if self._engine.batch_depth:
+            if self._engine.batches.depth:
                 raise StateError("cannot switch backends inside a batch")
             old = await self._drive(self._engine.snapshot(()))
             self.close()
@@ -207,7 +207,7 @@ class ControllerAsync(ControllerBase):
         """The value at ``path`` (an isolated copy), or ``default`` when missing."""
         parts = to_parts(path)
         async with self._lock.held():
-            record_read(self._engine, parts)
+            record_read(self, parts)
             value = await _maybe_await(self._read(parts))
             if value is MISSING:
                 if not parts:

@@ -77,13 +77,13 @@ class ControllerSync(ControllerBase):
             )
         self._bind_backend(backend)
         engine = self._engine
-        engine.read, engine.write, engine.call = self._read_root, self._write, _call
+        engine.io.read, engine.io.write, engine.io.call = self._read_root, self._write, _call
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
         tracked functions stay; they react to the difference between the old and new state."""
         with self._lock:
-            if self._engine.batch_depth:
+            if self._engine.batches.depth:
                 raise StateError("cannot switch backends inside a batch")
             old = self._drive(self._engine.snapshot(()))
             self.close()
@@ -165,7 +165,7 @@ class ControllerSync(ControllerBase):
         """
         parts = to_parts(path)
         with self._lock:
-            record_read(self._engine, parts)
+            record_read(self, parts)
             value = self._read(parts)
             if value is MISSING:
                 if not parts:

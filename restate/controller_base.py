@@ -55,17 +55,21 @@ class ControllerBase:
 
             return decorator
         with self._guard:
-            cid = self._engine.register_callback(callback, force_id, replace)
+            cid = self._engine.register_callback(callback, force_id, replace, keep=False)
             self._engine.subs.add(parts, cid)
             return cid
 
     def unsubscribe(self, path: PathLike, callback: Callable[..., Any]) -> bool:
-        """Stop calling ``callback`` for ``path``. False when it was not subscribed there."""
+        """Stop calling ``callback`` for ``path``. False when it was not subscribed there.
+
+        A callback that ``subscribe`` registered is released (no reference to it is kept) when
+        its last subscription goes; one given an id by ``register_callback`` stays registered
+        until ``remove_callback``.
+        """
         parts = to_parts(path, wildcard=True)
         with self._guard:
-            removed = [
-                self._engine.subs.remove(parts, cid) for cid in self._engine.ids_of(callback)
-            ]
+            engine = self._engine
+            removed = [engine.unsubscribe(parts, cid) for cid in engine.ids_of(callback)]
             return any(removed)
 
     def register_callback(
@@ -94,9 +98,12 @@ class ControllerBase:
             return self._engine.subs.add(parts, id)
 
     def unsubscribe_by_id(self, path: PathLike, id: Hashable) -> bool:
+        """Remove the subscription of callback ``id`` at ``path``; False if there was none.
+        Like ``unsubscribe``, releases a callback that ``subscribe`` registered once its last
+        subscription is gone."""
         parts = to_parts(path, wildcard=True)
         with self._guard:
-            return self._engine.subs.remove(parts, id)
+            return self._engine.unsubscribe(parts, id)
 
     def remove_callback(self, id: Hashable) -> bool:
         """Forget callback ``id`` and every subscription it has."""
@@ -128,7 +135,7 @@ class ControllerBase:
         self._backend = backend
         engine = self._engine
         engine.aliasing = isinstance(backend, InMemoryBackend)
-        engine.has_txn = callable(getattr(backend, "transaction", None))
+        engine.batches.has_txn = callable(getattr(backend, "transaction", None))
         if isinstance(backend, InMemoryBackend):
             self._read, self._write, self._delete = backend._get, backend._set, backend._del
             self._exists = lambda parts: backend._get(parts) is not MISSING

@@ -7,6 +7,7 @@ controller and the in-memory backend build on them.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from .errors import PathConflictError
@@ -29,14 +30,17 @@ def copy_in(value: Any, where: Parts = ()) -> Any:
     if t in IMMUTABLE:
         return value
     if t is dict or isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            check_key(k, where)
-            out[k] = v if type(v) in IMMUTABLE else copy_in(v, (*where, k))
-        return out
+        _check_keys(value, where)
+        if _all_immutable(value.values()):
+            return dict(value)
+        return {k: v if type(v) in IMMUTABLE else copy_in(v, (*where, k)) for k, v in value.items()}
     if t is list:
+        if _all_immutable(value):
+            return value.copy()
         return [v if type(v) in IMMUTABLE else copy_in(v, where) for v in value]
     if t is tuple:
+        if _all_immutable(value):
+            return value
         return tuple(v if type(v) in IMMUTABLE else copy_in(v, where) for v in value)
     return copy.deepcopy(value)
 
@@ -47,12 +51,42 @@ def copy_out(value: Any) -> Any:
     if t in IMMUTABLE:
         return value
     if t is dict:
+        if _all_immutable(value.values()):
+            return value.copy()
         return {k: v if type(v) in IMMUTABLE else copy_out(v) for k, v in value.items()}
     if t is list:
+        if _all_immutable(value):
+            return value.copy()
         return [v if type(v) in IMMUTABLE else copy_out(v) for v in value]
     if t is tuple:
+        if _all_immutable(value):
+            return value
         return tuple(v if type(v) in IMMUTABLE else copy_out(v) for v in value)
     return copy.deepcopy(value)
+
+
+# Copy strategy (measured in benchmarks/bench_core.py): values are copied in on write and
+# out on read (copy-on-read). Most containers hold only immutable leaves: one C-level pass
+# over their types says so and a shallow ``dict.copy()`` is then a full isolated copy, and
+# a tuple of immutables is shared as is. The first mutable value stops that pass early.
+
+
+def _all_immutable(values: Iterable[Any]) -> bool:
+    return IMMUTABLE.issuperset(map(type, values))
+
+
+_STR = frozenset({str})
+
+
+def _check_keys(d: dict[Any, Any], where: Parts) -> None:
+    """``check_key`` for every key of ``d``, in C-level passes when all keys are fine (a
+    bad key is then named by ``check_key`` itself)."""
+    if _STR.issuperset(map(type, d)):
+        joined = "".join(d)
+        if not ("/" in joined or "\0" in joined or "" in d or "." in d or ".." in d or "*" in d):
+            return
+    for k in d:
+        check_key(k, where)
 
 
 def get_in(tree: Any, parts: Parts, start: int = 0) -> Any:

@@ -129,6 +129,10 @@ def test_overwriting_a_dict_with_a_leaf_replaces_the_subtree(controller: Any) ->
     assert controller.get_state("/") == {"a": 5}
 
 
+class Key(str):
+    """A str subclass is not a state key (keys are plain str)."""
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -140,6 +144,11 @@ def test_overwriting_a_dict_with_a_leaf_replaces_the_subtree(controller: Any) ->
         {1: "int key"},
         {"ok": {"deep": {"bad/key": 1}}},
         {"ok": [{"x": 1}], "nested": {None: 2}},
+        {"nul\0": 1, "fine": 2},
+        {Key("subclass"): 1},
+        {**{f"k{i}": i for i in range(50)}, "x/y": 50},  # one bad key among many fine ones
+        {"list": [1, 2, {"deep": {"": 1}}]},
+        {"tuple": (1, {"*": 2})},
     ],
 )
 def test_invalid_dict_keys_raise_and_nothing_is_written(controller: Any, value: Any) -> None:
@@ -178,6 +187,45 @@ def test_mutating_a_returned_value_never_changes_the_state(controller: Any) -> N
     d["items"].append(3)
     d["k"] = 1
     assert controller.get_state("/x") == {"items": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {f"k{i}": i for i in range(100)},  # flat: copied in one C-level pass
+        [1, "two", 3.0, None, b"4"],
+        {"rows": [[1, 2], [3, 4]], "meta": {"n": 2}, "pair": (1, [2])},
+        {"t": (1, 2), "s": frozenset({1})},
+    ],
+)
+def test_no_container_is_shared_between_the_caller_the_store_and_readers(
+    controller: Any, value: Any
+) -> None:
+    import copy
+
+    expected = copy.deepcopy(value)
+    events: list[Any] = []
+    controller.subscribe("/v", events.append)
+    controller.set_state("/v", value)
+    got, again = controller.get_state("/v"), controller.get_state("/v")
+    for mine in (value, got, events[0].new_value):
+        _mutate_every_container(mine)
+    assert controller.get_state("/v") == expected
+    assert again == expected
+
+
+def _mutate_every_container(value: Any) -> None:
+    if isinstance(value, dict):
+        for v in list(value.values()):
+            _mutate_every_container(v)
+        value["added"] = 1
+    elif isinstance(value, list):
+        for v in value:
+            _mutate_every_container(v)
+        value.append("added")
+    elif isinstance(value, tuple):
+        for v in value:
+            _mutate_every_container(v)
 
 
 def test_mutating_a_value_after_writing_it_never_changes_the_state(controller: Any) -> None:

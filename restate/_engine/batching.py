@@ -44,48 +44,47 @@ class Undoable(Protocol):
 
 
 class BatchLog:
-    """The batch half of the engine (a mixin of ``Engine``)."""
+    """The batch in progress: its depth, the log of what each write replaced, rollback, and
+    coalescing the log into changes at the end. The engine propagates those changes."""
 
-    batch_depth: int
-    has_txn: bool
-    log: list[Entry]
-    _existing: set[Parts]
-    _marks: list[int]
+    def __init__(self) -> None:
+        self.depth = 0
+        self.has_txn = False  # the backend has transaction(): BEGIN/COMMIT/ROLLBACK
+        self.log: list[Entry] = []
+        self._existing: set[Parts] = set()  # paths the batch knows exist (no EXISTS needed)
+        self._marks: list[int] = []
 
-    def _after(self, changes: list[Change], skip_notify: bool, planned: Any = None) -> Gen:
-        raise NotImplementedError
-
-    def begin_batch(self) -> Gen:
-        if self.batch_depth == 0:
+    def begin(self) -> Gen:
+        if self.depth == 0:
             if self.has_txn:
                 yield (BEGIN,)
             self.log = []
             self._existing.clear()
         self._marks.append(len(self.log))
-        self.batch_depth += 1
+        self.depth += 1
 
-    def end_batch(self, exc: BaseException | None) -> Gen:
+    def end(self, exc: BaseException | None) -> Gen:
+        """Close one level; returns the coalesced changes when the outermost one committed
+        (an empty list otherwise)."""
         mark = self._marks.pop()
-        self.batch_depth -= 1
-        if not self.batch_depth:
+        self.depth -= 1
+        if not self.depth:
             self._existing.clear()  # only a batch in progress may trust it
         if exc is not None:
-            if self.batch_depth == 0 and self.has_txn:
+            if self.depth == 0 and self.has_txn:
                 self.log = []
                 yield (ROLLBACK, exc)
             else:
                 yield from self._undo(mark)
-            return
-        if self.batch_depth:
-            return
+            return []
+        if self.depth:
+            return []
         log, self.log = self.log, []
         if self.has_txn:
             yield (COMMIT,)
-        changes = yield from self._coalesce(log)
-        if changes:
-            yield from self._after(changes, False)
+        return (yield from self._coalesce(log))
 
-    def _missing_ancestor(self, parts: Parts) -> Gen:
+    def missing_ancestor(self, parts: Parts) -> Gen:
         """The highest missing ancestor of ``parts``: the write will create it, so rollback
         must remove it and the batch's "before" value of anything above is MISSING."""
         highest = None
@@ -96,7 +95,7 @@ class BatchLog:
             highest = above
         return highest
 
-    def _log(
+    def record(
         self,
         parts: Parts,
         prev: Any,
@@ -110,6 +109,13 @@ class BatchLog:
         self.log.append(Entry(parts, prev, payload, notify, False, new))
         if new is not MISSING:  # known to exist until a delete in this batch
             self._existing.update(parts[:depth] for depth in range(1, len(parts)))
+
+    def record_ping(self, parts: Parts, value: Any, payload: Any) -> None:
+        self.log.append(Entry(parts, value, payload, True, True))
+
+    def forget_existing(self) -> None:
+        """A delete in the batch: what the batch knew to exist may be gone."""
+        self._existing.clear()
 
     def _undo(self, mark: int) -> Gen:
         self._existing.clear()

@@ -16,7 +16,7 @@ from ..missing import MISSING
 from ..paths import Parts, parts_to_path, parts_to_str
 from ..tree import copy_out
 from .batching import value_before
-from .requests import CALL, READ, Gen, raise_collected
+from .requests import CALL, READ, DirectIO, Gen, raise_collected
 from .subscriptions import Change, Delivery
 from .tracking import RECORDER, Tracker
 
@@ -31,22 +31,39 @@ class Plan(NamedTuple):
 
 
 class Dispatcher:
-    """The dispatch half of the engine (a mixin of ``Engine``)."""
+    """Calls the planned deliveries, round after round, and collects their errors.
 
-    controller: Any
-    max_rounds: int
-    dispatching: bool
-    callbacks: dict[Hashable, Callable[..., Any]]
-    trackers: dict[Hashable, Tracker]
-    listeners: dict[int, Callable[[list[StateChange]], Any]]
-    call: Callable[[Callable[..., Any], Any], Any] | None
-    _queue: list[Plan]
-    _errors: list[Exception]
+    It reads the engine's registries (passed in, shared, never copied) and calls
+    ``retrack(tracker, read)`` after each tracked function's run.
+    """
 
-    def _retrack(self, tracker: Tracker, read: set[Parts]) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        controller: Any,
+        max_rounds: int,
+        io: DirectIO,
+        callbacks: dict[Hashable, Callable[..., Any]],
+        trackers: dict[Hashable, Tracker],
+        listeners: dict[int, Callable[[list[StateChange]], Any]],
+        retrack: Callable[[Tracker, set[Parts]], None],
+    ) -> None:
+        self.controller = controller
+        self.max_rounds = max_rounds
+        self.io = io
+        self.callbacks = callbacks
+        self.trackers = trackers
+        self.listeners = listeners
+        self.retrack = retrack
+        self.active = False  # a dispatch is running: new plans wait for the next round
+        self._queue: list[Plan] = []
+        self._errors: list[Exception] = []
 
-    def _widen(self, plan: Plan) -> Gen:
+    def enqueue(self, plan: Plan, errors: list[Exception]) -> None:
+        """A plan made while dispatching (a callback wrote): delivered in the next round."""
+        self._queue.append(plan)
+        self._errors.extend(errors)
+
+    def widen(self, plan: Plan) -> Gen:
         """A subscription reached by several changes of one batch (or a write and the
         derivations it caused) gets one event about its own path: emitting_path ==
         current_path, and its own values before and after all of them."""
@@ -58,8 +75,8 @@ class Dispatcher:
             old = value_before(current, new, changes)
             plan.deliveries[index] = (cid, node, current, current, old, new, payload, bubble)
 
-    def _dispatch(self, plan: Plan, errors: list[Exception]) -> Gen:
-        self.dispatching = True
+    def dispatch(self, plan: Plan, errors: list[Exception]) -> Gen:
+        self.active = True
         self._errors = errors
         try:
             yield from self._deliver(plan, errors)
@@ -72,14 +89,14 @@ class Dispatcher:
                 for p in pending:
                     yield from self._deliver(p, errors)
         finally:
-            self.dispatching = False
+            self.active = False
             self._queue = []
             self._errors = []
         if errors:
             raise_collected(errors)
 
     def _deliver(self, plan: Plan, errors: list[Exception]) -> Gen:
-        ctl, call, callbacks = self.controller, self.call, self.callbacks
+        ctl, call, callbacks = self.controller, self.io.call, self.callbacks
         for cid, node, emitting, current, prev, new, payload, bubble in plan.deliveries:
             if len(current) < bubble[0] or cid not in node.entries:
                 continue
@@ -118,12 +135,12 @@ class Dispatcher:
 
     def _run_tracker(self, tracker: Tracker, event: StateEvent[Any]) -> Gen:
         read: set[Parts] = set()
-        token = RECORDER.set((self, read))
+        token = RECORDER.set((self.controller, read))
         try:
             yield (CALL, tracker.callback, event)
         finally:
             RECORDER.reset(token)
-            self._retrack(tracker, read)
+            self.retrack(tracker, read)
 
     def _loop_message(self, pending: list[Plan]) -> str:
         paths = sorted({parts_to_str(c.parts) for p in pending for c in p.changes})

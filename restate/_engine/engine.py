@@ -47,74 +47,122 @@ from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts, parts_to_str
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
-from .batching import BatchLog, Entry
+from .audience import Audience
+from .batching import BatchLog
+from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
 from .graph import Derivation, DerivationGraph
-from .requests import CALL, DELETE, NO_DEFAULT, READ, WRITE, Gen, Steps, raise_collected, user_value
+from .requests import (
+    CALL,
+    DELETE,
+    NO_DEFAULT,
+    READ,
+    WRITE,
+    DirectIO,
+    Gen,
+    Steps,
+    raise_collected,
+    user_value,
+)
 from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex
 from .tracking import Tracker
 
 __all__ = ["Engine"]
 
 
-class Engine(BatchLog, Dispatcher):
-    """Registries (subscriptions, callbacks, derivations, trackers) and the operations."""
+class Engine:
+    """The operations over the registries, each a generator of I/O requests.
+
+    Responsibilities:
+        - own the registries: callbacks, subscriptions (``subs``), derivations (``graph``),
+          tracked functions (``trackers``), ``on_changes`` listeners, ids;
+        - run each operation: apply the write, log it in a batch (``batches``: a
+          ``BatchLog``), settle derivations, plan deliveries, and hand the plan to
+          ``dispatcher`` (a ``Dispatcher``) -- or queue it when a dispatch is running.
+    """
 
     def __init__(self, controller: Any, max_rounds: int = 100) -> None:
         if max_rounds < 1:
             raise ValueError(f"max_rounds must be at least 1, not {max_rounds}")
         self.controller = controller
         self.max_rounds = max_rounds
-        self.has_txn = False
         self.aliasing = False  # the backend keeps our objects (memory): snapshot for events
-        # direct I/O for drivers that need no awaiting (None: yield the request instead)
-        self.read: Callable[[Parts], Any] | None = None
-        self.write: Callable[[Parts, Any], Any] | None = None
-        self.call: Callable[[Callable[..., Any], Any], Any] | None = None
+        self.io = DirectIO()
         self.subs = SubscriptionIndex()
-        self.callbacks: dict[Hashable, Callable[..., Any]] = {}
+        self.registry = CallbackRegistry()
+        self.callbacks = self.registry.by_id  # id -> callback (the same dict, kept)
         self.graph = DerivationGraph()
+        self.audience = Audience(self.subs, self.graph)
         self.trackers: dict[Hashable, Tracker] = {}
         self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
-        self.batch_depth = 0
-        self.log: list[Entry] = []
-        self._existing: set[Parts] = set()  # paths a batch knows exist (no EXISTS needed)
-        self._marks: list[int] = []
-        self.dispatching = False
-        self._queue: list[Plan] = []
-        self._errors: list[Exception] = []
+        self.batches = BatchLog()
+        self.dispatcher = Dispatcher(
+            controller,
+            max_rounds,
+            self.io,
+            self.callbacks,
+            self.trackers,
+            self.listeners,
+            self._retrack,
+        )
         self._ids = itertools.count(1)
 
     # ----- registries (no I/O) -------------------------------------------------------------
 
     def new_id(self) -> int:
-        return next(self._ids)
+        """A fresh id; skips ids a caller forced on a callback (one index holds both)."""
+        cid = next(self._ids)
+        while cid in self.callbacks:
+            cid = next(self._ids)
+        return cid
 
     def register_callback(
-        self, callback: Callable[..., Any], force_id: Hashable = None, replace: bool = False
+        self,
+        callback: Callable[..., Any],
+        force_id: Hashable = None,
+        replace: bool = False,
+        keep: bool = True,
     ) -> Hashable:
+        """The id of ``callback``: ``force_id``, the id of an equal registered callback, or a
+        new one. ``keep``: the id outlives its subscriptions (``register_callback``); without
+        it (``subscribe``) the last ``unsubscribe`` releases the callback."""
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        registry = self.registry
         if force_id is None:
-            for cid, cb in self.callbacks.items():
-                if cb == callback:
-                    return cid
-            force_id = self.new_id()
+            cid = registry.first_id(callback)
+            if cid is None:
+                cid = self.new_id()
+                registry.put(cid, callback)
         else:
-            known = self.callbacks.get(force_id)
+            cid = force_id
+            known = registry.by_id.get(cid)
             if known is not None and known != callback and not replace:
                 raise CallbackIdError(
-                    f"callback id {force_id!r} is already used by {known!r}; pass replace=True "
+                    f"callback id {cid!r} is already used by {known!r}; pass replace=True "
                     f"to replace it, or choose another id"
                 )
-        self.callbacks[force_id] = callback
-        return force_id
+            if known is not callback:
+                keep = keep or cid in registry.kept
+                registry.put(cid, callback)
+        if keep:
+            registry.kept.add(cid)
+        return cid
 
     def ids_of(self, callback: Callable[..., Any]) -> list[Hashable]:
-        return [cid for cid, cb in self.callbacks.items() if cb == callback]
+        return self.registry.ids_of(callback)
+
+    def unsubscribe(self, parts: Parts, cid: Hashable) -> bool:
+        """Remove one subscription; an implicitly registered callback left without any is
+        released."""
+        if not self.subs.remove(parts, cid):
+            return False
+        if cid not in self.registry.kept and not self.subs.has(cid):
+            self.registry.pop(cid)
+        return True
 
     def remove_callback(self, cid: Hashable) -> bool:
-        if self.callbacks.pop(cid, None) is None:
+        if self.registry.pop(cid) is None:
             return False
         self.subs.remove_all(cid)
         return True
@@ -146,7 +194,7 @@ class Engine(BatchLog, Dispatcher):
         payload: Any = None,
         skip_notify: bool = False,
     ) -> Steps[bool]:
-        read = self.read
+        read = self.io.read
         prev = read(parts) if read is not None else (yield (READ, parts))
         old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
         if old is not MISSING:
@@ -160,21 +208,26 @@ class Engine(BatchLog, Dispatcher):
         if not parts and type(value) is not dict:
             raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
         stored = value if type(value) in IMMUTABLE else copy_in(value, parts)
-        if self.batch_depth:
-            created = (yield from self._missing_ancestor(parts)) if prev is MISSING else None
+        batches = self.batches
+        if batches.depth:
+            created = (yield from batches.missing_ancestor(parts)) if prev is MISSING else None
             yield (WRITE, parts, stored)
-            self._log(parts, prev, payload, not skip_notify, created, stored)
+            batches.record(parts, prev, payload, not skip_notify, created, stored)
             return True
         # with derivations one write may become several changes, and a subscription above two
         # of them needs its own "before" value: know which dicts this write creates
         created = None
         if prev is MISSING and self.graph and len(parts) > 1:
-            created = yield from self._missing_ancestor(parts)
-        if self.write is not None:
-            self.write(parts, stored)
+            created = yield from batches.missing_ancestor(parts)
+        write = self.io.write
+        if write is not None:
+            write(parts, stored)
         else:
             yield (WRITE, parts, stored)
-        if self.graph or self.subs.size or self.listeners:
+        heard = self.audience.known.get(parts)  # usually answers alone (audience.py)
+        if heard is None:
+            heard = self.audience.hears(parts)
+        if heard or self.listeners:
             new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
             yield from self._after([Change(parts, old, new, payload, False, created)], skip_notify)
         return True
@@ -185,10 +238,10 @@ class Engine(BatchLog, Dispatcher):
         prev = yield (READ, parts)
         if prev is MISSING or (not parts and not prev):
             return False
-        if self.batch_depth:
+        if self.batches.depth:
             yield (DELETE, parts)
-            self._log(parts, prev, payload, not skip_notify)
-            self._existing.clear()
+            self.batches.record(parts, prev, payload, not skip_notify)
+            self.batches.forget_existing()
             return True
         yield (DELETE, parts)
         yield from self._after(
@@ -202,11 +255,19 @@ class Engine(BatchLog, Dispatcher):
             value = default
         elif self.aliasing and type(value) not in IMMUTABLE:
             value = copy_out(value)
-        if self.batch_depth:
-            self.log.append(Entry(parts, value, payload, True, True))
+        if self.batches.depth:
+            self.batches.record_ping(parts, value, payload)
             return None
         yield from self._after([Change(parts, value, value, payload, True)], False)
         return None
+
+    def begin_batch(self) -> Gen:
+        yield from self.batches.begin()
+
+    def end_batch(self, exc: BaseException | None) -> Gen:
+        changes = yield from self.batches.end(exc)
+        if changes:
+            yield from self._after(changes, False)
 
     def update(
         self, parts: Parts, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
@@ -281,12 +342,11 @@ class Engine(BatchLog, Dispatcher):
             return
         plan = self._plan(changes) if planned is None else planned
         if plan.widen:
-            yield from self._widen(plan)
-        if self.dispatching:
-            self._queue.append(plan)
-            self._errors.extend(errors)
+            yield from self.dispatcher.widen(plan)
+        if self.dispatcher.active:
+            self.dispatcher.enqueue(plan, errors)
         elif plan.deliveries or plan.trackers or self.listeners:
-            yield from self._dispatch(plan, errors)
+            yield from self.dispatcher.dispatch(plan, errors)
         else:
             raise_collected(errors)
 

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import CycleError
 from ..paths import Parts, parts_to_path, parts_to_str, related
 from ..tree import get_in, values_equal
+from .topology import Ranks
 
 __all__ = ["Derivation", "DerivationGraph", "DerivationInfo"]
 
@@ -45,14 +46,24 @@ class DerivationInfo:
 
 
 class DerivationGraph:
+    """Derivations indexed by destination and by source path (exact, and under each prefix),
+    so that registration and propagation only look at the derivations a path touches."""
+
     def __init__(self) -> None:
         self.by_dest: dict[Parts, Derivation] = {}
-        self.rank: dict[Hashable, int] = {}
+        self._by_id: dict[Hashable, Derivation] = {}
+        self._ranks = Ranks()
+        self.rank = self._ranks.of  # derivation id -> topological rank (the same dict, kept)
         self._at: dict[Parts, list[Derivation]] = {}  # source -> derivations reading it
         self._below: dict[Parts, set[Parts]] = {}  # proper prefix -> sources under it
+        self._dests_below: dict[Parts, set[Parts]] = {}  # proper prefix -> dests under it
+        self.on_change: Callable[[], None] = _nothing  # told of every add and remove
 
     def __bool__(self) -> bool:
         return bool(self.by_dest)
+
+    def __len__(self) -> int:
+        return len(self.by_dest)
 
     def __iter__(self) -> Iterator[Derivation]:
         return iter(sorted(self.by_dest.values(), key=lambda d: self.rank[d.id]))
@@ -66,77 +77,83 @@ class DerivationGraph:
                     f"cannot derive {parts_to_str(new.dest)!r} from {parts_to_str(src)!r}: the "
                     f"destination is, contains or lies under its own source"
                 )
-        others = [d for d in self.by_dest.values() if d.dest != new.dest]
-        chain = self._path_back(new, others)
-        if chain is not None:
+        # the derivation ``new`` replaces is neither a reader of new.dest nor a writer of
+        # new's sources (both would be the error above), so it never shows in the search
+        back = self._ranks.path_back(self._writers(new), self._readers(new.dest), self._after)
+        if back is not None:
+            chain = [self._by_id[i].dest for i in back]
             names = " -> ".join(parts_to_str(p) for p in [new.dest, *chain, new.dest])
             raise CycleError(f"derivation cycle: {names} (each arrow: 'is a source of')")
-
-    @staticmethod
-    def _path_back(new: Derivation, others: list[Derivation]) -> list[Parts] | None:
-        """Dests of a chain new -> D1 -> ... -> Dk where Dk feeds one of new's sources."""
-        stack: list[tuple[Parts, list[Parts]]] = [(new.dest, [])]
-        visited: set[Parts] = set()
-        while stack:
-            dest, chain = stack.pop()
-            for d in others:
-                if d.dest in visited or not any(related(dest, s) for s in d.sources):
-                    continue
-                if any(related(d.dest, s) for s in new.sources):
-                    return [*chain, d.dest]
-                visited.add(d.dest)
-                stack.append((d.dest, [*chain, d.dest]))
-        return None
 
     def add(self, d: Derivation) -> Derivation | None:
         """Register ``d`` (after ``check``); returns the derivation it replaced."""
         old = self.remove(d.dest)
+        self._ranks.insert(d.id, self._writers(d), self._readers(d.dest), self._after, self._before)
         self.by_dest[d.dest] = d
+        self._by_id[d.id] = d
+        _index(self._dests_below, d.dest)
         for src in d.sources:
             self._at.setdefault(src, []).append(d)
-            for i in range(len(src)):
-                self._below.setdefault(src[:i], set()).add(src)
-        self._rerank()
+            _index(self._below, src)
+        self.on_change()
         return old
 
     def remove(self, dest: Parts) -> Derivation | None:
         d = self.by_dest.pop(dest, None)
         if d is None:
             return None
+        del self._by_id[d.id]
+        _unindex(self._dests_below, dest)
         for src in d.sources:
             readers = self._at[src]
             readers.remove(d)
             if not readers:
                 del self._at[src]
-                for i in range(len(src)):
-                    below = self._below[src[:i]]
-                    below.discard(src)
-                    if not below:
-                        del self._below[src[:i]]
-        self.rank.pop(d.id, None)
-        self._rerank()
+                _unindex(self._below, src)
+        self._ranks.discard(d.id)
+        self.on_change()
         return d
 
-    def _rerank(self) -> None:
-        nodes = list(self.by_dest.values())
-        feeds = {
-            d.id: [e for e in nodes if e is not d and any(related(d.dest, s) for s in e.sources)]
-            for d in nodes
-        }
-        indegree = {d.id: 0 for d in nodes}
-        for outs in feeds.values():
-            for e in outs:
-                indegree[e.id] += 1
-        ready = [d for d in nodes if indegree[d.id] == 0]
-        rank: dict[Hashable, int] = {}
-        while ready:
-            d = ready.pop(0)
-            rank[d.id] = len(rank)
-            for e in feeds[d.id]:
-                indegree[e.id] -= 1
-                if indegree[e.id] == 0:
-                    ready.append(e)
-        self.rank = rank
+    # ----- edges, found through the indexes ----------------------------------------------------
+
+    def _readers(self, dest: Parts) -> list[Hashable]:
+        """Ids of the derivations with a source at, above or under ``dest``."""
+        at = self._at
+        out = [d.id for i in range(len(dest) + 1) for d in at.get(dest[:i], ())]
+        for src in self._below.get(dest, ()):
+            out.extend(d.id for d in at[src])
+        return out
+
+    def _writers(self, d: Derivation) -> list[Hashable]:
+        """Ids of the derivations whose dest is at, above or under one of ``d``'s sources."""
+        by_dest = self.by_dest
+        out = []
+        for src in d.sources:
+            for i in range(len(src) + 1):
+                w = by_dest.get(src[:i])
+                if w is not None:
+                    out.append(w.id)
+            out.extend(by_dest[p].id for p in self._dests_below.get(src, ()))
+        return out
+
+    def _after(self, id: Hashable) -> list[Hashable]:
+        return self._readers(self._by_id[id].dest)
+
+    def _before(self, id: Hashable) -> list[Hashable]:
+        return self._writers(self._by_id[id])
+
+    def reaches(self, parts: Parts) -> bool:
+        """True when a source is at, above or under ``parts`` (a write there may matter)."""
+        if not self.by_dest:
+            return False
+        at, below = self._at, self._below
+        for depth in range(len(parts) + 1):
+            prefix = parts[:depth]
+            if prefix in at:
+                return True
+            if prefix not in below:
+                return False
+        return True  # sources lie under ``parts``
 
     def affected(self, parts: Parts, old: Any, new: Any, ping: bool) -> Iterator[Derivation]:
         """Derivations one of whose sources changed value because ``parts`` went old -> new."""
@@ -151,3 +168,20 @@ class DerivationGraph:
         for src in self._below.get(parts, ()):
             if not values_equal(get_in(old, src, n), get_in(new, src, n)):
                 yield from at[src]
+
+
+def _index(prefixes: dict[Parts, set[Parts]], parts: Parts) -> None:
+    for i in range(len(parts)):
+        prefixes.setdefault(parts[:i], set()).add(parts)
+
+
+def _unindex(prefixes: dict[Parts, set[Parts]], parts: Parts) -> None:
+    for i in range(len(parts)):
+        under = prefixes[parts[:i]]
+        under.discard(parts)
+        if not under:
+            del prefixes[parts[:i]]
+
+
+def _nothing() -> None:
+    pass

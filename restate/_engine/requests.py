@@ -12,7 +12,7 @@ A request is a tuple whose first item says what to do (see engine.py)::
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 from ..missing import MISSING
@@ -28,6 +28,7 @@ __all__ = [
     "READ",
     "ROLLBACK",
     "WRITE",
+    "DirectIO",
     "Gen",
     "Steps",
     "raise_collected",
@@ -41,6 +42,19 @@ T = TypeVar("T")
 Request = tuple[Any, ...]
 Steps = Generator[Request, Any, T]  # yields requests, receives replies, returns a T
 Gen = Steps[Any]
+
+
+class DirectIO:
+    """Plain functions a driver whose I/O needs no awaiting lends the engine: the hot paths
+    (a write and its deliveries) call them directly instead of yielding a request. ``None``:
+    yield the request to the driver instead -- the same code either way."""
+
+    __slots__ = ("call", "read", "write")
+
+    def __init__(self) -> None:
+        self.read: Callable[[Any], Any] | None = None
+        self.write: Callable[[Any, Any], Any] | None = None
+        self.call: Callable[[Callable[..., Any], Any], Any] | None = None
 
 
 class _NoDefault:

@@ -18,7 +18,7 @@ stopped.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 from ..missing import MISSING
@@ -84,6 +84,7 @@ class SubscriptionIndex:
         self._where: dict[Hashable, set[Parts]] = {}
         self.wildcards = 0  # '*' nodes in the trie: without any, a write walks one chain
         self.size = 0  # subscriptions and tracked paths
+        self.on_change: Callable[[], None] = _nothing  # told of every add and remove
 
     def __len__(self) -> int:
         return self.size
@@ -104,6 +105,7 @@ class SubscriptionIndex:
             return False
         node.entries[cid] = kind
         self.size += 1
+        self.on_change()
         self._where.setdefault(cid, set()).add(parts)
         return True
 
@@ -117,6 +119,7 @@ class SubscriptionIndex:
         if trail[-1].entries.pop(cid, None) is None:
             return False
         self.size -= 1
+        self.on_change()
         where = self._where[cid]
         where.discard(parts)
         if not where:
@@ -134,6 +137,40 @@ class SubscriptionIndex:
                 self.wildcards -= 1
             else:
                 del parent.children[seg]
+
+    def has(self, cid: Hashable) -> bool:
+        """True while ``cid`` has a subscription (or tracked path)."""
+        return cid in self._where
+
+    def reaches(self, parts: Parts) -> bool:
+        """True when a subscription or tracked path is at, above or under ``parts``: False
+        means a write there is heard by nobody here. Stops at the first segment that leaves
+        the subscribed part of the trie (usually the first)."""
+        if not self.wildcards:
+            at = self.root
+            for seg in parts:
+                if at.entries:
+                    return True
+                below = at.children.get(seg)
+                if below is None:
+                    return False
+                at = below
+            return bool(at.entries or at.children)
+        level = [self.root]
+        for seg in parts:
+            nxt = []
+            for node in level:
+                if node.entries:
+                    return True
+                child = node.children.get(seg)
+                if child is not None:
+                    nxt.append(child)
+                if node.wild is not None:
+                    nxt.append(node.wild)
+            if not nxt:
+                return False
+            level = nxt
+        return any(not node.is_empty() for node in level)
 
     def remove_all(self, cid: Hashable) -> None:
         for parts in list(self._where.get(cid, ())):
@@ -267,3 +304,7 @@ class SubscriptionIndex:
             if seen is not None and _seen_again(seen, cid, current, len(out)):
                 continue
             out.append((cid, node, emitting, current, prev, new, change.payload, bubble))
+
+
+def _nothing() -> None:
+    pass

@@ -12,16 +12,16 @@ from ..paths import Parts, parts_to_path
 
 __all__ = ["RECORDER", "Tracker", "TrackerInfo", "record_read"]
 
-# (engine, set of parts) while a tracked function runs in this thread / task
+# (controller, set of parts) while a tracked function runs in this thread / task
 RECORDER: ContextVar[tuple[object, set[Parts]] | None] = ContextVar(
     "restate_recorder", default=None
 )
 
 
-def record_read(engine: object, parts: Parts) -> None:
-    """Record ``parts`` as read when a tracked function of ``engine`` is running here."""
+def record_read(controller: object, parts: Parts) -> None:
+    """Record ``parts`` as read when a tracked function of ``controller`` is running here."""
     rec = RECORDER.get()
-    if rec is not None and rec[0] is engine:
+    if rec is not None and rec[0] is controller:
         rec[1].add(parts)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import ipywidgets
 import pytest
 
@@ -101,3 +104,22 @@ def test_widget_change_reruns_a_tracked_cell_at_once(shell: Shell) -> None:
     slider.value = 8  # outside a cell execution, like a front-end drag
     assert seen(cell) == "level 8\n"
     restate_nb.unbind(slider)
+
+
+def _collected(ref: weakref.ref[object]) -> bool:
+    gc.collect()
+    return ref() is None
+
+
+def test_unbind_releases_the_widget_and_the_binding_callbacks(controller) -> None:  # type: ignore[no-untyped-def]
+    slider = ipywidgets.IntSlider(value=1)
+    restate_nb.bind(slider, "/level", controller=controller)
+    restate_nb.bind(slider, "/top", trait="max", controller=controller)
+    ref = weakref.ref(slider)
+    slider.close()  # ipywidgets forgets a widget only when it is closed
+    del slider
+    assert not _collected(ref), "a bound widget is held by its binding"
+    assert restate_nb.unbind(ref()) == 2
+    assert _collected(ref)
+    engine = controller._engine
+    assert (len(engine.callbacks), engine.subs.size) == (0, 0)
