@@ -10,7 +10,8 @@
 
 No echo loops: a change applied from the state side is not written back (a per-binding
 guard), and a write of an equal value is a no-op in the controller anyway. When the path
-is deleted the widget keeps its value.
+is deleted the widget keeps its value. ``unbind`` and closing the widget release the link
+completely (the controller forgets the callback), so the widget can be garbage-collected.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Binding:
         self.trait = trait
         self.controller = controller
         self._applying = threading.local()
+        self._callback_id: Any = None
 
     def connect(self) -> None:
         current = self.controller.get_state(self.path, MISSING)
@@ -46,11 +48,25 @@ class Binding:
         else:
             self._apply(current)
         self.widget.observe(self._on_widget, names=[self.trait])
-        self.controller.subscribe(self.path, self._on_state)
+        self.widget.observe(self._on_comm, names=["comm"])
+        self._callback_id = self.controller.subscribe(self.path, self._on_state)
 
     def disconnect(self) -> None:
         self.widget.unobserve(self._on_widget, names=[self.trait])
-        self.controller.unsubscribe(self.path, self._on_state)
+        self.widget.unobserve(self._on_comm, names=["comm"])
+        # remove_callback, not unsubscribe: the latter leaves the callback registered by id
+        self.controller.remove_callback(self._callback_id)
+
+    def _on_comm(self, change: dict[str, Any]) -> None:
+        if change["new"] is None:  # the widget was closed: drop this link
+            with _lock:
+                if _bindings.get(self.key) is self:
+                    del _bindings[self.key]
+            self.disconnect()
+
+    @property
+    def key(self) -> tuple[int, Any, str]:
+        return (id(self.widget), self.path, self.trait)
 
     def _on_widget(self, change: dict[str, Any]) -> None:
         if not getattr(self._applying, "active", False):
@@ -84,7 +100,7 @@ def bind(widget: Any, path: Any, trait: str = "value", *, controller: Any = None
     if controller is None:
         controller = get_controller()
     binding = Binding(widget, path, trait, controller)
-    key = (id(widget), binding.path, trait)
+    key = binding.key
     with _lock:
         old = _bindings.pop(key, None)
     if old is not None:

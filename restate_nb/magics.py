@@ -2,15 +2,25 @@
 
 Bad input raises ``UsageError`` with the one-line usage of the command, which IPython shows
 without a traceback.
+
+Python expressions are taken as typed: the magic is ``no_var_expand``, so IPython's
+``{expr}`` / ``$name`` expansion does not touch the EXPR of ``%restate set PATH EXPR`` and
+``%restate derive DEST = EXPR`` (``%restate set /s {1, 2}`` stores the set ``{1, 2}``, not the
+tuple IPython's expansion would make of it). Everything else -- paths, the backend argument,
+``%%restate derive DEST`` -- is expanded here as IPython would (names from the notebook's
+namespace; text that does not format is kept as is), so ``%restate backend sqlite {db}`` and
+``%restate get /users/$uid`` keep working.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.utils.text import DollarFormatter
 
 from restate.errors import (
     CycleError,
@@ -19,8 +29,10 @@ from restate.errors import (
     SerializationError,
     StateError,
 )
+from restate.missing import MISSING
 from restate.paths import to_parts
 
+from .backend_switch import SwitchRefused
 from .session import BACKENDS, Session
 
 __all__ = ["USAGE", "RestateMagics"]
@@ -42,6 +54,8 @@ GENERAL = "usage: %restate " + " | ".join(USAGE) + "; %%restate track | derive D
 # Errors that mean "this input cannot be applied"; others (from callbacks) keep their traceback.
 _BAD_INPUT = (InvalidPathError, PathConflictError, SerializationError, SyntaxError)
 
+_EXPRESSION_COMMANDS = ("set", "derive")  # their EXPR is Python, never expanded
+
 _TOKEN = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([^\s=]+|=+))\s*""")
 
 
@@ -54,8 +68,11 @@ class RestateMagics(Magics):
         self.session = session
 
     @line_cell_magic
+    @no_var_expand
     def restate(self, line: str, cell: str | None = None) -> Any:
         command, rest = _split_command(line)
+        if cell is not None or command not in _EXPRESSION_COMMANDS:
+            rest = self._expand(rest)
         if cell is not None:
             return self._cell(command, rest, cell)
         handler = getattr(self, f"_line_{command}", None)
@@ -87,10 +104,28 @@ class RestateMagics(Magics):
             raise UsageError("usage: %%restate track | %%restate derive DEST")
 
     def _line_get(self, rest: str) -> Any:
-        return self.session.get(_only_path(rest, "get"))
+        path = _only_path(rest, "get")
+        value = self.session.get(path)
+        if value is MISSING:
+            print(f"restate: nothing stored at {path} (the path does not exist)")
+            return None
+        return value
+
+    def _expand(self, text: str) -> str:
+        """``text`` with ``{expr}`` and ``$name`` expanded as IPython does for other magics."""
+        try:
+            return str(DollarFormatter().vformat(text, args=[], kwargs=self.session.shell.user_ns))
+        except Exception:  # like IPython: what does not format stays as typed
+            return text
+
+    def _expanded_path(self, path: str, command: str) -> str:
+        path = self._expand(path)
+        _check_path(path, command)
+        return path
 
     def _line_set(self, rest: str) -> None:
         path, expr = _take_path(rest, "set")
+        path = self._expanded_path(path, "set")
         if not expr:
             raise UsageError(f"usage: {USAGE['set']}")
         compile(expr, "<restate set>", "eval")
@@ -104,6 +139,7 @@ class RestateMagics(Magics):
 
     def _line_derive(self, rest: str) -> None:
         dest, tail = _take_path(rest, "derive")
+        dest = self._expanded_path(dest, "derive")
         if not tail.startswith("=") or tail.startswith("=="):
             raise UsageError(f"usage: {USAGE['derive']}")
         expr = tail[1:].strip()
@@ -120,15 +156,19 @@ class RestateMagics(Magics):
         self.session.tree(path)
 
     def _line_backend(self, rest: str) -> None:
-        kind, raw = _split_command(rest)
-        argument = _unquote(raw) if raw else None
+        kind, argument, mode = _parse_backend(rest)
         try:
-            backend = self.session.set_backend(kind, argument)
-        except ValueError as error:
+            line = self.session.set_backend(kind, argument, mode)
+        except ValueError as error:  # SwitchRefused is a StateError, not a ValueError
             raise UsageError(f"usage: {error}") from None
+        except SwitchRefused as error:
+            raise UsageError(f"%restate backend: {error}") from None
+        except SerializationError as error:
+            raise UsageError(f"%restate backend: cannot copy the state: {error}; "
+                             f"nothing changed") from None  # fmt: skip
         except OSError as error:
             raise UsageError(f"{USAGE['backend']}: cannot open {argument!r}: {error}") from None
-        print(f"restate: state now lives in {type(backend).__name__}({argument or ''})")
+        print(f"restate: {line}")
 
     def _line_status(self, rest: str) -> None:
         _no_arguments(rest, "status")
@@ -149,6 +189,20 @@ class RestateMagics(Magics):
         raise UsageError(f"usage: {USAGE['track']}")
 
 
+def _parse_backend(rest: str) -> tuple[str, str | None, str]:
+    """KIND, ARG (None when absent) and the mode (auto, copy, open) of a backend line."""
+    try:
+        words = shlex.split(rest)
+    except ValueError as error:
+        raise UsageError(f"usage: {USAGE['backend']} ({error})") from None
+    flags = [w for w in words if w.startswith("--")]
+    words = [w for w in words if not w.startswith("--")]
+    if not words or len(words) > 2 or len(flags) > 1 or not set(flags) <= {"--copy", "--open"}:
+        raise UsageError(f"usage: {USAGE['backend']}")
+    mode = flags[0][2:] if flags else "auto"
+    return words[0], words[1] if len(words) == 2 else None, mode
+
+
 def _split_command(line: str) -> tuple[str, str]:
     command, _, rest = line.strip().partition(" ")
     return command, rest.strip()
@@ -160,11 +214,15 @@ def _take_path(text: str, command: str) -> tuple[str, str]:
     if match is None or not text.strip():
         raise UsageError(f"usage: {USAGE[command]}")
     path = next(g for g in match.groups() if g is not None)
+    _check_path(path, command)
+    return path, text[match.end() :].strip()
+
+
+def _check_path(path: str, command: str) -> None:
     try:
         to_parts(path)
     except (StateError, TypeError) as error:
         raise UsageError(f"{USAGE[command]}: {error}") from None
-    return path, text[match.end() :].strip()
 
 
 def _only_path(text: str, command: str) -> str:

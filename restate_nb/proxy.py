@@ -4,10 +4,18 @@
 
     state["/config/theme"] = "dark"     # controller.set_state
     state["/config"]                    # {"theme": "dark"} (recorded inside tracked cells)
+    state["/config"]["theme"] = "light" # TypeError: a read-only snapshot; write by path:
+    state["/config/theme"] = "light"    #   this is the write that reaches the state
     state.get("/missing", 0)            # 0
     "/config/theme" in state            # True
     del state["/config"]                # controller.del_state; KeyError when missing
     list(state)                         # top-level keys, like a dict of the whole tree
+
+Values read are snapshots: dicts, lists and sets come back read-only (``readonly.py``), so
+an in-place change (``cfg = state["/cfg"]; cfg["a"] = 2``), which could never reach the
+state, raises ``TypeError`` naming the write to make instead (``state["/cfg/a"] = 2``)
+rather than being lost silently. ``dict(value)`` / ``copy.deepcopy(value)`` give mutable
+copies; ``state["/items"] += [4]`` works (``+=`` makes a new list, which is then written).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from restate.missing import MISSING
+
+from .readonly import freeze
 
 __all__ = ["StateProxy"]
 
@@ -26,8 +36,9 @@ class StateProxy(MutableMapping[Any, Any]):
     """A mutable mapping from paths to values of ``controller``'s state tree.
 
     Reading a missing path raises ``KeyError`` (use ``.get(path, default)``); a stored
-    ``None`` is a value. ``on_write(path)`` is called after each write or delete that changed
-    the state (the notebook layer uses it to order tracked cells).
+    ``None`` is a value. Dicts, lists and sets are returned as read-only snapshots (see the
+    module docstring); ``default`` is returned as given. ``on_write(path)`` is called after
+    each write or delete that changed the state (the notebook layer uses it to order tracked cells).
     """
 
     def __init__(self, controller: Any, on_write: WriteHook | None = None) -> None:
@@ -43,11 +54,11 @@ class StateProxy(MutableMapping[Any, Any]):
         value = self._controller.get_state(path, MISSING)
         if value is MISSING:
             raise KeyError(path)
-        return value
+        return freeze(value, path)
 
     def get(self, path: Any, default: Any = None) -> Any:
         value = self._controller.get_state(path, MISSING)
-        return default if value is MISSING else value
+        return default if value is MISSING else freeze(value, path)
 
     def __setitem__(self, path: Any, value: Any) -> None:
         if self._controller.set_state(path, value) and self._on_write is not None:

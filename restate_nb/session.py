@@ -11,14 +11,13 @@ from IPython.display import display
 
 from restate.missing import MISSING
 
+from .backend_switch import BACKENDS, describe_backend, make_backend, prepare_switch
 from .derive import ExpressionDerivation, ExpressionDerivations
 from .proxy import StateProxy
 from .tracked_cell import Recorder, TrackedCell
 from .tracked_cells import TrackedCells
 
-__all__ = ["Session", "make_backend"]
-
-BACKENDS = "memory | fs DIR | sqlite FILE | redis URL"
+__all__ = ["BACKENDS", "Session", "make_backend"]
 
 
 class Session:
@@ -33,17 +32,24 @@ class Session:
         self.derivations = ExpressionDerivations(shell, controller, self.recorder)
         self._owned_backend: Any = None
         self.trees: list[Any] = []
+        self._tree_cells: dict[str, tuple[int, list[Any]]] = {}  # cell id -> (run, trees)
+        self._run = 0
+        self._cell_id: str | None = None
 
     def start(self) -> None:
         self.shell.push({"state": self.state})
         self.shell.events.register("pre_run_cell", self.cells.pre_run_cell)
         self.shell.events.register("post_run_cell", self.cells.post_run_cell)
+        self.shell.events.register("pre_run_cell", self._note_cell)
+        self.shell.events.register("post_run_cell", self._flush_trees)
 
     def stop(self) -> None:
         """Undo ``start`` and untrack every cell and derivation made here."""
         for name, callback in (
             ("pre_run_cell", self.cells.pre_run_cell),
             ("post_run_cell", self.cells.post_run_cell),
+            ("pre_run_cell", self._note_cell),
+            ("post_run_cell", self._flush_trees),
         ):
             try:
                 self.shell.events.unregister(name, callback)
@@ -56,11 +62,13 @@ class Session:
         for tree in self.trees:
             tree.close()
         self.trees.clear()
+        self._tree_cells.clear()
 
     # -- commands -----------------------------------------------------------------------
 
     def get(self, path: str) -> Any:
-        return self.state.get(path)
+        """The value at ``path`` (a read-only snapshot), or ``MISSING``."""
+        return self.state.get(path, MISSING)
 
     def set(self, path: str, expr: str) -> None:
         self.state[path] = self._eval(expr)
@@ -83,18 +91,48 @@ class Session:
     def tree(self, path: str = "/") -> Any:
         from .tree_widget import StateTree
 
-        widget = StateTree(self.controller, path)
-        self.trees.append(widget)
+        widget = StateTree(self.controller, path)  # adopts itself (adopt_tree)
         display(widget)
         return widget
 
-    def set_backend(self, kind: str, argument: str | None) -> Any:
+    # -- trees: one per cell, current when a cell ends -------------------------------------
+
+    def adopt_tree(self, tree: Any) -> None:
+        """Keep ``tree`` for closing at unload; a cell run again closes the trees its
+        previous run made (re-running the cell that shows a tree replaces that tree)."""
+        if self._cell_id is not None:
+            run, trees = self._tree_cells.get(self._cell_id, (self._run, []))
+            if run != self._run:
+                for old in trees:
+                    old.close()
+                trees = []
+            self._tree_cells[self._cell_id] = (self._run, [*trees, tree])
+        self.trees = [t for t in self.trees if not t.protocol.closed]
+        self.trees.append(tree)
+
+    def _note_cell(self, info: Any = None) -> None:
+        self._run += 1
+        self._cell_id = getattr(info, "cell_id", None)
+
+    def _flush_trees(self, result: Any = None) -> None:
+        """Send what changed during the cell now, so every view and the stored widget state
+        show the state as the cell left it (not up to one interval later)."""
+        self._cell_id = None
+        for tree in self.trees:
+            if not tree.protocol.closed:
+                tree.protocol.flush()
+
+    def set_backend(self, kind: str, argument: str | None, mode: str = "auto") -> str:
+        """Switch the store as ``%restate backend`` documents (backend_switch.py); the line
+        saying what happened. On an error nothing changed and the new backend is closed."""
         backend = make_backend(kind, argument)
         old, owned = self.controller.backend, self._owned_backend
         try:
+            line = prepare_switch(self.controller, backend, mode, describe_backend(kind, argument))
             self.controller.set_backend(backend)
         except Exception as exc:
             if self.controller.backend is not backend:
+                backend.close()
                 raise  # the switch itself failed: nothing changed
             # switched; what reacted to the new state failed (say, a derivation reading a
             # path the new store lacks): report it, the switch stands
@@ -107,7 +145,7 @@ class Session:
         self._owned_backend = backend
         if owned is not None and old is owned:
             old.close()
-        return backend
+        return line
 
     def untrack(self, target: str | None) -> list[str]:
         """Untrack ``all``, a cell number (``3`` or ``#3``), a derive DEST, or this cell."""
@@ -180,30 +218,10 @@ class _RecordingProxy(StateProxy):
             self._recorder.read(path)
 
     def get(self, path: Any, default: Any = None) -> Any:
-        value = self._controller.get_state(path, MISSING)
-        self._recorder.read(path)
-        return default if value is MISSING else value
-
-
-def make_backend(kind: str, argument: str | None) -> Any:
-    """The backend for ``%restate backend KIND [ARG]``.
-
-    Raises:
-        ValueError: unknown KIND or a missing/extra argument (the message is the usage line).
-    """
-    import restate
-
-    needs = {"fs": "DIR", "sqlite": "FILE", "redis": "URL"}
-    if kind == "memory" and argument is None:
-        return restate.InMemoryBackend()
-    if kind in needs and argument:
-        factory = {
-            "fs": "FileSystemSyncBackend",
-            "sqlite": "SQLiteBackend",
-            "redis": "RedisBackend",
-        }[kind]
-        return getattr(restate, factory)(argument)
-    raise ValueError(f"%restate backend {BACKENDS}")
+        try:
+            return super().get(path, default)
+        finally:
+            self._recorder.read(path)
 
 
 def _count(n: int, noun: str) -> str:

@@ -14,7 +14,7 @@ Node records (paths are absolute strings, ``key`` is the last segment or ``"/"``
 
 Front end -> kernel (``req`` is an opaque id echoed in the reply)::
 
-    hello                          -> snapshot {root, marks, page}
+    hello                          -> snapshot {root, marks, page, seq}
     expand {path, offset}          -> children {path, offset, count, children}
     collapse {path}                   (no reply; the kernel stops sending that subtree)
     set {path, json}               -> ack | error       (a leaf edit, JSON text)
@@ -22,12 +22,23 @@ Front end -> kernel (``req`` is an opaque id echoed in the reply)::
     delete {path}                  -> ack | error
     read {path}                    -> value {path, json} (the full JSON of a truncated leaf)
 
-Kernel -> front end, unprompted: ``diff {ops, flash, marks?}`` where ``ops`` are
+Kernel -> front end, unprompted: ``diff {seq, ops, flash, marks?}`` where ``ops`` are
 ``{"op": "put", "path", "node"}`` (replace or append that node with its visible subtree),
 ``{"op": "head", "path", "node"}`` (new count of a dict, children untouched) and
-``{"op": "remove", "path"}``; ``flash`` lists the paths to highlight (a collapsed dict
-flashes for changes inside it); ``marks`` is ``{"derived": {dest: [sources]}, "feeds":
-{source: [dests]}, "tracked": {path: [tracker names]}}`` when it changed.
+``{"op": "remove", "path"}``; ``seq`` numbers the diffs 1, 2, 3...; ``flash`` lists the
+paths to highlight (a collapsed dict flashes for changes inside it); ``marks`` is
+``{"derived": {dest: [sources]}, "feeds": {source: [dests]}, "tracked": {path: [tracker
+names]}}`` when it changed.
+
+First paint without a round trip: the snapshot (``{root, marks, page, seq}``, ``seq`` being
+the last diff it includes) is also *published* through ``publish`` -- the widget puts it in a
+synced trait, so it travels with the widget's creation and the view paints at once, even when
+the kernel is busy in a long cell and cannot answer ``hello`` (the shell channel is serial;
+kernel -> front end messages still go out). The view applies the diffs numbered above the
+snapshot's ``seq``. Diffs sent before a view exists are lost to it, so until the first
+``hello`` arrives every flush publishes the snapshot again; after that, at most once per
+``publish_every`` seconds and once more when the state goes quiet, so a view opened later
+starts from a recent picture and its ``hello`` makes it exact.
 
 Worked example: the view shows ``/`` with ``/users`` collapsed. ``set_state("/users/1/age",
 3)`` records ``/users/1/age`` as pending; the flusher thread wakes, finds that ``/users`` is
@@ -54,63 +65,19 @@ from typing import Any, ClassVar
 from restate.missing import MISSING
 from restate.paths import Parts, PathLike, check_key, is_prefix, parts_to_str, to_parts
 
+from .tree_records import MAX_JSON, compute_marks, describe_error, leaf_preview, parse_json
+
 __all__ = ["MAX_JSON", "TreeProtocol", "compute_marks", "parse_json"]
 
 PAGE = 200  # children sent per expand request
-MAX_JSON = 2_000  # longer leaf previews are truncated; the editor reads the full value
 INTERVAL = 0.05  # at most 20 diff messages per second
+PUBLISH_EVERY = 1.0  # once a view said hello, republish the snapshot at most this often
 MARKS_POLL = 1.0  # refresh derivation / tracker marks this often when the state is idle
 CROWD = 32  # more changed siblings than this in one diff: resend their parent's page instead
 
 _ABSENT = object()
 _log = logging.getLogger(__name__)
 Message = dict[str, Any]
-
-
-def leaf_preview(value: Any) -> Message:
-    """The display fields of a leaf: JSON text (or repr for non-JSON values), its type."""
-    exact = True
-
-    def fallback(obj: Any) -> str:
-        nonlocal exact
-        exact = False
-        return repr(obj)
-
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=fallback)
-    except ValueError:  # circular structures
-        text, exact = repr(value), False
-    truncated = len(text) > MAX_JSON
-    return {
-        "type": _json_type(value),
-        "json": text[:MAX_JSON] if truncated else text,
-        "truncated": truncated,
-        "exact": exact and not isinstance(value, tuple),
-    }
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    return "object"
-
-
-def parse_json(text: Any) -> Any:
-    """The value of JSON ``text``; ValueError with the position when it is not JSON."""
-    if not isinstance(text, str):
-        raise ValueError(f"expected JSON text, got {type(text).__name__}")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc}") from None
 
 
 class TreeProtocol:
@@ -123,6 +90,9 @@ class TreeProtocol:
         interval: the minimum time between two diff messages.
         page: how many children one expand request loads.
         marks_poll: how often derivation and tracker marks are refreshed while idle.
+        publish: called with the current snapshot (a JSON-able dict) now and as described in
+            the module docstring; None when nothing holds a snapshot.
+        publish_every: the minimum time between two publications once a view said hello.
 
     Raises:
         TypeError: ``controller`` is an async controller (its reads are coroutines).
@@ -137,6 +107,8 @@ class TreeProtocol:
         interval: float = INTERVAL,
         page: int = PAGE,
         marks_poll: float = MARKS_POLL,
+        publish: Callable[[Message], Any] | None = None,
+        publish_every: float = PUBLISH_EVERY,
     ) -> None:
         if inspect.iscoroutinefunction(getattr(controller, "get_state", None)):
             raise TypeError("StateTree shows a ControllerSync; got an async controller")
@@ -153,7 +125,15 @@ class TreeProtocol:
         self._closed = False
         self._last_diff = 0.0
         self._marks: Message = compute_marks(controller)  # what the snapshot will show
+        self._seq = 0  # number of the last diff sent
+        self._publish = publish
+        self.publish_every = publish_every
+        self._hello_seen = False
+        self._published_at = 0.0
+        self._publish_due = False  # a diff went out that the published snapshot lacks
         self._unsubscribe = controller.on_changes(self._on_changes)
+        if publish is not None:
+            self._republish()
         self._thread = threading.Thread(target=self._run, name="restate-tree", daemon=True)
         self._thread.start()
 
@@ -209,17 +189,50 @@ class TreeProtocol:
             self._wake.wait(delay)
         return None
 
-    def _flush(self, pending: dict[Parts, bool]) -> None:
+    def flush(self) -> None:
+        """Send the pending changes now, without waiting for the interval (the notebook
+        calls it when a cell ends, so the view and the published snapshot are current)."""
+        with self._wake:
+            pending, self._pending = self._pending, {}
+        if pending or self._publish_due:
+            self._flush(pending, publish_now=True)
+
+    def _flush(self, pending: dict[Parts, bool], publish_now: bool = False) -> None:
         with self._view_lock:
             ops, flash = self._diff(pending)
             marks = self._fresh_marks()
-            if not ops and not flash and marks is None:
-                return
-            msg: Message = {"type": "diff", "ops": ops, "flash": flash}
-            if marks is not None:
-                msg["marks"] = marks
-            self._last_diff = time.monotonic()
-            self._emit(msg)
+            if ops or flash or marks is not None:
+                self._seq += 1
+                msg: Message = {"type": "diff", "seq": self._seq, "ops": ops, "flash": flash}
+                if marks is not None:
+                    msg["marks"] = marks
+                self._last_diff = time.monotonic()
+                self._emit(msg)
+                self._publish_due = self._publish is not None
+            if self._publish_due and (publish_now or self._may_publish(bool(pending))):
+                self._republish()
+
+    def _may_publish(self, busy: bool) -> bool:
+        """Publish on every diff until a view said hello; then at most every
+        ``publish_every`` seconds, and on the first quiet tick."""
+        if not self._hello_seen or not busy:
+            return True
+        return time.monotonic() - self._published_at >= self.publish_every
+
+    def _republish(self) -> None:
+        if self._publish is None or self._closed:
+            return
+        self._published_at = time.monotonic()
+        self._publish_due = False
+        self._publish(self.snapshot())
+
+    def snapshot(self) -> Message:
+        """The view's current picture: ``{type: snapshot, root, marks, page, seq}``."""
+        with self._view_lock:
+            root = self._record(self.root, self._read(self.root))
+            self._marks = compute_marks(self.controller)
+            return {"type": "snapshot", "root": root, "marks": self._marks, "page": self.page,
+                    "seq": self._seq}  # fmt: skip
 
     def _diff(self, pending: dict[Parts, bool]) -> tuple[list[Message], list[str]]:
         ops: list[Message] = []
@@ -314,16 +327,14 @@ class TreeProtocol:
                 raise ValueError(f"unknown StateTree message type {kind!r}")
             reply = handler(self, msg)
         except Exception as exc:  # any failure is shown next to the node it concerns
-            self._emit({"type": "error", "req": req, "path": path, "message": _describe(exc)})
+            self._emit({"type": "error", "req": req, "path": path, "message": describe_error(exc)})
             return
         if reply is not None:
             self._emit({**reply, "req": req})
 
     def _hello(self, msg: Message) -> Message:
-        with self._view_lock:
-            root = self._record(self.root, self._read(self.root))
-            self._marks = compute_marks(self.controller)
-            return {"type": "snapshot", "root": root, "marks": self._marks, "page": self.page}
+        self._hello_seen = True
+        return self.snapshot()
 
     def _expand(self, msg: Message) -> Message:
         parts, offset = to_parts(msg["path"]), int(msg.get("offset", 0))
@@ -398,48 +409,3 @@ def _coalesce(pending: dict[Parts, bool]) -> dict[Parts, bool]:
     for parent in crowded:
         out[parent] = out.get(parent, False)
     return out
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_describe(e) for e in exc.exceptions)
-    if isinstance(exc, KeyError) and exc.args:
-        return f"KeyError: {exc.args[0]}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def compute_marks(controller: Any) -> Message:
-    """Derived dests with their sources, sources with their dests, tracked paths by reader."""
-    derived: dict[str, list[str]] = {}
-    feeds: dict[str, list[str]] = {}
-    tracked: dict[str, list[str]] = {}
-    for info in controller.derivations():
-        dest = str(info.dest)
-        derived[dest] = sorted(str(s) for s in info.sources)
-        for source in derived[dest]:
-            feeds.setdefault(source, []).append(dest)
-    for info in controller.trackers():
-        name = tracker_name(info)
-        for p in sorted(str(p) for p in info.paths):
-            tracked.setdefault(p, []).append(name)
-    return {"derived": derived, "feeds": feeds, "tracked": tracked}
-
-
-def tracker_name(info: Any) -> str:
-    """How a tracked function is named on hover: its payload's ``describe()`` or name (tracked
-    cells of restate_nb describe themselves as ``cell #2 [In[5]]``), else its qualname."""
-    payload = info.payload
-    if isinstance(payload, str):
-        return payload
-    describe = getattr(payload, "describe", None)
-    if callable(describe):
-        return str(describe())
-    if isinstance(payload, dict):
-        for key in ("name", "cell", "label"):
-            if key in payload:
-                return str(payload[key])
-    name = getattr(payload, "name", None) or getattr(payload, "label", None)
-    if isinstance(name, str):
-        return name
-    cb = info.callback
-    return str(getattr(cb, "__qualname__", None) or getattr(cb, "__name__", None) or cb)

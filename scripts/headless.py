@@ -2,11 +2,23 @@
 
 Usage: ``python scripts/headless.py [NOTEBOOK_OR_DIR ...]`` (default: ``examples/``).
 
-Each code cell is printed as ``[n] first line of its source`` followed by its outputs: text,
-results, errors, and the content of widgets -- an ``ipywidgets.Output`` is shown with the outputs
-it holds at the end of the run, which is where tracked cells put their re-runs. Exit status is 1
-when any notebook fails: a cell raised, or an error output appeared anywhere (inside a widget
-too), unless the cell is tagged ``raises-exception`` (the nbclient/nbval convention).
+Printed as the notebook runs: each code cell as ``[n] first line of its source`` when it
+starts, then its outputs when it ends: text, results, errors, and the content of widgets (an
+``ipywidgets.Output`` with the outputs it holds, a ``StateTree`` as the indented text it
+shows). While a later cell runs, every re-run of a tracked cell is printed as it happens,
+under that cell, as ``↻ [n] re-ran:`` followed by what the tracked cell shows now (its why
+line included), and a tree that changed is printed again when the cell ends::
+
+    [2] %%restate track
+        Output widget:
+            total = 3
+    [3] state["/a"] = 5
+        ↻ [2] re-ran:
+            total = 8
+
+Exit status is 1 when any notebook fails: a cell raised, or an error output appeared anywhere
+(inside a widget too), unless the cell is tagged ``raises-exception`` (the nbclient/nbval
+convention).
 """
 
 from __future__ import annotations
@@ -54,13 +66,106 @@ def python_kernel_manager() -> KernelManager:
     return KernelManager(kernel_name="python3", kernel_spec_manager=specs)
 
 
-def execute(path: Path, timeout: int) -> tuple[Any, str | None]:
-    """Run the notebook at ``path``; return it with its outputs and the error text, if any.
+class LiveClient(NotebookClient):
+    """A NotebookClient that prints each cell as it runs and widget updates as they arrive
+    (when it has a ``printer``)."""
 
-    The kernel's own stderr (start-up warnings) is kept aside and shown only with a failure.
+    printer: LivePrinter | None = None
+
+    async def async_execute_cell(
+        self,
+        cell: Any,
+        cell_index: int,
+        execution_count: int | None = None,
+        store_history: bool = True,
+    ) -> Any:
+        printer = self.printer if cell.cell_type == "code" and cell.source.strip() else None
+        if printer is not None:
+            printer.start(cell)
+        try:
+            return await super().async_execute_cell(
+                cell, cell_index, execution_count, store_history
+            )
+        finally:
+            if printer is not None:
+                printer.finish(cell, self.live_widgets())
+
+    def handle_comm_msg(self, outs: list[Any], msg: dict[str, Any], cell_index: int) -> None:
+        super().handle_comm_msg(outs, msg, cell_index)
+        state = msg["content"].get("data", {}).get("state") or {}
+        if self.printer is not None and "outputs" in state:
+            self.printer.output_changed(msg["content"]["comm_id"], self.live_widgets())
+
+    def live_widgets(self) -> dict[str, dict[str, Any]]:
+        """The widget states so far, shaped like the notebook's stored widget state."""
+        return {
+            model_id: {"model_name": state.get("_model_name", "widget"), "state": state}
+            for model_id, state in self.widget_state.items()
+        }
+
+
+class LivePrinter:
+    """Prints cells when they start and end, and re-runs of tracked cells as they happen."""
+
+    def __init__(self) -> None:
+        self.count = 0  # execution count of the last cell that ran
+        self.shown_by: dict[str, tuple[str, bool]] = {}  # model id -> (cell label, tracked?)
+        self.trees: dict[str, list[str]] = {}  # tree model id -> the lines printed last
+
+    def start(self, cell: Any) -> None:
+        print(f"[{self.count + 1}] {first_line(cell)}", flush=True)
+
+    def finish(self, cell: Any, widgets: dict[str, Any]) -> None:
+        self.count = cell.get("execution_count") or self.count + 1
+        lines: list[str] = []
+        for output in cell.get("outputs", []):
+            lines.extend(INDENT + line for line in describe_output(output, widgets, set()))
+        lines.extend(self._changed_trees(widgets))
+        for model_id in displayed_models(cell.get("outputs", [])):
+            tracked = cell.source.lstrip().startswith("%%restate")
+            self.shown_by[model_id] = (f"[{self.count}]", tracked)
+            if _is_tree(widgets.get(model_id)):
+                self.trees[model_id] = list(describe_widget(model_id, widgets, set()))
+        if lines:
+            print("\n".join(lines), flush=True)
+
+    def output_changed(self, model_id: str, widgets: dict[str, Any]) -> None:
+        if model_id not in self.shown_by:
+            return  # still the cell that shows it: its outputs are printed when it ends
+        label, tracked = self.shown_by[model_id]
+        title = f"↻ {label} re-ran:" if tracked else f"↻ the Output widget of {label} now shows:"
+        inner = list(describe_widget(model_id, widgets, set()))[1:]  # without "Output widget:"
+        print("\n".join([INDENT + title, *(INDENT + line for line in inner)]), flush=True)
+
+    def _changed_trees(self, widgets: dict[str, Any]) -> list[str]:
+        lines: list[str] = []
+        for model_id, before in self.trees.items():
+            now = list(describe_widget(model_id, widgets, set()))
+            if now != before:
+                self.trees[model_id] = now
+                label = self.shown_by[model_id][0]
+                lines.append(f"{INDENT}↻ the StateTree of {label} now shows:")
+                lines.extend(INDENT + line for line in now[1:])
+        return lines
+
+
+def first_line(cell: Any) -> str:
+    return str(cell.source.strip().splitlines()[0])
+
+
+def displayed_models(outputs: list[dict[str, Any]]) -> list[str]:
+    """Model ids of the widgets a cell displays."""
+    views = (o.get("data", {}).get(WIDGET_VIEW_KEY) for o in outputs)
+    return [view["model_id"] for view in views if view and view.get("model_id")]
+
+
+def execute(path: Path, timeout: int, live: bool = False) -> tuple[Any, str | None]:
+    """Run the notebook at ``path`` (printing as it goes when ``live``); return it with its
+    outputs and the error text, if any. The kernel's stderr (start-up warnings) is shown only
+    with a failure.
     """
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
+    client = LiveClient(
         nb,
         km=python_kernel_manager(),
         timeout=timeout,
@@ -69,6 +174,7 @@ def execute(path: Path, timeout: int) -> tuple[Any, str | None]:
         record_timing=False,
         resources={"metadata": {"path": str(path.parent)}},
     )
+    client.printer = LivePrinter() if live else None
     with tempfile.TemporaryFile("w+") as kernel_stderr:
         try:
             client.execute(stderr=kernel_stderr)
@@ -114,6 +220,9 @@ def describe_widget(model_id: str, widgets: dict[str, Any], seen: set[str]) -> I
         return
     seen = seen | {model_id}
     state = model.get("state", {})
+    if _is_tree(model):
+        yield from describe_tree(state)
+        return
     name = state.get("_anywidget_id") or model.get("model_name", "widget")
     if model.get("model_name") == "OutputModel":
         yield "Output widget:"
@@ -125,6 +234,48 @@ def describe_widget(model_id: str, widgets: dict[str, Any], seen: set[str]) -> I
     for child in state.get("children", []):
         child_id = str(child).removeprefix("IPY_MODEL_")
         yield from (INDENT + line for line in describe_widget(child_id, widgets, seen))
+
+
+def _is_tree(model: dict[str, Any] | None) -> bool:
+    state = (model or {}).get("state", {})
+    return str(state.get("_anywidget_id", "")).endswith(".StateTree")
+
+
+def describe_tree(state: dict[str, Any]) -> Iterator[str]:
+    """The text a StateTree shows: its published snapshot (``_snapshot``), indented."""
+    root = (state.get("_snapshot") or {}).get("root")
+    if root is None:
+        yield f"StateTree of {state.get('path', '/')} (no snapshot stored)"
+        return
+    yield f"StateTree of {root['path']}:"
+    if root.get("kind") != "dict":
+        yield from (INDENT + line for line in tree_node(root))
+        return
+    for child in root.get("children", []):
+        yield from (INDENT + line for line in tree_node(child))
+    yield from _more(root)
+
+
+def tree_node(rec: dict[str, Any]) -> Iterator[str]:
+    """One node record and the children the view shows, as indented lines."""
+    key, kind = rec.get("key"), rec.get("kind")
+    if kind == "leaf":
+        yield f"{key}: {rec.get('json')}{'…' if rec.get('truncated') else ''}"
+    elif kind == "missing":
+        yield f"{key}: (no value)"
+    else:
+        count = rec.get("count", 0)
+        shown = "▾" if "children" in rec else "▸"
+        yield f"{shown} {key} {{{count} {'key' if count == 1 else 'keys'}}}"
+        for child in rec.get("children", []):
+            yield from (INDENT + line for line in tree_node(child))
+        yield from _more(rec)
+
+
+def _more(rec: dict[str, Any]) -> Iterator[str]:
+    hidden = rec.get("count", 0) - len(rec.get("children", []))
+    if "children" in rec and hidden > 0:
+        yield f"{INDENT}… {hidden} more"
 
 
 def error_outputs(output: dict[str, Any], widgets: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -163,9 +314,8 @@ def run_one(path: Path, timeout: int) -> bool:
     """Execute and print one notebook; True when it ran without unexpected errors."""
     started = time.perf_counter()
     print(f"=== {display_name(path)}", flush=True)
-    nb, failure = execute(path, timeout)
-    lines, problems = report(nb)
-    print("\n".join(lines), flush=True)
+    nb, failure = execute(path, timeout, live=True)  # prints the cells as they run
+    _, problems = report(nb)
     elapsed = time.perf_counter() - started
     if failure:
         print(f"\nFAILED: {display_name(path)} stopped at an error:\n{failure}", file=sys.stderr)

@@ -55,9 +55,15 @@ def test_headless_job_prints_cell_text_results_and_what_output_widgets_hold(tmp_
     assert "[1] print('hello from cell one')" in lines
     assert "    hello from cell one" in lines
     assert "    42" in lines
-    # The Output widget shown by cell 2 holds what cell 3 put there later.
+    # The Output widget shown by cell 2 is empty then; cell 3 fills it, which is printed there.
     cell_two = lines.index("[2] import ipywidgets as w")
-    assert lines[cell_two + 1 : cell_two + 3] == ["    Output widget:", "        rerun shows 2"]
+    assert lines[cell_two + 1] == "    Output widget:"
+    cell_three = lines.index("[3] out.outputs = ({'output_type': 'stream', 'name': 'stdout', "
+                             "'text': 'rerun shows 2\\n'},)")  # fmt: skip
+    assert lines[cell_three + 1 : cell_three + 3] == [
+        "    ↻ the Output widget of [2] now shows:",
+        "        rerun shows 2",
+    ]
     assert "        IntSliderModel(description='n', value=3)" in lines
     assert "1 of 1 notebooks ran without errors" in lines
 
@@ -150,3 +156,108 @@ def test_run_command_with_headless_sets_up_then_executes_the_named_notebook(tmp_
     assert "== python environment" in result.stdout
     assert "    through scripts/run" in result.stdout
     assert "== headless run of the examples:" in result.stdout
+
+
+TRACKED_NOTEBOOK = [
+    '%load_ext restate_nb\nstate["/a"] = 1',
+    '%%restate track\nprint("total =", state["/a"] * 3)',
+    "%restate tree",
+    'state["/a"] = 5\nstate["/cfg/x"] = [1, 2]',
+]
+
+
+def test_headless_job_prints_each_rerun_under_the_cell_that_caused_it_and_the_tree_text(
+    tmp_path,
+):
+    notebook = write_notebook(tmp_path / "tracked.ipynb", TRACKED_NOTEBOOK)
+
+    result = run_headless(notebook)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index("[1] %load_ext restate_nb")
+    assert lines[start : start + 13] == [
+        "[1] %load_ext restate_nb",
+        "[2] %%restate track",
+        "    Output widget:",
+        "        total = 3",
+        "[3] %restate tree",
+        "    StateTree of /:",
+        "        a: 1",
+        '[4] state["/a"] = 5',
+        "    ↻ [2] re-ran:",
+        "        total = 15",
+        "    ↻ the StateTree of [3] now shows:",
+        "        a: 5",
+        "        ▸ cfg {1 key}",
+    ]
+    assert lines[start + 13].startswith("--- ok")
+
+
+def test_headless_job_prints_a_rerun_while_the_writing_cell_is_still_running(tmp_path):
+    """The notebook's last cell writes from a thread, then waits until this test has read
+    the re-run line on the job's stdout: the line must come out while the cell runs."""
+    go = tmp_path / "seen-rerun"
+    waiting = (
+        "import pathlib, threading, time\n"
+        'threading.Thread(target=lambda: state.__setitem__("/a", 7)).start()\n'
+        "end = time.monotonic() + 60\n"
+        f"while not pathlib.Path({str(go)!r}).exists():\n"
+        "    assert time.monotonic() < end, 'the re-run was not printed while the cell ran'\n"
+        "    time.sleep(0.02)\n"
+        'print("writer done")'
+    )
+    notebook = write_notebook(tmp_path / "live.ipynb", [*TRACKED_NOTEBOOK[:2], waiting])
+    proc = subprocess.Popen(
+        [sys.executable, str(HEADLESS), str(notebook)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    seen: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line.rstrip("\n"))
+            if seen[-2:] == ["    ↻ [2] re-ran:", "        total = 21"]:
+                go.write_text("")
+                break
+        assert go.exists(), f"no re-run printed: {seen}"
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, "\n".join(seen) + rest + err
+    assert "    writer done" in rest.splitlines()
+
+
+def test_in_a_real_kernel_magic_input_and_in_place_changes_say_what_happened(tmp_path):
+    """Items a user meets first, in a real kernel: a set typed in %restate, a missing path,
+    a backend switch, and an in-place change of a value read from a tracked cell."""
+    db = tmp_path / "s.db"
+    cells = [
+        '%load_ext restate_nb\nstate["/cfg"] = {"a": 1}',
+        "%restate set /s {1, 2}\nprint('a set:', isinstance(state['/s'], set), state['/s'])",
+        "%restate get /missing",
+        '%%restate track\ncfg = state["/cfg"]\ncfg["a"] = cfg["a"] + 1',
+        '%restate del /s\nstate["/cfg/a"] = 3',
+        f"%restate backend sqlite {db}",
+    ]
+    notebook = write_notebook(tmp_path / "input.ipynb", cells)
+
+    result = run_headless(notebook)
+
+    lines = result.stdout.splitlines()
+    assert "    a set: True {1, 2}" in lines
+    assert "    restate: nothing stored at /missing (the path does not exist)" in lines
+    snapshot_error = [line for line in lines if "is a read-only snapshot" in line]
+    assert any('write by path instead: state["/cfg/a"] = 2' in line for line in snapshot_error)
+    assert any('state["/cfg/a"] = 4' in line for line in snapshot_error)  # re-ran after /cfg/a = 3
+    assert any(
+        line.startswith("    restate: copied the current state, 1 top-level key (cfg), into sqlite")
+        for line in lines
+    )
+    # the tracked cell's error is a real error output, so the job reports it
+    assert result.returncode == 1 and "TypeError" in result.stderr

@@ -1,5 +1,10 @@
 // StateTree front end: renders the node records the kernel sends, asks for the rest, and
-// turns clicks into edit requests. The protocol is documented in restate_nb/tree_widget.py.
+// turns clicks into edit requests. The protocol is documented in restate_nb/tree_protocol.py.
+// First paint: the kernel publishes its snapshot in the synced trait `_snapshot`, so the view
+// paints from the model at once (no round trip: while a cell runs the kernel answers no
+// message, but its diffs and trait changes still arrive). Diffs are numbered; the view applies
+// those above the number of the snapshot it shows, and "hello" makes it exact once the kernel
+// is free.
 
 function h(tag, cls, text) {
   const e = document.createElement(tag);
@@ -65,17 +70,33 @@ class TreeView {
     this.ready = false;
     this.page = 200;
     this.started = performance.now();
+    this.applied = -1; // number of the last diff the view shows
+    this.synced = false; // a hello reply arrived
+    this.stale = false; // a diff was missed (it went out before this view existed)
     el.classList.add("restate-tree");
     this.status = h("div", "rs-status", "loading state…");
     this.body = h("div", "rs-body");
     el.append(this.status, this.body);
     this.onMsg = (msg) => this.receive(msg);
+    this.onSnapshot = () => this.published();
     model.on("msg:custom", this.onMsg);
+    model.on("change:_snapshot", this.onSnapshot);
+    this.published();
     this.helloReq = this.request({ type: "hello" });
   }
 
   dispose() {
     this.model.off("msg:custom", this.onMsg);
+    this.model.off("change:_snapshot", this.onSnapshot);
+  }
+
+  published() {
+    const snap = this.model.get("_snapshot");
+    if (!snap || !snap.root) return;
+    // a view in step with the kernel keeps its DOM (an open editor, flashes); one that has
+    // not heard back from the kernel, or missed a diff, takes the newer picture
+    const behind = !this.ready || ((!this.synced || this.stale) && snap.seq > this.applied);
+    if (behind) this.snapshot(snap);
   }
 
   request(msg, handlers) {
@@ -86,7 +107,11 @@ class TreeView {
   }
 
   receive(msg) {
-    if (msg.type === "snapshot") return this.snapshot(msg);
+    if (msg.type === "snapshot") {
+      if (msg.req !== this.helloReq) return; // another view said hello
+      this.synced = true;
+      return this.snapshot(msg);
+    }
     if (msg.type === "diff") return this.ready && this.diff(msg);
     const handler = this.handlers.get(msg.req);
     if (!handler) return; // a reply to another view of the same widget
@@ -104,13 +129,16 @@ class TreeView {
   // -- rendering ---------------------------------------------------------------------------
 
   snapshot(msg) {
-    if (this.ready && msg.req !== this.helloReq) return; // another view said hello
+    this.applied = msg.seq ?? this.applied;
+    this.stale = false;
     this.page = msg.page || this.page;
     this.marks = msg.marks || this.marks;
     this.nodes.clear();
     this.body.replaceChildren(this.build(msg.root, true));
     this.ready = true;
     this.setStatus("");
+    this.el.dataset.synced = String(this.synced);
+    if (this.el.dataset.firstPaintMs) return;
     requestAnimationFrame(() => {
       this.el.dataset.firstPaintMs = (performance.now() - this.started).toFixed(1);
     });
@@ -246,6 +274,11 @@ class TreeView {
   // -- updates from the kernel -----------------------------------------------------------
 
   diff(msg) {
+    if (msg.seq !== undefined) {
+      if (msg.seq <= this.applied) return; // the snapshot shown already holds it
+      if (msg.seq > this.applied + 1) this.stale = true;
+      this.applied = msg.seq;
+    }
     if (msg.marks) {
       this.marks = msg.marks;
       for (const entry of this.nodes.values()) {

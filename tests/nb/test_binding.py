@@ -116,10 +116,9 @@ def test_unbind_releases_the_widget_and_the_binding_callbacks(controller) -> Non
     restate_nb.bind(slider, "/level", controller=controller)
     restate_nb.bind(slider, "/top", trait="max", controller=controller)
     ref = weakref.ref(slider)
+    assert restate_nb.unbind(slider) == 2
     slider.close()  # ipywidgets forgets a widget only when it is closed
     del slider
-    assert not _collected(ref), "a bound widget is held by its binding"
-    assert restate_nb.unbind(ref()) == 2
     assert _collected(ref)
     engine = controller._engine
     assert (len(engine.callbacks), engine.subs.size) == (0, 0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
+import restate
 import restate_nb
 from restate import InMemoryBackend
 
@@ -30,15 +32,23 @@ def test_unload_ext_removes_magics_state_event_hooks_and_trackers(shell: Shell) 
     [tree] = shell.session.trees
     assert tree.comm is not None
     events = shell.ip.events.callbacks
-    hooks_before = len(events["pre_run_cell"]), len(events["post_run_cell"])
+    session = shell.session
+    owners = (session, session.cells)
+
+    def hooks() -> list[object]:
+        return [
+            cb
+            for name in ("pre_run_cell", "post_run_cell")
+            for cb in events[name]
+            if getattr(cb, "__self__", None) in owners
+        ]
+
+    assert hooks()
     shell.run("%unload_ext restate_nb")
     assert "restate" not in shell.ip.magics_manager.magics["line"]
     assert "restate" not in shell.ip.magics_manager.magics["cell"]
     assert "state" not in shell.ns
-    assert (len(events["pre_run_cell"]), len(events["post_run_cell"])) == (
-        hooks_before[0] - 1,
-        hooks_before[1] - 1,
-    )
+    assert hooks() == []
     assert shell.controller.trackers() == []
     assert tree.comm is None  # the tree widget was closed
     shell.run("%load_ext restate_nb")  # the fixture unloads again
@@ -54,7 +64,52 @@ def test_get_returns_the_value_as_the_cell_result(shell: Shell) -> None:
     shell.controller.set_state("/config", {"theme": "dark"})
     assert shell.run("%restate get /config/theme") == "dark"
     assert shell.run("%restate get /config") == {"theme": "dark"}
+
+
+def test_get_of_a_missing_path_says_so_in_one_line(
+    shell: Shell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.controller.set_state("/none", None)
     assert shell.run("%restate get /missing") is None
+    out, _ = capsys.readouterr()
+    assert out.strip().splitlines() == [
+        "restate: nothing stored at /missing (the path does not exist)"
+    ]
+    assert shell.run("%restate get /none") is None  # a stored None is a value: no message
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("%restate set /s {1, 2}", {1, 2}),
+        ("%restate set /d {'k': {1}}", {"k": {1}}),
+        ('%restate set /f f"{n}!"', "3!"),
+        ("%restate set /money '$n'", "$n"),
+        ("%restate set /e {}", {}),
+    ],
+)
+def test_magic_lines_are_python_as_typed_without_ipython_expansion(
+    shell: Shell, line: str, expected: object
+) -> None:
+    shell.run("n = 3")
+    shell.run(line)
+    path = line.split()[2]
+    assert shell.controller.get_state(path) == expected
+    assert type(shell.controller.get_state(path)) is type(expected)
+
+
+def test_a_set_cannot_go_to_a_json_store_and_the_error_says_so_in_one_line(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run(f"%restate backend sqlite {tmp_path / 's.db'}")
+    capsys.readouterr()
+    result = shell.run_raw("%restate set /s {1, 2}")
+    out, err = capsys.readouterr()
+    assert isinstance(result.error_in_exec, UsageError)
+    [line] = [x for x in (out + err).splitlines() if x.strip()]
+    assert "SerializationError" in line and "set" in line
+    assert shell.controller.get_state("/s") is None
 
 
 def test_set_evaluates_the_expression_in_the_user_namespace(shell: Shell) -> None:
@@ -129,9 +184,10 @@ def test_backend_switch_keeps_tracked_cells_and_derivations_working(
     shell.run('state["/a"] = 1')
     cell = shell.tracked('print("a =", state.get("/a"))')
     shell.run('%restate derive /b = state.get("/a", 0) * 10')
+    runs = cell.runs
     shell.run(f"%restate backend fs {tmp_path / 'fs'}")
     assert type(shell.controller.backend).__name__ == "FileSystemSyncBackend"
-    assert seen(cell) == "a = None\n"  # the new store is empty: the cell reacted to that
+    assert seen(cell) == "a = 1\n" and cell.runs == runs  # copied: nothing changed, no re-run
     shell.run('state["/a"] = 7')
     assert seen(cell) == "a = 7\n"
     assert (tmp_path / "fs" / "b.json").read_text().strip() == "70"
@@ -143,16 +199,125 @@ def test_backend_switch_keeps_tracked_cells_and_derivations_working(
     assert isinstance(shell.controller.backend, InMemoryBackend)
 
 
-def test_a_derivation_failing_on_the_new_store_warns_and_the_switch_stands(
+def test_a_derivation_failing_on_the_opened_store_warns_and_the_switch_stands(
     shell: Shell, tmp_path: Path
 ) -> None:
     shell.run('state["/income"] = 100')
     shell.run('%restate derive /left = state["/income"] - 10')  # KeyError on an empty store
     with pytest.warns(RuntimeWarning, match="switched backends.*KeyError"):
-        shell.run(f"%restate backend fs {tmp_path / 'fs'}")
+        shell.run(f"%restate backend fs {tmp_path / 'fs'} --open")
     assert type(shell.controller.backend).__name__ == "FileSystemSyncBackend"
     shell.run('state["/income"] = 50')
     assert shell.controller.get_state("/left") == 40
+
+
+def _switch(shell: Shell, capsys: pytest.CaptureFixture[str], line: str) -> str:
+    capsys.readouterr()
+    result = shell.run_raw(line)
+    out, err = capsys.readouterr()
+    lines = [x for x in (out + err).splitlines() if x.strip()]
+    assert len(lines) == 1, lines
+    if result.error_in_exec is not None:
+        assert isinstance(result.error_in_exec, UsageError)
+    return lines[0]
+
+
+def test_backend_switch_copies_the_state_into_a_new_empty_store_and_says_so(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run('state["/a"] = 1; state["/b/c"] = 2')
+    cell = shell.tracked('print("a =", state["/a"])')
+    line = _switch(shell, capsys, f"%restate backend sqlite {tmp_path / 'new.db'}")
+    assert line.startswith("restate: copied the current state, 2 top-level keys (a, b), into")
+    assert "--open" in line
+    assert shell.controller.get_state("/") == {"a": 1, "b": {"c": 2}}
+    assert restate.SQLiteBackend(str(tmp_path / "new.db")).read("/b/c") == 2
+    shell.run('state["/a"] = 5')
+    assert seen(cell) == "a = 5\n"
+
+
+def test_backend_switch_opens_an_existing_store_when_the_state_is_empty(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    restate.ControllerSync(restate.SQLiteBackend(str(tmp_path / "old.db"))).set_state(
+        "/", {"x": 1, "y": 2, "z": 3}
+    )
+    line = _switch(shell, capsys, f"%restate backend sqlite {tmp_path / 'old.db'}")
+    assert line.startswith("restate: opened sqlite ")
+    assert line.endswith("an existing store with 3 top-level keys (x, y, z)")
+    assert shell.ns["state"]["/y"] == 2
+
+
+def test_backend_switch_refuses_when_both_hold_data_and_changes_nothing(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "old.db")
+    restate.ControllerSync(restate.SQLiteBackend(path)).set_state("/", {"theirs": 1})
+    shell.run('state["/ours"] = 2')
+    cell = shell.tracked('print("ours =", state["/ours"])')
+    backend = shell.controller.backend
+    line = _switch(shell, capsys, f"%restate backend sqlite {path}")
+    assert line.startswith("UsageError: %restate backend:")
+    assert "already holds 1 top-level key (theirs)" in line
+    assert "the current state holds 1 top-level key (ours)" in line
+    assert "nothing changed" in line and "--open" in line and "--copy" in line
+    assert shell.controller.backend is backend
+    assert shell.controller.get_state("/") == {"ours": 2}
+    assert restate.SQLiteBackend(path).read("/") == {"theirs": 1}
+    assert seen(cell) == "ours = 2\n"
+
+
+def test_backend_switch_with_copy_replaces_what_the_store_held(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "old.db")
+    restate.ControllerSync(restate.SQLiteBackend(path)).set_state("/", {"theirs": 1})
+    shell.run('state["/ours"] = 2')
+    line = _switch(shell, capsys, f"%restate backend sqlite {path} --copy")
+    assert line == (
+        f"restate: copied the current state, 1 top-level key (ours), into sqlite {path}, "
+        "replacing the 1 top-level key (theirs) it held"
+    )
+    assert restate.SQLiteBackend(path).read("/") == {"ours": 2}
+
+
+def test_backend_switch_with_open_uses_the_store_and_tracked_cells_show_its_values(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "old.db")
+    restate.ControllerSync(restate.SQLiteBackend(path)).set_state("/", {"n": 10})
+    shell.run('state["/n"] = 2')
+    cell = shell.tracked('print("n =", state["/n"])')
+    line = _switch(shell, capsys, f"%restate backend sqlite {path} --open")
+    assert line == (
+        f"restate: opened sqlite {path}, an existing store with 1 top-level key (n); "
+        "the previous state, 1 top-level key (n), was left behind"
+    )
+    assert seen(cell) == "n = 10\n"
+
+
+def test_a_copy_the_store_cannot_hold_changes_nothing_and_closes_the_new_store(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run('state["/ok"] = 1; state["/tags"] = {1, 2}')
+    backend = shell.controller.backend
+    line = _switch(shell, capsys, f"%restate backend sqlite {tmp_path / 'n.db'}")
+    assert line.startswith("UsageError: %restate backend: cannot copy the state:")
+    assert "set" in line and line.endswith("nothing changed")
+    assert shell.controller.backend is backend
+    assert restate.SQLiteBackend(str(tmp_path / "n.db")).read("/") in (None, {})
+
+
+def test_backend_switch_to_memory_keeps_the_state_unless_told_to_open_an_empty_one(
+    shell: Shell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run('state["/a"] = 1')
+    line = _switch(shell, capsys, "%restate backend memory")
+    assert line.startswith("restate: copied the current state, 1 top-level key (a), into")
+    assert shell.controller.get_state("/") == {"a": 1}
+    line = _switch(shell, capsys, "%restate backend memory --open")
+    assert "was left behind" in line
+    assert shell.controller.get_state("/") == {}
 
 
 def test_status_lists_cells_and_derivations_with_their_paths_and_last_run(
@@ -212,6 +377,9 @@ BAD_INPUT = [
     "backend postgres x",
     "backend fs",
     "backend memory extra",
+    "backend memory --move",
+    "backend memory --copy --open",
+    'backend fs "unclosed',
     "status now",
     "untrack a b",
     "track",
@@ -267,3 +435,51 @@ def test_tree_displays_a_state_tree_of_the_notebook_controller(shell: Shell) -> 
 def test_tree_with_a_bad_path_is_a_usage_error(shell: Shell) -> None:
     with pytest.raises(UsageError, match="tree"):
         shell.run("%restate tree /a/../b")
+
+
+def test_running_a_tree_cell_again_closes_the_tree_it_showed_before(shell: Shell) -> None:
+    with capture_output():
+        shell.run("%restate tree", cell_id="tree-cell")
+        [first] = shell.session.trees
+        shell.run("%restate tree /a", cell_id="other-cell")
+        shell.run("%restate tree", cell_id="tree-cell")
+    assert first.comm is None and first.protocol.closed
+    assert len(shell.session.trees) == 2
+    assert all(t.comm is not None for t in shell.session.trees)
+
+
+def test_a_tree_made_in_code_belongs_to_its_cell_too(shell: Shell) -> None:
+    code = "from restate_nb import StateTree\ntrees = [StateTree(), StateTree(path='/a')]"
+    shell.run(code, cell_id="code-cell")
+    made = shell.ns["trees"]
+    assert all(t.comm is not None for t in made)  # two trees in one run both stay
+    shell.run(code, cell_id="code-cell")
+    assert all(t.comm is None for t in made)
+    assert all(t.comm is not None for t in shell.ns["trees"])
+
+
+def test_a_cell_that_ends_sends_what_it_changed_to_every_tree_at_once(shell: Shell) -> None:
+    with capture_output():
+        shell.run("%restate tree", cell_id="tree-cell")
+    [tree] = shell.session.trees
+    tree.protocol.interval = 60  # the flusher alone would wait a minute
+    tree.protocol._last_diff = time.monotonic()
+    shell.run('state["/late"] = "written"', cell_id="writer")
+    children = tree._snapshot["root"]["children"]
+    assert [c["json"] for c in children if c["key"] == "late"] == ['"written"']
+
+
+def test_paths_and_backend_arguments_still_expand_names_from_the_namespace(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run(f"db = {str(tmp_path / 'named.db')!r}\nuid = 7\nn = 2")
+    shell.run("%restate set /users/{uid} {1, n}")  # the path expands, the expression does not
+    assert shell.controller.get_state("/users/7") == {1, 2}
+    assert shell.run("%restate get /users/$uid") == {1, 2}
+    shell.run("%restate derive /double/{uid} = len(state.get('/users/7', ())) * n")
+    assert shell.controller.get_state("/double/7") == 4
+    shell.run("%restate del /users/{uid}")
+    capsys.readouterr()
+    shell.run("%restate backend sqlite {db}")
+    assert "named.db" in capsys.readouterr().out
+    assert (tmp_path / "named.db").exists()

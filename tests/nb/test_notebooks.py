@@ -119,7 +119,7 @@ def test_backend_switch_to_fs_and_sqlite_keeps_tracked_cells_working(
     ]
     snap = Snapshots()
     run = run_notebook(cells, tmp_path, {5: snap.of("fs", 2)})
-    assert run.seen(4).startswith("restate: state now lives in FileSystemSyncBackend")
+    assert run.seen(4).startswith("restate: copied the current state, 2 top-level keys (x, y)")
     assert snap.taken["fs"] == "x is 5\n"
     assert (fs_dir / "y.json").read_text().strip() == "6"
     assert run.seen(2) == "x is 6\n"

@@ -491,9 +491,12 @@ def test_close_unsubscribes_and_stops_the_flusher_thread(controller, open_sessio
 
 
 def test_the_widget_assets_are_local_files_without_network_imports():
-    assert StateTree._esm.__class__.__name__ == "FileContents"
+    from restate_nb.tree_widget import STATIC
+
+    assert StateTree._esm == (STATIC / "tree.js").read_text(encoding="utf-8")
+    assert StateTree._css == (STATIC / "tree.css").read_text(encoding="utf-8")
     for asset in ("tree.js", "tree.css"):
-        text = (StateTree._esm._path.parent / asset).read_text()
+        text = (STATIC / asset).read_text()
         assert not re.search(r"""(import|from)\s*\(?\s*["']https?:""", text)
         assert "@import" not in text
 
@@ -560,3 +563,112 @@ def test_a_snapshot_of_100k_leaves_and_an_edit_take_milliseconds(open_session, c
     _, _, hello_s, edit_s = snapshot_then_edit_100k_leaves(open_session, controller)
     print(f"\n100k leaves: snapshot {hello_s * 1e3:.1f} ms, expand+edit+diff {edit_s * 1e3:.1f} ms")
     assert hello_s < 0.5 and edit_s < 0.1
+
+
+# -- first paint from the published snapshot --------------------------------------------------
+
+
+class Published:
+    """What the protocol published (the widget's ``_snapshot`` trait), thread-safe."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[Message] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, snapshot: Message) -> None:
+        json.dumps(snapshot)
+        with self.cond:
+            self.snapshots.append(snapshot)
+            self.cond.notify_all()
+
+    def wait_for(self, pred: Callable[[Message], bool], timeout: float = 3.0) -> Message:
+        with self.cond:
+            if not self.cond.wait_for(lambda: any(pred(s) for s in self.snapshots), timeout):
+                raise AssertionError(f"no matching snapshot in {self.snapshots!r}")
+            return next(s for s in reversed(self.snapshots) if pred(s))
+
+
+def leaf_json(snapshot: Message, key: str) -> str:
+    [node] = [c for c in snapshot["root"]["children"] if c["key"] == key]
+    return str(node["json"])
+
+
+def test_the_snapshot_is_published_at_creation_before_any_hello(open_session):
+    published = Published()
+    _session, out = open_session(publish=published)
+    [first] = published.snapshots
+    assert first["type"] == "snapshot" and first["seq"] == 0
+    assert leaf_json(first, "n") == "1" and out.messages == []
+
+
+def test_until_a_view_says_hello_every_diff_republishes_with_its_number(controller, open_session):
+    published = Published()
+    _session, out = open_session(publish=published, publish_every=60)
+    controller.set_state("/n", 2)
+    diff = out.next_diff()
+    snap = published.wait_for(lambda s: s["seq"] == diff["seq"])
+    assert diff["seq"] == 1 and leaf_json(snap, "n") == "2"
+    controller.set_state("/n", 3)
+    diff = out.next_diff()
+    snap = published.wait_for(lambda s: s["seq"] == diff["seq"])
+    assert diff["seq"] == 2 and leaf_json(snap, "n") == "3"
+
+
+def test_after_hello_publication_is_throttled_and_catches_up_when_quiet(controller, open_session):
+    published = Published()
+    session, out = open_session(publish=published, publish_every=60, marks_poll=0.05)
+    ask(session, out, {"type": "hello"})
+    count = len(published.snapshots)
+    controller.set_state("/n", 2)
+    out.next_diff()
+    controller.set_state("/n", 3)
+    last = out.next_diff()
+    # busy: no publication within publish_every; quiet: the next idle tick publishes once
+    snap = published.wait_for(lambda s: s["seq"] == last["seq"])
+    assert leaf_json(snap, "n") == "3"
+    assert len(published.snapshots) <= count + 2
+
+
+def test_flush_sends_pending_changes_and_publishes_at_once(controller, open_session):
+    published = Published()
+    session, out = open_session(publish=published, interval=60)
+    controller.set_state("/n", 1)  # no change: nothing pending
+    session._last_diff = time.monotonic()  # the interval would hold the next diff for 60 s
+    controller.set_state("/s", "now")
+    session.flush()
+    [diff] = out.of_type("diff")
+    assert diff["ops"][0]["path"] == "/s"
+    assert leaf_json(published.snapshots[-1], "s") == '"now"'
+    assert published.snapshots[-1]["seq"] == diff["seq"]
+
+
+def test_the_widget_carries_its_first_paint_in_a_synced_trait(controller):
+    tree = StateTree(controller, "/users")
+    try:
+        assert tree.trait_metadata("_snapshot", "sync") is True
+        snap = tree._snapshot
+        assert snap["root"]["path"] == "/users" and snap["seq"] == 0
+        assert [c["key"] for c in snap["root"]["children"]] == ["1", "2"]
+        controller.set_state("/users/3", {"name": "cy"})
+        tree.protocol.flush()
+        assert [c["key"] for c in tree._snapshot["root"]["children"]] == ["1", "2", "3"]
+    finally:
+        tree.close()
+
+
+def test_closed_trees_release_the_controller_and_are_garbage_collected(controller):
+    import gc
+    import weakref
+
+    listeners = len(controller._engine.listeners)
+    threads = threading.active_count()
+    refs = []
+    for _ in range(200):
+        tree = StateTree(controller, "/")
+        refs.append(weakref.ref(tree))
+        tree.close()
+        del tree
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0
+    assert len(controller._engine.listeners) == listeners
+    assert threading.active_count() <= threads
