@@ -186,6 +186,8 @@ def value_before(parts: Parts, now: Any, entries: Sequence[Undoable]) -> Any:
             found = get_in(e.prev, parts, len(e.parts))
             value = copy_out(found) if found is not MISSING else MISSING
             continue
+        if not is_prefix(parts, e.parts):
+            continue  # a sibling's write (callers may pass every change of a plan)
         rel = e.parts[len(parts) :]
         if e.prev is MISSING:
             if type(value) is dict:
