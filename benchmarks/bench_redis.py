@@ -1,7 +1,8 @@
-"""Redis backend timings on loopback: leaf write/read, a 1,000-write batch, update(), and the
-latency of a notification from one process to another. Starts its own redis-server.
+"""Redis scale-out on loopback: fan-out to N subscriber processes, writer scaling, the cost of a
+controller write against a raw HSET, and the longest server-blocking command of a
+100,000-leaf read. Starts its own redis-server (stopped by pid).
 
-Run: ``.venv/bin/python benchmarks/bench_redis.py``
+Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick]``
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -22,101 +24,173 @@ from restate import ControllerSync  # noqa: E402
 from restate.backends.redis import RedisBackend  # noqa: E402
 from tests.redis_fixture import start_redis_server  # noqa: E402
 
-FOLLOWER = """
+SUBSCRIBER = """
 import json, sys, time
 from restate import ControllerSync
 from restate.backends.redis import RedisBackend
-delays = []
+got = []
 controller = ControllerSync(RedisBackend(sys.argv[1], sys.argv[2]))
-controller.subscribe("/ping", lambda e: delays.append(time.time() - e.new_value["t"]))
+def on_ping(e):
+    got.append((e.new_value["i"], e.new_value["t"], time.time()))
+controller.subscribe("/ping", on_ping)
 print("ready", flush=True)
 sys.stdin.readline()
-print(json.dumps(delays), flush=True)
+print(json.dumps(got), flush=True)
+"""
+
+WRITER = """
+import json, sys, time
+from restate import ControllerSync
+from restate.backends.redis import RedisBackend
+controller = ControllerSync(RedisBackend(sys.argv[1], sys.argv[2]))
+key, seconds = sys.argv[3], float(sys.argv[4])
+print("ready", flush=True)
+sys.stdin.readline()
+lat, end = [], time.monotonic() + seconds
+while time.monotonic() < end:
+    t = time.perf_counter()
+    controller.update(key, lambda n: n + 1, default=0)
+    lat.append(time.perf_counter() - t)
+print(json.dumps(lat), flush=True)
 """
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
+def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
-def timed(fn: Callable[[int], object], n: int) -> list[float]:
-    out = []
-    for i in range(n):
-        started = time.perf_counter()
-        fn(i)
-        out.append(time.perf_counter() - started)
+def spawn(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def collect(procs: list[subprocess.Popen[str]]) -> list[object]:
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    out = [json.loads(proc.stdout.readline()) for proc in procs]
+    for proc in procs:
+        proc.stdin.close()
+        proc.wait(30)
     return out
 
 
-def notification_delays(url: str, prefix: str, n: int) -> list[float]:
-    child = subprocess.Popen(
-        [sys.executable, "-c", FOLLOWER, url, prefix],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        with RedisBackend(url, prefix) as backend:
-            controller = ControllerSync(backend)
-            for i in range(n):
-                controller.set_state("/ping", {"i": i, "t": time.time()})
-                time.sleep(0.005)
-            time.sleep(0.3)
-        child.stdin.write("done\n")
-        child.stdin.flush()
-        return json.loads(child.stdout.readline())
-    finally:
-        child.stdin.close()
-        child.wait(10)
+def fan_out(url: str, n: int, writes: int, pace: float | None) -> str:
+    prefix = f"fan{n}-{pace}"
+    subs = [spawn(SUBSCRIBER, url, prefix) for _ in range(n)]
+    for sub in subs:
+        assert sub.stdout.readline().strip() == "ready"
+    with RedisBackend(url, prefix) as backend:
+        controller = ControllerSync(backend)
+        started = time.perf_counter()
+        for i in range(writes):
+            controller.set_state("/ping", {"i": i, "t": time.time()})
+            if pace:
+                time.sleep(pace)
+        wrote = time.perf_counter() - started
+        time.sleep(1.0)
+        controller.close()
+    got = collect(subs)
+    delays = [recv - sent for events in got for _i, sent, recv in events]
+    complete = sum(1 for events in got if events and events[-1][0] == writes - 1)
+    calls = sum(len(events) for events in got)
+    if pace:
+        return (f"N={n:>2} paced 100/s: {complete}/{n} saw the last write, {calls / n:.0f} "
+                f"deliveries each of {writes}; delay p50 {statistics.median(delays) * 1e3:.2f} ms "
+                f"p99 {pct(delays, 0.99) * 1e3:.2f} ms")  # fmt: skip
+    spans = [events[-1][2] - events[0][1] for events in got if events]
+    rate = writes * n / max(spans)
+    return (f"N={n:>2} unpaced: writer {writes / wrote:.0f} writes/s; {complete}/{n} saw the last;"
+            f" {calls / n:.0f} calls each; entries consumed {rate:.0f}/s over all subscribers; "
+            f"delay p99 {pct(delays, 0.99) * 1e3:.1f} ms")  # fmt: skip
+
+
+def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
+    prefix = f"w{w}-{distinct}"
+    procs = [spawn(WRITER, url, prefix, f"/c{i}" if distinct else "/c", str(seconds))
+             for i in range(w)]  # fmt: skip
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    lats = collect(procs)
+    total = sum(len(lat) for lat in lats)
+    with RedisBackend(url, prefix) as backend:
+        stored = sum((backend.read("/", {}) or {}).values())
+    flat = [x for lat in lats for x in lat]
+    kind = "distinct keys" if distinct else "one key"
+    return (
+        f"W={w} {kind:<13}: {total / seconds:>6.0f} updates/s, stored total "
+        f"{'exact' if stored == total else f'{stored} != {total}'}, p50 "
+        f"{statistics.median(flat) * 1e3:.2f} ms p99 {pct(flat, 0.99) * 1e3:.2f} ms"
+    )
+
+
+def write_cost(url: str, n: int) -> str:
+    raw = redis.Redis.from_url(url, decode_responses=True)
+    started = time.perf_counter()
+    for i in range(n):
+        raw.hset("rawbench", "leaf", str(i))
+    hset = (time.perf_counter() - started) / n
+    with RedisBackend(url, "cost") as backend:
+        controller = ControllerSync(backend)
+        controller.set_state("/leaf", -1)
+        started = time.perf_counter()
+        for i in range(n):
+            controller.set_state("/leaf", i)
+        write = (time.perf_counter() - started) / n
+        controller.close()
+    raw.close()
+    return (
+        f"controller.set_state {write * 1e6:.0f} µs / raw HSET {hset * 1e6:.0f} µs = "
+        f"{write / hset:.2f}x"
+    )
+
+
+def big_read(url: str, leaves: int) -> str:
+    raw = redis.Redis.from_url(url, decode_responses=True)
+    with RedisBackend(url, "big") as backend:
+        for start in range(0, leaves, 10_000):
+            backend.write(f"/d{start // 10_000}", {f"k{i}": i for i in range(10_000)})
+        raw.config_set("slowlog-max-len", 10_000)
+        raw.config_set("slowlog-log-slower-than", 0)
+        raw.slowlog_reset()
+        started = time.perf_counter()
+        tree = backend.read("/")
+        took = time.perf_counter() - started
+        log = raw.slowlog_get(10_000)
+        raw.config_set("slowlog-log-slower-than", 10_000)
+    raw.close()
+    assert sum(len(d) for d in tree.values()) == leaves
+    top = max(log, key=lambda entry: entry["duration"])
+    command = top["command"]
+    name = (command.decode() if isinstance(command, bytes) else command).split()[0]
+    return (
+        f"read of {leaves:,} leaves: {took * 1e3:.0f} ms; longest server command "
+        f"{top['duration'] / 1e3:.1f} ms ({name}; {len(log)} commands)"
+    )
 
 
 def main() -> None:
+    quick = "--quick" in sys.argv
     server = start_redis_server(Path(tempfile.mkdtemp(prefix="bench-redis-")))
-    rows: list[tuple[str, str, str]] = []
+    lines: list[str] = []
     try:
-        with RedisBackend(server.url, "bench") as backend:
-            controller = ControllerSync(backend)
-            backend.write("/leaf", 0)
-            p50, p99 = percentiles(timed(lambda i: backend.write("/leaf", i), 3000))
-            rows.append(("backend.write leaf", f"{p50 * 1e6:.0f} µs", f"{p99 * 1e6:.0f} µs"))
-            p50, p99 = percentiles(timed(lambda i: backend.read("/leaf"), 3000))
-            rows.append(("backend.read leaf", f"{p50 * 1e6:.0f} µs", f"{p99 * 1e6:.0f} µs"))
-            p50, p99 = percentiles(timed(lambda i: controller.set_state("/leaf", -i - 1), 3000))
-            rows.append(("controller.set_state leaf", f"{p50 * 1e6:.0f} µs", f"{p99 * 1e6:.0f} µs"))
-            p50, p99 = percentiles(
-                timed(lambda i: controller.update("/n", lambda v: v + 1, default=0), 1000)
-            )
-            rows.append(("controller.update (lock+read+commit)", f"{p50 * 1e6:.0f} µs",
-                         f"{p99 * 1e6:.0f} µs"))  # fmt: skip
-
-            def batch(round_: int) -> None:
-                with controller.batch():
-                    for i in range(1000):
-                        controller.set_state(f"/batch/k{i}", round_ * 1000 + i)
-
-            p50, p99 = percentiles(timed(batch, 10))
-            rows.append(("controller.batch of 1,000 writes", f"{p50 * 1e3:.1f} ms",
-                         f"{p99 * 1e3:.1f} ms"))  # fmt: skip
-
-            def txn(round_: int) -> None:
-                with backend.transaction():
-                    for i in range(1000):
-                        backend.write(f"/txn/k{i}", round_ * 1000 + i)
-
-            p50, p99 = percentiles(timed(txn, 10))
-            rows.append(("backend.transaction of 1,000 writes", f"{p50 * 1e3:.1f} ms",
-                         f"{p99 * 1e3:.1f} ms"))  # fmt: skip
-            controller.close()
-        p50, p99 = percentiles(notification_delays(server.url, "bench-notify", 300))
-        rows.append(("notification A.set_state -> B subscriber", f"{p50 * 1e3:.2f} ms",
-                     f"{p99 * 1e3:.2f} ms"))  # fmt: skip
+        url = server.url
+        lines.append(write_cost(url, 2000 if quick else 5000))
+        for n in (1, 4) if quick else (1, 4, 16, 32):
+            lines.append(fan_out(url, n, 300, 0.01))
+            lines.append(fan_out(url, n, 2000, None))
+        for w in (1, 4, 8):
+            for distinct in (False, True):
+                lines.append(writers(url, w, distinct, 1.0 if quick else 2.0))
+        lines.append(big_read(url, 100_000))
     finally:
         server.stop()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'Redis on loopback (redis-server ' + server.dir.name + ')':<{width}}")
-    print(f"{'operation':<{width}}  {'p50':>10}  {'p99':>10}")
-    for name, p50_text, p99_text in rows:
-        print(f"{name:<{width}}  {p50_text:>10}  {p99_text:>10}")
+    print("Redis on loopback (one local redis-server; writers and subscribers are processes)")
+    for line in lines:
+        print(" ", line)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from ._engine.subscriptions import Change
 from ._engine.tracking import record_read
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
+from .controller import abandon_engine_batch, is_open
 from .controller_base import ControllerBase
 from .errors import StateError
 from .missing import MISSING
@@ -71,6 +72,27 @@ class _TaskLock:
             self._lock.release()
 
 
+async def _roll_back(txn: Any, exc: BaseException) -> None:
+    """Exit ``txn`` with ``exc`` (rolling it back) to the end, through KeyboardInterrupt and
+    cancellation (re-raised afterwards)."""
+    exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
+    stopped: BaseException | None = None
+    while is_open(txn) or getattr(txn, "gen", None) is None:
+        try:
+            await _maybe_await(exit_(type(exc), exc, exc.__traceback__))
+        except (KeyboardInterrupt, asyncio.CancelledError) as again:
+            if again is exc:
+                break
+            stopped = again
+            continue
+        except BaseException as raised:
+            if raised is not exc:
+                log.error("rolling back an interrupted batch failed", exc_info=raised)
+        break
+    if stopped is not None:
+        raise stopped
+
+
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
@@ -92,6 +114,7 @@ class ControllerAsync(ControllerBase):
         self._guard = nullcontext()
         self._engine = Engine(self, max_rounds)
         self._txns: list[Any] = []
+        self._batches = 0  # batch() contexts open on this controller
         self._unwatch: Callable[[], Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early: list[list[Change]] = []
@@ -150,6 +173,22 @@ class ControllerAsync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     async def _drive(self, gen: Steps[T]) -> T:
+        if self._is_abandoned():
+            await self._abandon_batch()
+        try:
+            return await self._steps(gen)
+        finally:
+            if self._is_abandoned():
+                await self._abandon_batch()  # an interrupt cut a batch short
+
+    async def _abandon_batch(self) -> None:
+        """See ``ControllerSync._abandon_batch``."""
+        if self._batches:
+            return
+        await self._drop_orphans()
+        abandon_engine_batch(self._engine)
+
+    async def _steps(self, gen: Steps[T]) -> T:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             for changes in self._early:
@@ -182,18 +221,50 @@ class ControllerAsync(ControllerBase):
         if kind == DELETE:
             return await _maybe_await(self._delete(op[1]))
         if kind == BEGIN:
-            # an optional capability (backends/base.py), requested only when it exists
-            txn = self._backend.transaction()  # type: ignore[union-attr]
-            enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
-            await _maybe_await(enter())
-            self._txns.append(txn)
+            await self._open_txn()
         elif kind in (COMMIT, ROLLBACK):
-            txn = self._txns.pop()
-            exc = op[1] if kind == ROLLBACK else None
-            args = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
-            exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
-            await _maybe_await(exit_(*args))
+            await self._close_txn(op[1] if kind == ROLLBACK else None)
         return None
+
+    # ----- the backend's transaction: recorded before it opens, rolled back if orphaned by a
+    # cancellation or KeyboardInterrupt (see ControllerSync._open_txn) -------------------------
+
+    async def _open_txn(self) -> None:
+        await self._drop_orphans()
+        txn = self._backend.transaction()  # type: ignore[union-attr]
+        self._txns.append(txn)
+        enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
+        try:
+            await _maybe_await(enter())
+        except BaseException:
+            if not is_open(txn):
+                self._txns.remove(txn)
+            raise
+
+    async def _close_txn(self, exc: BaseException | None) -> None:
+        txn = self._txns[-1]
+        args = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
+        exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
+        try:
+            await _maybe_await(exit_(*args))
+        except BaseException as failed:
+            if is_open(txn):  # cancelled before the backend could finish: roll back
+                await _roll_back(txn, failed)
+            raise
+        finally:
+            if self._txns and self._txns[-1] is txn:
+                self._txns.pop()
+
+    def _is_abandoned(self) -> bool:
+        """Whether the engine's batch count or an open transaction has no batch() behind it."""
+        depth = self._engine.batches.depth
+        return depth != self._batches or (depth == 0 and bool(self._txns))
+
+    async def _drop_orphans(self) -> None:
+        while self._txns:
+            error = StateError("a batch was cancelled or interrupted before it could end")
+            await _roll_back(self._txns[-1], error)
+            self._txns.pop()
 
     async def _run(self, gen: Steps[T]) -> T:
         async with self._lock.held():
@@ -277,10 +348,25 @@ class ControllerAsync(ControllerBase):
         """``async with controller.batch():`` -- atomic, coalesced, rolled back on exception
         (cancellation included)."""
         async with self._lock.held():
-            await self._drive(self._engine.begin_batch())
+            self._batches += 1  # counted before the engine counts it (see _drive)
+            try:
+                await self._drive(self._engine.begin_batch())
+            except BaseException:
+                self._batches -= 1
+                if self._is_abandoned():
+                    await self._abandon_batch()
+                raise
             try:
                 yield self
             except BaseException as exc:
-                await self._drive(self._engine.end_batch(exc))
+                await self._end_batch(exc)
                 raise
-            await self._drive(self._engine.end_batch(None))
+            await self._end_batch(None)
+
+    async def _end_batch(self, exc: BaseException | None) -> None:
+        try:
+            await self._drive(self._engine.end_batch(exc))
+        finally:
+            self._batches -= 1
+            if self._is_abandoned():
+                await self._abandon_batch()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
+import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
 from ._engine.engine import Engine
@@ -36,7 +38,7 @@ from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
 from .errors import StateError
 from .missing import MISSING
-from .paths import PathLike, to_parts
+from .paths import PathLike, parts_to_path, to_parts
 
 __all__ = ["ControllerSync"]
 
@@ -60,6 +62,9 @@ class ControllerSync(ControllerBase):
         self._guard = self._lock
         self._engine = Engine(self, max_rounds)
         self._txns: list[Any] = []
+        # the batch() contexts open, innermost last: token -> (its generator, the frame of its
+        # with statement); their number is the engine's batch depth when all is well
+        self._owners: dict[int, tuple[Any, Any]] = {}
         self._unwatch: Callable[[], Any] | None = None
         self._attach(InMemoryBackend() if backend is None else backend)
 
@@ -78,6 +83,8 @@ class ControllerSync(ControllerBase):
         self._bind_backend(backend)
         engine = self._engine
         engine.io.read, engine.io.write, engine.io.call = self._read_root, self._write, _call
+        swap = getattr(backend, "swap", None)  # an optional capability (backends/base.py)
+        engine.io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
@@ -114,6 +121,28 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
+        if self._owners:  # inside a batch: is its with statement still running? (inlined)
+            frame = next(reversed(self._owners.values()))[1]
+            f: Any = sys._getframe(1)
+            while f is not None and f is not frame:
+                f = f.f_back
+            if f is None:
+                self._heal()
+        elif self._txns:
+            self._heal()
+        try:
+            return self._steps(gen)
+        finally:
+            if self._engine.batches.depth != len(self._owners) or self._txns:
+                self._heal()  # an interrupt may have cut a batch short: see _open_txn
+
+    def _heal(self) -> None:
+        if self._owners:
+            self._close_left_batches()
+        if self._is_abandoned():
+            self._abandon_batch()
+
+    def _steps(self, gen: Steps[T]) -> T:
         value: Any = None
         error: BaseException | None = None
         send, read, write = gen.send, self._read, self._write
@@ -145,16 +174,64 @@ class ControllerSync(ControllerBase):
         if kind == DELETE:
             return self._delete(op[1])
         if kind == BEGIN:
-            # an optional capability (backends/base.py), requested only when it exists
-            txn = self._backend.transaction()  # type: ignore[attr-defined]
-            txn.__enter__()
-            self._txns.append(txn)
+            self._open_txn()
         elif kind == COMMIT:
-            self._txns.pop().__exit__(None, None, None)
+            self._close_txn(None)
         elif kind == ROLLBACK:
-            exc = op[1]
-            self._txns.pop().__exit__(type(exc), exc, exc.__traceback__)
+            self._close_txn(op[1])
         return None
+
+    # ----- the backend's transaction (an optional capability, backends/base.py) -------------
+    # KeyboardInterrupt can land between any two bytecodes. A transaction is recorded in
+    # _txns *before* it opens, leaves it only once closed, and one left open by a batch an
+    # interrupt cut short is rolled back when the drive ends or the next batch begins -- so a
+    # store is never left inside a transaction that later writes silently join.
+
+    def _open_txn(self) -> None:
+        self._drop_orphans()
+        txn = self._backend.transaction()  # type: ignore[attr-defined]
+        self._txns.append(txn)
+        try:
+            txn.__enter__()
+        except BaseException:
+            if not is_open(txn):
+                self._txns.remove(txn)
+            raise
+
+    def _close_txn(self, exc: BaseException | None) -> None:
+        txn = self._txns[-1]
+        try:
+            if exc is None:
+                txn.__exit__(None, None, None)
+            else:
+                txn.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as failed:
+            if is_open(txn):  # interrupted before the backend could finish: roll back
+                _roll_back(txn, failed)
+            raise
+        finally:
+            if self._txns and self._txns[-1] is txn:
+                self._txns.pop()
+
+    def _abandon_batch(self) -> None:
+        """An interrupt landed inside the engine's batch bookkeeping (no batch() of ours is
+        open, yet the engine counts one): roll back the transaction it left open and reset
+        the count, so later writes commit instead of joining a batch that never ends."""
+        if self._owners:
+            return  # the open batch() ends it, committing or rolling back
+        self._drop_orphans()
+        abandon_engine_batch(self._engine)
+
+    def _is_abandoned(self) -> bool:
+        """Whether the engine's batch count or an open transaction has no batch() behind it."""
+        depth = self._engine.batches.depth
+        return depth != len(self._owners) or (depth == 0 and bool(self._txns))
+
+    def _drop_orphans(self) -> None:
+        while self._txns:
+            txn = self._txns[-1]
+            _roll_back(txn, StateError("a batch was interrupted before it could end"))
+            self._txns.pop()
 
     # ----- state ---------------------------------------------------------------------------
 
@@ -165,6 +242,8 @@ class ControllerSync(ControllerBase):
         """
         parts = to_parts(path)
         with self._lock:
+            if self._owners:
+                self._close_left_batches()
             record_read(self, parts)
             value = self._read(parts)
             if value is MISSING:
@@ -251,17 +330,106 @@ class ControllerSync(ControllerBase):
         with self._lock:
             return self._drive(self._engine.track(callback, payload))
 
-    @contextmanager
-    def batch(self) -> Iterator[ControllerSync]:
+    def batch(self) -> AbstractContextManager[ControllerSync]:
         """Apply the writes inside at once; notify once at the end; roll back on exception."""
+        gen: list[Any] = []
+        cm = self._batch(gen)
+        gen.append(cm.gen)
+        return cm
+
+    @contextmanager
+    def _batch(self, gen: list[Any]) -> Iterator[ControllerSync]:
         with self._lock:
-            self._drive(self._engine.begin_batch())
+            owner = next(_tokens)
+            # one statement, no call: counted with the engine's batch (see _drive)
+            self._owners[owner] = (gen.pop(), sys._getframe(2))
+            try:
+                self._drive(self._engine.begin_batch())
+            except BaseException:
+                self._owners.pop(owner, None)
+                if self._is_abandoned():
+                    self._abandon_batch()
+                raise
             try:
                 yield self
             except BaseException as exc:
-                self._drive(self._engine.end_batch(exc))
+                self._end_batch(exc, owner)
                 raise
-            self._drive(self._engine.end_batch(None))
+            self._end_batch(None, owner)
+
+    def _end_batch(self, exc: BaseException | None, owner: int) -> None:
+        if owner not in self._owners:
+            return  # already ended by _close_left_batches
+        try:
+            self._drive(self._engine.end_batch(exc))
+        finally:
+            self._owners.pop(owner, None)
+            if self._is_abandoned():
+                self._abandon_batch()
+
+    # An interrupt that lands on the first bytecode of contextlib's __exit__ skips our end of
+    # the batch; the suspended generator then lives as long as anything holds it (IPython
+    # keeps the last traceback), with the batch -- and the store's transaction -- open. So
+    # _owners holds each batch's generator and the frame of its with statement; an operation
+    # that finds a suspended batch whose frame is gone from its own stack closes the
+    # generator, which rolls the batch back.
+
+    def _close_left_batches(self) -> None:
+        while self._owners:
+            owner = next(reversed(self._owners))
+            gen, frame = self._owners[owner]
+            if gen.gi_running:
+                return  # ending itself right now
+            if gen.gi_frame is not None:  # suspended at its yield
+                if _on_stack(frame):
+                    return
+                gen.close()  # GeneratorExit at its yield: the batch ends, rolled back
+            if self._owners.pop(owner, None) is not None:  # its end was cut short
+                self._abandon_batch()
+
+
+def abandon_engine_batch(engine: Any) -> None:
+    """Reset the engine's batch count and log after an interrupt cut its bookkeeping short
+    (the backend's transaction, if any, was rolled back by the caller)."""
+    batches = engine.batches
+    batches.depth = 0
+    batches.log = []
+    batches._marks.clear()
+    batches._existing.clear()
+
+
+_tokens = itertools.count()
+
+
+def _on_stack(frame: Any) -> bool:
+    """Whether ``frame`` is running in the current thread."""
+    f: Any = sys._getframe(2)
+    while f is not None:
+        if f is frame:
+            return True
+        f = f.f_back
+    return False
+
+
+def is_open(txn: Any) -> bool:
+    """Whether a ``@contextmanager`` / ``@asynccontextmanager`` transaction has not finished
+    (its generator still has a frame); one of another kind counts as closed once exited."""
+    gen = getattr(txn, "gen", None)
+    frame = getattr(gen, "gi_frame", None) or getattr(gen, "ag_frame", None)
+    return frame is not None
+
+
+def _roll_back(txn: Any, exc: BaseException) -> None:
+    """Exit ``txn`` with ``exc`` (rolling it back), retrying through KeyboardInterrupt."""
+    while is_open(txn) or getattr(txn, "gen", None) is None:
+        try:
+            txn.__exit__(type(exc), exc, exc.__traceback__)
+        except KeyboardInterrupt:
+            continue
+        except BaseException as raised:
+            if raised is not exc:
+                log.error("rolling back an interrupted batch failed", exc_info=raised)
+        return
 
 
 def _call(fn: Callable[[Any], Any], arg: Any) -> Any:

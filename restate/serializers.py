@@ -57,9 +57,40 @@ class Serializer(Generic[RawT]):
     def loads(self, raw: RawT) -> Any:
         return self.deserialize(raw)
 
+    def dump_bytes(self, value: Any, at: str) -> bytes:
+        """``dumps`` as the bytes of a file (text as UTF-8); every failure is a
+        ``SerializationError`` naming ``at``, the path being written."""
+        try:
+            raw = self.dumps(value)
+        except SerializationError as exc:
+            raise SerializationError(f"cannot store the value at {at!r}: {exc}") from exc
+        if isinstance(raw, bytes):
+            return raw
+        try:
+            return raw.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise SerializationError(
+                f"cannot store the value at {at!r}: the {self.extension!r} serializer produced "
+                f"text that is not valid UTF-8 ({exc.reason}: a lone surrogate such as "
+                f"{raw[exc.start : exc.end]!a}); clean the string, e.g. "
+                f"s.encode('utf-8', 'replace').decode()"
+            ) from exc
+
 
 def _json_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=False)
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=False)
+    if not text.isascii() and _has_lone_surrogate(text):
+        # a str json.loads can produce but UTF-8 cannot hold: \udXXX escapes keep it exactly
+        text = json.dumps(value, ensure_ascii=True, allow_nan=False, sort_keys=False)
+    return text
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 json_serializer = Serializer(

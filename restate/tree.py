@@ -10,22 +10,99 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import PathConflictError
+from .errors import PathConflictError, SerializationError
 from .missing import MISSING
 from .paths import Parts, check_key, parts_to_str
 
-__all__ = ["IMMUTABLE", "copy_in", "copy_out", "delete_in", "get_in", "set_in", "values_equal"]
+__all__ = [
+    "IMMUTABLE",
+    "MAX_DEPTH",
+    "copy_in",
+    "copy_out",
+    "delete_in",
+    "get_in",
+    "set_in",
+    "validate_value",
+    "values_equal",
+]
+
+#: How deep the state tree may nest: a value written at a path of ``p`` segments may hold at
+#: most ``MAX_DEPTH - p`` levels of nested dicts, lists and tuples. Deeper values would
+#: overflow Python's recursion limit in the code that copies, compares and serialises them,
+#: so they are refused before anything changes.
+MAX_DEPTH = 200
 
 IMMUTABLE: frozenset[type] = frozenset(
     {int, float, str, bool, type(None), bytes, complex, frozenset, range}
 )
 
 
-def copy_in(value: Any, where: Parts = ()) -> Any:
-    """An isolated copy of ``value`` to store at ``where``; validates every dict key.
+def validate_value(value: Any, where: Parts = ()) -> None:
+    """Raise, before anything is stored, unless ``value`` can be stored at ``where``.
 
-    Raises InvalidPathError for a bad key anywhere in the value (nothing is stored then).
+    Walks dicts, lists and tuples without recursion. Raises SerializationError for a
+    container that contains itself or for nesting deeper than ``MAX_DEPTH`` (counting the
+    path). Other objects are leaves and are not looked into. (Dict keys are checked by the
+    copy, ``copy_in``, which stores nothing either when one is bad.)
     """
+    stack: list[tuple[Any, Parts, int]] = [(value, where, len(where))]
+    on_path: set[int] = set()  # ids of the containers enclosing the one being looked at
+    while stack:
+        node, at, depth = stack.pop()
+        if node is _LEAVE:
+            on_path.discard(depth)
+            continue
+        if depth >= MAX_DEPTH:
+            raise _too_deep(where, at)
+        if id(node) in on_path:
+            raise SerializationError(
+                f"the value written at {parts_to_str(where)!r} contains itself (at "
+                f"{parts_to_str(at)!r}); state values must be trees: copy the inner part"
+            )
+        on_path.add(id(node))
+        stack.append((_LEAVE, at, id(node)))
+        _push_children(node, at, depth, stack)
+
+
+_LEAVE: Any = object()  # marks the end of a container's children on the walk's stack
+
+
+def _push_children(node: Any, at: Parts, depth: int, stack: list[tuple[Any, Parts, int]]) -> None:
+    if _all_immutable(node.values() if isinstance(node, dict) else node):
+        return  # the common case, decided in one C-level pass
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if type(v) not in IMMUTABLE and isinstance(v, dict | list | tuple):
+                stack.append((v, (*at, k), depth + 1))
+    else:
+        for v in node:
+            if type(v) not in IMMUTABLE and isinstance(v, dict | list | tuple):
+                stack.append((v, at, depth + 1))
+
+
+def _too_deep(where: Parts, at: Parts) -> SerializationError:
+    below = parts_to_str(at[len(where) : len(where) + 3]) if len(at) > len(where) else ""
+    return SerializationError(
+        f"the value written at {parts_to_str(where)!r} nests deeper than restate's limit of "
+        f"{MAX_DEPTH} levels (path segments plus nested dicts, lists and tuples; it goes on "
+        f"below {below or '/'!r}...); flatten it or store it as one string"
+    )
+
+
+def copy_in(value: Any, where: Parts = ()) -> Any:
+    """An isolated copy of ``value`` to store at ``where``, validated first
+    (``validate_value``); raises InvalidPathError for a bad dict key anywhere in the value,
+    SerializationError for a cycle or too deep a value -- nothing is stored then.
+    """
+    t = type(value)
+    if t in IMMUTABLE:
+        return value
+    if t is dict or t is list or t is tuple or isinstance(value, dict):
+        validate_value(value, where)
+    return _copy_in(value, where)
+
+
+def _copy_in(value: Any, where: Parts) -> Any:
     t = type(value)
     if t in IMMUTABLE:
         return value
@@ -33,15 +110,17 @@ def copy_in(value: Any, where: Parts = ()) -> Any:
         _check_keys(value, where)
         if _all_immutable(value.values()):
             return dict(value)
-        return {k: v if type(v) in IMMUTABLE else copy_in(v, (*where, k)) for k, v in value.items()}
+        return {
+            k: v if type(v) in IMMUTABLE else _copy_in(v, (*where, k)) for k, v in value.items()
+        }
     if t is list:
         if _all_immutable(value):
             return value.copy()
-        return [v if type(v) in IMMUTABLE else copy_in(v, where) for v in value]
+        return [v if type(v) in IMMUTABLE else _copy_in(v, where) for v in value]
     if t is tuple:
         if _all_immutable(value):
             return value
-        return tuple(v if type(v) in IMMUTABLE else copy_in(v, where) for v in value)
+        return tuple(v if type(v) in IMMUTABLE else _copy_in(v, where) for v in value)
     return copy.deepcopy(value)
 
 

@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
-__all__ = ["RedisServer", "redis_server", "start_redis_server"]
+__all__ = [
+    "RedisClusterServers", "RedisServer", "redis_server", "start_redis_cluster",
+    "start_redis_server",
+]  # fmt: skip
 
 
 def _free_port() -> int:
@@ -38,10 +42,17 @@ def _answers_ping(port: int) -> bool:
 class RedisServer:
     """One redis-server process with its own directory; ``restart()`` keeps port and data."""
 
-    def __init__(self, directory: Path, persistent: bool = False, port: int | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        persistent: bool = False,
+        port: int | None = None,
+        extra: tuple[str, ...] = (),
+    ):
         self.dir = directory
         self.persistent = persistent
         self.port = port or _free_port()
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,7 +64,7 @@ class RedisServer:
             "--appendonly", "no"
         ]  # fmt: skip
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                *persistence, "--daemonize", "no", "--dir", str(self.dir)]  # fmt: skip
+                *persistence, "--daemonize", "no", "--dir", str(self.dir), *self.extra]  # fmt: skip
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the server owns it
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -85,6 +96,81 @@ class RedisServer:
     def unique_prefix(self) -> str:
         """A key prefix no other test uses (tests share the session server)."""
         return f"t{uuid.uuid4().hex[:12]}"
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    for _attempt in range(100):
+        port = _free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterServers:
+    """A local Redis Cluster: ``masters`` masters with one replica each, one redis-server
+    process per node (each with its own directory), stopped by their pids."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.nodes: list[RedisServer] = []
+        for i in range(masters * 2):
+            node_dir = directory / f"node{i}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            port = _cluster_port()
+            extra = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     "--cluster-node-timeout", "2000")  # fmt: skip
+            self.nodes.append(RedisServer(node_dir, port=port, extra=extra))
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterServers:
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            subprocess.run(
+                [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1",
+                 "--cluster-yes"],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def info(self, node: RedisServer, section: str = "cluster") -> str:
+        out = subprocess.run(
+            [REDIS_CLI, "-p", str(node.port), "cluster", "info"] if section == "cluster"
+            else [REDIS_CLI, "-p", str(node.port), "info", section],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        return out.stdout
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not all("cluster_state:ok" in self.info(n) for n in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the local Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_redis_cluster(directory: Path) -> RedisClusterServers:
+    if not os.path.exists(REDIS_SERVER) or not os.path.exists(REDIS_CLI):
+        pytest.skip("redis-server and redis-cli are needed for a Redis Cluster")
+    return RedisClusterServers(directory).start()
 
 
 def start_redis_server(directory: Path | None = None, persistent: bool = False) -> RedisServer:
@@ -129,9 +215,9 @@ def redis_snapshot(backend) -> dict[str, object]:
     client = redis.Redis.from_url(backend.url, decode_responses=True)
     try:
         found: dict[str, object] = {
-            key: client.hgetall(key) for key in client.scan_iter(match=f"{backend.prefix}:n:*")
+            key: client.hgetall(key) for key in client.scan_iter(match=f"{backend.keyspace}:n:*")
         }
-        found["changes"] = client.xlen(f"{backend.prefix}:changes")
+        found["changes"] = client.xlen(f"{backend.keyspace}:changes")
         return found
     finally:
         client.close()

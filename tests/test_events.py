@@ -300,3 +300,19 @@ def test_skip_notify_recomputes_derivations_but_calls_no_one(controller: Any) ->
     assert controller.get_state("/n") == 3
     assert controller.get_state("/double") == 4  # left out of the batch's changes
     assert calls == []
+
+
+def test_a_batch_gives_a_subscription_its_own_values_when_another_root_also_changed(
+    controller: Any,
+) -> None:
+    # Found by hypothesis: a change under /a was undone into /b's "before" value.
+    log: list = []
+    controller.set_state("/", {"b": {}, "a": None})
+    controller.subscribe("/b", recorder(log, "b"))
+    with controller.batch():
+        controller.set_state("/a", {})
+        controller.set_state("/a/a", None)
+        controller.set_state("/b/a", None)
+        controller.set_state("/b/b", None)
+    assert log == [("b", "/b", "/b", {}, {"a": None, "b": None})]
+    assert controller.get_state("/") == {"b": {"a": None, "b": None}, "a": {"a": None}}

@@ -187,7 +187,7 @@ def value_before(parts: Parts, now: Any, entries: Sequence[Undoable]) -> Any:
             value = copy_out(found) if found is not MISSING else MISSING
             continue
         if not is_prefix(parts, e.parts):
-            continue  # a sibling's write (callers may pass every change of a plan)
+            continue  # a change elsewhere in the batch (another root) left ``parts`` alone
         rel = e.parts[len(parts) :]
         if e.prev is MISSING:
             if type(value) is dict:

@@ -194,6 +194,10 @@ class Engine:
         payload: Any = None,
         skip_notify: bool = False,
     ) -> Steps[bool]:
+        swap = self.io.swap
+        plain = eq_func is None and default is NO_DEFAULT and not self.batches.depth
+        if swap is not None and plain and parts and not self.graph:  # no "before" reads needed
+            return (yield from self._swap(swap, parts, value, payload, skip_notify))
         read = self.io.read
         prev = read(parts) if read is not None else (yield (READ, parts))
         old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
@@ -230,6 +234,19 @@ class Engine:
         if heard or self.listeners:
             new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
             yield from self._after([Change(parts, old, new, payload, False, created)], skip_notify)
+        return True
+
+    def _swap(
+        self, swap: Callable[[Any, Any], Any], parts: Parts, value: Any, payload: Any, skip: bool
+    ) -> Steps[bool]:
+        """``set_state`` in one backend call that writes and returns the replaced value; an
+        equal value was rewritten (the backend skips an identical one) but notifies nothing."""
+        stored = value if type(value) in IMMUTABLE else copy_in(value, parts)
+        prev = swap(parts, stored)
+        if prev is not MISSING and values_equal(value, prev):
+            return False
+        if self.subs.size or self.listeners:
+            yield from self._after([Change(parts, prev, stored, payload, False, None)], skip)
         return True
 
     def del_state(

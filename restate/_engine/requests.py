@@ -49,12 +49,14 @@ class DirectIO:
     (a write and its deliveries) call them directly instead of yielding a request. ``None``:
     yield the request to the driver instead -- the same code either way."""
 
-    __slots__ = ("call", "read", "write")
+    __slots__ = ("call", "read", "swap", "write")
 
     def __init__(self) -> None:
         self.read: Callable[[Any], Any] | None = None
         self.write: Callable[[Any, Any], Any] | None = None
         self.call: Callable[[Callable[..., Any], Any], Any] | None = None
+        # the backend's optional swap(path, value) -> prev (backends/base.py): one round trip
+        self.swap: Callable[[Any, Any], Any] | None = None
 
 
 class _NoDefault:

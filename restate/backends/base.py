@@ -30,6 +30,13 @@ Optional capabilities, found with ``getattr`` and never required:
     (O(depth) lookups or one indexed query). The controller uses it in batches to find the
     highest missing ancestor of a path it creates; without it, it reads that path.
 
+``swap(path, value) -> previous value``
+    Write ``value`` and return the value it replaced (``MISSING`` when there was none) in
+    one step, so a plain ``set_state`` outside a batch costs one round trip instead of a
+    read and a write (Redis). A backend may skip rewriting an identical value. The sync
+    controller uses it when no derivation needs the value before the write; it then
+    compares the returned value with the new one to decide whether anything changed.
+
 ``close()``
     Release files, connections, background threads. Backends are context managers.
 """

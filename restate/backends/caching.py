@@ -13,7 +13,11 @@ A write, delete or read (``flush_on_write`` / ``flush_on_delete`` / ``flush_on_r
 when ``flush_interval`` seconds have passed since the last flush (``0`` = every time). Pending
 work is also flushed by ``close()``, on context-manager exit, when the cache is garbage
 collected and at interpreter exit (``weakref.finalize``, which holds the queue, not the cache).
-A flush that fails keeps the operations it could not apply, in order, and raises.
+A flush applies every pending operation it can and then raises one ``BackendError`` naming
+each path that failed: one the store refused (a ``StateError`` such as SerializationError) is
+dropped and the cache goes back to what the store holds there; one that could not reach the
+store (``BackendError``, ``OSError``) stays pending for the next flush. So one bad value never
+blocks the writes after it.
 
 Values the wrapped store would reject (``check_value`` on file and SQLite backends) raise at
 ``write`` time, before anything changes. The cache does not see writes other processes make
@@ -32,8 +36,10 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..paths import Parts, parts_to_path, to_parts
+from ..errors import BackendError, StateError
+from ..paths import Parts, parts_to_path, parts_to_str, to_parts
 from ..tree import copy_in, copy_out, delete_in, set_in
+from ._interrupts import finish
 from .base import MISSING, AsyncBackend, Backend
 from .memory import InMemoryBackend
 from .probe import holds
@@ -158,20 +164,41 @@ class _Cache:
     def begin(self) -> None:
         self.levels.append((len(self.undo), self.queue.copy()))
 
-    def end(self, rollback: bool) -> None:
-        mark, queue = self.levels.pop()
+    def end(self, depth: int, rollback: bool) -> None:
+        """End level ``depth`` (and any above it); nothing if it already ended."""
+        if len(self.levels) <= depth:
+            return
         if rollback:
-            assert self.tree is not None
-            while len(self.undo) > mark:
-                parts, prev = self.undo.pop()
-                if prev is MISSING:
-                    if self.tree._get(parts) is not MISSING:
-                        self.tree._del(parts)
-                else:
-                    self.tree._set(parts, prev)
-            self.queue = queue
-        elif not self.levels:
-            self.undo.clear()
+            finish(lambda: self._roll_back(depth))
+        else:
+            del self.levels[depth:]
+            if not self.levels:
+                self.undo.clear()
+
+    def _roll_back(self, depth: int) -> None:
+        """Undo level ``depth``; resumable (an entry is dropped only once undone)."""
+        if len(self.levels) <= depth:
+            return
+        mark, queue = self.levels[depth]
+        assert self.tree is not None
+        while len(self.undo) > mark:
+            parts, prev = self.undo[-1]
+            if prev is MISSING:
+                if self.tree._get(parts) is not MISSING:
+                    self.tree._del(parts)
+            else:
+                self.tree._set(parts, prev)
+            self.undo.pop()
+        self.queue = queue
+        del self.levels[depth:]
+
+    def show(self, parts: Parts, value: Any) -> None:
+        """Make the cache hold ``value`` (MISSING: nothing) at ``parts``, as the store does."""
+        assert self.tree is not None
+        if value is MISSING:
+            self.tree._del(parts)
+        else:
+            self.tree._set(parts, copy_in(value, parts))
 
     def is_due(self, trigger: str) -> bool:
         return (
@@ -189,16 +216,58 @@ def _flush_sync(cache: _Cache, inner: Backend) -> None:
         if cache.levels:
             return  # inside a transaction: flushed after it commits
         ops = cache.queue.take()
-        for i, (parts, kind, value) in enumerate(ops):
+        failed: list[tuple[PendingOp, Exception]] = []
+        for i, op in enumerate(ops):
+            parts, kind, value = op
             try:
-                if kind == "write":
-                    inner.write(parts_to_path(parts), value)
-                else:
-                    inner.delete(parts_to_path(parts))
-            except BaseException:
-                cache.queue.restore(ops[i:])
+                path = parts_to_path(parts)
+                inner.write(path, value) if kind == "write" else inner.delete(path)
+            except Exception as exc:
+                failed.append((op, exc))
+                if _is_rejection(exc):
+                    cache.show(parts, _read_or_missing(inner, parts))
+            except BaseException:  # interrupted, not refused: retried by the next flush
+                cache.queue.restore(ops[i:] + _kept(failed))
                 raise
-        cache.flushed()
+        _settle(cache, failed, inner)
+
+
+def _is_rejection(exc: Exception) -> bool:
+    """The store refused the value or path itself (it never will take it), as opposed to
+    failing to be reached (BackendError, OSError: worth retrying)."""
+    return isinstance(exc, StateError) and not isinstance(exc, BackendError)
+
+
+def _kept(failed: list[tuple[PendingOp, Exception]]) -> list[PendingOp]:
+    return [op for op, exc in failed if not _is_rejection(exc)]
+
+
+def _read_or_missing(inner: Any, parts: Parts) -> Any:
+    try:
+        return inner.read(parts_to_path(parts), MISSING)
+    except Exception:
+        return MISSING
+
+
+def _settle(cache: _Cache, failed: list[tuple[PendingOp, Exception]], inner: Any) -> None:
+    """After a flush: keep what failed to reach the store pending, and raise one error that
+    names every path that failed. Everything else reached the store."""
+    cache.queue.restore(_kept(failed))
+    cache.flushed()
+    if not failed:
+        return
+    lines = []
+    for (parts, kind, _), exc in failed:
+        fate = (
+            "dropped: the cache shows what the store holds there"
+            if _is_rejection(exc)
+            else "kept pending: retried by the next flush"
+        )
+        lines.append(f"{kind} {parts_to_str(parts)!r} ({fate}): {exc}")
+    raise BackendError(
+        f"flushing the cache to {inner!r} failed for {len(failed)} of the pending operations; "
+        f"every other one reached the store:\n  " + "\n  ".join(lines)
+    ) from failed[0][1]
 
 
 def _flush_at_exit(cache: _Cache) -> None:
@@ -219,16 +288,30 @@ async def _flush_async(cache: _Cache, inner: Any) -> None:
     if cache.levels:
         return
     ops = cache.queue.take()
-    for i, (parts, kind, value) in enumerate(ops):
+    failed: list[tuple[PendingOp, Exception]] = []
+    for i, op in enumerate(ops):
+        parts, kind, value = op
         try:
             path = parts_to_path(parts)
             result = inner.write(path, value) if kind == "write" else inner.delete(path)
             if asyncio.iscoroutine(result):
                 await result
-        except BaseException:
-            cache.queue.restore(ops[i:])
+        except Exception as exc:
+            failed.append((op, exc))
+            if _is_rejection(exc):
+                cache.show(parts, await _read_or_missing_async(inner, parts))
+        except BaseException:  # interrupted or cancelled: retried by the next flush
+            cache.queue.restore(ops[i:] + _kept(failed))
             raise
-    cache.flushed()
+    _settle(cache, failed, inner)
+
+
+async def _read_or_missing_async(inner: Any, parts: Parts) -> Any:
+    try:
+        result = inner.read(parts_to_path(parts), MISSING)
+        return await result if asyncio.iscoroutine(result) else result
+    except Exception:
+        return MISSING
 
 
 class _Options:
@@ -324,13 +407,14 @@ class CachingSyncBackend(_Options, Backend):
         an exception puts the cache and its queue back as they were. Nestable."""
         with self._cache.lock:
             self._ensure_loaded()
-            self._cache.begin()
+            depth = len(self._cache.levels)
             try:
+                self._cache.begin()
                 yield self
+                self._cache.end(depth, rollback=False)
             except BaseException:
-                self._cache.end(rollback=True)
+                self._cache.end(depth, rollback=True)
                 raise
-            self._cache.end(rollback=False)
             self._maybe_flush("write")
 
     def close(self) -> None:
@@ -398,13 +482,14 @@ class CachingAsyncBackend(_Options, AsyncBackend):
     async def transaction(self) -> AsyncIterator[CachingAsyncBackend]:
         """See ``CachingSyncBackend.transaction``."""
         await self._ensure_loaded()
-        self._cache.begin()
+        depth = len(self._cache.levels)
         try:
+            self._cache.begin()
             yield self
+            self._cache.end(depth, rollback=False)
         except BaseException:
-            self._cache.end(rollback=True)
+            self._cache.end(depth, rollback=True)
             raise
-        self._cache.end(rollback=False)
         await self._maybe_flush("write")
 
     async def close(self) -> None:

@@ -1,12 +1,20 @@
-"""``InMemoryBackend``: the default store, a nested dict. Leaf reads are O(depth)."""
+"""``InMemoryBackend``: the default store, a nested dict. Leaf reads are O(depth).
+
+``transaction()`` keeps an undo log of what each write replaced (the replaced object itself,
+no copy: a write swaps objects, it never edits the one it replaces), so a rollback is
+O(writes) and runs to its end through KeyboardInterrupt (``_interrupts.finish``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
 from ..paths import Parts, to_parts
 from ..tree import check_settable, copy_in, copy_out, delete_in, set_in
+from ._interrupts import finish
 from .base import MISSING, Backend
 
 __all__ = ["InMemoryBackend"]
@@ -22,6 +30,63 @@ class InMemoryBackend(Backend):
 
     def __init__(self, initial: dict[str, Any] | None = None) -> None:
         self._root: dict[str, Any] = copy_in(initial) if initial else {}
+        self._undo: list[tuple[Parts, Any]] | None = None  # (parts, replaced) in a transaction
+        self._marks: list[int] = []
+
+    @contextmanager
+    def transaction(self) -> Iterator[InMemoryBackend]:
+        """Group writes (nestable): on an exception, KeyboardInterrupt included, every write
+        made inside is undone, newest first, then the exception propagates."""
+        depth = len(self._marks)
+        try:
+            if self._undo is None:
+                self._undo = []
+            self._marks.append(len(self._undo))
+            yield self
+        except BaseException:
+            finish(lambda: self._roll_back(depth))
+            raise
+        finally:  # inline, no calls: no interrupt can land between the body and this
+            del self._marks[depth:]
+            if not self._marks:
+                self._undo = None
+
+    def _roll_back(self, depth: int) -> None:
+        """Undo the writes made since level ``depth`` began; resumable (an entry is dropped
+        only once undone, and undoing one twice does nothing more)."""
+        undo = self._undo if self._undo is not None else []
+        mark = self._marks[depth] if len(self._marks) > depth else len(undo)
+        while len(undo) > mark:
+            parts, replaced = undo[-1]
+            if not parts:
+                self._root = replaced
+            elif replaced is MISSING:
+                delete_in(self._root, parts)
+            else:
+                set_in(self._root, parts, replaced)
+            undo.pop()
+        self._end(depth)
+
+    def _end(self, depth: int) -> None:
+        del self._marks[depth:]
+        if not self._marks:
+            self._undo = None
+
+    def _record(self, parts: Parts) -> None:
+        """Log what a write at ``parts`` replaces: the node there, or the highest missing
+        node it creates (MISSING). A leaf in the way logs nothing (the write will raise)."""
+        undo = self._undo
+        assert undo is not None
+        node: Any = self._root
+        for i, seg in enumerate(parts):
+            if type(node) is not dict:
+                return
+            child = node.get(seg, MISSING)
+            if child is MISSING:
+                undo.append((parts[: i + 1], MISSING))
+                return
+            node = child
+        undo.append((parts, node))
 
     def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
         value = self._get(to_parts(path))
@@ -46,6 +111,8 @@ class InMemoryBackend(Backend):
         return node
 
     def _set(self, parts: Parts, value: Any) -> None:
+        if self._undo is not None:
+            self._record(parts)
         if not parts:
             if type(value) is not dict:
                 raise TypeError(f"the root must be a dict, not {type(value).__name__}")
@@ -54,6 +121,8 @@ class InMemoryBackend(Backend):
         set_in(self._root, parts, value)
 
     def _del(self, parts: Parts) -> bool:
+        if self._undo is not None:
+            self._record(parts)
         if not parts:
             had = bool(self._root)
             self._root = {}

@@ -28,9 +28,11 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..errors import PathConflictError, SerializationError
+from ..errors import InvalidPathError, PathConflictError, SerializationError
 from ..paths import Parts, parts_to_str, to_parts
+from ..serializers import json_serializer
 from ..tree import copy_in
+from ._interrupts import finish
 from .base import Backend
 
 __all__ = ["SQLiteBackend"]
@@ -55,11 +57,30 @@ _SUBTREE = (
 
 def _dumps(value: Any, at: str) -> str:
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        return json_serializer.serialize(value)  # lone surrogates kept as \udXXX escapes
+    except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"cannot store the {type(value).__name__} value at {at!r} in SQLite as JSON: {exc}"
         ) from exc
+
+
+def _path_text(parts: Parts) -> str:
+    """The row key of ``parts``; InvalidPathError for a key SQLite's UTF-8 cannot hold."""
+    text = parts_to_str(parts) if parts else ""
+    if not text.isascii():
+        _check_utf8(text)
+    return text
+
+
+def _check_utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidPathError(
+            f"the path {text!a} holds a lone surrogate ({text[exc.start : exc.end]!a}), which "
+            f"SQLite cannot store as UTF-8 text; such keys usually come from mis-decoded bytes: "
+            f"decode them properly or use the file or memory backend"
+        ) from None
 
 
 def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
@@ -118,7 +139,7 @@ class SQLiteBackend(Backend):
             rows = self._subtree(parts)
         if not rows:
             return default if parts else {}
-        return _assemble(parts_to_str(parts) if parts else "", rows)
+        return _assemble(_path_text(parts), rows)
 
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
@@ -141,7 +162,7 @@ class SQLiteBackend(Backend):
         parts = to_parts(path)
         if not parts:
             return True
-        prefix = parts_to_str(parts)
+        prefix = _path_text(parts)
         with self._lock:
             row = self._db.execute(_EXISTS, (prefix, prefix + "/", prefix + "0")).fetchone()
         return bool(row[0])
@@ -150,7 +171,7 @@ class SQLiteBackend(Backend):
         """Whether the node at ``path`` is a leaf or a dict with a key outside ``ignore``:
         at most ``len(ignore) + 2`` single-row index lookups."""
         parts = to_parts(path)
-        prefix = parts_to_str(parts) if parts else ""
+        prefix = _path_text(parts)
         with self._lock:
             if parts:
                 row = self._db.execute("SELECT value FROM leaves WHERE path = ?", (prefix,))
@@ -186,24 +207,43 @@ class SQLiteBackend(Backend):
         """One atomic, isolated unit (nestable): commits at the end, rolls back on an exception.
 
         The outermost level is ``BEGIN IMMEDIATE``: it takes the database's write lock at once,
-        so a read-modify-write inside it cannot interleave with another process's.
+        so a read-modify-write inside it cannot interleave with another process's. A
+        KeyboardInterrupt at any point (BEGIN and COMMIT included) leaves the database
+        committed or rolled back, never inside an open transaction: the rollback runs to its
+        end through further interrupts, and a failed COMMIT rolls back.
         """
         with self._lock:
             depth = self._depth
-            self._db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
-            self._depth += 1
             try:
+                self._heal(depth)
+                self._depth = depth + 1
+                self._db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
                 yield self
-            except BaseException:
+                self._db.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
                 self._depth = depth
-                if depth == 0:
-                    self._db.execute("ROLLBACK")
-                else:
-                    self._db.execute(f"ROLLBACK TO sp{depth}")
-                    self._db.execute(f"RELEASE sp{depth}")
+            except BaseException:
+                finish(lambda: self._roll_back(depth))
                 raise
-            self._depth = depth
-            self._db.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+
+    def _heal(self, depth: int) -> None:
+        """At the outermost level no transaction may be open; one left by an interrupt that
+        landed before its rollback could start (a few bytecodes) is rolled back now."""
+        if depth == 0 and self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _roll_back(self, depth: int) -> None:
+        """Undo down to ``depth``; resumable (each step checks what is still open)."""
+        if depth == 0:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        elif self._db.in_transaction:
+            try:
+                self._db.execute(f"ROLLBACK TO sp{depth}")
+                self._db.execute(f"RELEASE sp{depth}")
+            except sqlite3.OperationalError as exc:
+                if "no such savepoint" not in str(exc):
+                    raise
+        self._depth = depth
 
     def close(self) -> None:
         with self._lock:
@@ -214,19 +254,22 @@ class SQLiteBackend(Backend):
         if not parts and type(value) is not dict:
             raise TypeError(f"the root must be a dict, not {type(value).__name__}")
         rows: list[tuple[str, str]] = []
-        _flatten(parts_to_str(parts) if parts else "", value, rows)
+        _flatten(_path_text(parts), value, rows)
+        for path, _ in rows:
+            if not path.isascii():
+                _check_utf8(path)
         return rows
 
     def _subtree(self, parts: Parts) -> list[tuple[str, str]]:
         if not parts:
             return self._db.execute("SELECT path, value FROM leaves").fetchall()
-        prefix = parts_to_str(parts)
+        prefix = _path_text(parts)
         return self._db.execute(_SUBTREE, (prefix, prefix + "/", prefix + "0")).fetchall()
 
     def _delete_subtree(self, parts: Parts) -> int:
         if not parts:
             return self._db.execute("DELETE FROM leaves").rowcount
-        prefix = parts_to_str(parts)
+        prefix = _path_text(parts)
         exact = self._db.execute("DELETE FROM leaves WHERE path = ?", (prefix,)).rowcount
         below = self._db.execute(
             "DELETE FROM leaves WHERE path >= ? AND path < ?", (prefix + "/", prefix + "0")

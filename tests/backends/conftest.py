@@ -87,12 +87,15 @@ class FlatDictBackend(Backend):
 
 
 def files_of(base: Path) -> dict[str, Any]:
-    """Every file (bytes) and directory (None) below ``base``: the raw state of a file store."""
+    """Every file (bytes) and directory (None) below ``base``: the raw state of a file store
+    (its lock file, which only exists to be locked, left out)."""
     found: dict[str, Any] = {}
     for root, dirs, files in os.walk(base):
         for name in dirs:
             found[os.path.relpath(os.path.join(root, name), base) + "/"] = None
         for name in files:
+            if root == str(base) and name == ".restate.lock":
+                continue
             found[os.path.relpath(os.path.join(root, name), base)] = Path(root, name).read_bytes()
     return found
 

@@ -26,7 +26,7 @@ from restate.backends import (
     InMemoryBackend,
     SQLiteBackend,
 )
-from restate.errors import PathConflictError, SerializationError
+from restate.errors import BackendError, PathConflictError, SerializationError
 
 from .conftest import files_of, rows_of
 
@@ -119,16 +119,19 @@ def test_a_switched_off_trigger_does_not_flush(inner: CountingBackend, trigger: 
     assert inner.calls != []
 
 
-def test_a_failed_flush_keeps_what_it_could_not_write_and_raises(inner: CountingBackend) -> None:
+def test_a_failed_flush_keeps_what_it_could_not_write_writes_the_rest_and_raises_naming_it(
+    inner: CountingBackend,
+) -> None:
     cache = CachingSyncBackend(inner, flush_interval=3600)
     cache.write("/a", 1)
     cache.write("/b", 2)
     cache.write("/c", 3)
     inner.fail_on = "/b"
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BackendError, match=r"write '/b' .kept pending.*disk full") as info:
         cache.flush()
-    assert inner.read("/") == {"a": 1}
-    assert [(str(p), v) for p, _, v in cache.pending] == [("/b", 2), ("/c", 3)]
+    assert isinstance(info.value.__cause__, OSError)
+    assert inner.read("/") == {"a": 1, "c": 3}
+    assert [(str(p), v) for p, _, v in cache.pending] == [("/b", 2)]
     cache.write("/b", 20)  # newer work queued after the failure keeps its place
     inner.fail_on = None
     cache.flush()

@@ -43,4 +43,4 @@ def raw(url: str) -> Iterator[redis.Redis]:
 
 def keys_of(raw: redis.Redis, prefix: str) -> set[str]:
     """Every key of one test's state (SCAN is fine in a test, never in the backend)."""
-    return set(raw.scan_iter(match=f"{prefix}:*", count=1000))
+    return set(raw.scan_iter(match=f"{{{prefix}}}:*", count=1000))

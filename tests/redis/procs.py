@@ -1,4 +1,5 @@
-"""Child processes for the Redis tests: ``follow URL PREFIX`` and ``increment URL PREFIX N``.
+"""Child processes for the Redis tests: ``follow URL PREFIX``, ``increment URL PREFIX N`` and
+``hold URL PREFIX``.
 
 ``follow`` prints one JSON line per event its subscriber of ``/msg`` or its tracked function
 sees, with the receive time; ``increment`` runs ``update("/n", +1)`` N times.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 
 from restate import ControllerSync
@@ -26,6 +28,23 @@ def follow(url: str, prefix: str) -> None:
     sys.stdin.read()  # until the parent closes stdin
 
 
+def fan(url: str, prefix: str, expected: int) -> None:
+    """Subscribe to ``/m/*`` and to ``/last``; after ``/last`` arrives, report every key seen
+    and how many times."""
+    controller = ControllerSync(RedisBackend(url, prefix))
+    seen: dict[str, int] = {}
+    done = threading.Event()
+    controller.subscribe(
+        "/m/*", lambda e: seen.__setitem__(e.emitting_path, seen.get(e.emitting_path, 0) + 1)
+    )
+    controller.subscribe("/last", lambda e: done.set())
+    emit(kind="ready")
+    if not done.wait(60):
+        emit(kind="timeout", seen=len(seen))
+        return
+    emit(kind="seen", keys=len(seen), events=sum(seen.values()), expected=expected)
+
+
 def increment(url: str, prefix: str, times: int) -> None:
     controller = ControllerSync(RedisBackend(url, prefix))
     for _ in range(times):
@@ -33,9 +52,28 @@ def increment(url: str, prefix: str, times: int) -> None:
     emit(kind="done")
 
 
+def hold(url: str, prefix: str) -> None:
+    """Open a batch that writes /n, say so, then wait inside it (for kill -9 or SIGINT); after
+    an interrupt, write /after and report what a fresh client reads back."""
+    controller = ControllerSync(RedisBackend(url, prefix, lease_timeout=0.5))
+    try:
+        with controller.batch():
+            controller.set_state("/n", "held")
+            emit(kind="inside")
+            sys.stdin.read()
+    except KeyboardInterrupt:
+        controller.set_state("/after", 1)
+        with RedisBackend(url, prefix) as fresh:
+            emit(kind="after", n=fresh.read("/n"), after=fresh.read("/after"))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "follow":
         follow(*args)
+    elif command == "hold":
+        hold(*args)
+    elif command == "fan":
+        fan(args[0], args[1], int(args[2]))
     else:
         increment(args[0], args[1], int(args[2]))

@@ -76,7 +76,7 @@ def test_writes_and_reads_raise_backend_error_while_the_server_is_gone_and_work_
 def test_a_batch_whose_server_dies_before_commit_raises_and_leaves_nothing_written(tmp_path):
     server = start_redis_server(tmp_path, persistent=True)
     try:
-        with RedisBackend(server.url, lock_timeout=1) as backend:
+        with RedisBackend(server.url, lease_timeout=1) as backend:
             controller = ControllerSync(backend)
             controller.set_state("/keep", {"a": 1})
             with pytest.raises(BackendError), controller.batch():

@@ -106,3 +106,20 @@ def test_update_from_four_processes_loses_no_increment(url, prefix):
             proc.finish()
     with RedisBackend(url, prefix) as backend:
         assert backend.read("/n") == 4000
+
+
+def test_a_burst_fans_out_to_four_processes_each_key_delivered_exactly_once(url, prefix):
+    procs = [Child("fan", url, prefix, "300") for _ in range(4)]
+    try:
+        for proc in procs:
+            assert proc.read_line() == {"kind": "ready"}
+        with RedisBackend(url, prefix) as backend:
+            for i in range(300):  # unpaced: followers get bursts, merged into few calls
+                backend.write(f"/m/k{i}", i)
+            backend.write("/last", True)
+        for proc in procs:
+            assert proc.read_line() == {"kind": "seen", "keys": 300, "events": 300,
+                                        "expected": 300}  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.finish()

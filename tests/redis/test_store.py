@@ -97,24 +97,25 @@ def test_deleting_removes_the_subtree_and_a_missing_path_is_a_no_op(backend, raw
     backend.write("/e", 3)
     backend.delete("/a/b")
     assert backend.read("/") == {"a": {"d": 2}, "e": 3}
-    entries = raw.xlen(f"{prefix}:changes")
+    entries = raw.xlen(f"{{{prefix}}}:changes")
     backend.delete("/a/b")
     backend.delete("/missing/deep")
     backend.delete("/e/below/a/leaf")
-    assert raw.xlen(f"{prefix}:changes") == entries
+    assert raw.xlen(f"{{{prefix}}}:changes") == entries
     backend.delete("/")
     assert backend.read("/") == {}
-    assert keys_of(raw, prefix) == {f"{prefix}:changes", f"{prefix}:seq"}
+    last_write = f"{{{prefix}}}:w:{backend.origin}"  # expires after a minute
+    assert keys_of(raw, prefix) == {f"{{{prefix}}}:changes", f"{{{prefix}}}:seq", last_write}
 
 
 def test_each_directory_is_one_hash_and_overwriting_a_subtree_drops_its_hashes(
     backend, raw, prefix
 ):
     backend.write("/users", {"1": {"name": "ann", "tags": {"x": 1}}, "2": {"name": "bob"}})
-    n = f"{prefix}:n:"
+    n = f"{{{prefix}}}:n:"
     assert keys_of(raw, prefix) == {
-        f"{prefix}:changes", f"{prefix}:seq", n + "/", n + "/users", n + "/users/1",
-        n + "/users/1/tags", n + "/users/2",
+        f"{{{prefix}}}:changes", f"{{{prefix}}}:seq", n + "/", n + "/users", n + "/users/1",
+        n + "/users/1/tags", n + "/users/2", f"{{{prefix}}}:w:{backend.origin}",
     }  # fmt: skip
     assert raw.hget(n + "/users/1", "name") == '"ann"'
     backend.write("/users/1", "gone")

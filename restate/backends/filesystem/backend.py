@@ -18,8 +18,13 @@ Rules:
   removes it and its empty parents, and an empty directory reads as missing. So deleting
   ``/a/b`` when it was ``/a``'s only child leaves ``/a`` missing (the memory backend keeps
   ``{}``); write ``/a = {}`` to keep an empty dict, it is stored as the document ``a.json``.
-- Every file write is a temporary file in the same directory + ``os.replace``; ``durable=True``
-  also fsyncs the file and its directory. Serialization happens before the disk is touched.
+- Every file write is a temporary file (random name, ``O_EXCL | O_NOFOLLOW``) in the same
+  directory + ``os.replace``; ``durable=True`` also fsyncs the file and its directory.
+  Serialization happens before the disk is touched.
+- Every write, delete and batch is a transaction: it holds the directory lock (``lock.py``)
+  and journals what it changes first (``journal.py``), so it is all-or-nothing across
+  crashes and isolated from other processes; the next lock holder undoes what a killed
+  process left half done.
 - Names are encoded reversibly (see ``names.py``). Files of other extensions, names starting
   with ``.`` and symlinks are never read, followed, written through or deleted: the walk
   opens each directory with ``O_NOFOLLOW`` relative to its parent's descriptor.
@@ -27,11 +32,10 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,7 +44,8 @@ from ...missing import MISSING
 from ...paths import Parts, parts_to_str, to_parts
 from ...serializers import Serializer, json_serializer
 from ...tree import copy_in, delete_in, get_in, set_in
-from ..base import AsyncBackend, Backend
+from .._interrupts import finish
+from ..base import Backend
 from . import names, probe
 from .fileio import (
     DIR_FLAGS,
@@ -50,12 +55,13 @@ from .fileio import (
     open_dir,
     pre_image,
     read_bytes,
-    restore,
     unlink_at,
     write_atomic,
 )
+from .journal import Journal, Rel, has_journal, recover
+from .lock import DirLock
 
-__all__ = ["FileSystemAsyncBackend", "FileSystemSyncBackend"]
+__all__ = ["FileSystemSyncBackend"]
 
 
 class FileSystemSyncBackend(Backend):
@@ -80,21 +86,31 @@ class FileSystemSyncBackend(Backend):
         self._ext = "." + serializer.extension
         self._lock = threading.RLock()
         self._encoded: dict[str, str] = {}
-        self._rels: dict[int, str] = {}  # open directory descriptor -> path below base_dir
-        self._journals: list[dict[str, Any]] = []
+        self._rels: dict[int, Rel] = {}  # open directory descriptor -> names below base_dir
+        self._journal = Journal(self._open_base, durable)
+        self._dirlock = DirLock(self._open_base, str(self.base_dir))
+        with self._lock, self._locked(exclusive=True):
+            pass  # taking the lock undoes a batch a killed process left half done
 
     def __repr__(self) -> str:
         return f"FileSystemSyncBackend({str(self.base_dir)!r})"
 
+    def close(self) -> None:
+        """Release the directory lock's file descriptor (the backend reopens it if used)."""
+        with self._lock:
+            self._dirlock.close()
+
     # public contract
     def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
-        value = self._read(to_parts(path))
+        parts = to_parts(path)
+        with self._os_errors("read", parts), self._lock, self._locked(exclusive=False):
+            value = self._read(parts)
         return default if value is MISSING else value
 
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         value = copy_in(value, parts)
-        with self._lock:
+        with self._os_errors("write", parts), self.transaction():
             if parts:
                 self._write(parts, value)
             else:
@@ -102,22 +118,43 @@ class FileSystemSyncBackend(Backend):
 
     def delete(self, path: PurePosixPath | str) -> None:
         parts = to_parts(path)
-        with self._lock:
+        with self._os_errors("delete", parts), self.transaction():
             self._delete(parts)
+
+    @contextmanager
+    def _os_errors(self, verb: str, parts: Parts) -> Iterator[None]:
+        """An OSError (a racing process, a permission, something planted in the way) becomes
+        a BackendError -- still an OSError -- naming the path and the directory."""
+        try:
+            yield
+        except BackendError:
+            raise
+        except OSError as exc:
+            at = parts_to_str(parts) if parts else "/"
+            raise BackendError(
+                f"cannot {verb} {at!r} in {str(self.base_dir)!r}: {exc.strerror or exc} "
+                f"({exc.filename or 'the directory'}); check that nothing foreign (a directory, "
+                f"a file without write permission) stands where restate keeps that value"
+            ) from exc
 
     def exists(self, path: PurePosixPath | str) -> bool:
         """Whether ``read(path, MISSING)`` finds a node, from names and file types: no value
         below ``path`` is parsed, a directory scan stops at its first value (a directory
         without values reads as missing). A corrupt value file exists (``read`` raises)."""
-        return probe.exists(self, to_parts(path))
+        parts = to_parts(path)
+        with self._lock, self._locked(exclusive=False):
+            return probe.exists(self, parts)
 
     def _occupied(self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()) -> bool:
-        return probe.occupied(self, to_parts(path), ignore)
+        parts = to_parts(path)
+        with self._lock, self._locked(exclusive=False):
+            return probe.occupied(self, parts, ignore)
 
     def check_value(self, path: PurePosixPath | str, value: Any) -> None:
         """Raise what ``write(path, value)`` would raise for the value itself (bad keys,
         SerializationError), without touching the disk. Used by wrapping backends."""
-        self.serializer.dumps(copy_in(value, to_parts(path)))
+        parts = to_parts(path)
+        self.serializer.dump_bytes(copy_in(value, parts), parts_to_str(parts))
 
     # names
     def _enc(self, key: str) -> str:
@@ -137,57 +174,106 @@ class FileSystemSyncBackend(Backend):
     # files
     def _open_base(self) -> int:
         try:
-            fd = os.open(self.base_dir, DIR_FLAGS & ~os.O_NOFOLLOW)
+            fd = os.open(self.base_dir, DIR_FLAGS)
         except FileNotFoundError:
             os.makedirs(self.base_dir, exist_ok=True)
-            fd = os.open(self.base_dir, DIR_FLAGS & ~os.O_NOFOLLOW)
-        self._rels[fd] = ""
+            fd = os.open(self.base_dir, DIR_FLAGS)
+        self._rels[fd] = ()
         return fd
 
     def _sub(self, parent: int, name: str) -> int | None:
         fd = open_dir(parent, name)
         if fd is not None:
-            self._rels[fd] = f"{self._rels[parent]}/{name}"
+            self._rels[fd] = (*self._rels[parent], name)
         return fd
 
     def _unlink(self, parent: int, name: str) -> bool:
         self._note(parent, name)
         return unlink_at(parent, name)
 
-    # transactions: a journal of what each touched file or directory held before
+    # transactions: the journal (journal.py) under the directory lock (lock.py)
     def _note(self, parent: int, name: str) -> None:
-        if self._journals:
-            journal = self._journals[-1]
-            rel = f"{self._rels[parent]}/{name}"
-            if rel not in journal:
-                journal[rel] = pre_image(parent, name)
+        """Journal what ``name`` holds before it changes (every change goes through here)."""
+        self._journal.note((*self._rels[parent], name), lambda: pre_image(parent, name))
+
+    @contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        """Hold the directory lock; the first holder undoes what a killed process left."""
+        depth = self._dirlock.depth
+        try:
+            if self._dirlock.acquire(exclusive):
+                self._recover()
+        except BaseException:
+            self._dirlock.release_to(depth)
+            raise
+        try:
+            yield
+        finally:
+            self._dirlock.release_to(depth)
+
+    def _recover(self) -> None:
+        fd = self._open_base()
+        try:
+            if not has_journal(fd):
+                return
+            exclusive = self._dirlock.exclusive
+            if not exclusive:
+                self._dirlock.upgrade()
+            try:
+                recover(fd, self.durable)
+            finally:
+                if not exclusive:
+                    self._dirlock.downgrade()
+        finally:
+            os.close(fd)
 
     @contextmanager
     def transaction(self) -> Iterator[FileSystemSyncBackend]:
-        """Group writes and deletes: on an exception every file and directory they touched
-        is put back as it was (byte for byte), then the exception propagates. Nestable.
-        Other threads wait; other processes are not isolated from it."""
+        """Group writes and deletes into one atomic unit (nestable).
+
+        Holds the directory's exclusive lock throughout, so it is isolated from other
+        processes; every change is journaled first (``journal.py``), so a crash at any point
+        leaves all of it or none. On an exception (KeyboardInterrupt included) every file and
+        directory it touched is put back as it was, byte for byte, then the exception
+        propagates.
+        """
         with self._lock:
-            self._begin()
+            level, held = self._journal.depth, self._dirlock.depth
             try:
+                self._begin()
                 yield self
+                self._end(level, held, rollback=False)
             except BaseException:
-                self._end(rollback=True)
+                self._end(level, held, rollback=True)
                 raise
-            self._end(rollback=False)
 
     def _begin(self) -> None:
-        self._journals.append({})
+        with self._lock:
+            depth = self._dirlock.depth
+            try:
+                if self._dirlock.acquire(exclusive=True):
+                    self._recover()
+                self._journal.begin()
+            except BaseException:
+                self._dirlock.release_to(depth)
+                raise
 
-    def _end(self, rollback: bool) -> None:
-        journal = self._journals.pop()
-        if not rollback:
-            if self._journals:
-                for rel, pre in journal.items():
-                    self._journals[-1].setdefault(rel, pre)
-            return
-        for rel, pre in reversed(journal.items()):
-            restore(self.base_dir / rel.lstrip("/"), pre)
+    def _end(self, level: int, held: int, rollback: bool) -> None:
+        """Commit or roll back journal level ``level``, then give the lock back down to
+        ``held``. Idempotent (a level already ended is left alone), so an interrupted end can
+        be repeated; a failed commit rolls back; a rollback runs through interrupts."""
+        with self._lock:
+            try:
+                if not rollback:
+                    try:
+                        self._journal.commit(level)
+                        return
+                    except BaseException:
+                        finish(lambda: self._journal.rollback(level, self.durable))
+                        raise
+                finish(lambda: self._journal.rollback(level, self.durable))
+            finally:
+                self._dirlock.release_to(held)
 
     def _load(self, parent: int, name: str) -> Any:
         raw = read_bytes(parent, name)
@@ -200,8 +286,7 @@ class FileSystemSyncBackend(Backend):
                 f"cannot parse {name!r} below {str(self.base_dir)!r}: {exc}"
             ) from exc
 
-    def _store(self, parent: int, name: str, raw: Any) -> None:
-        data = raw.encode() if isinstance(raw, str) else raw
+    def _store(self, parent: int, name: str, data: bytes) -> None:
         self._note(parent, name)
         write_atomic(parent, name, data, self.durable)
 
@@ -288,7 +373,7 @@ class FileSystemSyncBackend(Backend):
                         f"cannot write {parts_to_str(parts)!r}: {at!r} is a symlink or a file "
                         f"that is not a {self._ext} document; restate never writes through them"
                     ) from exc
-                self._rels[sub] = f"{self._rels[fds[-1]]}/{name}"
+                self._rels[sub] = (*self._rels[fds[-1]], name)
                 fds.append(sub)
             return fds, MISSING
         except BaseException:
@@ -302,7 +387,7 @@ class FileSystemSyncBackend(Backend):
             if doc is not MISSING:
                 self._write_in_doc(fds[-1], parts, depth, doc, value)
                 return
-            raw = self.serializer.dumps(value)
+            raw = self.serializer.dump_bytes(value, parts_to_str(parts))
             for key in parts[depth:-1]:
                 fds.append(self._make_dir(fds[-1], self._enc(key), key))
             name = self._enc(parts[-1])
@@ -326,7 +411,10 @@ class FileSystemSyncBackend(Backend):
                 f"cannot write {parts_to_str(parts)!r}: a leaf above it in the document "
                 f"{parts_to_str(parts[: depth + 1])!r} is in the way; delete it or write the dict"
             ) from None
-        self._store(parent, self._enc(parts[depth]) + self._ext, self.serializer.dumps(doc))
+        at = parts_to_str(parts[: depth + 1])
+        self._store(
+            parent, self._enc(parts[depth]) + self._ext, self.serializer.dump_bytes(doc, at)
+        )
 
     def _make_dir(self, parent: int, name: str, key: str) -> int:
         if names.is_hashed(name):
@@ -339,13 +427,13 @@ class FileSystemSyncBackend(Backend):
         if self.durable:
             os.fsync(parent)
         fd = os.open(name, DIR_FLAGS, dir_fd=parent)
-        self._rels[fd] = f"{self._rels[parent]}/{name}"
+        self._rels[fd] = (*self._rels[parent], name)
         return fd
 
     def _write_root(self, value: Any) -> None:
         if type(value) is not dict:
             raise TypeError(f"the root must be a dict, not {type(value).__name__}")
-        raws = {k: self.serializer.dumps(v) for k, v in value.items()}
+        raws = {k: self.serializer.dump_bytes(v, "/" + k) for k, v in value.items()}
         fd = self._open_base()
         try:
             current = self._load_dir(fd)
@@ -378,7 +466,8 @@ class FileSystemSyncBackend(Backend):
             if doc is not MISSING:
                 if type(doc) is dict and delete_in(doc, parts[depth + 1 :]):
                     name = self._enc(parts[depth]) + self._ext
-                    self._store(fds[-1], name, self.serializer.dumps(doc))
+                    at = parts_to_str(parts[: depth + 1])
+                    self._store(fds[-1], name, self.serializer.dump_bytes(doc, at))
                 return
             if depth == len(parts) - 1 and self._remove_node(fds[-1], self._enc(parts[-1])):
                 self._prune(fds, parts)
@@ -434,56 +523,3 @@ class FileSystemSyncBackend(Backend):
                 return
             if names.is_hashed(name):
                 self._unlink(fds[i - 1], names.sidecar(name))
-
-
-class FileSystemAsyncBackend(AsyncBackend):
-    """``FileSystemSyncBackend`` with awaitable methods: each call runs the sync implementation
-    in a worker thread (``asyncio.to_thread``), so the event loop never blocks on the disk.
-    ``.sync`` is the underlying sync backend."""
-
-    def __init__(
-        self,
-        base_dir: str | os.PathLike[str],
-        serializer: Serializer[Any] = json_serializer,
-        durable: bool = False,
-    ) -> None:
-        self.sync = FileSystemSyncBackend(base_dir, serializer, durable)
-        self.base_dir = self.sync.base_dir
-        self.serializer = serializer
-
-    def __repr__(self) -> str:
-        return f"FileSystemAsyncBackend({str(self.base_dir)!r})"
-
-    async def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
-        return await asyncio.to_thread(self.sync.read, path, default)
-
-    async def write(self, path: PurePosixPath | str, value: Any) -> None:
-        value = copy_in(value, to_parts(path))  # isolate now: the caller may mutate it later
-        await asyncio.to_thread(self.sync.write, path, value)
-
-    async def delete(self, path: PurePosixPath | str) -> None:
-        await asyncio.to_thread(self.sync.delete, path)
-
-    async def exists(self, path: PurePosixPath | str) -> bool:
-        """See ``FileSystemSyncBackend.exists``."""
-        return await asyncio.to_thread(self.sync.exists, path)
-
-    async def _occupied(
-        self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()
-    ) -> bool:
-        return await asyncio.to_thread(self.sync._occupied, path, ignore)
-
-    def check_value(self, path: PurePosixPath | str, value: Any) -> None:
-        self.sync.check_value(path, value)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[FileSystemAsyncBackend]:
-        """The sync backend's journal (see ``FileSystemSyncBackend.transaction``); tasks that
-        use this backend meanwhile take part in it, so keep one writer (the controller)."""
-        self.sync._begin()
-        try:
-            yield self
-        except BaseException:
-            await asyncio.to_thread(self.sync._end, True)
-            raise
-        self.sync._end(False)

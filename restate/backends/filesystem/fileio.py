@@ -1,21 +1,33 @@
-"""Descriptor-relative file primitives for the file backend; none of them follows a symlink."""
+"""Descriptor-relative file primitives for the file backend; none of them follows a symlink.
+
+Every call names a file by ``(directory descriptor, name)``, where the descriptor was opened
+with ``O_DIRECTORY | O_NOFOLLOW`` relative to its parent's, starting at the root. So a symlink
+planted anywhere below the root, or a directory swapped for one while we work, is never
+followed: opening it fails (``ELOOP`` / ``ENOTDIR``) instead of leaving the root. Temporary
+files get unpredictable names and ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a name planted in
+advance makes us pick another one, never write through it.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import itertools
 import os
+import secrets
 import stat
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+
+from ...errors import BackendError
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
 TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
 TMP_PREFIX = ".tmp-"
-_counter = itertools.count()
+_TMP_TRIES = 16
+
+#: The pre-image of a directory (a file's is its bytes, a missing name's is None).
+DIR = "dir"
+PreImage = bytes | str | None
 
 
 def open_dir(parent: int, name: str) -> int | None:
@@ -32,6 +44,7 @@ def open_dir(parent: int, name: str) -> int | None:
 
 
 def read_bytes(parent: int, name: str) -> bytes | None:
+    """The bytes of regular file ``name``; None when missing, a symlink or not a file."""
     try:
         fd = os.open(name, READ_FLAGS, dir_fd=parent)
     except (FileNotFoundError, NotADirectoryError):
@@ -41,6 +54,8 @@ def read_bytes(parent: int, name: str) -> bytes | None:
             return None
         raise
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None  # a FIFO or device planted under our name: never read it
         chunks = []
         while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
@@ -51,16 +66,37 @@ def read_bytes(parent: int, name: str) -> bytes | None:
         os.close(fd)
 
 
+def temp_name() -> str:
+    """An unpredictable hidden name for a temporary file."""
+    return TMP_PREFIX + secrets.token_hex(8)
+
+
+def create_temp(parent: int) -> tuple[int, str]:
+    """A new empty file under an unpredictable name: ``(fd, name)``. A name that exists (a
+    plant, however unlikely) is never opened; another is drawn."""
+    for _ in range(_TMP_TRIES):
+        name = temp_name()
+        try:
+            return os.open(name, TMP_FLAGS, 0o666, dir_fd=parent), name
+        except FileExistsError:
+            continue
+    raise BackendError(f"cannot create a temporary file: {_TMP_TRIES} random names were taken")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_atomic(parent: int, name: str, data: bytes, durable: bool) -> None:
     """Replace ``name`` with ``data`` at once: a temporary file in the same directory, then
-    ``os.replace``; ``durable`` fsyncs the file before and the directory after."""
-    tmp = f"{TMP_PREFIX}{os.getpid()}-{next(_counter)}"
-    fd = os.open(tmp, TMP_FLAGS, 0o666, dir_fd=parent)
+    ``os.replace`` (which replaces a symlink at ``name`` itself, never its target);
+    ``durable`` fsyncs the file before and the directory after."""
+    fd, tmp = create_temp(parent)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
@@ -74,7 +110,7 @@ def write_atomic(parent: int, name: str, data: bytes, durable: bool) -> None:
 
 
 def unlink_at(parent: int, name: str) -> bool:
-    """Remove file ``name``; False when it was not there."""
+    """Remove file (or symlink) ``name``; False when it was not there."""
     try:
         os.unlink(name, dir_fd=parent)
         return True
@@ -82,34 +118,84 @@ def unlink_at(parent: int, name: str) -> bool:
         return False
 
 
-_DIR = object()  # pre-image of a directory
-
-
-def pre_image(parent: int, name: str) -> Any:
+def pre_image(parent: int, name: str) -> PreImage:
+    """What ``name`` holds now, to put back on rollback: ``DIR``, a file's bytes, or None (no
+    name, or one we never restore: a symlink, a FIFO)."""
     try:
         mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if stat.S_ISDIR(mode):
-        return _DIR
+        return DIR
     return read_bytes(parent, name) if stat.S_ISREG(mode) else None
 
 
-def restore(path: Path, pre: Any) -> None:
-    """Put back what ``path`` held: a directory, the bytes of a file, or nothing (None)."""
-    if pre is _DIR:
-        path.mkdir(parents=True, exist_ok=True)
-    elif pre is None:
-        if path.is_dir() and not path.is_symlink():
-            with contextlib.suppress(OSError):
-                path.rmdir()
+def restore(root: int, rel: Sequence[str], pre: PreImage, durable: bool) -> None:
+    """Put back what ``root/rel`` held: a directory, a file's bytes, or nothing (None).
+
+    Walks from ``root`` one descriptor at a time. Whatever stands in the way now -- a planted
+    symlink, a file where a directory was -- is removed as a name (a symlink is unlinked,
+    never followed), so the restore can neither fail on a plant nor leave the root.
+    """
+    parent = _reopen(root)
+    try:
+        for name in rel[:-1]:
+            if pre is None and open_dir(parent, name) is None:
+                return  # nothing to remove below a directory that is not there
+            sub = _dir_for_restore(parent, name)
+            os.close(parent)
+            parent = sub
+        _restore_name(parent, rel[-1], pre, durable)
+    finally:
+        os.close(parent)
+
+
+def _reopen(fd: int) -> int:
+    return os.open(".", DIR_FLAGS, dir_fd=fd)
+
+
+def _dir_for_restore(parent: int, name: str) -> int:
+    fd = open_dir(parent, name)
+    if fd is not None:
+        return fd
+    _remove_name(parent, name)
+    os.mkdir(name, 0o777, dir_fd=parent)
+    return os.open(name, DIR_FLAGS, dir_fd=parent)
+
+
+def _restore_name(parent: int, name: str, pre: PreImage, durable: bool) -> None:
+    if pre is None:
+        _remove_name(parent, name)
+    elif isinstance(pre, str):  # DIR
+        fd = open_dir(parent, name)
+        if fd is None:
+            _remove_name(parent, name)
+            os.mkdir(name, 0o777, dir_fd=parent)
         else:
-            path.unlink(missing_ok=True)
+            os.close(fd)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{next(_counter)}")
-        tmp.write_bytes(pre)
-        os.replace(tmp, path)
+        if open_dir(parent, name) is not None:
+            _remove_name(parent, name)  # a directory now stands where the file was
+        write_atomic(parent, name, pre, durable)
+    if durable:
+        os.fsync(parent)
+
+
+def _remove_name(parent: int, name: str) -> None:
+    """Remove ``name`` from ``parent``: a file or symlink is unlinked, an empty directory
+    removed; a directory still holding foreign files stays."""
+    try:
+        mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(mode):
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                raise
+    else:
+        unlink_at(parent, name)
 
 
 def key_bytes(key: str) -> bytes:

@@ -4,77 +4,108 @@ Each operation is a generator that yields Redis commands and receives their repl
 ``RedisBackend`` drives it with blocking calls and ``RedisAsyncBackend`` with awaits; the
 logic exists once. Commands:
 
-- ``("eval", name, args)``: run the Lua script ``name`` (see ``scripts.py``), reply back;
-- ``("lock", token, ttl_ms)``: ``SET <prefix>:lock token NX PX ttl_ms``, True when taken;
-- ``("hexists", key, field)``: ``HEXISTS key field``;
-- ``("sleep", seconds)``.
+- ``("eval", name, args)``: run the Lua script ``name`` (see ``scripts.py``) with its one
+  declared key, the stream; reply back;
+- ``("hexists", key, field)``, ``("hget", key, field)``, ``("get", key)``,
+  ``("hscan", key, cursor, count)``: those commands;
+- ``("blpop", key, seconds)``: wait for a wake-up pushed by a released lease.
+
+Transactions (leases, isolation) are in ``leases.py``; this module is the keyspace and the
+plain reads and writes, which consult an open transaction when there is one.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
+import re
+import threading
 import time
 import uuid
 from collections.abc import Generator
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from ...errors import BackendError
 from ...missing import MISSING
 from ...paths import Parts, parts_to_str
-from ...tree import copy_in, get_in
+from ...tree import get_in
 from ..probe import holds
-from .codec import conflict_error, decode_changes, encode_delete, encode_write, loads
-from .transaction import Known, Overlay, merge
+from . import walk
+from .codec import conflict_error, encode_delete, encode_write, loads
+from .leases import Txn
+from .transaction import Known, merge
 
-__all__ = ["Exchange", "RedisCore", "StreamCursor", "Txn"]
+__all__ = ["Exchange", "RedisCore", "keyspace_of"]
 
 T = TypeVar("T")
 
 # An operation: yields commands, receives their replies, returns a T.
 Exchange = Generator[tuple[Any, ...], Any, T]
 
+_TAGGED = re.compile(r"\{[^{}]+\}")
 
-class Txn:
-    """One open transaction: the lock token and the buffered writes."""
 
-    __slots__ = ("overlay", "refreshed", "token")
+def keyspace_of(prefix: str) -> str:
+    """The hash-tagged name every key of the tree starts with: ``{prefix}``.
 
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.overlay = Overlay()
-        self.refreshed = time.monotonic()
+    A prefix that already is one hash tag (``"{app}"``) is used as is. Braces anywhere else
+    would move keys of one tree into different Redis Cluster slots, so they are refused.
+    """
+    if not isinstance(prefix, str) or not prefix:
+        raise ValueError(f"prefix must be a non-empty str, not {prefix!r}")
+    if _TAGGED.fullmatch(prefix):
+        return prefix
+    if "{" in prefix or "}" in prefix:
+        raise ValueError(
+            f"prefix {prefix!r} may contain braces only as one whole hash tag like '{{name}}'"
+        )
+    return "{" + prefix + "}"
 
 
 class RedisCore:
-    """Key names, lock settings and the operations of one backend instance."""
+    """Key names and the plain operations of one backend instance."""
 
     def __init__(
-        self, prefix: str, stream_maxlen: int, lock_timeout: float, lock_wait: float
+        self, prefix: str, stream_maxlen: int, lease_timeout: float, lock_wait: float
     ) -> None:
-        if not isinstance(prefix, str) or not prefix:
-            raise ValueError(f"prefix must be a non-empty str, not {prefix!r}")
+        self.keyspace = keyspace_of(prefix)
         self.prefix = prefix
         self.origin = uuid.uuid4().hex
-        self.stream = f"{prefix}:changes"
-        self.lock_key = f"{prefix}:lock"
+        self.stream = f"{self.keyspace}:changes"
+        self.seq_key = f"{self.keyspace}:seq"
+        self.wake_key = f"{self.keyspace}:wake"
+        if int(stream_maxlen) < 1:
+            raise ValueError(f"stream_maxlen must be at least 1, not {stream_maxlen!r}")
         self.maxlen = str(int(stream_maxlen))
-        self.lock_ms = max(1, int(lock_timeout * 1000))
+        if not lease_timeout > 0:
+            raise ValueError(f"lease_timeout must be positive, not {lease_timeout!r}")
+        self.lease_ms = max(10, int(lease_timeout * 1000))
         self.lock_wait = lock_wait
         self.txn: ContextVar[Txn | None] = ContextVar(f"restate-redis-{self.origin}", default=None)
+        self.open: set[Txn] = set()  # the transactions whose leases the renewer keeps alive
+        self._ids = itertools.count()
+        self._id_lock = threading.Lock()
 
-    # -- reads and writes -------------------------------------------------------------------
+    def write_id(self) -> str:
+        with self._id_lock:
+            return str(next(self._ids))
+
+    # -- reads ------------------------------------------------------------------------------
     def read(self, parts: Parts) -> Exchange[Any]:
         txn = self.txn.get()
         if txn is None:
             return (yield from self._stored(parts))
-        yield from self._refresh(txn)
         depth, node = txn.overlay.locate(parts)
         if type(node) is Known:
             return txn.overlay.read_known(node, parts, depth)
         if node.created:
             return MISSING if depth < len(parts) else merge({}, node)
-        stored = yield from self._stored(parts)
+        reply = yield from txn.ask(self, parts, "read", [str(walk.BUDGET)])
+        if isinstance(reply[1], list):  # too big for one script: walk it, under the lease
+            stored = loads((yield from walk.walk_text(self, parts)))
+        else:
+            stored = loads(reply[1])
         return stored if depth < len(parts) else merge(stored, node)
 
     def exists(self, parts: Parts) -> Exchange[bool]:
@@ -84,19 +115,19 @@ class RedisCore:
             return True
         txn = self.txn.get()
         if txn is not None:
-            yield from self._refresh(txn)
             depth, node = txn.overlay.locate(parts)
             if type(node) is Known:
                 return get_in(node.value, parts, depth) is not MISSING
             if node.created or depth == len(parts):
                 return depth == len(parts)
-        return bool((yield ("hexists", self._hash(parts[:-1]), parts[-1])))
+            answer = yield from txn.ask(self, parts, "exists")
+            return bool(answer[1])
+        return bool((yield ("hexists", self.hash_key(parts[:-1]), parts[-1])))
 
     def occupied(self, parts: Parts, ignore: frozenset[str]) -> Exchange[bool]:
         """Whether the node is a leaf or a dict with a key outside ``ignore`` (see ../probe.py)."""
         txn = self.txn.get()
         if txn is not None:
-            yield from self._refresh(txn)
             depth, node = txn.overlay.locate(parts)
             if type(node) is Known:
                 return holds(get_in(node.value, parts, depth), ignore)
@@ -111,115 +142,103 @@ class RedisCore:
                 ignore = ignore | node.keys()  # the buffer decides these children
             elif node.created:
                 return False
-        args = [self.prefix, parts_to_str(parts), *ignore]
-        return bool((yield ("eval", "occupied", args)))
+            return bool((yield from txn.ask(self, parts, "occupied", sorted(ignore)))[1])
+        return bool((yield ("eval", "occupied", [parts_to_str(parts), *ignore])))
 
-    def _hash(self, parts: Parts) -> str:
-        return f"{self.prefix}:n:{parts_to_str(parts)}"
+    def hash_key(self, parts: Parts) -> str:
+        return f"{self.keyspace}:n:{parts_to_str(parts)}"
 
-    def write(self, parts: Parts, value: Any) -> Exchange[None]:
+    def _stored(self, parts: Parts) -> Exchange[Any]:
+        reply = yield ("eval", "read", [parts_to_str(parts), str(walk.BUDGET)])
+        if isinstance(reply, list):  # {'big'}: too many fields for one script
+            return (yield from walk.read_big(self, parts))
+        return loads(reply)
+
+    def dir_key(self, path: str) -> str:
+        return f"{self.keyspace}:n:{path}"
+
+    # -- writes -----------------------------------------------------------------------------
+    def write(self, parts: Parts, value: Any, want_prev: bool = False) -> Exchange[Any]:
+        """Store ``value``; with ``want_prev`` return the value it replaced (MISSING when
+        there was none) from the same script, else None."""
         op = encode_write(parts, value)  # validates before anything is sent
         txn = self.txn.get()
         if txn is None:
-            yield from self._apply(op, "")
-            return
-        yield from self._refresh(txn)
-        value = copy_in(value, parts)
-        overlay = txn.overlay
-        depth, node = overlay.locate(parts)
-        if type(node) is Known:
-            overlay.write_below_known(node, parts, depth, value)
-            return
-        created_from = None
-        if depth < len(parts) - 1 and not node.created:
-            kind, at = yield ("eval", "probe", [self.prefix, parts_to_str(parts)])
-            if kind == "leaf":
-                raise conflict_error(parts_to_str(parts), int(at))
-            created_from = int(at) if kind == "missing" else None
-        overlay.place(parts, depth, value, created_from)
+            prev = yield from self.apply(op, "", want_prev)
+            return loads(prev) if want_prev else None
+        prev = (yield from self.read(parts)) if want_prev else None
+        yield from txn.write(self, parts, value)
+        return prev
 
     def delete(self, parts: Parts) -> Exchange[None]:
         txn = self.txn.get()
         if txn is None:
-            yield from self._apply(encode_delete(parts), "")
+            yield from self.apply(encode_delete(parts), "")
             return
-        yield from self._refresh(txn)
-        overlay = txn.overlay
-        depth, node = overlay.locate(parts)
-        if type(node) is Known:
-            overlay.delete_below_known(node, parts, depth)
-            return
-        if depth < len(parts) - 1:
-            if node.created:
-                return
-            kind, _ = yield ("eval", "probe", [self.prefix, parts_to_str(parts)])
-            if kind != "dir":
-                return  # an ancestor is missing or a leaf: nothing to delete
-        overlay.place(parts, depth, MISSING if parts else {}, None)
+        yield from txn.delete(self, parts)
 
-    def _stored(self, parts: Parts) -> Exchange[Any]:
-        return loads((yield ("eval", "read", [self.prefix, parts_to_str(parts)])))
-
-    def _apply(self, ops: list[str], token: str) -> Exchange[str]:
+    def apply(self, ops: list[str], token: str, want_prev: bool = False) -> Exchange[str | None]:
+        """Run APPLY until it is not kept waiting by another client's lease; the previous JSON
+        text of the first op (None when missing, or when not ``want_prev``)."""
         deadline = time.monotonic() + self.lock_wait
-        delay = 0.0002
+        delay = 0.002
+        wid = self.write_id()  # the same for every retry of this write: applied at most once
+        args = [self.origin, self.maxlen, token, wid, "1" if want_prev else "0", *ops]
         while True:
-            reply = yield ("eval", "apply", [self.prefix, self.origin, self.maxlen, token, *ops])
-            if reply[0] == "ok":
-                entry_id: str = reply[1]  # the stream entry's id ("" when nothing changed)
-                return entry_id
-            if reply[0] == "conflict":
+            reply = yield ("eval", "apply", args)
+            kind = reply[0]
+            if kind == "ok":
+                return reply[2] if len(reply) > 2 else None
+            if kind == "done":
+                return reply[1] or None
+            if kind == "conflict":
                 raise conflict_error(reply[1], int(reply[2]))
-            if reply[0] == "lostlock":
-                raise BackendError(
-                    f"the transaction lock {self.lock_key!r} expired before the commit "
-                    f"(held longer than lock_timeout); nothing was written"
-                )
-            delay = yield from self._pause(deadline, delay)
+            if kind == "lost":
+                raise self.lost_error()
+            delay = yield from self.pause(deadline, delay)
 
-    def _pause(self, deadline: float, delay: float) -> Exchange[float]:
+    def lost_error(self) -> BackendError:
+        return BackendError(
+            f"the transaction on {self.keyspace!r} lost its lease (it was not renewed for "
+            f"{self.lease_ms} ms: the process was stopped, or the server lost it); nothing "
+            f"of it was written"
+        )
+
+    def pause(self, deadline: float, delay: float) -> Exchange[float]:
         if time.monotonic() > deadline:
             raise BackendError(
-                f"waited {self.lock_wait:g} s for the transaction of another client to release "
-                f"{self.lock_key!r}; nothing was written"
+                f"waited {self.lock_wait:g} s for the transaction of another client on "
+                f"{self.keyspace!r} to finish; nothing was written"
             )
-        yield ("sleep", delay * (0.5 + random.random()))
+        # wait for a release (each pushes one wake-up; the longest waiter gets it first), or
+        # at most ``delay``: a wake-up taken by a waiter for other paths costs one more poll
+        yield ("blpop", self.wake_key, delay * (0.75 + random.random() / 2))
         return min(delay * 2, 0.01)
 
-    # -- transactions -----------------------------------------------------------------------
-    def begin(self) -> Exchange[Txn]:
-        """Take the lock (waiting for other clients' transactions); return the Txn."""
-        txn = Txn(uuid.uuid4().hex)
-        deadline = time.monotonic() + self.lock_wait
-        delay = 0.0002
-        while not (yield ("lock", txn.token, self.lock_ms)):
-            delay = yield from self._pause(deadline, delay)
-        txn.refreshed = time.monotonic()
-        return txn
+    # -- transactions (leases.py) -------------------------------------------------------------
+    def begin(self) -> Txn:
+        """A new transaction: sends nothing (its leases are taken by what it touches)."""
+        return Txn()
 
-    def commit(self, txn: Txn) -> Exchange[None]:
-        """Apply the buffered writes and release the lock in one script."""
-        ops: list[str] = []
-        for parts, value in txn.overlay.ops():
-            ops += encode_delete(parts) if value is MISSING else encode_write(parts, value)
-        if not ops:
-            yield from self.release(txn)
-            return
-        yield from self._refresh(txn)
-        yield from self._apply(ops, txn.token)
+    def enter(self, txn: Txn) -> None:
+        """Make ``txn`` the current transaction of this context, renewed until ``leave``."""
+        self.open.add(txn)
+        self.txn.set(txn)
 
-    def release(self, txn: Txn) -> Exchange[None]:
-        yield ("eval", "release", [self.prefix, txn.token])
+    def leave(self, txn: Txn) -> None:
+        """Stop renewing ``txn`` and leave it (idempotent: also the safety net of an
+        interrupt)."""
+        self.open.discard(txn)
+        if self.txn.get() is txn:
+            self.txn.set(None)
 
-    def finish(self, reset: Token[Txn | None], exc: BaseException | None) -> Exchange[None]:
-        """Leave the transaction: commit when ``exc`` is None, else discard; the lock is
-        released in both cases (best effort when the server is gone: it then expires)."""
-        txn = self.txn.get()
-        self.txn.reset(reset)
-        assert txn is not None
+    def finish(self, txn: Txn, exc: BaseException | None) -> Exchange[None]:
+        """Leave a transaction: commit when ``exc`` is None, else drop its leases (best effort
+        when the server is gone or the call is interrupted: they then expire)."""
+        self.open.discard(txn)
         if exc is None:
             try:
-                yield from self.commit(txn)
+                yield from txn.commit(self)
             except BaseException:
                 yield from self._release_quietly(txn)
                 raise
@@ -228,66 +247,6 @@ class RedisCore:
 
     def _release_quietly(self, txn: Txn) -> Exchange[None]:
         try:
-            yield from self.release(txn)
+            yield from txn.release()
         except BackendError:
             pass
-
-    def _refresh(self, txn: Txn) -> Exchange[None]:
-        now = time.monotonic()
-        if (now - txn.refreshed) * 3000 < self.lock_ms:
-            return
-        if not (yield ("eval", "refresh", [self.prefix, txn.token, self.lock_ms])):
-            raise BackendError(
-                f"the transaction lock {self.lock_key!r} expired (held longer than "
-                f"lock_timeout); the transaction cannot commit"
-            )
-        txn.refreshed = now
-
-
-class StreamCursor:
-    """Where a follower is in the change stream, and its reconnection back-off.
-
-    Every entry carries a sequence number (``<prefix>:seq``, incremented by each commit).
-    A jump in it means entries the follower never saw: trimmed away while it was offline
-    for longer than ``stream_maxlen`` commits, or lost by a server restarted without its
-    data. ``take`` then reports ``RESYNC`` and the follower starts over from the whole tree.
-    """
-
-    MIN_DELAY, MAX_DELAY = 0.05, 2.0
-    RESYNC: Any = "resync"
-
-    def __init__(self, origin: str, last_id: str, seq: int | None) -> None:
-        self.origin = origin
-        self.last_id = last_id
-        self.seq = seq
-        self._delay = self.MIN_DELAY
-
-    def take(self, reply: Any) -> list[Any]:
-        """The change lists of an XREAD reply from other origins, in order, cut short by
-        ``RESYNC`` at a gap; advances ``last_id``."""
-        out: list[Any] = []
-        if isinstance(reply, dict):  # RESP3
-            reply = reply.items()
-        for _stream, entries in reply or ():
-            for entry_id, fields in entries:
-                seq = int(fields.get("s", 0))
-                if self.seq is not None and seq != self.seq + 1:
-                    out.append(self.RESYNC)
-                    return out
-                self.last_id, self.seq = entry_id, seq
-                changes = decode_changes(fields, self.origin)
-                if changes:
-                    out.append(changes)
-        return out
-
-    def restart(self, resync_reply: list[str]) -> list[tuple[str, Any, Any]]:
-        """Continue after the RESYNC script's position; the root change to deliver."""
-        self.last_id, self.seq = resync_reply[0], int(resync_reply[1])
-        return [("/", MISSING, loads(resync_reply[2]))]
-
-    def backoff(self) -> float:
-        delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)
-        return delay * (0.75 + random.random() / 2)
-
-    def connected(self) -> None:
-        self._delay = self.MIN_DELAY

@@ -1,20 +1,29 @@
 """The Lua scripts of the Redis backend: every read, write and commit runs as one atomic script.
 
-Layout (see ``restate.backends.redis``): the directory at path ``D`` is the hash
-``<prefix>:n:D``; its field ``name`` holds the JSON text of a leaf child, or ``MARK`` (a NUL
-byte, never valid JSON) when the child ``D/name`` is a directory. A directory's hash exists
-only while that directory exists, so a node is found with one ``HGET`` on its parent.
-Scripts take the prefix as ``ARGV[1]`` and compute key names (single-instance Redis; not
-cluster-safe by design).
+Layout (see ``restate.backends.redis``): every key of one tree starts with its hash-tagged
+keyspace ``T`` (``{prefix}``), so a tree lives in one Redis Cluster slot. The directory at
+path ``D`` is the hash ``T:n:D``; its field ``name`` holds the JSON text of a leaf child, or
+``MARK`` (a NUL byte, never valid JSON) when the child ``D/name`` is a directory. A directory's
+hash exists only while that directory exists, so a node is found with one ``HGET`` on its
+parent.
+
+Every script declares ``KEYS[1] = T:changes`` (which names the slot, as Redis Cluster needs)
+and derives the other key names of the same keyspace from it.
+
+Leases (transactions, see ``core.py``): ``T:leases`` maps a leased path to ``"token start"``;
+``T:lease:<token>`` exists (with a short PX expiry, renewed while the transaction lives) as
+long as that transaction is alive. A lease whose ``T:lease:<token>`` expired is dead and is
+swept by the next script that looks.
 """
 
 from __future__ import annotations
 
-__all__ = ["APPLY", "OCCUPIED", "PROBE", "READ", "REFRESH", "RELEASE", "RESYNC"]
+__all__ = ["APPLY", "LEASE", "OCCUPIED", "POSITION", "PROBE", "READ", "RELEASE", "WALK"]
 
 _HEADER = r"""
-local P, MARK = ARGV[1], '\0'
-local function key(path) return P .. ':n:' .. path end
+local T = string.sub(KEYS[1], 1, #KEYS[1] - 8)
+local MARK, LEASES = '\0', T .. ':leases'
+local function key(path) return T .. ':n:' .. path end
 local function child(path, name)
   if path == '/' then return '/' .. name end
   return path .. '/' .. name
@@ -29,23 +38,38 @@ local function segments(path)
   for s in string.gmatch(path, '[^/]+') do segs[#segs + 1] = s end
   return segs
 end
--- JSON text of the directory at path, built from the stored JSON of its leaves
-local function dump(path)
-  local flat = redis.call('HGETALL', key(path))
+-- JSON text of the directory at path, built from the stored JSON of its leaves; nil when
+-- it holds more than budget[1] fields in all (the client then reads it in chunks)
+local function dump(path, budget)
+  local k = key(path)
+  if budget then
+    budget[1] = budget[1] - redis.call('HLEN', k)
+    if budget[1] < 0 then return nil end
+  end
+  local flat = redis.call('HGETALL', k)
   local out = {}
   for i = 1, #flat, 2 do
     local v = flat[i + 1]
-    if v == MARK then v = dump(child(path, flat[i])) end
+    if v == MARK then
+      v = dump(child(path, flat[i]), budget)
+      if not v then return nil end
+    end
     out[#out + 1] = cjson.encode(flat[i]) .. ':' .. v
   end
   return '{' .. table.concat(out, ',') .. '}'
 end
--- JSON text of the node at path, or false when it is missing
-local function node(path)
-  if path == '/' then return dump('/') end
-  local parent, name = split(path)
-  local v = redis.call('HGET', key(parent), name)
-  if v == MARK then return dump(path) end
+-- JSON text of the node at path, false when it is missing, {'big'} over the budget
+local function node(path, budget)
+  local v
+  if path == '/' then
+    v = dump('/', budget)
+  else
+    local parent, name = split(path)
+    v = redis.call('HGET', key(parent), name)
+    if v ~= MARK then return v end
+    v = dump(path, budget)
+  end
+  if not v then return {'big'} end
   return v
 end
 -- the strict ancestors of path: 'dir' when all are directories, else the kind and depth
@@ -60,85 +84,185 @@ local function probe(path)
   end
   return 'dir', 0, segs
 end
+local function occupied(path, ignore)
+  if path ~= '/' then
+    local parent, name = split(path)
+    local v = redis.call('HGET', key(parent), name)
+    if not v then return 0 end
+    if v ~= MARK then return 1 end
+  end
+  local n = redis.call('HLEN', key(path))
+  for _, name in ipairs(ignore) do n = n - redis.call('HEXISTS', key(path), name) end
+  if n > 0 then return 1 end
+  return 0
+end
+-- a and b are the same path or one is an ancestor of the other
+local function related(a, b)
+  if a == b or a == '/' or b == '/' then return true end
+  if #a > #b then a, b = b, a end
+  return string.sub(b, 1, #a + 1) == a .. '/'
+end
+-- the live lease of another transaction on path, an ancestor or a descendant: its holder
+-- and start, or nil; dead leases found on the way are removed
+local function blocker(path, token)
+  if redis.call('HLEN', LEASES) == 0 then return nil end
+  local flat, alive = redis.call('HGETALL', LEASES), {}
+  local found, found_start
+  for i = 1, #flat, 2 do
+    local holder, start = string.match(flat[i + 1], '^(%S+) (%S+)$')
+    if alive[holder] == nil then
+      alive[holder] = redis.call('EXISTS', T .. ':lease:' .. holder) == 1
+    end
+    if not alive[holder] then
+      redis.call('HDEL', LEASES, flat[i])
+    elseif holder ~= token and not found and related(flat[i], path) then
+      found, found_start = holder, start
+    end
+  end
+  return found, found_start
+end
+-- drop every lease of token, and wake the longest waiter (T:wake keeps a few wake-ups)
+local function release(token)
+  local flat = redis.call('HGETALL', LEASES)
+  for i = 1, #flat, 2 do
+    if string.match(flat[i + 1], '^(%S+) ') == token then redis.call('HDEL', LEASES, flat[i]) end
+  end
+  if redis.call('DEL', T .. ':lease:' .. token) == 1 then
+    redis.call('LPUSH', T .. ':wake', '1')
+    redis.call('LTRIM', T .. ':wake', 0, 3)
+  end
+end
 """
 
+# ARGV: path, budget (fields). The node's JSON text, false when missing, or {'big'} when its
+# subtree holds more fields than the budget (read in chunks by the client: ``walk.py``)
 READ = (
     _HEADER
     + r"""
-return node(ARGV[2])
+return node(ARGV[1], {tonumber(ARGV[2])})
 """
 )
 
-# ARGV: prefix, path, then keys to ignore (distinct). 1 when the node at path is a leaf or a
+# ARGV: budget, then directory paths. For each directory taken, in order, until the fields
+# read pass the budget: {path, flat fields...}, or {path, '\0big'} for one with more fields
+# than the budget (the client HSCANs it). At least one directory is taken.
+WALK = (
+    _HEADER
+    + r"""
+local total = tonumber(ARGV[1])
+local left, out = total, {}
+for i = 2, #ARGV do
+  local k = key(ARGV[i])
+  local n = redis.call('HLEN', k)
+  if n > total then
+    out[#out + 1] = {ARGV[i], MARK .. 'big'}
+  elseif n > left then
+    break
+  else
+    local entry = redis.call('HGETALL', k)
+    table.insert(entry, 1, ARGV[i])
+    out[#out + 1] = entry
+    left = left - n
+  end
+end
+return out
+"""
+)
+
+# the stream position: the id and sequence number of the last entry
+POSITION = (
+    _HEADER
+    + r"""
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+return {last and last[1] or '0-0', redis.call('GET', T .. ':seq') or '0'}
+"""
+)
+
+# ARGV: path, then keys to ignore (distinct). 1 when the node at path is a leaf or a
 # directory with a child outside them, else 0: reads two fields and a length, never a subtree
 OCCUPIED = (
     _HEADER
     + r"""
-local path = ARGV[2]
-if path ~= '/' then
-  local parent, name = split(path)
-  local v = redis.call('HGET', key(parent), name)
-  if not v then return 0 end
-  if v ~= MARK then return 1 end
-end
-local n = redis.call('HLEN', key(path))
-for i = 3, #ARGV do n = n - redis.call('HEXISTS', key(path), ARGV[i]) end
-if n > 0 then return 1 end
-return 0
+return occupied(ARGV[1], {unpack(ARGV, 2)})
 """
 )
 
 PROBE = (
     _HEADER
     + r"""
-local kind, depth = probe(ARGV[2])
+local kind, depth = probe(ARGV[1])
 return {kind, depth}
 """
 )
 
-# the stream position (id and sequence number of the last entry) and the whole tree, together
-RESYNC = (
+# Take (or keep) the lease of a transaction on a path, then answer a question about it.
+# ARGV: token, ttl ms, start, first ('1' for the transaction's first lease), mode, path, then
+# the ignored names of 'occupied'. mode: 'read' | 'probe' | 'exists' | 'occupied' | 'none'.
+# Replies {'busy', holder, start}, {'lost'} (this transaction's lease expired) or
+# {'ok', answer...}.
+LEASE = (
     _HEADER
     + r"""
-local last = redis.call('XREVRANGE', P .. ':changes', '+', '-', 'COUNT', 1)[1]
-local seq = redis.call('GET', P .. ':seq') or '0'
-return {last and last[1] or '0-0', seq, dump('/')}
+local token, ttl, start, first, mode, path = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local alive = T .. ':lease:' .. token
+if first ~= '1' and redis.call('EXISTS', alive) == 0 then return {'lost'} end
+local holder, since = blocker(path, token)
+if holder then return {'busy', holder, since} end
+redis.call('HSET', LEASES, path, token .. ' ' .. start)
+redis.call('SET', alive, '1', 'PX', ttl)
+if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[7])})} end
+if mode == 'probe' then
+  local kind, depth = probe(path)
+  return {'ok', kind, depth}
+end
+if mode == 'exists' then
+  if path == '/' then return {'ok', 1} end
+  local parent, name = split(path)
+  return {'ok', redis.call('HEXISTS', key(parent), name)}
+end
+if mode == 'occupied' then return {'ok', occupied(path, {unpack(ARGV, 7)})} end
+return {'ok'}
 """
 )
 
-REFRESH = r"""
-if redis.call('GET', ARGV[1] .. ':lock') == ARGV[2] then
-  return redis.call('PEXPIRE', ARGV[1] .. ':lock', ARGV[3])
-end
-return 0
+RELEASE = (
+    _HEADER
+    + r"""
+release(ARGV[1])
+return 1
 """
+)
 
-RELEASE = r"""
-if redis.call('GET', ARGV[1] .. ':lock') == ARGV[2] then
-  return redis.call('DEL', ARGV[1] .. ':lock')
-end
-return 0
-"""
-
-# ARGV: prefix, origin, stream maxlen, lock token ('' outside a transaction), then the ops:
+# ARGV: origin, stream maxlen, token ('' outside a transaction), write id ('' for none),
+# want ('1': reply with the previous JSON text of the only op), then the ops:
 #   'w', path, json, ngroups, (dir, npairs, name, value, name, value, ...) * ngroups
 #   'd', path
-# Replies {'ok', id}, {'locked'}, {'lostlock'} or {'conflict', path, depth}; nothing is changed
-# unless the reply is 'ok'.
+# Replies {'ok', id, prev}, {'busy', holder, start} (a transaction of another client holds a
+# lease on a written path), {'lost'} (this transaction's lease expired), {'done', prev} (the
+# write id was already applied: a retry) or {'conflict', path, depth}; nothing is changed
+# unless the reply is 'ok'. ``T:w:<origin>`` keeps the origin's last write id and the previous
+# value it replaced, so a retried call answers {'done', prev} instead of applying twice. A
+# transaction's commit also releases its leases.
 APPLY = (
     _HEADER
     + r"""
-local origin, maxlen, token = ARGV[2], ARGV[3], ARGV[4]
-local lock = redis.call('GET', P .. ':lock')
-if token == '' then
-  if lock then return {'locked'} end
-elseif lock ~= token then
-  return {'lostlock'}
+local origin, maxlen, token, wid, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local LAST = T .. ':w:' .. origin
+if token ~= '' and redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
+if wid ~= '' then
+  local last = redis.call('GET', LAST)
+  if last and string.sub(last, 1, #wid + 1) == wid .. ' ' then
+    return {'done', string.sub(last, #wid + 2)}
+  end
 end
 
-local ops, i = {}, 5
+local ops, i = {}, 6
 while i <= #ARGV do
   local op = {kind = ARGV[i], path = ARGV[i + 1]}
+  if token == '' then
+    local holder, since = blocker(op.path, token)
+    if holder then return {'busy', holder, since} end
+  end
   if op.kind == 'w' then
     op.json, op.first = ARGV[i + 2], i + 4
     i = i + 4
@@ -202,7 +326,14 @@ local function store(first, last)
   end
 end
 
-local changes = {}
+-- a swap of a leaf by the very same JSON text changes nothing: no write, no entry
+if want == '1' and #ops == 1 and ops[1].kind == 'w' and ops[1].path ~= '/' then
+  local parent, name = split(ops[1].path)
+  local v = redis.call('HGET', key(parent), name)
+  if v and v == ops[1].json then return {'ok', '', v} end
+end
+
+local changes, first_prev = {}, false
 local function record(path, prev, new)
   local s = '{"p":' .. cjson.encode(path)
   if prev then s = s .. ',"o":' .. prev end
@@ -210,8 +341,9 @@ local function record(path, prev, new)
   changes[#changes + 1] = s .. '}'
 end
 
-for _, op in ipairs(ops) do
+for n, op in ipairs(ops) do
   local prev = remove(op.path)
+  if n == 1 then first_prev = prev end
   if op.kind == 'w' then
     make_parents(op.path)
     store(op.first, op.last)
@@ -223,11 +355,17 @@ for _, op in ipairs(ops) do
   end
 end
 
-if token ~= '' then redis.call('DEL', P .. ':lock') end
-if #changes == 0 then return {'ok', ''} end
-local seq = redis.call('INCR', P .. ':seq')
-local id = redis.call('XADD', P .. ':changes', 'MAXLEN', '~', maxlen, '*',
+if token ~= '' then release(token) end
+if want ~= '1' then first_prev = false end
+if #changes == 0 then return {'ok', '', first_prev} end
+local seq = redis.call('INCR', T .. ':seq')
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*',
   'o', origin, 's', seq, 'c', '[' .. table.concat(changes, ',') .. ']')
-return {'ok', id}
+if wid ~= '' then
+  -- this origin's last write id (and the previous value it replaced) for a minute: a
+  -- retry of this very call after a lost reply must not apply it twice
+  redis.call('SET', LAST, wid .. ' ' .. (first_prev or ''), 'PX', 60000)
+end
+return {'ok', id, first_prev}
 """
 )

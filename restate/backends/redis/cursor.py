@@ -1,0 +1,117 @@
+"""A follower's place in the change stream, and how a burst of entries becomes few deliveries.
+
+Every entry carries a sequence number (``T:seq``, incremented by each commit). A jump in it
+means entries the follower never saw: trimmed away while it was away for longer than
+``stream_maxlen`` commits, or lost by a server restarted without its data. ``take`` then
+reports ``RESYNC`` and the follower starts over from the whole tree.
+
+A burst (the entries one ``XREAD COUNT`` returns) is delivered as few ``on_changes`` calls as
+keep the meaning of every change: consecutive entries merge into one call as long as their
+paths are unrelated, or equal (then one change from the first ``prev`` to the last ``new``,
+dropped when those are equal -- as a local batch does). An entry touching an ancestor or a
+descendant of a path already in the call starts the next call, so no subscriber ever sees a
+``prev`` that does not match what it saw before.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ...missing import MISSING
+from .codec import decode_changes
+
+__all__ = ["Burst", "StreamCursor"]
+
+Changes = list[tuple[str, Any, Any]]
+
+
+def related(a: str, b: str) -> bool:
+    """``a`` and ``b`` are the same path, or one is an ancestor of the other."""
+    if a == b or a == "/" or b == "/":
+        return True
+    if len(a) > len(b):
+        a, b = b, a
+    return b.startswith(a) and b[len(a)] == "/"
+
+
+class Burst:
+    """Consecutive change lists merged into as few deliveries as their meaning allows."""
+
+    def __init__(self) -> None:
+        self.calls: list[Changes] = []
+        self._open: dict[str, list[Any]] = {}
+
+    def add(self, changes: Changes) -> None:
+        open_ = self._open
+        for path, _prev, _new in changes:
+            if path not in open_ and any(related(path, seen) for seen in open_):
+                self._flush()
+                open_ = self._open
+                break
+        for path, prev, new in changes:
+            slot = open_.get(path)
+            if slot is None:
+                open_[path] = [prev, new]
+            else:
+                slot[1] = new
+
+    def _flush(self) -> None:
+        out = [(p, prev, new) for p, (prev, new) in self._open.items() if not _same(prev, new)]
+        if out:
+            self.calls.append(out)
+        self._open = {}
+
+    def done(self) -> list[Changes]:
+        self._flush()
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def _same(prev: Any, new: Any) -> bool:
+    if prev is MISSING or new is MISSING:
+        return prev is new
+    return type(prev) is type(new) and bool(prev == new)
+
+
+class StreamCursor:
+    """Where a follower is in the change stream, and its reconnection back-off."""
+
+    MIN_DELAY, MAX_DELAY = 0.05, 2.0
+    RESYNC: Any = "resync"
+
+    def __init__(self, origin: str, last_id: str, seq: int | None) -> None:
+        self.origin = origin
+        self.last_id = last_id
+        self.seq = seq
+        self._delay = self.MIN_DELAY
+
+    def take(self, reply: Any) -> list[Any]:
+        """The deliveries of an XREAD reply from other origins, in order, ending with
+        ``RESYNC`` at a gap; advances ``last_id``. This process's own entries are skipped
+        before their changes are decoded."""
+        burst = Burst()
+        if isinstance(reply, dict):  # RESP3
+            reply = reply.items()
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                seq = int(fields.get("s", 0))
+                if self.seq is not None and seq != self.seq + 1:
+                    return [*burst.done(), self.RESYNC]
+                self.last_id, self.seq = entry_id, seq
+                changes = decode_changes(fields, self.origin)
+                if changes:
+                    burst.add(changes)
+        return burst.done()
+
+    def restart(self, position: tuple[str, int, Any]) -> Changes:
+        """Continue after a resync's position (``walk.resync``); the root change to deliver."""
+        self.last_id, self.seq, tree = position
+        return [("/", MISSING, tree)]
+
+    def backoff(self) -> float:
+        delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)
+        return delay * (0.75 + random.random() / 2)
+
+    def connected(self) -> None:
+        self._delay = self.MIN_DELAY

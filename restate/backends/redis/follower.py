@@ -1,0 +1,223 @@
+"""The follower thread: reads the change stream in bursts and calls ``on_changes``.
+
+It holds no reference to its backend and only a weak one to a bound-method handler (the
+controller's), so a controller dropped without ``close()`` is collected, and the follower
+notices and ends, closing its connection (see ``Backend.__init__``'s finaliser).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from . import scripts
+from .cursor import StreamCursor
+from .walk import resync
+
+if TYPE_CHECKING:
+    from .core import Exchange, RedisCore
+
+__all__ = ["Follower"]
+
+log = logging.getLogger("restate.redis")
+
+OnChanges = Callable[[list[tuple[str, Any, Any]]], Any]
+T = TypeVar("T")
+
+SCRIPTS = {
+    "read": scripts.READ,
+    "walk": scripts.WALK,
+    "position": scripts.POSITION,
+    "probe": scripts.PROBE,
+    "occupied": scripts.OCCUPIED,
+    "apply": scripts.APPLY,
+    "lease": scripts.LEASE,
+    "release": scripts.RELEASE,
+}
+
+
+def execute(
+    client: Any, registered: dict[str, Any], keys: list[str], command: tuple[Any, ...]
+) -> Any:
+    """One command of a sans-IO operation (``core.py``) on a blocking client."""
+    kind = command[0]
+    if kind == "eval":
+        return registered[command[1]](keys=keys, args=command[2])
+    if kind == "blpop":
+        return client.blpop([command[1]], timeout=max(command[2], 0.001))
+    if kind == "get":
+        return client.get(command[1])
+    if kind == "hget":
+        return client.hget(command[1], command[2])
+    if kind == "hscan":
+        return client.hscan(command[1], command[2], count=command[3])
+    return client.hexists(command[1], command[2])
+
+
+def drive(op: Exchange[T], run: Callable[[tuple[Any, ...]], Any]) -> T:
+    """Run a sans-IO operation to its end with ``run`` executing each command."""
+    reply, error = None, None
+    while True:
+        try:
+            command = op.send(reply) if error is None else op.throw(error)
+        except StopIteration as stop:
+            return cast(T, stop.value)  # what the generator returned: its Exchange[T]
+        try:
+            reply, error = run(command), None
+        except BaseException as exc:
+            reply, error = None, exc
+
+
+BATCH = 1000  # entries per XREAD: a burst costs one round trip per this many entries
+OWN_LINGER = 0.002  # seconds; delays another process's entry by at most this much
+
+
+class Follower(threading.Thread):
+    """Follows ``stream`` with ``client`` and calls ``on_changes`` once per delivery.
+
+    ``owns_client``: the client is this follower's own (closed at stop, and disconnected to
+    interrupt a blocking read); else it is shared and the read blocks ``block_ms`` at most.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        owns_client: bool,
+        core: RedisCore,
+        on_changes: OnChanges,
+        cursor: StreamCursor,
+        loop: asyncio.AbstractEventLoop | None,
+        block_ms: int,
+        registry: list[Follower],
+        rebuild: Callable[[Any], Any] | None = None,
+    ) -> None:
+        super().__init__(daemon=True, name=f"restate-redis-follower-{cursor.origin[:8]}")
+        self._client, self._owns = client, owns_client
+        self._core = core
+        self._stream = core.stream
+        self._handler: Callable[[], OnChanges | None]
+        if inspect.ismethod(on_changes):
+            self._handler = weakref.WeakMethod(on_changes)
+        else:
+            self._handler = lambda: on_changes
+        self._loop = loop
+        self._block_ms = block_ms
+        self._registry = registry
+        self._rebuild = rebuild
+        self.cursor = cursor
+        self._stopped = threading.Event()
+        self._scripts = {name: client.register_script(s) for name, s in SCRIPTS.items()}
+
+    def run(self) -> None:
+        try:
+            while not self._stopped.is_set() and self._handler() is not None:
+                try:
+                    self._follow()
+                except Exception as exc:  # also socket errors of a stop() racing the read
+                    if self._stopped.is_set():
+                        break
+                    log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
+                    self._reconnect()
+                    self._stopped.wait(self.cursor.backoff())
+        finally:
+            self._release()
+
+    def _reconnect(self) -> None:
+        if not self._owns:
+            return
+        disconnect(self._client)
+        if self._rebuild is None:
+            return
+        # a cluster client may keep routing to a dead master: discover the slots afresh
+        try:
+            fresh = self._rebuild(self._client)
+        except Exception as exc:  # no node answers yet: the next round tries again
+            log.debug("restate: rediscovering the cluster failed: %s", exc)
+            return
+        with contextlib.suppress(Exception):
+            self._client.close()
+        self._client = fresh
+        self._scripts = {name: fresh.register_script(s) for name, s in SCRIPTS.items()}
+
+    def _follow(self) -> None:
+        reply = self._client.xread(
+            {self._stream: self.cursor.last_id}, count=BATCH, block=self._block_ms
+        )
+        self.cursor.connected()
+        deliveries = self.cursor.take(reply)
+        for changes in deliveries:
+            if self._stopped.is_set():
+                return
+            self._deliver(self._resync() if changes is StreamCursor.RESYNC else changes)
+        if reply and not deliveries:
+            # only this process's own entries: let a run of them gather instead of waking
+            # (and taking the GIL from the writing thread) once per write
+            self._stopped.wait(OWN_LINGER)
+
+    def _resync(self) -> list[tuple[str, Any, Any]]:
+        log.warning(
+            "restate: changes of %r were trimmed from the stream or lost before this client "
+            "read them; delivering the whole tree as one change",
+            self._stream,
+        )
+        keys = [self._stream]
+        position = drive(
+            resync(self._core), lambda c: execute(self._client, self._scripts, keys, c)
+        )
+        return self.cursor.restart(position)
+
+    def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
+        handler = self._handler()
+        if handler is None:  # the controller was dropped without close()
+            self._stopped.set()
+            return
+        try:
+            result = handler(changes)
+            if inspect.isawaitable(result):
+                if self._loop is None or self._loop.is_closed():
+                    raise TypeError(
+                        "on_changes returned an awaitable, but watch() ran outside a loop"
+                    )
+                asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).result()
+        except Exception:
+            log.exception("restate: a Redis change handler raised")
+        finally:
+            del handler
+
+    def stop(self) -> None:
+        """End the thread (waits for it unless called from it) and release its connection."""
+        self._stopped.set()
+        deadline = time.monotonic() + 5
+        while threading.current_thread() is not self and time.monotonic() < deadline:
+            if self._owns:  # the thread may be inside XREAD: closing its socket wakes it
+                disconnect(self._client)
+            self.join(timeout=0.05)
+            if not self.is_alive():
+                break
+        self._release()
+
+    def _release(self) -> None:
+        if self._owns:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        with contextlib.suppress(ValueError):
+            self._registry.remove(self)
+
+
+def disconnect(client: Any) -> None:
+    """Close the sockets of a client (a blocked read on one of them returns at once)."""
+    if hasattr(client, "disconnect_connection_pools"):  # redis.cluster.RedisCluster
+        client.disconnect_connection_pools()
+    else:
+        client.connection_pool.disconnect()
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable

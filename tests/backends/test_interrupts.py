@@ -1,0 +1,203 @@
+"""KeyboardInterrupt (Ctrl-C, Jupyter's "interrupt kernel") at random moments of batches on
+SQLite, files and memory, and task cancellation of async file batches: the store is never
+left inside a transaction, the controller stays usable, another process can write, and every
+batch is whole or absent."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from restate import ControllerAsync, ControllerSync
+from restate.backends import FileSystemAsyncBackend, FileSystemSyncBackend, SQLiteBackend
+from restate.backends.filesystem.lock import LOCK_NAME
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = 5
+
+
+class Timer:
+    """SIGALRM after a random delay raises KeyboardInterrupt in the main thread, while armed."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.fired = 0
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            self.armed = False
+            self.fired += 1
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[Timer]:
+        old = signal.signal(signal.SIGALRM, self._handler)
+        try:
+            yield self
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+    def arm(self, delay: float) -> None:
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, max(delay, 1e-6))
+
+    def disarm(self) -> None:
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def one_batch(c: ControllerSync, i: int) -> None:
+    with c.batch():
+        for j in range(KEYS):
+            c.set_state(f"/a/k{j}", i)
+        c.set_state("/doc", {"n": i, "list": list(range(i % 7))})
+        c.del_state(f"/flip{(i + 1) % 2}")
+        c.set_state(f"/flip{i % 2}", i)
+
+
+def check_whole(state: dict[str, Any]) -> int:
+    n = state["doc"]["n"]
+    assert state["a"] == {f"k{j}": n for j in range(KEYS)}, state
+    assert state["doc"]["list"] == list(range(n % 7))
+    assert state.get(f"flip{n % 2}") == n and f"flip{(n + 1) % 2}" not in state
+    return int(n)
+
+
+def hammer(c: ControllerSync, not_wedged: Callable[[], None], runs: int, seed: int) -> int:
+    """``runs`` batches, each with a KeyboardInterrupt at a random moment of it (or just
+    after); after each the state is whole and the store takes writes. Returns how many
+    interrupts landed inside a batch."""
+    rng = random.Random(seed)
+    one_batch(c, 0)
+    start = time.perf_counter()
+    one_batch(c, 1)
+    duration = time.perf_counter() - start
+    committed, landed = 1, 0
+    with Timer().installed() as timer:
+        for i in range(2, runs + 2):
+            try:
+                timer.arm(rng.uniform(0, duration * 1.3))
+                one_batch(c, i)
+                timer.disarm()
+                committed = i
+            except KeyboardInterrupt:
+                landed += 1
+            finally:
+                timer.disarm()
+            n = check_whole(c.get_state("/"))
+            assert n >= committed
+            not_wedged()
+            c.set_state("/probe", i)  # the controller still writes, and it commits
+            assert c.get_state("/probe") == i
+    return landed
+
+
+@pytest.mark.slow
+def test_random_interrupts_during_memory_batches_leave_every_batch_whole() -> None:
+    c = ControllerSync()
+    landed = hammer(c, lambda: None, 300, seed=1)
+    assert landed > 30
+
+
+@pytest.mark.slow
+def test_random_interrupts_during_sqlite_batches_never_wedge_the_database(tmp_path: Path) -> None:
+    db = str(tmp_path / "state.db")
+    backend = SQLiteBackend(db)
+    c = ControllerSync(backend)
+
+    def not_wedged() -> None:
+        assert not backend._db.in_transaction
+        other = sqlite3.connect(db, timeout=0.0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # fails at once if we still held the write lock
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+
+    landed = hammer(c, not_wedged, 200, seed=2)
+    assert landed > 20
+    write_from_another_process(
+        f"from restate.backends import SQLiteBackend; SQLiteBackend({db!r}, timeout=5)"
+        f".write('/other', 1)"
+    )
+    assert c.get_state("/other") == 1
+
+
+@pytest.mark.slow
+def test_random_interrupts_during_file_batches_never_wedge_the_directory(tmp_path: Path) -> None:
+    base = tmp_path / "state"
+    backend = FileSystemSyncBackend(base)
+    c = ControllerSync(backend)
+
+    def not_wedged() -> None:
+        assert not backend._journal.active and backend._dirlock.depth == 0
+        fd = os.open(base / LOCK_NAME, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if we still held it
+        finally:
+            os.close(fd)
+
+    landed = hammer(c, not_wedged, 150, seed=3)
+    assert landed > 15
+    write_from_another_process(
+        f"from restate.backends import FileSystemSyncBackend; "
+        f"FileSystemSyncBackend({str(base)!r}).write('/other', 1)"
+    )
+    assert c.get_state("/other") == 1
+
+
+def write_from_another_process(code: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_cancelling_async_file_batches_at_random_moments_leaves_every_batch_whole(
+    tmp_path: Path,
+) -> None:
+    base = tmp_path / "state"
+
+    async def batch(c: ControllerAsync, i: int) -> None:
+        async with c.batch():
+            for j in range(KEYS):
+                await c.set_state(f"/a/k{j}", i)
+            await c.set_state("/doc", {"n": i, "list": list(range(i % 7))})
+            await c.del_state(f"/flip{(i + 1) % 2}")
+            await c.set_state(f"/flip{i % 2}", i)
+
+    async def main() -> int:
+        c = ControllerAsync(FileSystemAsyncBackend(base))
+        rng = random.Random(5)
+        await batch(c, 0)
+        start = time.perf_counter()
+        await batch(c, 1)
+        duration = time.perf_counter() - start
+        cancelled = 0
+        for i in range(2, 80):
+            task = asyncio.create_task(batch(c, i))
+            await asyncio.sleep(rng.uniform(0, duration))
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                cancelled += 1
+            check_whole(await c.get_state("/"))
+            # read directly, behind the controller: what is on disk is whole too
+            check_whole(FileSystemSyncBackend(base).read("/"))
+        return cancelled
+
+    assert asyncio.run(main()) > 10
