@@ -23,6 +23,27 @@ ROOT = Path(__file__).resolve().parents[2]
 LINE_DEADLINE = 60  # seconds a child may take to print its next line on a busy machine
 
 
+def spawn(*args: str) -> subprocess.Popen[str]:
+    """A ``tests.redis.procs`` child (tests/redis/test_leases.py kills and signals it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.redis.procs", *args],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = LINE_DEADLINE) -> dict:
+    """``proc``'s next JSON line; fails when none comes within ``timeout`` seconds."""
+    assert proc.stdout is not None
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        pytest.fail(f"child {proc.args[3:]} printed nothing for {timeout} s")
+    assert box[0], f"child exited with {proc.wait(10)}"
+    return json.loads(box[0])
+
+
 class Child:
     """A ``tests.redis.procs`` process whose stdout lines a thread queues as they come."""
 
