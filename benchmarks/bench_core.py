@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bench_scale  # beside this file (the script's directory is on sys.path)
+import bench_targets
 
 from restate import ControllerAsync, ControllerSync
 
@@ -242,6 +243,8 @@ def main() -> None:
         print(f"{name:58} {us(t)}  {ratio:>8}  {target}")
     print()
     bench_scale.main()  # registration at scale, unheard writes, isolation (side by side)
+    print()
+    bench_targets.main()  # issue 15's targets: CPU-time ratios, interleaved rounds
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 State is one JSON-like tree addressed by paths. Writes notify subscribers (exact, ``*``
 wildcards, bubbling to ancestors), derived values recompute glitch-free, ``track()`` re-runs
-functions when what they read changes, batches are atomic; over any backend, sync or async.
+functions when what they read changes (now, deferred or lazily; loops between them refused,
+failures marked; see ``restate._engine.scheduler``), batches are atomic; over any backend,
+sync or async.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._engine.graph import DerivationInfo
-from ._engine.tracking import TrackerInfo
+from ._engine.tracking import TrackerInfo, Why
 from .async_controller import ControllerAsync
 from .atom import Atom
 from .backends import AsyncBackend, Backend, InMemoryBackend
@@ -63,6 +65,7 @@ __all__ = [
     "StateError",
     "StateEvent",
     "TrackerInfo",
+    "Why",
     "json_serializer",
 ]
 

@@ -27,15 +27,17 @@ from ._engine.requests import (
     ROLLBACK,
     WRITE,
     Steps,
+    raise_collected,
     user_value,
 )
+from ._engine.scheduler import still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import record_read
+from ._engine.tracking import record_read, recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller import abandon_engine_batch, is_open
 from .controller_base import ControllerBase
-from .errors import StateError
+from .errors import CycleError, StateError
 from .missing import MISSING
 from .paths import PathLike, to_parts
 
@@ -339,9 +341,87 @@ class ControllerAsync(ControllerBase):
         gen = self._engine.derive(to_parts(dest), self._sources(sources), transform, True, payload)
         return self._run(gen)
 
-    def track(self, callback: Callable[..., Any], payload: Any = None) -> Awaitable[Hashable]:
-        """Run ``callback(event)`` (awaited if async) now and whenever what it read changes."""
-        return self._run(self._engine.track(callback, payload))
+    def track(
+        self,
+        callback: Callable[..., Any],
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        policy: str = "now",
+        on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
+    ) -> Awaitable[Hashable]:
+        """Run ``callback(event)`` (awaited if async) now and whenever what it read changes;
+        the options as in ``ControllerSync.track``."""
+        gen = self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+        return self._run(gen)
+
+    async def run_deferred(
+        self, *, lazy: bool = False, only: Iterable[Hashable] | None = None
+    ) -> int:
+        """Run the tracked functions marked due (see ``ControllerSync.run_deferred``).
+
+        The functions are awaited without holding the controller's lock: other tasks keep
+        writing, and a function they make due again runs once more, for the latest value."""
+        engine, chosen = self._engine, None if only is None else set(only)
+        # with ``only``: the first round runs those, later rounds what they made due
+        since, later = 0, engine.scheduler.marks if only is not None else 0
+        errors: list[Exception] = []
+        runs = 0
+        engine.scheduler.hold()
+        try:
+            for _ in range(engine.max_rounds):
+                batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
+                if not batch:
+                    break
+                chosen, since = None, later
+                for index, (tracker, change, why) in enumerate(batch):
+                    try:
+                        runs += await self._run_due(tracker, change, why, errors)
+                    except BaseException:  # cancelled: the rest stay due
+                        engine.scheduler.restore(batch[index + 1 :])
+                        raise
+            else:
+                left = engine.scheduler.take(lazy)
+                if left:
+                    errors.append(CycleError(still_due(left, engine.max_rounds)))
+        finally:
+            engine.scheduler.release()
+        raise_collected(errors)
+        return runs
+
+    async def _run_due(
+        self, tracker: Any, change: Change, why: Any, errors: list[Exception]
+    ) -> int:
+        scheduler = self._engine.scheduler
+        event = scheduler.start(tracker, change, why)
+        if event is None:
+            return 0
+        error: Exception | None = None
+        with recording(self, tracker.name) as footprint:
+            try:
+                await _maybe_await(tracker.callback(event))
+            except Exception as exc:
+                error = exc
+            except BaseException:  # cancelled: the run did not finish
+                tracker.running = False
+                raise
+        error = scheduler.finish(tracker, footprint, error)
+        if error is not None:
+            errors.append(error)
+        return 1
+
+    @asynccontextmanager
+    async def deferring(self) -> AsyncIterator[ControllerAsync]:
+        """``async with controller.deferring():`` writes from this thread's tasks only mark
+        tracked functions due; the end of the outermost block awaits ``run_deferred()``."""
+        self._engine.scheduler.hold()
+        try:
+            yield self
+        finally:
+            outermost = self._engine.scheduler.release()
+        if outermost:
+            await self.run_deferred()
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[ControllerAsync]:

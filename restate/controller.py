@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
+from ._engine.direct import set_direct
 from ._engine.engine import Engine
 from ._engine.requests import (
     BEGIN,
@@ -29,16 +30,18 @@ from ._engine.requests import (
     ROLLBACK,
     WRITE,
     Steps,
-    user_value,
+    raise_collected,
 )
+from ._engine.scheduler import still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import record_read
+from ._engine.tracking import Footprint, record_read, recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
-from .errors import StateError
+from .errors import CycleError, StateError
 from .missing import MISSING
 from .paths import PathLike, parts_to_path, to_parts
+from .tree import IMMUTABLE, copy_out
 
 __all__ = ["ControllerSync"]
 
@@ -82,9 +85,13 @@ class ControllerSync(ControllerBase):
             )
         self._bind_backend(backend)
         engine = self._engine
-        engine.io.read, engine.io.write, engine.io.call = self._read_root, self._write, _call
+        io = engine.io
+        io.read, io.write, io.call = self._read_root, self._write, _call
+        if isinstance(backend, InMemoryBackend):  # its root is a dict, never missing
+            io.read = backend._get
+        io.exists, io.drive = self._exists, self._drive
         swap = getattr(backend, "swap", None)  # an optional capability (backends/base.py)
-        engine.io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
+        io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
 
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
@@ -121,20 +128,26 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
-        if self._owners:  # inside a batch: is its with statement still running? (inlined)
+        if self._owners or self._txns:
+            self._check_batch(sys._getframe(1))
+        try:
+            return self._steps(gen)
+        finally:
+            if self._engine.batches.depth != len(self._owners) or self._txns:
+                self._heal()  # an interrupt may have cut a batch short: see _open_txn
+
+    def _check_batch(self, caller: Any) -> None:
+        """Before an operation from ``caller``'s frame: heal a batch whose with statement is
+        no longer running (not on the caller's stack), or a transaction left open."""
+        if self._owners:
             frame = next(reversed(self._owners.values()))[1]
-            f: Any = sys._getframe(1)
+            f: Any = caller
             while f is not None and f is not frame:
                 f = f.f_back
             if f is None:
                 self._heal()
         elif self._txns:
             self._heal()
-        try:
-            return self._steps(gen)
-        finally:
-            if self._engine.batches.depth != len(self._owners) or self._txns:
-                self._heal()  # an interrupt may have cut a batch short: see _open_txn
 
     def _heal(self) -> None:
         if self._owners:
@@ -244,7 +257,8 @@ class ControllerSync(ControllerBase):
         with self._lock:
             if self._owners:
                 self._close_left_batches()
-            record_read(self, parts)
+            if Footprint.active:  # (record_read's own first check, without the call)
+                record_read(self, parts)
             value = self._read(parts)
             if value is MISSING:
                 if not parts:
@@ -252,7 +266,9 @@ class ControllerSync(ControllerBase):
                 if write_default:
                     self._drive(self._engine.set_state(parts, default))
                 return default
-            return user_value(value) if self._engine.aliasing else value
+            if type(value) in IMMUTABLE or not self._engine.aliasing:
+                return value
+            return copy_out(value)
 
     def set_state(
         self,
@@ -269,12 +285,27 @@ class ControllerSync(ControllerBase):
 
         Raises InvalidPathError (bad path or dict key), PathConflictError (a leaf above),
         SerializationError (the backend cannot store it) -- all before anything changes.
+
+        On a persistent store (files, SQLite, ...) a write that nothing can observe -- no
+        subscription, derivation, tracked read or ``on_changes`` listener reaches the path,
+        and no ``eq_func`` or ``default`` is given -- does not read the previous value first:
+        it is written, and True returned, even if the same value was there.
         """
         parts = to_parts(path)
         with self._lock:
-            return self._drive(
-                self._engine.set_state(parts, value, eq_func, default, payload, skip_notify)
-            )
+            engine = self._engine
+            if not engine.direct_writes:
+                return self._drive(
+                    engine.set_state(parts, value, eq_func, default, payload, skip_notify)
+                )
+            # the same steps without a generator (_engine/direct.py), guarded as _drive is
+            if self._owners or self._txns:
+                self._check_batch(sys._getframe())
+            try:
+                return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
+            finally:
+                if engine.batches.depth != len(self._owners) or self._txns:
+                    self._heal()  # an interrupt may have cut a batch short: see _open_txn
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
         """Delete the node at ``path`` and its subtree; False when it was missing."""
@@ -325,10 +356,120 @@ class ControllerSync(ControllerBase):
                 self._engine.derive(dest_parts, source_parts, transform, True, payload)
             )
 
-    def track(self, callback: Callable[..., Any], payload: Any = None) -> Hashable:
-        """Run ``callback(event)`` now and again whenever a path it read changes (SPEC §4)."""
+    def track(
+        self,
+        callback: Callable[..., Any],
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        policy: str = "now",
+        on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
+    ) -> Hashable:
+        """Run ``callback(event)`` now and again whenever a path it read changes (SPEC §4).
+
+        Args:
+            name: how loops, failures and ``trackers()`` name it (default: its qualname).
+            policy: ``"now"`` (re-run inside the write, or marked due inside
+                ``deferring()``), ``"eager"`` (inside the write even in ``deferring()``),
+                ``"deferred"`` (marked due, run by ``run_deferred()``) or ``"lazy"`` (marked
+                stale, run only by ``run_deferred(lazy=True)``); see docs/semantics.md,
+                "Scheduling", and restate/_engine/scheduler.py.
+            on_mark: called with the id whenever it is marked due, stale or refused, or a
+                stale mark clears (in the writer's thread, under the lock: keep it short).
+            raise_errors: False records a failed run (``trackers()`` status ``failed``, its
+                readers ``stale``) without raising it to the writer.
+
+        Raises:
+            CycleError: its first run closed a loop (it stays registered, refused).
+            Exception: whatever its first run raised (it stays tracked).
+        """
         with self._lock:
-            return self._drive(self._engine.track(callback, payload))
+            return self._drive(
+                self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+            )
+
+    def run_deferred(self, *, lazy: bool = False, only: Iterable[Hashable] | None = None) -> int:
+        """Run the tracked functions marked due, each once per round, writers before readers;
+        returns how many runs there were.
+
+        The functions run outside the controller's lock: other threads keep writing, and a
+        function they make due again runs once more afterwards, for the latest value.
+
+        Args:
+            lazy: run the stale ``"lazy"`` functions too.
+            only: run just these ids (lazy ones included), e.g. one debounced function.
+
+        Raises:
+            CycleError: still due after ``max_rounds`` rounds, or a run closed a loop.
+            Exception: what the runs raised (several: an ``ExceptionGroup``); all ran.
+        """
+        engine, chosen = self._engine, None if only is None else set(only)
+        # with ``only``: the first round runs those, later rounds what they made due
+        since, later = 0, engine.scheduler.marks if only is not None else 0
+        errors: list[Exception] = []
+        runs = 0
+        with self._lock:
+            engine.scheduler.hold()
+        try:
+            for _ in range(engine.max_rounds):
+                with self._lock:
+                    batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
+                if not batch:
+                    break
+                chosen, since = None, later
+                for index, (tracker, change, why) in enumerate(batch):
+                    try:
+                        runs += self._run_due(tracker, change, why, errors)
+                    except BaseException:  # interrupted: the rest stay due
+                        with self._lock:
+                            engine.scheduler.restore(batch[index + 1 :])
+                        raise
+            else:
+                with self._lock:
+                    left = engine.scheduler.take(lazy)
+                if left:
+                    errors.append(CycleError(still_due(left, engine.max_rounds)))
+        finally:
+            with self._lock:
+                engine.scheduler.release()
+        raise_collected(errors)
+        return runs
+
+    def _run_due(self, tracker: Any, change: Change, why: Any, errors: list[Exception]) -> int:
+        scheduler = self._engine.scheduler
+        with self._lock:
+            event = scheduler.start(tracker, change, why)
+        if event is None:
+            return 0
+        error: Exception | None = None
+        with recording(self, tracker.name) as footprint:
+            try:
+                _call(tracker.callback, event)
+            except Exception as exc:
+                error = exc
+            except BaseException:
+                tracker.running = False
+                raise
+        with self._lock:
+            error = scheduler.finish(tracker, footprint, error)
+        if error is not None:
+            errors.append(error)
+        return 1
+
+    @contextmanager
+    def deferring(self) -> Iterator[ControllerSync]:
+        """Inside the block, writes from this thread only mark tracked functions due; the
+        end of the outermost block runs them (``run_deferred()``), each once."""
+        with self._lock:
+            self._engine.scheduler.hold()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                outermost = self._engine.scheduler.release()
+        if outermost:
+            self.run_deferred()
 
     def batch(self) -> AbstractContextManager[ControllerSync]:
         """Apply the writes inside at once; notify once at the end; roll back on exception."""

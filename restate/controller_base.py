@@ -166,7 +166,7 @@ class ControllerBase:
         """Remove the derivation writing ``dest`` (its last value stays). False if none."""
         parts = to_parts(dest)
         with self._guard:
-            return self._engine.graph.remove(parts) is not None
+            return self._engine.underive(parts)
 
     def untrack(self, id: Hashable) -> bool:
         """Stop re-running the tracked function ``id``. False if unknown."""
@@ -174,14 +174,23 @@ class ControllerBase:
             return self._engine.untrack(id)
 
     def derivations(self) -> list[DerivationInfo]:
-        """Every derivation, in the order they recompute."""
+        """Every derivation, in the order they recompute, with its status (``ok``,
+        ``failed`` with ``error``, ``stale`` with ``reason``, or ``refused``)."""
         with self._guard:
-            return [DerivationInfo.of(d) for d in self._engine.graph]
+            scheduler = self._engine.scheduler
+            return [
+                DerivationInfo.of(d).with_status(scheduler.derivation_status(d))
+                for d in self._engine.graph
+            ]
 
     def trackers(self) -> list[TrackerInfo]:
-        """Every tracked function with the paths its last run read."""
+        """Every tracked function: what its last run read and wrote, its status, why it
+        last ran and why it is due or stale (see ``TrackerInfo``)."""
         with self._guard:
-            return [TrackerInfo.of(t) for t in self._engine.trackers.values()]
+            scheduler = self._engine.scheduler
+            return [
+                TrackerInfo.of(t, scheduler.due_why(t.id)) for t in self._engine.trackers.values()
+            ]
 
     def atom(
         self, path: PathLike | None = None, key: str | None = None, default: Any = None

@@ -1,72 +1,84 @@
 """``%restate derive DEST = EXPR``: an expression written to DEST again when what it read changes.
 
-It is a tracked function of the controller, so it settles at once, like ``controller.derive``:
-after ``state["/a"] = 2`` the next line already sees the new DEST. An error in a re-run is
-raised to the writer (as a failing core derivation would be); an expression that reads its
-own DEST raises ``CycleError`` and is removed.
+It is an ``"eager"`` tracked function of the controller named ``derive DEST``, so it settles
+inside the write, like ``controller.derive``: after ``state["/a"] = 2`` the next line already
+sees the new DEST. The cell that ran ``%restate derive`` keeps an Output widget (empty while
+all is well): a failing re-run shows its traceback there, from the expression on, while the
+writer's cell gets one line on stderr; readers of DEST are marked stale until it recovers
+(the core scheduler's marks). An expression that reads its own DEST is refused with a
+``CycleError`` (raised by the magic, nothing stays registered).
 """
 
 from __future__ import annotations
 
 import itertools
-import time
+import linecache
+import sys
 from pathlib import PurePosixPath
 from typing import Any
 
+from restate._engine.tracking import RECORDER
 from restate.errors import CycleError
-from restate.paths import parts_to_path, related, to_parts
+from restate.paths import parts_to_path, parts_to_str, related, to_parts
 
-from .tracked_cell import Recorder, self_loop_message
+from .capture import OutputCapture
+from .tracked_cell import failure_note, from_user_code
 
 __all__ = ["ExpressionDerivation", "ExpressionDerivations"]
 
 
 class ExpressionDerivation:
-    """One ``%restate derive DEST = EXPR`` registration."""
+    """One ``%restate derive DEST = EXPR`` registration and its Output widget."""
 
     def __init__(self, number: int, dest: PurePosixPath, expr: str, owner: ExpressionDerivations):
+        import ipywidgets
+
         self.number = number
         self.dest = dest
         self.expr = expr
-        self.code = compile(expr, f"<restate derive {dest}>", "eval")
+        filename = f"<restate derive {dest}>"
+        self.code = compile(expr, filename, "eval")
+        # tracebacks show the expression's line (mtime None: checkcache leaves it alone)
+        linecache.cache[filename] = (len(expr), None, [expr + "\n"], filename)
+        self.output = ipywidgets.Output()
         self.tracker_id: Any = None
-        self.starting = False
-        self.first_error: Exception | None = None
         self.active = True
         self.runs = 0
-        self.last_run: float | None = None
-        self.last_error: str | None = None
         self._owner = owner
+
+    @property
+    def name(self) -> str:
+        return f"derive {self.dest}"
 
     def __call__(self, event: Any) -> None:
         if not self.active:
             return
-        if not self.starting:
-            self._evaluate()
-            return
-        try:  # the first run's error is raised by derive(), after track() returned
-            self._evaluate()
-        except Exception as error:
-            self.first_error = error
-
-    def _evaluate(self) -> None:
         shell = self._owner.shell
-        with self._owner.recorder.recording() as log:
-            try:
-                value = eval(self.code, shell.user_global_ns, shell.user_ns)
-            except Exception as error:
-                self.last_error = f"{type(error).__name__}: {error}"
-                raise
-        dest = to_parts(self.dest)
-        loop = sorted(r for r in log.reads if related(r, dest))
-        if loop:
-            self.last_error = "CycleError"
-            self._owner.drop(self)
-            raise CycleError(self_loop_message(f"%restate derive {self.dest}", loop))
         self.runs += 1
-        self.last_run = time.time()
-        self.last_error = None
+        try:
+            value = eval(self.code, shell.user_global_ns, shell.user_ns)
+            self._check_reads()
+        except Exception as error:
+            if self.runs > 1:  # the first error is raised by the magic in this very cell
+                with OutputCapture(shell) as capture:
+                    capture.add_error(from_user_code(error))
+                self.output.outputs = tuple(capture.outputs)
+                print(failure_note(self.name, error), file=sys.stderr)
+            raise
+        self.output.outputs = ()
         self._owner.controller.set_state(self.dest, value)
+
+    def _check_reads(self) -> None:
+        """Refuse before writing when EXPR read DEST: every write would trigger the next."""
+        footprint = RECORDER.get()
+        dest = to_parts(self.dest)
+        loop = sorted(r for r in (footprint.reads if footprint else ()) if related(r, dest))
+        if loop:
+            shown = ", ".join(parts_to_str(p) for p in loop)
+            raise CycleError(
+                f"%restate derive {self.dest} reads {shown}: each write would trigger the "
+                f"next. Nothing was written; derive from other paths."
+            )
 
     def describe(self) -> str:
         return f"derive #{self.number} {self.dest} = {self.expr}"
@@ -75,10 +87,9 @@ class ExpressionDerivation:
 class ExpressionDerivations:
     """The ``%restate derive`` registrations of one shell, one per DEST."""
 
-    def __init__(self, shell: Any, controller: Any, recorder: Recorder) -> None:
+    def __init__(self, shell: Any, controller: Any) -> None:
         self.shell = shell
         self.controller = controller
-        self.recorder = recorder
         self.by_dest: dict[PurePosixPath, ExpressionDerivation] = {}
         self._numbers = itertools.count(1)
 
@@ -91,21 +102,36 @@ class ExpressionDerivations:
             Exception: whatever the first evaluation raised; it stays registered and
                 re-evaluates when what it read changes.
         """
+        from IPython.display import display
+
         dest = parts_to_path(to_parts(dest))
         derivation = ExpressionDerivation(next(self._numbers), dest, expr.strip(), self)
         self.remove(dest)
         self.by_dest[dest] = derivation
-        derivation.starting = True
         try:
-            derivation.tracker_id = self.controller.track(derivation, payload=derivation)
-        finally:
-            derivation.starting = False
-        error, derivation.first_error = derivation.first_error, None
-        if not derivation.active:
+            derivation.tracker_id = self.controller.track(
+                derivation,
+                payload=derivation,
+                name=derivation.name,
+                policy="eager",
+                raise_errors=False,
+            )
+        except CycleError:  # a loop through other tracked code: refused, not kept
+            derivation.tracker_id = self._tracker_of(derivation)
             self.drop(derivation)
-        if error is not None:
-            raise error
+            raise
+        info = next(i for i in self.controller.trackers() if i.id == derivation.tracker_id)
+        if isinstance(info.error, CycleError):
+            self.drop(derivation)
+            raise info.error
+        display(derivation.output)  # empty until a re-run fails
+        if info.error is not None:
+            raise info.error
         return derivation
+
+    def _tracker_of(self, derivation: ExpressionDerivation) -> Any:
+        ids = [i.id for i in self.controller.trackers() if i.payload is derivation]
+        return ids[-1] if ids else None
 
     def remove(self, dest: Any) -> bool:
         """Stop the derivation of ``dest``; False when there is none."""

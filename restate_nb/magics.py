@@ -20,6 +20,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.display import display
 from IPython.utils.text import DollarFormatter
 
 from restate.errors import (
@@ -46,8 +47,9 @@ USAGE = {
     "tree": "%restate tree [PATH]",
     "backend": f"%restate backend {BACKENDS}",
     "status": "%restate status",
+    "run": "%restate run  (runs the stale --lazy cells now)",
     "untrack": "%restate untrack [all | N | DEST]",
-    "track": "%%restate track  (a cell magic: the cell body follows)",
+    "track": "%%restate track [--lazy | --debounce SECONDS]  (a cell magic: the body follows)",
 }
 GENERAL = "usage: %restate " + " | ".join(USAGE) + "; %%restate track | derive DEST"
 
@@ -90,8 +92,9 @@ class RestateMagics(Magics):
             self.session.shell.showsyntaxerror()  # like a plain cell: the error, not our frames
 
     def _track(self, command: str, rest: str, cell: str) -> None:
-        if command == "track" and not rest:
-            self.session.track(cell)
+        if command == "track":
+            lazy, debounce = _track_options(rest)
+            self.session.track(cell, lazy=lazy, debounce=debounce)
         elif command == "derive":
             dest, extra = _take_path(rest, "derive")
             if extra:
@@ -101,7 +104,7 @@ class RestateMagics(Magics):
             except ValueError as error:
                 raise UsageError(f"%%restate derive {dest}: {error}") from None
         else:
-            raise UsageError("usage: %%restate track | %%restate derive DEST")
+            raise UsageError(f"usage: {USAGE['track']} | %%restate derive DEST")
 
     def _line_get(self, rest: str) -> Any:
         path = _only_path(rest, "get")
@@ -172,7 +175,16 @@ class RestateMagics(Magics):
 
     def _line_status(self, rest: str) -> None:
         _no_arguments(rest, "status")
-        print(self.session.status())
+        bundle = {
+            "text/plain": self.session.status(),
+            "text/markdown": self.session.status_markdown(),
+        }
+        display(bundle, raw=True)  # a Mermaid picture where Markdown renders, else the text
+
+    def _line_run(self, rest: str) -> None:
+        _no_arguments(rest, "run")
+        ran = self.session.run_stale()
+        print(f"restate: ran {ran} stale cell{'' if ran == 1 else 's'}")
 
     def _line_untrack(self, rest: str) -> None:
         target = _unquote(rest.strip()) if rest.strip() else None
@@ -187,6 +199,24 @@ class RestateMagics(Magics):
 
     def _line_track(self, rest: str) -> None:
         raise UsageError(f"usage: {USAGE['track']}")
+
+
+def _track_options(rest: str) -> tuple[bool, float | None]:
+    """``--lazy`` or ``--debounce SECONDS`` (nothing else) for ``%%restate track``."""
+    words = rest.split()
+    if not words:
+        return False, None
+    if words == ["--lazy"]:
+        return True, None
+    if len(words) == 2 and words[0] == "--debounce":
+        try:
+            seconds = float(words[1])
+        except ValueError:
+            seconds = -1.0
+        if seconds >= 0:
+            return False, seconds
+        raise UsageError(f"usage: {USAGE['track']} (SECONDS: a number >= 0, not {words[1]!r})")
+    raise UsageError(f"usage: {USAGE['track']} (got {rest!r})")
 
 
 def _parse_backend(rest: str) -> tuple[str, str | None, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import PurePosixPath
 from typing import Any
@@ -13,8 +12,9 @@ from restate.missing import MISSING
 
 from .backend_switch import BACKENDS, describe_backend, make_backend, prepare_switch
 from .derive import ExpressionDerivation, ExpressionDerivations
+from .graph_view import status_markdown, status_text
 from .proxy import StateProxy
-from .tracked_cell import Recorder, TrackedCell
+from .tracked_cell import TrackedCell
 from .tracked_cells import TrackedCells
 
 __all__ = ["BACKENDS", "Session", "make_backend"]
@@ -26,10 +26,9 @@ class Session:
     def __init__(self, shell: Any, controller: Any) -> None:
         self.shell = shell
         self.controller = controller
-        self.recorder = Recorder()
-        self.state = _RecordingProxy(controller, self.recorder)
-        self.cells = TrackedCells(shell, controller, self.recorder)
-        self.derivations = ExpressionDerivations(shell, controller, self.recorder)
+        self.state = StateProxy(controller)
+        self.cells = TrackedCells(shell, controller)
+        self.derivations = ExpressionDerivations(shell, controller)
         self._owned_backend: Any = None
         self.trees: list[Any] = []
         self._tree_cells: dict[str, tuple[int, list[Any]]] = {}  # cell id -> (run, trees)
@@ -38,6 +37,8 @@ class Session:
 
     def start(self) -> None:
         self.shell.push({"state": self.state})
+        # why lines name the writing cell ("cell [4]") or "a widget" (core scheduler hook)
+        self.controller._engine.scheduler.writer_name = self.cells.writer_name
         self.shell.events.register("pre_run_cell", self.cells.pre_run_cell)
         self.shell.events.register("post_run_cell", self.cells.post_run_cell)
         self.shell.events.register("pre_run_cell", self._note_cell)
@@ -59,6 +60,9 @@ class Session:
             del self.shell.user_ns["state"]
         self.cells.untrack_all()
         self.derivations.remove_all()
+        scheduler = self.controller._engine.scheduler
+        if scheduler.writer_name == self.cells.writer_name:
+            scheduler.writer_name = None
         for tree in self.trees:
             tree.close()
         self.trees.clear()
@@ -85,8 +89,19 @@ class Session:
     def derive(self, dest: str, expr: str) -> ExpressionDerivation:
         return self.derivations.derive(dest, expr)
 
-    def track(self, source: str, dest: str | None = None) -> TrackedCell:
-        return self.cells.track(source, dest)
+    def track(
+        self,
+        source: str,
+        dest: str | None = None,
+        *,
+        lazy: bool = False,
+        debounce: float | None = None,
+    ) -> TrackedCell:
+        return self.cells.track(source, dest, lazy=lazy, debounce=debounce)
+
+    def run_stale(self) -> int:
+        """``%restate run``: run every stale lazy cell now, ancestors first."""
+        return self.cells.run_stale()
 
     def tree(self, path: str = "/") -> Any:
         from .tree_widget import StateTree
@@ -175,67 +190,12 @@ class Session:
         return [cell.describe()]
 
     def status(self) -> str:
-        return "\n".join(self._status_lines())
+        """``%restate status`` as plain text (tracked cells, derivations, marks)."""
+        return status_text(self.controller, self.cells, self.derivations)
 
-    def _status_lines(self) -> list[str]:
-        backend = type(self.controller.backend).__name__
-        trackers = {info.id: info for info in self.controller.trackers()}
-        cells = sorted(self.cells.cells.values(), key=lambda c: c.number)
-        derived = sorted(self.derivations.by_dest.values(), key=lambda d: d.number)
-        core = list(self.controller.derivations())
-        lines = [
-            f"restate on {backend}: {_count(len(cells), 'tracked cell')}, "
-            f"{_count(len(derived) + len(core), 'derivation')}"
-        ]
-        listed: list[TrackedCell | ExpressionDerivation] = [*cells, *derived]
-        for item in listed:
-            info = trackers.get(item.tracker_id)
-            reads = _paths(info.paths) if info is not None else "-"
-            lines.append(f"  {item.describe()}  reads {reads}  {_last_run(item)}")
-        lines += [f"  derivation {d.dest} <- {_paths(d.sources)}" for d in core]
-        ours = {c.tracker_id for c in cells} | {d.tracker_id for d in derived}
-        for info in trackers.values():
-            if info.id not in ours:
-                name = getattr(info.callback, "__qualname__", repr(info.callback))
-                lines.append(f"  tracked function {name}  reads {_paths(info.paths)}")
-        return lines
+    def status_markdown(self) -> str:
+        """``%restate status`` as Markdown: the same text and a Mermaid graph."""
+        return status_markdown(self.controller, self.cells, self.derivations)
 
     def _eval(self, expr: str) -> Any:
         return eval(expr, self.shell.user_global_ns, self.shell.user_ns)
-
-
-class _RecordingProxy(StateProxy):
-    """``state``: a StateProxy that tells the recorder what tracked code read and wrote."""
-
-    def __init__(self, controller: Any, recorder: Recorder) -> None:
-        super().__init__(controller, on_write=recorder.wrote)
-        self._recorder = recorder
-
-    def __getitem__(self, path: Any) -> Any:
-        try:
-            return super().__getitem__(path)
-        finally:  # a missing path was read too: it counts for self-loop detection
-            self._recorder.read(path)
-
-    def get(self, path: Any, default: Any = None) -> Any:
-        try:
-            return super().get(path, default)
-        finally:
-            self._recorder.read(path)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _paths(paths: Any) -> str:
-    shown = sorted(str(p) for p in paths)
-    return ", ".join(shown) if shown else "nothing"
-
-
-def _last_run(item: Any) -> str:
-    if item.last_run is None:
-        return "never ran"
-    stamp = time.strftime("%H:%M:%S", time.localtime(item.last_run))
-    error = f", failed: {item.last_error}" if item.last_error else ""
-    return f"last ran {stamp} ({_count(item.runs, 'run')}{error})"

@@ -1,21 +1,24 @@
-"""Which tracked cells exist, when they re-run, and in what order.
+"""The tracked cells of one shell, on the core scheduler (restate/_engine/scheduler.py).
 
-Each tracked cell is registered with ``controller.track``; the controller calls it back on
-the writer's thread when a path it read changes. What happens then depends on who wrote:
+Each tracked cell is a tracked function of the controller, named ``cell [N]``. The scheduler
+decides when it runs; this module only maps kernel events onto it:
 
-* a cell being executed by the kernel (its main thread, between ``pre_run_cell`` and
-  ``post_run_cell``): the cell is queued, and the queue is run after the executing cell
-  finishes, each queued cell once, a cell that writes what another reads first. So
-  ``state["/a"] = 1; state["/b"] = 2`` re-runs a cell reading both once, not twice. Re-running
-  a cell means ``untrack`` + ``track`` again: the controller records the paths of that run.
-* anything else (a widget callback between executions, another thread, a backend watch):
-  the cell re-runs at once, inside the controller's callback.
+* while the kernel executes a cell (``pre_run_cell`` .. ``post_run_cell``), the main thread is
+  inside ``controller.deferring()``: its writes only mark tracked cells due, and the end of
+  the execution runs them once each, writers before readers. So ``state["/a"] = 1;
+  state["/b"] = 2`` re-runs a cell reading both once, after the writing cell;
+* writes from anything else (a widget callback between executions, another thread, another
+  process) re-run the cell at once, inside the write;
+* derive cells (``%%restate derive DEST``) are ``"eager"``: they re-run inside the write even
+  during an execution, so code after the write in the same cell sees the new DEST;
+* ``--lazy`` cells are ``"lazy"``: a change marks them stale (their status line says which
+  path changed, their old output stays) until ``%restate run``; ``--debounce SECONDS`` cells
+  are lazy cells that run by themselves once their inputs were quiet for SECONDS (latest
+  wins: a burst of writes causes one run, for the last value).
 
-Derive cells (``%%restate derive DEST``) always re-run at once, like core derivations: code
-after the write in the same cell sees the new value.
-
-The queue is not a ``controller.batch()``: a batch holds the controller lock for its whole
-duration, and a cell that starts a thread which writes and then joins it would deadlock.
+A loop between cells is refused by the scheduler after the pass that revealed it: each cell
+in it shows the ``CycleError`` naming the chain and stays registered, refused, until it is
+executed again.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from typing import Any
 
 from IPython.display import display
 
-from restate.paths import parts_to_str, related, to_parts
+from restate.errors import CycleError
 
-from .tracked_cell import Recorder, TrackedCell, compile_body, cycle_output
+from .tracked_cell import TrackedCell, compile_body
 
 __all__ = ["TrackedCells"]
 
@@ -36,21 +39,23 @@ CELL_MAGICS = ("%%restate track", "%%restate derive")
 
 
 class TrackedCells:
-    """The tracked cells of one IPython shell over one controller."""
+    """The tracked cells of one IPython shell over one controller.
 
-    def __init__(self, shell: Any, controller: Any, recorder: Recorder) -> None:
+    Responsibilities: register cells with the controller (replacing a re-executed one), hold
+    deferral for the duration of each kernel execution, and show the scheduler's marks
+    (stale, refused) in the cells; running and ordering them is the scheduler's.
+    """
+
+    def __init__(self, shell: Any, controller: Any) -> None:
         self.shell = shell
         self.controller = controller
-        self.recorder = recorder
         self.cells: dict[Any, TrackedCell] = {}
-        self.max_rounds: int = getattr(controller, "max_rounds", 100)
         self._numbers = itertools.count(1)
         self._depth = 0
+        self._deferring: Any = None
         self._exec_thread: int | None = None
         self._cell_id: str | None = None
         self._count: int | None = None
-        self._pending: dict[TrackedCell, None] = {}
-        self._draining = False
         self.untracked_on_entry: TrackedCell | None = None
         self.last_tracked: TrackedCell | None = None
         self._registered_now: list[TrackedCell] = []
@@ -60,22 +65,41 @@ class TrackedCells:
         """The id of the notebook cell being executed (None outside one or without ids)."""
         return self._cell_id
 
+    def writer_name(self) -> str | None:
+        """Who is writing, for why lines: the executing cell, or a widget between cells."""
+        if threading.get_ident() != threading.main_thread().ident:
+            return None  # the scheduler names the thread
+        if self._depth > 0 and self._count is not None:
+            return f"cell [{self._count}]"
+        return "a widget" if self._depth == 0 else None
+
     # -- registration -------------------------------------------------------------------
 
-    def track(self, source: str, dest: Any = None) -> TrackedCell:
+    def track(
+        self,
+        source: str,
+        dest: Any = None,
+        *,
+        lazy: bool = False,
+        debounce: float | None = None,
+    ) -> TrackedCell:
         """Register and run a tracked cell; re-running the same cell replaces it.
 
         Raises:
             SyntaxError: invalid body (nothing registered, a previous version is removed).
-            ValueError: a derive cell whose body does not end with an expression.
+            ValueError: a derive cell whose body does not end with an expression, or a
+                negative debounce.
         """
+        if debounce is not None and debounce < 0:
+            raise ValueError(f"--debounce takes seconds >= 0, not {debounce}")
         key = ("id", self._cell_id) if self._cell_id else ("source", source, str(dest))
         old = self.cells.pop(key, None)
         if old is not None:
             self.untrack(old)
-            old.output.close()
+            old.view.close()
         count = self._count if self._count is not None else self.shell.execution_count
         body = compile_body(self.shell, source, want_value=dest is not None, count=count)
+        policy = "eager" if dest is not None else "lazy" if lazy or debounce else "now"
         cell = TrackedCell(
             number=next(self._numbers),
             key=key,
@@ -83,22 +107,70 @@ class TrackedCells:
             body=body,
             shell=self.shell,
             controller=self.controller,
-            recorder=self.recorder,
             dest=dest,
             label=f"In[{count}]",
+            policy=policy,
+            debounce=debounce,
         )
-        cell.callback = self._callback_for(cell)
         self.cells[key] = cell
         self.last_tracked = cell
         self._registered_now.append(cell)
-        display(cell.output)
+        display(cell.view)
         self._register(cell)
         return cell
+
+    def _register(self, cell: TrackedCell) -> None:
+        try:
+            cell.tracker_id = self.controller.track(
+                cell,
+                payload=cell,
+                name=cell.name,
+                policy=cell.policy,
+                on_mark=lambda _tid: self._marked(cell),
+                raise_errors=False,
+            )
+        except CycleError:  # its first run closed a loop: the marks already show it
+            cell.tracker_id = self._tracker_of(cell)
+        except BaseException:  # interrupted: the controller keeps the tracker, so do we
+            cell.tracker_id = self._tracker_of(cell)
+            raise
+        cell.show_status()
+
+    def _tracker_of(self, cell: TrackedCell) -> Any:
+        ids = [i.id for i in self.controller.trackers() if i.payload is cell]
+        return ids[-1] if ids else None
+
+    def _marked(self, cell: TrackedCell) -> None:
+        """The scheduler marked ``cell`` (due, stale, refused) or cleared a mark."""
+        if cell.tracker_id is None:  # its first run is still going on: the id comes next
+            cell.tracker_id = self._tracker_of(cell)
+        info = cell.info()
+        if info is None:
+            return
+        if info.status == "refused":
+            cell.show_refused(info.error)
+            return
+        cell.show_status()
+        if cell.debounce is not None and info.status == "stale" and info.reason:
+            self._restart_timer(cell)
+
+    def _restart_timer(self, cell: TrackedCell) -> None:
+        if cell.timer is not None:
+            cell.timer.cancel()
+        tid = cell.tracker_id
+        cell.timer = threading.Timer(cell.debounce or 0.0, self._run_debounced, (cell, tid))
+        cell.timer.daemon = True
+        cell.timer.start()
+
+    def _run_debounced(self, cell: TrackedCell, tid: Any) -> None:
+        if cell.active and cell.tracker_id == tid:
+            self.run_stale(only=[tid])
 
     def untrack(self, cell: TrackedCell) -> None:
         """Stop re-running ``cell``; its last output stays visible."""
         cell.active = False
-        self._pending.pop(cell, None)
+        if cell.timer is not None:
+            cell.timer.cancel()
         if self.cells.get(cell.key) is cell:
             del self.cells[cell.key]
         if cell.tracker_id is not None:
@@ -114,51 +186,15 @@ class TrackedCells:
     def by_number(self, number: int) -> TrackedCell | None:
         return next((c for c in self.cells.values() if c.number == number), None)
 
-    def reads_of(self, cell: TrackedCell) -> frozenset[Any]:
-        """The paths the controller recorded for ``cell``'s last run."""
-        for info in self.controller.trackers():
-            if info.id == cell.tracker_id:
-                return frozenset(info.paths)
-        return frozenset()
+    def by_tracker(self) -> dict[Any, TrackedCell]:
+        return {c.tracker_id: c for c in self.cells.values() if c.tracker_id is not None}
 
-    def _register(self, cell: TrackedCell) -> None:
-        cell.starting = True
+    def run_stale(self, only: Any = None) -> int:
+        """Run the stale lazy cells now (``%restate run``), writers first; how many ran."""
         try:
-            cell.tracker_id = self.controller.track(cell.callback, payload=cell)
-        except BaseException:  # interrupted: the controller keeps the tracker, so do we
-            ids = [i.id for i in self.controller.trackers() if i.payload is cell]
-            cell.tracker_id = ids[-1] if ids else None
-            raise
-        finally:
-            cell.starting = False
-        if cell.self_loop:
-            self.untrack(cell)
-
-    def _callback_for(self, cell: TrackedCell) -> Any:
-        def on_change(event: Any) -> None:
-            if not cell.active:
-                return
-            if cell.restoring:
-                self._read_all(cell.kept_reads)
-            elif cell.starting or not self._defers(cell):
-                cell.run()
-                if cell.self_loop and cell.tracker_id is not None:
-                    self.untrack(cell)
-            elif cell not in self._pending:
-                # Reading nothing here leaves the tracker without paths until the drain
-                # re-tracks the cell: further writes in this execution cost nothing.
-                cell.kept_reads = self.reads_of(cell)
-                self._pending[cell] = None
-
-        return on_change
-
-    def _defers(self, cell: TrackedCell) -> bool:
-        executing = self._depth > 0 or self._draining
-        return executing and not cell.is_derive and threading.get_ident() == self._exec_thread
-
-    def _read_all(self, paths: frozenset[Any]) -> None:
-        for path in paths:
-            self.controller.get_state(path)
+            return int(self.controller.run_deferred(lazy=True, only=only))
+        except CycleError:
+            return 0  # the refused cells show it
 
     # -- kernel events ------------------------------------------------------------------
 
@@ -176,84 +212,34 @@ class TrackedCells:
         if stale is not None and not raw.startswith(CELL_MAGICS):
             self.untrack(stale)  # the cell was edited into a plain cell
             self.untracked_on_entry = stale
+        self._deferring = self.controller.deferring()
+        self._deferring.__enter__()
 
     def post_run_cell(self, result: Any) -> None:
         self._depth = max(0, self._depth - 1)
-        if self._depth == 0:
-            count = getattr(result, "execution_count", None)
-            if count is not None:
-                # the number the frontend shows for this execution: IPython versions differ
-                # in when they count, so pre_run_cell may be one off; the result is not
-                for cell in self._registered_now:
-                    cell.label = f"In[{count}]"
-            self._registered_now.clear()
-            self._cell_id = self._count = None
-            if self._pending and not self._draining:
-                self.drain()
+        if self._depth:
+            return
+        count = getattr(result, "execution_count", None)
+        if count is not None:
+            # the number the frontend shows for this execution: IPython versions differ
+            # in when they count, so pre_run_cell may be one off; the result is not
+            for cell in self._registered_now:
+                self._relabel(cell, f"In[{count}]")
+        self._registered_now.clear()
+        self._cell_id = self._count = None
+        deferring, self._deferring = self._deferring, None
+        if deferring is not None:
+            try:
+                deferring.__exit__(None, None, None)  # runs the cells this execution made due
+            except CycleError:
+                pass  # the refused cells show it
 
-    def drain(self) -> None:
-        """Re-run the queued cells, each once per round, writers before their readers."""
-        self._draining = True
-        runs: dict[TrackedCell, int] = {}
-        try:
-            for _ in range(self.max_rounds):
-                if not self._pending:
-                    return
-                for cell in self._ordered(list(self._pending)):
-                    if cell in self._pending and cell.active:
-                        del self._pending[cell]
-                        runs[cell] = runs.get(cell, 0) + 1
-                        self._rerun(cell)
-            self._report_cycle([c for c, n in runs.items() if n > 1] or list(self._pending))
-        finally:
-            self._draining = False
-            left, self._pending = list(self._pending), {}
-            for cell in left:  # interrupted: keep their old dependencies, run nothing
-                self._restore(cell)
-
-    def _restore(self, cell: TrackedCell) -> None:
-        cell.restoring = True
-        try:
-            self._rerun(cell)
-        finally:
-            cell.restoring = False
-
-    def _rerun(self, cell: TrackedCell) -> None:
-        if cell.tracker_id is not None:
-            self.controller.untrack(cell.tracker_id)
-            cell.tracker_id = None
-        self._register(cell)
-
-    def _ordered(self, cells: list[TrackedCell]) -> list[TrackedCell]:
-        """Topological order by "writes what the other reads", ties by creation order."""
-        cells.sort(key=lambda c: c.number)
-        reads = {c: {to_parts(p) for p in c.kept_reads} | c.log.reads for c in cells}
-        feeds = {
-            c: [d for d in cells if d is not c and _feeds(c.log.writes, reads[d])] for c in cells
-        }
-        waiting = {c: sum(c in feeds[d] for d in cells) for c in cells}
-        ordered: list[TrackedCell] = []
-        while len(ordered) < len(cells):
-            ready = [c for c in cells if waiting[c] == 0 and c not in ordered]
-            nxt = ready[0] if ready else next(c for c in cells if c not in ordered)
-            ordered.append(nxt)
-            waiting[nxt] = -1
-            for d in feeds[nxt]:
-                waiting[d] -= 1
-        return ordered
-
-    def _report_cycle(self, cells: list[TrackedCell]) -> None:
-        paths = ", ".join(sorted({parts_to_str(w) for c in cells for w in c.log.writes}))
-        names = ", ".join(f"#{c.number}" for c in cells)
-        message = (
-            f"tracked cells {names} kept re-running each other for {self.max_rounds} rounds "
-            f"(they write {paths}, which they also read). They are no longer tracked: "
-            f"break the loop, then run them again."
-        )
-        for cell in cells:
-            cell.show_error(cycle_output(message))
-            self.untrack(cell)
-
-
-def _feeds(writes: set[Any], reads: set[Any]) -> bool:
-    return any(related(w, r) for w in writes for r in reads)
+    def _relabel(self, cell: TrackedCell, label: str) -> None:
+        if cell.label == label:
+            return
+        cell.label = label
+        # the scheduler names the cell in loops and why lines: keep its name in step
+        tracker = self.controller._engine.trackers.get(cell.tracker_id)
+        if tracker is not None:
+            tracker.name = cell.name
+        cell.show_status()

@@ -24,6 +24,7 @@ convention).
 from __future__ import annotations
 
 import argparse
+import html
 import re
 import sys
 import tempfile
@@ -43,6 +44,8 @@ WIDGET_STATE_KEY = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW_KEY = "application/vnd.jupyter.widget-view+json"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 INDENT = "    "
+# restate_nb's tracked cell: a box (its status line, its Output widget), see tracked_cell.py
+TRACKED_VIEW, TRACKED_STATUS = "restate-tracked", "restate-tracked-status"
 
 
 def find_notebooks(paths: list[Path]) -> list[Path]:
@@ -111,6 +114,7 @@ class LivePrinter:
         self.count = 0  # execution count of the last cell that ran
         self.shown_by: dict[str, tuple[str, bool]] = {}  # model id -> (cell label, tracked?)
         self.trees: dict[str, list[str]] = {}  # tree model id -> the lines printed last
+        self.view_of: dict[str, str] = {}  # a tracked cell's Output id -> its view's id
 
     def start(self, cell: Any) -> None:
         print(f"[{self.count + 1}] {first_line(cell)}", flush=True)
@@ -124,17 +128,24 @@ class LivePrinter:
         for model_id in displayed_models(cell.get("outputs", [])):
             tracked = cell.source.lstrip().startswith("%%restate")
             self.shown_by[model_id] = (f"[{self.count}]", tracked)
+            for child in _tracked_view_children(widgets.get(model_id)):
+                self.view_of[child] = model_id
             if _is_tree(widgets.get(model_id)):
                 self.trees[model_id] = list(describe_widget(model_id, widgets, set()))
         if lines:
             print("\n".join(lines), flush=True)
 
     def output_changed(self, model_id: str, widgets: dict[str, Any]) -> None:
-        if model_id not in self.shown_by:
+        view = self.view_of.get(model_id, model_id)
+        if view not in self.shown_by:
             return  # still the cell that shows it: its outputs are printed when it ends
-        label, tracked = self.shown_by[model_id]
+        label, tracked = self.shown_by[view]
         title = f"↻ {label} re-ran:" if tracked else f"↻ the Output widget of {label} now shows:"
         inner = list(describe_widget(model_id, widgets, set()))[1:]  # without "Output widget:"
+        if view != model_id:  # a tracked cell: its status line (why it ran) comes first
+            status = [c for c in _tracked_view_children(widgets.get(view)) if c != model_id]
+            why = [line for c in status for line in describe_widget(c, widgets, set())]
+            inner = [INDENT + line for line in why] + inner
         print("\n".join([INDENT + title, *(INDENT + line for line in inner)]), flush=True)
 
     def _changed_trees(self, widgets: dict[str, Any]) -> list[str]:
@@ -147,6 +158,14 @@ class LivePrinter:
                 lines.append(f"{INDENT}↻ the StateTree of {label} now shows:")
                 lines.extend(INDENT + line for line in now[1:])
         return lines
+
+
+def _tracked_view_children(model: dict[str, Any] | None) -> list[str]:
+    """The child ids of a restate_nb tracked cell's view (status line, Output); [] otherwise."""
+    state = (model or {}).get("state", {})
+    if TRACKED_VIEW not in state.get("_dom_classes", ()):
+        return []
+    return [str(c).removeprefix("IPY_MODEL_") for c in state.get("children", [])]
 
 
 def first_line(cell: Any) -> str:
@@ -229,6 +248,14 @@ def describe_widget(model_id: str, widgets: dict[str, Any], seen: set[str]) -> I
         for inner in state.get("outputs", []):
             yield from (INDENT + line for line in describe_output(inner, widgets, seen))
         return
+    if TRACKED_VIEW in state.get("_dom_classes", ()):  # a tracked cell: why line, output
+        for child in state.get("children", []):
+            yield from describe_widget(str(child).removeprefix("IPY_MODEL_"), widgets, seen)
+        return
+    if TRACKED_STATUS in state.get("_dom_classes", ()):
+        text = html.unescape(re.sub(r"<[^>]*>", "", state.get("value") or ""))
+        yield from ([text] if text else [])
+        return
     summary = [f"{key}={state[key]!r}" for key in ("description", "value") if state.get(key)]
     yield f"{name}({', '.join(summary)})" if summary else f"{name}"
     for child in state.get("children", []):
@@ -284,9 +311,16 @@ def error_outputs(output: dict[str, Any], widgets: dict[str, Any]) -> Iterator[d
         yield output
     view = output.get("data", {}).get(WIDGET_VIEW_KEY)
     if view:
-        state = widgets.get(view.get("model_id", ""), {}).get("state", {})
-        for inner in state.get("outputs", []):
-            yield from error_outputs(inner, widgets)
+        yield from _widget_errors(view.get("model_id", ""), widgets)
+
+
+def _widget_errors(model_id: str, widgets: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    state = widgets.get(model_id, {}).get("state", {})
+    for inner in state.get("outputs", []):
+        yield from error_outputs(inner, widgets)
+    if TRACKED_VIEW in state.get("_dom_classes", ()):  # the tracked cell's Output inside
+        for child in state.get("children", []):
+            yield from _widget_errors(str(child).removeprefix("IPY_MODEL_"), widgets)
 
 
 def report(nb: Any) -> tuple[list[str], list[str]]:

@@ -71,6 +71,15 @@ class Driven:
         else:
             self.run(cm.__aexit__(None, None, None))
 
+    @contextmanager
+    def deferring(self) -> Iterator[Driven]:
+        cm = self.inner.deferring()
+        self.run(cm.__aenter__())
+        try:
+            yield self
+        finally:
+            self.run(cm.__aexit__(None, None, None))
+
 
 @pytest.fixture(params=["sync", "async"])
 def make_controller(request: pytest.FixtureRequest) -> Iterator[Any]:

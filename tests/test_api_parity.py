@@ -18,6 +18,7 @@ STATE_METHODS = {
     "derive_many",
     "track",
     "set_backend",
+    "run_deferred",
 }
 PLAIN_METHODS = {
     "subscribe",
@@ -42,10 +43,12 @@ def public(cls: type) -> set[str]:
 
 def test_both_controllers_expose_the_same_public_names() -> None:
     assert public(ControllerSync) == public(ControllerAsync)
-    assert STATE_METHODS | PLAIN_METHODS | {"batch", "backend"} == public(ControllerSync)
+    assert STATE_METHODS | PLAIN_METHODS | {"batch", "deferring", "backend"} == public(
+        ControllerSync
+    )
 
 
-@pytest.mark.parametrize("name", sorted(STATE_METHODS | PLAIN_METHODS | {"batch"}))
+@pytest.mark.parametrize("name", sorted(STATE_METHODS | PLAIN_METHODS | {"batch", "deferring"}))
 def test_both_controllers_take_the_same_parameters(name: str) -> None:
     sync_sig = inspect.signature(getattr(ControllerSync, name))
     async_sig = inspect.signature(getattr(ControllerAsync, name))

@@ -72,7 +72,10 @@ def test_readme_notebook_quick_start_recalculates_the_tracked_cell(tmp_path):
 
     assert failure is None and not problems, failure or problems
     tracked = lines.index("[2] %%restate track")
-    assert lines[tracked + 1 : tracked + 3] == ["    Output widget:", "        left to spend: 1250"]
+    why, *shown = lines[tracked + 1 : tracked + 4]
+    # the re-run says why (the derivation it reads changed), then shows its new output
+    assert why.startswith("    ↻ ran because /budget/left changed (derive /budget/left, ")
+    assert shown == ["    Output widget:", "        left to spend: 1250"]
     assert "    left is 1250" in lines
 
 

@@ -46,6 +46,7 @@ NOTEBOOK_RANKS = {
     "readonly": 0,
     "backend_switch": 0,
     "tree_records": 0,
+    "graph_view": 0,
     "proxy": 1,
     "tracked_cell": 1,
     "binding": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,8 @@ def test_headless_job_prints_each_rerun_under_the_cell_that_caused_it_and_the_tr
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     start = lines.index("[1] %load_ext restate_nb")
+    why = lines.pop(start + 9)  # the re-run's status line: why it ran
+    assert re.fullmatch(r"        ↻ ran because /a changed \(cell \[4\], \d\d:\d\d:\d\d\)", why)
     assert lines[start : start + 13] == [
         "[1] %load_ext restate_nb",
         "[2] %%restate track",
@@ -220,7 +223,7 @@ def test_headless_job_prints_a_rerun_while_the_writing_cell_is_still_running(tmp
         assert proc.stdout is not None
         for line in proc.stdout:
             seen.append(line.rstrip("\n"))
-            if seen[-2:] == ["    ↻ [2] re-ran:", "        total = 21"]:
+            if seen[-3:-2] == ["    ↻ [2] re-ran:"] and seen[-1:] == ["        total = 21"]:
                 go.write_text("")
                 break
         assert go.exists(), f"no re-run printed: {seen}"

@@ -5,17 +5,49 @@ is worked out once per path (a walk of the subscription trie and of the source p
 and remembered until a registration changes (subscribe, unsubscribe, a tracked function's
 new reads, derive, underive). A write heard by nobody then skips planning entirely, and
 costs the same however many unrelated registrations exist elsewhere in the tree.
+
+For a path heard only by plain subscriptions the answer is a ``Route``: those
+subscriptions in delivery order (the written path, then its ancestors, innermost first --
+what ``SubscriptionIndex.plan_one`` would produce). The engine's direct write path
+(``Engine.set_direct``) delivers from it without planning. Anything else that hears the path
+-- a derivation source, a tracked function, a ``*`` subscription that may match it -- makes
+the answer ``True``: "heard, ask the planner".
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
 from ..paths import Parts
 from .graph import DerivationGraph
-from .subscriptions import SubscriptionIndex
+from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex, seen_again
 
-__all__ = ["Audience"]
+if TYPE_CHECKING:
+    from .subscriptions import _Node
+
+__all__ = ["Audience", "Heard", "Route", "plan_route"]
 
 LIMIT = 4096  # remembered paths; past it the memory starts again (writes to ever-new paths)
+
+
+class Route:
+    """The plain subscriptions that hear a write at one path, in delivery order.
+
+    ``subs``: ``(callback id, trie node, current path)``, the written path first, then its
+    ancestors innermost first. ``below``: subscriptions lie under the path, so a write whose
+    old or new value is a dict needs the planner (it diffs the dicts to find them).
+    """
+
+    __slots__ = ("below", "subs")
+
+    def __init__(self, subs: tuple[tuple[Hashable, _Node, Parts], ...], below: bool) -> None:
+        self.subs = subs
+        self.below = below
+
+
+# False: nobody hears; a Route: only these plain subscriptions; True: ask the planner
+Heard = bool | Route
 
 
 class Audience:
@@ -24,7 +56,7 @@ class Audience:
     def __init__(self, subs: SubscriptionIndex, graph: DerivationGraph) -> None:
         self.subs = subs
         self.graph = graph
-        self.known: dict[Parts, bool] = {}
+        self.known: dict[Parts, Heard] = {}
         subs.on_change = graph.on_change = self.forget
 
     def forget(self) -> None:
@@ -35,8 +67,57 @@ class Audience:
         """True when a subscription, tracked path or derivation source touches ``parts``."""
         heard = self.known.get(parts)
         if heard is None:
-            heard = self.subs.reaches(parts) or self.graph.reaches(parts)
+            heard = self.route(parts)
+        return heard is not False
+
+    def route(self, parts: Parts) -> Heard:
+        """False (nobody hears ``parts``), a ``Route`` (only plain subscriptions do), or True
+        (the planner must work it out); remembered until a registration changes."""
+        heard = self.known.get(parts)
+        if heard is None:
+            heard = self._work_out(parts)
             if len(self.known) >= LIMIT:
                 self.known = {}
             self.known[parts] = heard
         return heard
+
+    def _work_out(self, parts: Parts) -> Heard:
+        subs = self.subs
+        if not subs.reaches(parts):
+            return self.graph.reaches(parts)
+        if self.graph.reaches(parts):
+            return True
+        chain = [subs.root]
+        for seg in parts:
+            if chain[-1].wild is not None:
+                return True  # a ``*`` subscription may match this path: the planner's walk
+            node = chain[-1].children.get(seg)
+            if node is None:
+                break
+            chain.append(node)
+        found: list[tuple[Hashable, _Node, Parts]] = []
+        for depth in range(len(chain) - 1, -1, -1):
+            node = chain[depth]
+            current = parts if depth == len(parts) else parts[:depth]
+            for cid, kind in node.entries.items():
+                if kind == TRACK:
+                    return True
+                found.append((cid, node, current))
+        last = chain[-1]
+        below = len(chain) == len(parts) + 1 and bool(last.children or last.wild)
+        return Route(tuple(found), below)
+
+
+def plan_route(route: Route, change: Change, out: list[Delivery], seen: Seen) -> bool:
+    """``SubscriptionIndex.plan`` for a change whose path has a ``Route``: the same
+    deliveries, without walking the trie. False (nothing planned) when the change needs the
+    planner after all: a dict written where subscriptions lie below."""
+    prev, new = change.prev, change.new
+    if route.below and not change.ping and (type(prev) is dict or type(new) is dict):
+        return False
+    parts, payload = change.parts, change.payload
+    bubble = [0]
+    for cid, node, current in route.subs:
+        if not seen_again(seen, cid, current, len(out)):
+            out.append((cid, node, parts, current, prev, new, payload, bubble))
+    return True

@@ -9,16 +9,16 @@ before the batch (the current value with the log undone) to its value now.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from ..missing import MISSING
 from ..paths import Parts, is_prefix
-from ..tree import copy_out, delete_in, get_in, set_in, values_equal
+from ..tree import IMMUTABLE, copy_out, delete_in, get_in, set_in, values_equal
 from .requests import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
 from .subscriptions import Change
 
-__all__ = ["BatchLog", "Entry", "value_before"]
+__all__ = ["BatchLog", "Entry", "new_entry", "value_before"]
 
 
 class Entry(NamedTuple):
@@ -30,6 +30,10 @@ class Entry(NamedTuple):
     notify: bool = True
     ping: bool = False
     new: Any = MISSING  # what the write stored (MISSING for a delete)
+
+
+# builds an Entry without the NamedTuple's __new__, which is Python code (a write's hot path)
+new_entry = tuple.__new__
 
 
 class Undoable(Protocol):
@@ -63,9 +67,10 @@ class BatchLog:
         self._marks.append(len(self.log))
         self.depth += 1
 
-    def end(self, exc: BaseException | None) -> Gen:
+    def end(self, exc: BaseException | None, heard: Callable[[Parts], object] | None = None) -> Gen:
         """Close one level; returns the coalesced changes when the outermost one committed
-        (an empty list otherwise)."""
+        (an empty list otherwise). ``heard``: whether anyone hears a write at a path; roots
+        nobody hears are not coalesced (None: everyone hears everything, e.g. listeners)."""
         mark = self._marks.pop()
         self.depth -= 1
         if not self.depth:
@@ -82,7 +87,7 @@ class BatchLog:
         log, self.log = self.log, []
         if self.has_txn:
             yield (COMMIT,)
-        return (yield from self._coalesce(log))
+        return (yield from self._coalesce(log, heard))
 
     def missing_ancestor(self, parts: Parts) -> Gen:
         """The highest missing ancestor of ``parts``: the write will create it, so rollback
@@ -91,6 +96,17 @@ class BatchLog:
         for depth in range(len(parts) - 1, 0, -1):
             above = parts[:depth]
             if above in self._existing or (yield (EXISTS, above)):
+                break
+            highest = above
+        return highest
+
+    def highest_missing(self, parts: Parts, exists: Callable[[Parts], Any]) -> Parts | None:
+        """``missing_ancestor`` with a direct ``exists`` (the sync driver's)."""
+        highest = None
+        existing = self._existing
+        for depth in range(len(parts) - 1, 0, -1):
+            above = parts[:depth]
+            if above in existing or exists(above):
                 break
             highest = above
         return highest
@@ -106,8 +122,10 @@ class BatchLog:
     ) -> None:
         if created is not None:  # part of this write: notified (or not) with it
             self.log.append(Entry(created, MISSING, payload, notify))
-        self.log.append(Entry(parts, prev, payload, notify, False, new))
-        if new is not MISSING:  # known to exist until a delete in this batch
+        self.log.append(new_entry(Entry, (parts, prev, payload, notify, False, new)))
+        if prev is MISSING and new is not MISSING and parts[:-1] not in self._existing:
+            # created: its ancestors exist until a delete in this batch (all of them, or none,
+            # are known). A rewritten node's ancestors existed anyway: not worth a lookup.
             self._existing.update(parts[:depth] for depth in range(1, len(parts)))
 
     def record_ping(self, parts: Parts, value: Any, payload: Any) -> None:
@@ -128,51 +146,96 @@ class BatchLog:
             else:
                 yield (WRITE, entry.parts, entry.prev)
 
-    def _coalesce(self, log: list[Entry]) -> Gen:
+    def _coalesce(self, log: list[Entry], heard: Callable[[Parts], object] | None) -> Gen:
         """One Change per minimal written root: its value before the batch and now."""
-        roots: dict[Parts, Any] = {}
-        for e in log:
-            if e.notify and not e.ping:
-                roots[e.parts] = e.payload  # first write fixes the order, the last the payload
-        roots = {
-            parts: payload
-            for parts, payload in roots.items()
-            if not any(parts[:d] in roots for d in range(len(parts)))
-        }
+        roots = _roots(log, heard)
+        pings = [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
+        if not roots:
+            return pings
         related = _entries_by_root(roots, log)
         changes = []
         for parts, payload in roots.items():
             entries = related[parts]
-            last = entries[-1] if entries else None
-            if last is not None and last.parts == parts and last.notify:
-                new = last.new  # nothing was written below it since: no need to read it
+            if len(entries) == 1:  # written once, nothing under it: the entry has both
+                _, old, _, _, _, new = entries[0]
+                if type(new) not in IMMUTABLE and new is not MISSING:
+                    new = copy_out(new)
+                if type(old) not in IMMUTABLE and old is not MISSING:
+                    old = copy_out(old)
             else:
-                new = yield (READ, parts)
-            new = copy_out(new) if new is not MISSING else MISSING
-            old = value_before(parts, new, entries)
-            if not values_equal(old, new):
-                changes.append(Change(parts, old, new, payload))
-        changes.extend(Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping)
+                old, new = yield from _before_and_now(parts, entries)
+            if old is not new and not values_equal(old, new):
+                # tuple.__new__: Change's own __new__ is Python code, and this is per root
+                changes.append(new_entry(Change, (parts, old, new, payload, False, None)))
+        changes.extend(pings)
         return changes
+
+
+def _roots(log: list[Entry], heard: Callable[[Parts], object] | None) -> dict[Parts, Any]:
+    """The minimal written paths (path -> payload) someone hears (``heard`` None: all).
+    The first write fixes the order, the last the payload."""
+    written: dict[Parts, Any] = {}
+    for e in log:
+        if e.notify and not e.ping:
+            written[e.parts] = e.payload
+    roots: dict[Parts, Any] = {}
+    nested: dict[Parts, bool] = {}  # parent -> a written path at or above it (siblings share)
+    for parts, payload in written.items():
+        if parts:
+            parent = parts[:-1]
+            inside = nested.get(parent)
+            if inside is None:
+                inside = any(parent[:d] in written for d in range(len(parent) + 1))
+                nested[parent] = inside
+            if inside:
+                continue
+        if heard is None or heard(parts):  # a change nobody hears needs no values
+            roots[parts] = payload
+    return roots
+
+
+def _before_and_now(parts: Parts, entries: list[Entry]) -> Gen:
+    """A root's value before the batch and now (copies), from its log entries."""
+    last = entries[-1]
+    if last.parts == parts and last.notify:
+        new = last.new  # nothing was written below it since: no need to read it
+    else:
+        new = yield (READ, parts)
+    new = copy_out(new) if new is not MISSING else MISSING
+    if all(e.parts == parts for e in entries):  # only rewritten: its first "before"
+        first = entries[0].prev
+        return (copy_out(first) if first is not MISSING else MISSING), new
+    return value_before(parts, new, entries), new
 
 
 def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, list[Entry]]:
     """The log entries that touch each root's value (at, below or above it), in log order.
     Roots never nest, so an entry at or below a root belongs to that one root."""
     related: dict[Parts, list[Entry]] = {parts: [] for parts in roots}
-    below: dict[Parts, list[Parts]] = {}
-    for parts in roots:
-        for d in range(len(parts)):
-            below.setdefault(parts[:d], []).append(parts)
+    below: dict[Parts, list[Parts]] | None = None  # ancestor -> the roots under it
     for e in log:
         if e.ping:
             continue
-        owner = next((e.parts[:d] for d in range(len(e.parts) + 1) if e.parts[:d] in roots), None)
-        if owner is not None:
+        at = related.get(e.parts)
+        if at is not None:  # at a root, so above no other root (the usual case)
+            at.append(e)
+            continue
+        owner = _owner(e.parts, roots)
+        if owner is not None:  # below a root, so above no other root
             related[owner].append(e)
+            continue
+        if below is None:
+            below = {}
+            for parts in roots:
+                for d in range(len(parts)):
+                    below.setdefault(parts[:d], []).append(parts)
         for parts in below.get(e.parts, ()):
             related[parts].append(e)
     return related
+
+
+def _owner(parts: Parts, roots: dict[Parts, Any]) -> Parts | None:
+    return next((parts[:d] for d in range(len(parts)) if parts[:d] in roots), None)
 
 
 def value_before(parts: Parts, now: Any, entries: Sequence[Undoable]) -> Any:

@@ -13,14 +13,17 @@ from typing import Any, NamedTuple
 from ..errors import CycleError
 from ..events import StateChange, StateEvent
 from ..missing import MISSING
-from ..paths import Parts, parts_to_path, parts_to_str
+from ..paths import parts_to_path, parts_to_str
 from ..tree import copy_out
 from .batching import value_before
 from .requests import CALL, READ, DirectIO, Gen, raise_collected
+from .scheduler import Scheduler
 from .subscriptions import Change, Delivery
-from .tracking import RECORDER, Tracker
+from .tracking import Tracker, Why, start_recording, stop_recording
 
 __all__ = ["Dispatcher", "Plan"]
+
+_NONE: list[Exception] = []  # what ``collected`` is between dispatches (never extended)
 
 
 class Plan(NamedTuple):
@@ -28,13 +31,14 @@ class Plan(NamedTuple):
     trackers: dict[Hashable, Change]
     changes: list[Change]
     widen: tuple[int, ...] = ()  # deliveries reached by several changes: own values
+    origin: str | None = None  # who wrote, for a plan queued to a later round
 
 
 class Dispatcher:
     """Calls the planned deliveries, round after round, and collects their errors.
 
-    It reads the engine's registries (passed in, shared, never copied) and calls
-    ``retrack(tracker, read)`` after each tracked function's run.
+    It reads the engine's registries (passed in, shared, never copied) and asks the
+    ``scheduler`` whether a tracked function runs now or is marked due, and to record each run.
     """
 
     def __init__(
@@ -45,7 +49,7 @@ class Dispatcher:
         callbacks: dict[Hashable, Callable[..., Any]],
         trackers: dict[Hashable, Tracker],
         listeners: dict[int, Callable[[list[StateChange]], Any]],
-        retrack: Callable[[Tracker, set[Parts]], None],
+        scheduler: Scheduler,
     ) -> None:
         self.controller = controller
         self.max_rounds = max_rounds
@@ -53,15 +57,17 @@ class Dispatcher:
         self.callbacks = callbacks
         self.trackers = trackers
         self.listeners = listeners
-        self.retrack = retrack
+        self.scheduler = scheduler
         self.active = False  # a dispatch is running: new plans wait for the next round
-        self._queue: list[Plan] = []
-        self._errors: list[Exception] = []
+        self.queue: list[Plan] = []
+        self.collected: list[Exception] = []
 
     def enqueue(self, plan: Plan, errors: list[Exception]) -> None:
         """A plan made while dispatching (a callback wrote): delivered in the next round."""
-        self._queue.append(plan)
-        self._errors.extend(errors)
+        if plan.trackers:  # the writer is known now, not in the next round
+            plan = plan._replace(origin=self.scheduler.origin())
+        self.queue.append(plan)
+        self.collected.extend(errors)
 
     def widen(self, plan: Plan) -> Gen:
         """A subscription reached by several changes of one batch (or a write and the
@@ -76,24 +82,50 @@ class Dispatcher:
             plan.deliveries[index] = (cid, node, current, current, old, new, payload, bubble)
 
     def dispatch(self, plan: Plan, errors: list[Exception]) -> Gen:
-        self.active = True
-        self._errors = errors
+        self.start(errors)
         try:
             yield from self._deliver(plan, errors)
-            rounds = 1
-            while self._queue:
-                if rounds >= self.max_rounds:
-                    raise CycleError(self._loop_message(self._queue))
-                pending, self._queue = self._queue, []
-                rounds += 1
-                for p in pending:
-                    yield from self._deliver(p, errors)
+            yield from self.more_rounds(errors)
         finally:
-            self.active = False
-            self._queue = []
-            self._errors = []
+            self.stop()
         if errors:
             raise_collected(errors)
+
+    # the steps of ``dispatch``, for the direct write path (direct.py): start (or set
+    # ``active`` and ``collected`` inline), the first round delivered by the caller,
+    # ``more_rounds`` while ``queue`` holds plans, stop
+
+    def start(self, errors: list[Exception]) -> None:
+        self.active = True
+        self.collected = errors
+
+    def stop(self) -> None:
+        self.active = False
+        if self.queue:
+            self.queue = []
+        self.collected = _NONE  # extended only while active: never by a stopped dispatch
+
+    def more_rounds(self, errors: list[Exception]) -> Gen:
+        """The rounds after the first: the plans callbacks queued, until none are left."""
+        rounds = 1
+        while self.queue:
+            if rounds >= self.max_rounds:
+                raise CycleError(self._loop_message(self.queue))
+            pending, self.queue = self.queue, []
+            rounds += 1
+            for p in pending:
+                yield from self._deliver(p, errors)
+
+    def call_listeners(self, changes: list[Change], errors: list[Exception]) -> None:
+        """The ``on_changes`` listeners, called directly (``io.call`` is set)."""
+        public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in changes]
+        call = self.io.call
+        assert call is not None
+        for listener in list(self.listeners.values()):
+            try:
+                call(listener, public)
+            except Exception as exc:
+                errors.append(exc)
 
     def _deliver(self, plan: Plan, errors: list[Exception]) -> Gen:
         ctl, call, callbacks = self.controller, self.io.call, self.callbacks
@@ -112,7 +144,7 @@ class Dispatcher:
             except Exception as exc:
                 errors.append(exc)
         if plan.trackers:
-            yield from self._run_trackers(plan.trackers, errors)
+            yield from self._run_trackers(plan.trackers, errors, plan.origin)
         if self.listeners and plan.changes:
             public = [StateChange(parts_to_path(c.parts), c.prev, c.new) for c in plan.changes]
             for listener in list(self.listeners.values()):
@@ -121,26 +153,44 @@ class Dispatcher:
                 except Exception as exc:
                     errors.append(exc)
 
-    def _run_trackers(self, due: dict[Hashable, Change], errors: list[Exception]) -> Gen:
+    def _run_trackers(
+        self, due: dict[Hashable, Change], errors: list[Exception], origin: str | None
+    ) -> Gen:
+        scheduler = self.scheduler
         for tid, ch in due.items():
             tracker = self.trackers.get(tid)
-            if tracker is None:
+            if tracker is None or tracker.status.refused is not None:
                 continue
-            payload = ch.payload if ch.payload is not None else tracker.payload
-            event = StateEvent(self.controller, ch.parts, ch.parts, ch.prev, ch.new, payload)
             try:
-                yield from self._run_tracker(tracker, event)
+                if _is_first_run(ch):  # at registration: always now, whatever the policy
+                    yield from self.run_tracker(tracker, ch, Why(None, "registered"))
+                elif scheduler.defers(tracker):
+                    scheduler.mark_due(tracker, ch, origin)
+                else:
+                    yield from self.run_tracker(tracker, ch, scheduler.why(ch, origin))
             except Exception as exc:
                 errors.append(exc)
 
-    def _run_tracker(self, tracker: Tracker, event: StateEvent[Any]) -> Gen:
-        read: set[Parts] = set()
-        token = RECORDER.set((self.controller, read))
+    def run_tracker(self, tracker: Tracker, change: Change, why: Why) -> Gen:
+        """One run of ``tracker`` with its footprint recorded; raises what the run's caller
+        should get (its error, or the CycleError its footprint revealed)."""
+        event = self.scheduler.start(tracker, change, why)
+        if event is None:
+            return
+        error: Exception | None = None
+        footprint, token = start_recording(self.controller, tracker.name)
         try:
             yield (CALL, tracker.callback, event)
+        except Exception as exc:
+            error = exc
+        except BaseException:  # interrupted: the run did not finish, keep its old paths
+            tracker.running = False
+            raise
         finally:
-            RECORDER.reset(token)
-            self.retrack(tracker, read)
+            stop_recording(token)
+        error = self.scheduler.finish(tracker, footprint, error)
+        if error is not None:
+            raise error
 
     def _loop_message(self, pending: list[Plan]) -> str:
         paths = sorted({parts_to_str(c.parts) for p in pending for c in p.changes})
@@ -159,6 +209,12 @@ class Dispatcher:
             f"{', '.join(names) or '?'}. Make the callback stop writing when the value is "
             f"already right, or raise max_rounds."
         )
+
+
+def _is_first_run(ch: Change) -> bool:
+    # track() plans the first run as a change of the root from MISSING to MISSING, which no
+    # write can make (the root is never missing)
+    return not ch.parts and ch.prev is MISSING and ch.new is MISSING
 
 
 def _name(fn: Any) -> str:

@@ -42,12 +42,12 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from ..derived import DeriveData
-from ..errors import CallbackIdError
+from ..errors import CallbackIdError, CycleError
 from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts, parts_to_str
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
-from .audience import Audience
+from .audience import Audience, plan_route
 from .batching import BatchLog
 from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
@@ -64,8 +64,9 @@ from .requests import (
     raise_collected,
     user_value,
 )
+from .scheduler import Scheduler
 from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex
-from .tracking import Tracker
+from .tracking import NOW, POLICIES, Footprint, Tracker, record_write
 
 __all__ = ["Engine"]
 
@@ -78,7 +79,9 @@ class Engine:
           tracked functions (``trackers``), ``on_changes`` listeners, ids;
         - run each operation: apply the write, log it in a batch (``batches``: a
           ``BatchLog``), settle derivations, plan deliveries, and hand the plan to
-          ``dispatcher`` (a ``Dispatcher``) -- or queue it when a dispatch is running.
+          ``dispatcher`` (a ``Dispatcher``) -- or queue it when a dispatch is running;
+        - tell the ``scheduler`` (a ``Scheduler``: when tracked functions run, their marks)
+          about derivations that failed, recovered or wrote their own sources.
     """
 
     def __init__(self, controller: Any, max_rounds: int = 100) -> None:
@@ -96,6 +99,7 @@ class Engine:
         self.trackers: dict[Hashable, Tracker] = {}
         self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
         self.batches = BatchLog()
+        self.scheduler = Scheduler(controller, self.trackers, self.graph, self._retrack)
         self.dispatcher = Dispatcher(
             controller,
             max_rounds,
@@ -103,9 +107,12 @@ class Engine:
             self.callbacks,
             self.trackers,
             self.listeners,
-            self._retrack,
+            self.scheduler,
         )
         self._ids = itertools.count(1)
+        # the sync controller's set_state takes the direct path (direct.py) while this is
+        # True; the differential tests switch it off to compare with the generator path
+        self.direct_writes = True
 
     # ----- registries (no I/O) -------------------------------------------------------------
 
@@ -172,6 +179,15 @@ class Engine:
         if tracker is None:
             return False
         self.subs.remove_all(tid)
+        self.scheduler.forget(tid)
+        return True
+
+    def underive(self, dest: Parts) -> bool:
+        d = self.graph.remove(dest)
+        if d is None:
+            return False
+        self.scheduler.forget(d.id)
+        self.scheduler.topology += 1
         return True
 
     def _retrack(self, tracker: Tracker, read: set[Parts]) -> None:
@@ -194,6 +210,8 @@ class Engine:
         payload: Any = None,
         skip_notify: bool = False,
     ) -> Steps[bool]:
+        if Footprint.active:  # also when the value is unchanged: the function writes there
+            record_write(self.controller, parts)
         swap = self.io.swap
         plain = eq_func is None and default is NO_DEFAULT and not self.batches.depth
         if swap is not None and plain and parts and not self.graph:  # no "before" reads needed
@@ -252,6 +270,8 @@ class Engine:
     def del_state(
         self, parts: Parts, payload: Any = None, skip_notify: bool = False
     ) -> Steps[bool]:
+        if Footprint.active:  # even when missing: the function writes there
+            record_write(self.controller, parts)
         prev = yield (READ, parts)
         if prev is MISSING or (not parts and not prev):
             return False
@@ -282,7 +302,8 @@ class Engine:
         yield from self.batches.begin()
 
     def end_batch(self, exc: BaseException | None) -> Gen:
-        changes = yield from self.batches.end(exc)
+        heard = None if self.listeners else self.audience.hears
+        changes = yield from self.batches.end(exc, heard)
         if changes:
             yield from self._after(changes, False)
 
@@ -316,6 +337,7 @@ class Engine:
         self.graph.check(d)
         value = yield from self._compute(d)
         replaced = self.graph.add(d)
+        self.scheduler.topology += 1
         try:
             yield from self.set_state(dest, value, None, NO_DEFAULT, payload)
         except (ValueError, TypeError):
@@ -325,14 +347,32 @@ class Engine:
             raise
         return d.id
 
-    def track(self, callback: Callable[..., Any], payload: Any = None) -> Steps[Hashable]:
+    def track(
+        self,
+        callback: Callable[..., Any],
+        payload: Any = None,
+        name: str | None = None,
+        policy: str = NOW,
+        on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
+    ) -> Steps[Hashable]:
         if not callable(callback):
             raise TypeError(f"track() needs a callable, not {type(callback).__name__}")
-        tracker = Tracker(self.new_id(), callback, payload)
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        if on_mark is not None and not callable(on_mark):
+            raise TypeError(f"on_mark must be callable, not {type(on_mark).__name__}")
+        if name is None:  # "Class.method" or "fn", without the "outer.<locals>." noise
+            qualname = getattr(callback, "__qualname__", None) or repr(callback)
+            name = qualname.rsplit("<locals>.", 1)[-1]
+        tracker = Tracker(self.new_id(), callback, payload, name, policy, on_mark)
+        tracker.raise_errors = raise_errors
         self.trackers[tracker.id] = tracker
         first = Plan([], {tracker.id: Change((), MISSING, MISSING, payload)}, [])
         try:
             yield from self._after([], False, first)
+        except CycleError:
+            raise  # the message says what happened to it
         except Exception as exc:
             exc.add_note(f"(the function stays tracked as id {tracker.id!r}; untrack() it)")
             raise
@@ -344,7 +384,11 @@ class Engine:
 
     def external(self, changes: list[Change]) -> Steps[None]:
         """Changes another process made (a watching backend): react as if local."""
-        yield from self._after(changes, False)
+        self.scheduler.external = True
+        try:
+            yield from self._after(changes, False)
+        finally:
+            self.scheduler.external = False
 
     # ----- propagation ---------------------------------------------------------------------
 
@@ -380,21 +424,32 @@ class Engine:
 
         for ch in changes:
             push(ch)
+        scheduler = self.scheduler
         while heap:
             d = heapq.heappop(heap)[2]
-            if graph.by_dest.get(d.dest) is not d:
+            if graph.by_dest.get(d.dest) is not d or scheduler.is_refused(d):
                 continue
+            if d.id in scheduler.computing:  # its transform wrote its own source
+                raise scheduler.writes_own_source(d)
             try:
-                value = yield from self._compute(d)
+                scheduler.computing.add(d.id)
+                try:
+                    value = yield from self._compute(d)
+                finally:
+                    scheduler.computing.discard(d.id)
                 prev = yield (READ, d.dest)
                 if prev is not MISSING and values_equal(value, prev):
+                    scheduler.derivation_ok(d)
                     continue
                 stored = copy_in(value, d.dest)
                 yield (WRITE, d.dest, stored)
             except Exception as exc:
                 exc.add_note(f"(while deriving {parts_to_str(d.dest)!r})")
+                if not scheduler.is_refused(d):
+                    scheduler.derivation_failed(d, exc)
                 errors.append(exc)
                 continue
+            scheduler.derivation_ok(d)
             new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
             ch = Change(d.dest, prev, new, d.payload)
             changes.append(ch)
@@ -421,8 +476,13 @@ class Engine:
             subs.plan_one(changes[0], out, None, trackers)
         else:
             seen: Seen = {}
-            for ch in changes:
-                subs.plan(ch, out, seen, trackers)
+            route = self.audience.route
+            for ch in changes:  # (a batch's changes: often many siblings, each with a route)
+                heard = route(ch.parts)
+                if heard is False:
+                    continue
+                if heard is True or not plan_route(heard, ch, out, seen):
+                    subs.plan(ch, out, seen, trackers)
             widen = tuple(index for index, hits in seen.values() if hits > 1)
             return Plan(out, trackers, changes, widen)
         return Plan(out, trackers, changes)

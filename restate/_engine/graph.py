@@ -9,7 +9,7 @@ once, after all its sources settled (glitch-free).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -39,10 +39,18 @@ class DerivationInfo:
     dest: PurePosixPath
     sources: tuple[PurePosixPath, ...]
     payload: Any
+    status: str = "ok"  # ok | failed (see error) | stale (an input failed: reason) | refused
+    error: BaseException | None = None
+    reason: str | None = None
 
     @classmethod
     def of(cls, d: Derivation) -> DerivationInfo:
         return cls(d.id, parts_to_path(d.dest), tuple(map(parts_to_path, d.sources)), d.payload)
+
+    def with_status(self, status: Any) -> DerivationInfo:
+        """This info with the scheduler's marks (a ``tracking.Status``)."""
+        error = status.refused if status.refused is not None else status.error
+        return replace(self, status=status.word(False, False), error=error, reason=status.stale)
 
 
 class DerivationGraph:

@@ -47,14 +47,22 @@ Gen = Steps[Any]
 class DirectIO:
     """Plain functions a driver whose I/O needs no awaiting lends the engine: the hot paths
     (a write and its deliveries) call them directly instead of yielding a request. ``None``:
-    yield the request to the driver instead -- the same code either way."""
+    yield the request to the driver instead -- the same code either way.
 
-    __slots__ = ("call", "read", "swap", "write")
+    ``drive`` runs a whole generator of requests to its end (the sync driver): with it,
+    ``read``, ``write``, ``exists`` and ``call``, the direct write path (direct.py) needs
+    no generator for the common write and hands the rest -- a later round of deliveries, a
+    dict write with subscriptions below -- to ``drive``.
+    """
+
+    __slots__ = ("call", "drive", "exists", "read", "swap", "write")
 
     def __init__(self) -> None:
         self.read: Callable[[Any], Any] | None = None
         self.write: Callable[[Any, Any], Any] | None = None
         self.call: Callable[[Callable[..., Any], Any], Any] | None = None
+        self.exists: Callable[[Any], Any] | None = None
+        self.drive: Callable[[Gen], Any] | None = None
         # the backend's optional swap(path, value) -> prev (backends/base.py): one round trip
         self.swap: Callable[[Any, Any], Any] | None = None
 

@@ -25,7 +25,7 @@ from ..missing import MISSING
 from ..paths import WILDCARD, Parts
 from ..tree import values_equal
 
-__all__ = ["SUB", "TRACK", "Change", "Delivery", "Seen", "SubscriptionIndex"]
+__all__ = ["SUB", "TRACK", "Change", "Delivery", "Seen", "SubscriptionIndex", "seen_again"]
 
 SUB = 0
 TRACK = 1
@@ -51,7 +51,7 @@ Delivery = tuple[Hashable, "_Node", Parts, Parts, Any, Any, Any, list[int]]
 Seen = dict[tuple[Hashable, Parts], list[int]]
 
 
-def _seen_again(seen: Seen, cid: Hashable, current: Parts, index: int) -> bool:
+def seen_again(seen: Seen, cid: Hashable, current: Parts, index: int) -> bool:
     """Count a hit; True when this subscription already has a delivery in this dispatch."""
     hit = seen.get((cid, current))
     if hit is None:
@@ -250,7 +250,7 @@ class SubscriptionIndex:
                 if kind == TRACK:
                     trackers.setdefault(cid, change)
                     continue
-                if seen is not None and _seen_again(seen, cid, current, len(out)):
+                if seen is not None and seen_again(seen, cid, current, len(out)):
                     continue
                 out.append((cid, chain[depth], parts, current, prev, new, payload, bubble))
 
@@ -301,7 +301,7 @@ class SubscriptionIndex:
             if kind == TRACK:
                 trackers.setdefault(cid, change)
                 continue
-            if seen is not None and _seen_again(seen, cid, current, len(out)):
+            if seen is not None and seen_again(seen, cid, current, len(out)):
                 continue
             out.append((cid, node, emitting, current, prev, new, change.payload, bubble))
 

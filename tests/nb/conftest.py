@@ -52,7 +52,14 @@ class Shell:
         if cell_id is None:
             self._ids += 1
             cell_id = f"cell-{self._ids}"
-        self.run("%%restate track\n" + code, cell_id=cell_id)
+        return self.run_tracked_with("%%restate track\n" + code, cell_id)
+
+    def run_tracked_with(self, cell: str, cell_id: str | None = None) -> Any:
+        """Run a whole ``%%restate track ...`` cell (header included); its TrackedCell."""
+        if cell_id is None:
+            self._ids += 1
+            cell_id = f"cell-{self._ids}"
+        self.run(cell, cell_id=cell_id)
         return self.session.cells.last_tracked
 
 

@@ -7,6 +7,7 @@ fresh clone whether or not the package is installed.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import sys
@@ -76,6 +77,12 @@ class Run:
         state = self.widget_state(model_id)
         if state.get("_model_name") == "OutputModel":
             return "".join(self._render(o) for o in state.get("outputs", ()))
+        if state.get("_model_name") in ("VBoxModel", "HBoxModel", "BoxModel"):
+            ids = [c.removeprefix("IPY_MODEL_") for c in state.get("children", ())]
+            return "".join(self._render_widget(i) for i in ids)
+        if state.get("_model_name") == "HTMLModel":  # as a person reads it: no tags
+            text = html.unescape(re.sub(r"<[^>]*>", "", state.get("value") or ""))
+            return text + "\n" if text else ""
         return f"<{state.get('_model_name', 'widget')} value={state.get('value')!r}>\n"
 
     def send_widget_update(self, model_id: str, state: dict[str, Any]) -> None:

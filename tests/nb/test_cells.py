@@ -3,9 +3,14 @@ they show, and how errors and cycles are reported."""
 
 from __future__ import annotations
 
+import html
+import re
 import threading
+from pathlib import PurePosixPath
+from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 
 from .conftest import Shell, seen
 
@@ -97,19 +102,28 @@ def test_tracked_cell_writing_what_it_reads_reports_cycle_error_without_hanging(
     shell.run('state["/n"] = 0')
     cell = shell.tracked('state["/n"] = state["/n"] + 1\nprint("n", state["/n"])')
     text = seen(cell)
-    assert "CycleError" in text and "/n" in text and "no longer tracked" in text
-    assert shell.controller.trackers() == []
+    assert f"CycleError: a loop: {cell.name} → /n → {cell.name}." in text
+    assert "will not run again until their cells are run again" in text
+    assert [t.status for t in shell.controller.trackers()] == ["refused"]
+    assert shell.controller.get_state("/n") == 1  # the one pass that revealed the loop
     shell.run('state["/n"] = 10')  # no hang, no re-run
     assert shell.controller.get_state("/n") == 10
+    assert cell.runs == 1
 
 
 def test_cells_feeding_each_other_stop_with_cycle_error(shell: Shell) -> None:
     shell.run('state["/a"] = 0; state["/b"] = 0')
     one = shell.tracked('state["/b"] = state["/a"] + 1')
     two = shell.tracked('state["/a"] = state["/b"] + 1')
-    shell.run('state["/a"] = 100')
-    assert "CycleError" in seen(one) and "CycleError" in seen(two)
-    assert shell.controller.trackers() == []
+    chain = f"{two.name} → /a → {one.name} → /b → {two.name}"
+    assert f"CycleError: a loop: {chain}" in seen(one)
+    assert f"CycleError: a loop: {chain}" in seen(two)
+    # bounded: only the second cell's first pass ran after the first cell's
+    assert (shell.controller.get_state("/a"), shell.controller.get_state("/b")) == (2, 1)
+    shell.run('state["/a"] = 100')  # later writes start nothing
+    assert (shell.controller.get_state("/a"), shell.controller.get_state("/b")) == (100, 1)
+    assert (one.runs, two.runs) == (1, 1)
+    assert {t.status for t in shell.controller.trackers()} == {"refused"}
 
 
 def test_write_from_another_thread_reruns_the_cell_at_once(shell: Shell) -> None:
@@ -221,3 +235,106 @@ def test_interrupted_rerun_keeps_the_other_queued_cells_tracked(shell: Shell) ->
     assert seen(second) == "second sees 2\n"
     assert seen(first) == "first\n"
     assert len(shell.controller.trackers()) == 2  # nothing orphaned
+
+
+# ----- the scheduler as a notebook user meets it --------------------------------------------
+
+
+def status_line(cell: Any) -> str:
+    """The cell's status line as a person reads it (tags dropped)."""
+    return html.unescape(re.sub(r"<[^>]*>", "", cell.status.value))
+
+
+def test_a_rerun_says_which_path_changed_and_which_cell_wrote_it(shell: Shell) -> None:
+    cell = shell.tracked('print("a is", state.get("/a"))')
+    assert status_line(cell) == ""  # the run at registration needs no reason
+    count = shell.ip.execution_count
+    shell.run('state["/a"] = 1')
+    assert re.fullmatch(
+        rf"↻ ran because /a changed \(cell \[{count}\], \d\d:\d\d:\d\d\)", status_line(cell)
+    )
+    worker = threading.Thread(target=lambda: shell.controller.set_state("/a", 2), name="feeder")
+    worker.start()
+    worker.join()
+    assert "/a changed (thread feeder," in status_line(cell)
+
+
+def test_a_lazy_cell_shows_stale_keeps_its_old_output_and_runs_on_restate_run(
+    shell: Shell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run('state["/a"] = 1')
+    cell = shell.run_tracked_with('%%restate track --lazy\nprint("slow sees", state["/a"])')
+    count = shell.ip.execution_count
+    shell.run('state["/a"] = 2')
+    assert seen(cell) == "slow sees 1\n"  # the old output stays
+    assert status_line(cell).startswith(f"⚠ stale: /a changed (cell [{count}], ")
+    assert status_line(cell).endswith("; %restate run updates it")
+    capsys.readouterr()
+    shell.run("%restate run")
+    assert capsys.readouterr().out == "restate: ran 1 stale cell\n"
+    assert seen(cell) == "slow sees 2\n"
+    assert status_line(cell).startswith("↻ ran because /a changed")
+
+
+def test_restate_run_runs_stale_lazy_cells_ancestors_first(shell: Shell) -> None:
+    shell.run('state["/a"] = 1\norder = []')
+    # the reader is registered first: registration order alone would be wrong
+    shell.run_tracked_with('%%restate track --lazy\norder.append("report")\nstate.get("/b")')
+    shell.run_tracked_with(
+        '%%restate track --lazy\norder.append("b")\nstate["/b"] = state["/a"] * 2'
+    )
+    shell.run('order.clear()\nstate["/a"] = 5\nstate["/b"] = 0')
+    shell.run("%restate run")
+    assert shell.ns["order"] == ["b", "report"]
+    assert shell.controller.get_state("/b") == 10
+
+
+def test_a_debounced_cell_waits_for_quiet_and_runs_once_for_the_latest_value(
+    shell: Shell,
+) -> None:
+    ran = threading.Event()
+    shell.ns.update(ran=ran, seen_values=[])
+    shell.run('state["/x"] = 0')
+    cell = shell.run_tracked_with(
+        "%%restate track --debounce 0.2\n"
+        'seen_values.append(state["/x"])\n'
+        "if len(seen_values) > 1: ran.set()"
+    )
+    shell.run('for i in range(1000):\n    state["/x"] = i')
+    assert ran.wait(10), "the debounced cell never ran"
+    assert shell.ns["seen_values"] == [0, 999]
+    assert cell.runs == 2
+
+
+def test_a_failing_derive_shows_its_traceback_in_its_own_cell_and_readers_go_stale(
+    shell: Shell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run('state["/num"] = 6\nstate["/den"] = 3')
+    shell.run('%restate derive /ratio = state["/num"] / state["/den"]')
+    derivation = shell.session.derivations.by_dest[PurePosixPath("/ratio")]
+    reader = shell.tracked('print("ratio", state["/ratio"])')
+    capsys.readouterr()
+    result = shell.run_raw('state["/den"] = 0')
+    assert result.success  # the writer's cell: no traceback
+    err = capsys.readouterr().err
+    assert err == (
+        "restate: derive /ratio failed (ZeroDivisionError: division by zero); "
+        "its output shows the traceback\n"
+    )
+    [error] = derivation.output.outputs
+    shown = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", "\n".join(error["traceback"]))
+    assert "ZeroDivisionError" in shown and 'state["/num"] / state["/den"]' in shown
+    assert "restate" not in shown.replace("restate derive /ratio", "")  # no frames of ours
+    assert status_line(reader) == "⚠ stale: /ratio failed in derive /ratio"
+    assert seen(reader) == "ratio 2.0\n"  # its last good output stays
+    shell.run('state["/den"] = 4')  # fixed: everything recovers by itself
+    assert derivation.output.outputs == ()
+    assert seen(reader) == "ratio 1.5\n"
+    assert status_line(reader).startswith("↻ ran because /ratio changed (derive /ratio, ")
+
+
+def test_bad_track_options_are_a_one_line_usage_error(shell: Shell) -> None:
+    for header in ("--lazy --lazy", "--debounce", "--debounce soon", "--debounce -1", "--fast"):
+        with pytest.raises(UsageError, match=r"%%restate track \[--lazy \| --debounce SECONDS\]"):
+            shell.run(f"%%restate track {header}\nprint(1)")
+    assert shell.controller.trackers() == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from IPython.core.error import UsageError
@@ -199,13 +199,19 @@ def test_backend_switch_keeps_tracked_cells_and_derivations_working(
     assert isinstance(shell.controller.backend, InMemoryBackend)
 
 
-def test_a_derivation_failing_on_the_opened_store_warns_and_the_switch_stands(
-    shell: Shell, tmp_path: Path
+def test_a_derivation_failing_on_the_opened_store_notes_it_in_one_line_and_the_switch_stands(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shell.run('state["/income"] = 100')
     shell.run('%restate derive /left = state["/income"] - 10')  # KeyError on an empty store
-    with pytest.warns(RuntimeWarning, match="switched backends.*KeyError"):
-        shell.run(f"%restate backend fs {tmp_path / 'fs'} --open")
+    derivation = shell.session.derivations.by_dest[PurePosixPath("/left")]
+    capsys.readouterr()
+    shell.run(f"%restate backend fs {tmp_path / 'fs'} --open")
+    err = capsys.readouterr().err
+    assert "restate: derive /left failed (KeyError: '/income')" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    shown = "".join("".join(o.get("traceback", ())) for o in derivation.output.outputs)
+    assert "KeyError" in shown and "restate/" not in shown  # no frames of ours
     assert type(shell.controller.backend).__name__ == "FileSystemSyncBackend"
     shell.run('state["/income"] = 50')
     assert shell.controller.get_state("/left") == 40

@@ -7,6 +7,7 @@ notebook; each notebook covers several behaviours.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,20 @@ from .notebook_runner import Run, run_notebook
 
 # real kernels through nbclient: not part of the quick loop
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+
+WHY = re.compile(r"↻ ran because (/\S*) changed \((.+), \d\d:\d\d:\d\d\)\n")
+
+
+def body(text: str) -> str:
+    """What a tracked cell shows under its status line."""
+    return WHY.sub("", text, count=1) if text.startswith("↻") else text
+
+
+def why(text: str) -> tuple[str, str] | None:
+    """(path, writer) of a tracked cell's "ran because" status line."""
+    match = WHY.match(text)
+    return (match[1], match[2]) if match else None
 
 
 class Snapshots:
@@ -60,23 +75,32 @@ def test_tracked_cells_rerun_in_place_in_an_executed_notebook(
     snap = Snapshots()
     run = run_notebook(cells, tmp_path, {12: snap.of("error", 11)})
 
-    assert run.seen(2) == "total 11\n"  # latest total (a=7, b=4), in its own output
-    for setter in (1, 3, 7, 12, 13):
+    assert body(run.seen(2)) == "total 11\n"  # latest total (a=7, b=4), in its own output
+    assert why(run.seen(2)) == ("/b", "cell [14]")  # the last writer: cell 13, In[14]
+    for setter in (1, 3, 7, 13):
         assert run.seen(setter) == "", setter  # the tracked output never lands here
+    # the writer whose write made cell 11 fail gets one line, no traceback
+    assert run.seen(12) == (
+        "restate: cell [12] failed (ZeroDivisionError: division by zero); "
+        "its output shows the traceback\n"
+    )
     assert run.seen(4) == "setter printed\n"
-    assert run.seen(6) == "doubled 22\n"
-    assert run.seen(5) == "report of 22\n"
+    assert body(run.seen(6)) == "doubled 22\n"
+    assert body(run.seen(5)) == "report of 22\n"
+    assert why(run.seen(5)) == ("/doubled", "cell [7]")  # written by the doubled cell
     # names updated by the re-runs, each cell once, writers before readers
     assert run.seen(8) == "120 report of 240 ['total', 'doubled', 'report']\n"
     assert run.seen(10) == "triple 21\n"
     assert "ZeroDivisionError" in snap.taken["error"]
     assert 'ratio = 100 / state["/b"]' in snap.taken["error"]
-    assert run.seen(11) == "ratio 25.0\n"
-    assert "CycleError" in run.seen(14) and "/n" in run.seen(14)
+    assert body(run.seen(11)) == "ratio 25.0\n"
+    assert "CycleError: a loop: cell [15] → /n → cell [15]" in run.seen(14)
     bad = run.seen(15).strip().splitlines()
     assert len(bad) == 1 and bad[0].startswith("UsageError:") and "backend" in bad[0]
     status = run.seen(16)
-    assert "4 tracked cells" in status and "reads /a, /b" in status and "/triple" in status
+    assert "5 tracked cells" in status and "reads /a, /b" in status and "/triple" in status
+    refused = "cell #5 [In[15]]  reads /n  writes /n  ⛔ refused: CycleError: a loop: cell [15]"
+    assert refused in status
 
 
 def test_thread_and_widget_writes_rerun_a_tracked_cell(kernel_path: Path, tmp_path: Path) -> None:
@@ -97,9 +121,11 @@ def test_thread_and_widget_writes_rerun_a_tracked_cell(kernel_path: Path, tmp_pa
         run.send_widget_update(model_id, {"value": 7})
 
     run = run_notebook(cells, tmp_path, {3: snap.of("thread", 2), 4: drag_slider})
-    assert snap.taken["thread"] == "level 2\n"
+    assert body(snap.taken["thread"]) == "level 2\n"
+    assert why(snap.taken["thread"]) == ("/level", "thread Thread-3 (<lambda>)")
     assert run.seen(3) == ""
-    assert run.seen(2) == "level 7\n"
+    assert body(run.seen(2)) == "level 7\n"
+    assert why(run.seen(2)) == ("/level", "a widget")
     assert run.seen(5) == "after widget 7\n"
 
 
@@ -120,8 +146,8 @@ def test_backend_switch_to_fs_and_sqlite_keeps_tracked_cells_working(
     snap = Snapshots()
     run = run_notebook(cells, tmp_path, {5: snap.of("fs", 2)})
     assert run.seen(4).startswith("restate: copied the current state, 2 top-level keys (x, y)")
-    assert snap.taken["fs"] == "x is 5\n"
+    assert body(snap.taken["fs"]) == "x is 5\n"
     assert (fs_dir / "y.json").read_text().strip() == "6"
-    assert run.seen(2) == "x is 6\n"
+    assert body(run.seen(2)) == "x is 6\n"
     assert run.seen(7) == "y 7\n"
     assert db.exists()

@@ -21,18 +21,25 @@ Rules:
 - Every file write is a temporary file (random name, ``O_EXCL | O_NOFOLLOW``) in the same
   directory + ``os.replace``; ``durable=True`` also fsyncs the file and its directory.
   Serialization happens before the disk is touched.
-- Every write, delete and batch is a transaction: it holds the directory lock (``lock.py``)
-  and journals what it changes first (``journal.py``), so it is all-or-nothing across
-  crashes and isolated from other processes; the next lock holder undoes what a killed
-  process left half done.
+- Every write, delete and batch is a transaction: it holds the directory lock (``lock.py``),
+  so it is isolated from other processes, and it is all-or-nothing across process crashes
+  (and, with ``durable=True``, power loss; see ``journal.py``). A change of several steps (a
+  batch, a directory replaced by a file or removed, new directories made, a root write) is
+  journaled first and the next lock holder undoes what a killed process left half done; a
+  plain write or delete that is one rename or unlink (a leaf file replaced, created or
+  removed) is atomic by itself and skips the journal.
 - Names are encoded reversibly (see ``names.py``). Files of other extensions, names starting
   with ``.`` and symlinks are never read, followed, written through or deleted: the walk
   opens each directory with ``O_NOFOLLOW`` relative to its parent's descriptor.
+
+This module holds the public methods and the write/delete paths; reading is in
+``reading.py``, locking and journaling in ``transactions.py`` (mixins of the class here).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,8 +50,7 @@ from ...errors import BackendError, PathConflictError
 from ...missing import MISSING
 from ...paths import Parts, parts_to_str, to_parts
 from ...serializers import Serializer, json_serializer
-from ...tree import copy_in, delete_in, get_in, set_in
-from .._interrupts import finish
+from ...tree import copy_in, delete_in, set_in
 from ..base import Backend
 from . import names, probe
 from .fileio import (
@@ -53,18 +59,18 @@ from .fileio import (
     close_all,
     key_bytes,
     open_dir,
-    pre_image,
-    read_bytes,
     unlink_at,
     write_atomic,
 )
-from .journal import Journal, Rel, has_journal, recover
+from .journal import JOURNAL_NAME, Journal, Rel
 from .lock import DirLock
+from .reading import FileReading
+from .transactions import FileTransactions
 
 __all__ = ["FileSystemSyncBackend"]
 
 
-class FileSystemSyncBackend(Backend):
+class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
     """State stored as files below ``base_dir`` (created if missing).
 
     Args:
@@ -88,6 +94,7 @@ class FileSystemSyncBackend(Backend):
         self._encoded: dict[str, str] = {}
         self._rels: dict[int, Rel] = {}  # open directory descriptor -> names below base_dir
         self._journal = Journal(self._open_base, durable)
+        self._journal_path = os.path.join(self.base_dir, JOURNAL_NAME)
         self._dirlock = DirLock(self._open_base, str(self.base_dir))
         with self._lock, self._locked(exclusive=True):
             pass  # taking the lock undoes a batch a killed process left half done
@@ -110,7 +117,7 @@ class FileSystemSyncBackend(Backend):
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         value = copy_in(value, parts)
-        with self._os_errors("write", parts), self.transaction():
+        with self._os_errors("write", parts), self._transaction(record=False):
             if parts:
                 self._write(parts, value)
             else:
@@ -118,7 +125,7 @@ class FileSystemSyncBackend(Backend):
 
     def delete(self, path: PurePosixPath | str) -> None:
         parts = to_parts(path)
-        with self._os_errors("delete", parts), self.transaction():
+        with self._os_errors("delete", parts), self._transaction(record=False):
             self._delete(parts)
 
     @contextmanager
@@ -165,12 +172,6 @@ class FileSystemSyncBackend(Backend):
             name = self._encoded[key] = names.encode_name(key, self.serializer.extension)
         return name
 
-    def _dec(self, parent: int, name: str) -> str | None:
-        if not names.is_hashed(name):
-            return names.decode_name(name)
-        raw = read_bytes(parent, names.sidecar(name))
-        return None if raw is None else raw.decode("utf-8", "surrogatepass")
-
     # files
     def _open_base(self) -> int:
         try:
@@ -191,163 +192,15 @@ class FileSystemSyncBackend(Backend):
         self._note(parent, name)
         return unlink_at(parent, name)
 
-    # transactions: the journal (journal.py) under the directory lock (lock.py)
-    def _note(self, parent: int, name: str) -> None:
-        """Journal what ``name`` holds before it changes (every change goes through here)."""
-        self._journal.note((*self._rels[parent], name), lambda: pre_image(parent, name))
-
-    @contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[None]:
-        """Hold the directory lock; the first holder undoes what a killed process left."""
-        depth = self._dirlock.depth
+    def _is_dir(self, parent: int, name: str) -> bool:
         try:
-            if self._dirlock.acquire(exclusive):
-                self._recover()
-        except BaseException:
-            self._dirlock.release_to(depth)
-            raise
-        try:
-            yield
-        finally:
-            self._dirlock.release_to(depth)
-
-    def _recover(self) -> None:
-        fd = self._open_base()
-        try:
-            if not has_journal(fd):
-                return
-            exclusive = self._dirlock.exclusive
-            if not exclusive:
-                self._dirlock.upgrade()
-            try:
-                recover(fd, self.durable)
-            finally:
-                if not exclusive:
-                    self._dirlock.downgrade()
-        finally:
-            os.close(fd)
-
-    @contextmanager
-    def transaction(self) -> Iterator[FileSystemSyncBackend]:
-        """Group writes and deletes into one atomic unit (nestable).
-
-        Holds the directory's exclusive lock throughout, so it is isolated from other
-        processes; every change is journaled first (``journal.py``), so a crash at any point
-        leaves all of it or none. On an exception (KeyboardInterrupt included) every file and
-        directory it touched is put back as it was, byte for byte, then the exception
-        propagates.
-        """
-        with self._lock:
-            level, held = self._journal.depth, self._dirlock.depth
-            try:
-                self._begin()
-                yield self
-                self._end(level, held, rollback=False)
-            except BaseException:
-                self._end(level, held, rollback=True)
-                raise
-
-    def _begin(self) -> None:
-        with self._lock:
-            depth = self._dirlock.depth
-            try:
-                if self._dirlock.acquire(exclusive=True):
-                    self._recover()
-                self._journal.begin()
-            except BaseException:
-                self._dirlock.release_to(depth)
-                raise
-
-    def _end(self, level: int, held: int, rollback: bool) -> None:
-        """Commit or roll back journal level ``level``, then give the lock back down to
-        ``held``. Idempotent (a level already ended is left alone), so an interrupted end can
-        be repeated; a failed commit rolls back; a rollback runs through interrupts."""
-        with self._lock:
-            try:
-                if not rollback:
-                    try:
-                        self._journal.commit(level)
-                        return
-                    except BaseException:
-                        finish(lambda: self._journal.rollback(level, self.durable))
-                        raise
-                finish(lambda: self._journal.rollback(level, self.durable))
-            finally:
-                self._dirlock.release_to(held)
-
-    def _load(self, parent: int, name: str) -> Any:
-        raw = read_bytes(parent, name)
-        if raw is None:
-            return MISSING
-        try:
-            return self.serializer.loads(raw.decode() if self.serializer.raw_type is str else raw)
-        except Exception as exc:
-            raise BackendError(
-                f"cannot parse {name!r} below {str(self.base_dir)!r}: {exc}"
-            ) from exc
+            return stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     def _store(self, parent: int, name: str, data: bytes) -> None:
         self._note(parent, name)
         write_atomic(parent, name, data, self.durable)
-
-    # read
-    def _read(self, parts: Parts) -> Any:
-        fd = self._open_base()
-        try:
-            for i, key in enumerate(parts):
-                name = self._enc(key)
-                value = self._load(fd, name + self._ext)
-                if value is not MISSING:
-                    return get_in(value, parts, i + 1)
-                sub = open_dir(fd, name)
-                if sub is None:
-                    return MISSING
-                os.close(fd)
-                fd = sub
-            value = self._load_dir(fd)
-            return value if value or not parts else MISSING
-        finally:
-            os.close(fd)
-
-    def _entries(self, fd: int) -> Iterator[tuple[str | None, str, bool]]:
-        """``(key, name, is_value_file)`` for each value file and directory in ``fd``; hidden
-        names and files of other extensions are skipped, ``key`` is None when a name does not
-        decode."""
-        ext, n = self._ext, len(self._ext)
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                name = entry.name
-                if name[0] == ".":
-                    continue
-                if name.endswith(ext) and entry.is_file(follow_symlinks=False):
-                    yield self._dec(fd, name[:-n]), name, True
-                elif entry.is_dir(follow_symlinks=False):
-                    yield self._dec(fd, name), name, False
-
-    def _load_dir(self, fd: int) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        subdirs = []
-        for key, name, is_file in self._entries(fd):
-            if key is None:
-                continue
-            if not is_file:
-                subdirs.append((key, name))
-                continue
-            value = self._load(fd, name)
-            if value is not MISSING:
-                result[key] = value
-        for key, name in subdirs:
-            if key in result:
-                continue  # a file wins over a directory of the same name
-            sub = open_dir(fd, name)
-            if sub is not None:
-                try:
-                    value = self._load_dir(sub)
-                finally:
-                    os.close(sub)
-                if value:
-                    result[key] = value
-        return result
 
     # write
     def _walk(self, parts: Parts) -> tuple[list[int], Any]:
@@ -388,13 +241,17 @@ class FileSystemSyncBackend(Backend):
                 self._write_in_doc(fds[-1], parts, depth, doc, value)
                 return
             raw = self.serializer.dump_bytes(value, parts_to_str(parts))
+            name = self._enc(parts[-1])
+            has_dir = depth == len(parts) - 1 and self._is_dir(fds[-1], name)
+            if has_dir or depth < len(parts) - 1 or names.is_hashed(name):
+                self._several_steps()
             for key in parts[depth:-1]:
                 fds.append(self._make_dir(fds[-1], self._enc(key), key))
-            name = self._enc(parts[-1])
             if names.is_hashed(name):
                 self._store(fds[-1], names.sidecar(name), key_bytes(parts[-1]))
             self._store(fds[-1], name + self._ext, raw)
-            self._remove_tree(fds[-1], name)
+            if has_dir:
+                self._remove_tree(fds[-1], name)
         finally:
             close_all(fds)
 
@@ -434,6 +291,7 @@ class FileSystemSyncBackend(Backend):
         if type(value) is not dict:
             raise TypeError(f"the root must be a dict, not {type(value).__name__}")
         raws = {k: self.serializer.dump_bytes(v, "/" + k) for k, v in value.items()}
+        self._several_steps()
         fd = self._open_base()
         try:
             current = self._load_dir(fd)
@@ -451,6 +309,7 @@ class FileSystemSyncBackend(Backend):
     # delete
     def _delete(self, parts: Parts) -> None:
         if not parts:
+            self._several_steps()
             fd = self._open_base()
             try:
                 self._clear_dir(fd)
@@ -469,8 +328,13 @@ class FileSystemSyncBackend(Backend):
                     at = parts_to_str(parts[: depth + 1])
                     self._store(fds[-1], name, self.serializer.dump_bytes(doc, at))
                 return
-            if depth == len(parts) - 1 and self._remove_node(fds[-1], self._enc(parts[-1])):
-                self._prune(fds, parts)
+            if depth < len(parts) - 1:
+                return
+            name = self._enc(parts[-1])
+            if self._is_dir(fds[-1], name) or any(names.is_hashed(self._enc(k)) for k in parts):
+                self._several_steps()  # a subtree, or key sidecars: more than one unlink
+            if self._remove_node(fds[-1], name):
+                self._prune(fds, parts)  # empty directories read as missing: no journal
         finally:
             close_all(fds)
 

@@ -6,7 +6,7 @@ Design (an undo log, the classic write-ahead rule applied to pre-images):
 2. Before the transaction changes a name below the root for the first time (a file
    replaced or removed, a directory made or removed), the journal file ``.restate.journal``
    in the root gets a record of what that name held: the file's bytes, "a directory", or
-   "nothing". The record is written and fsynced *before* the change is made.
+   "nothing". The record is written *before* the change is made.
 3. Commit = unlinking the journal (then, with ``durable=True``, fsyncing the root). That
    single unlink is the commit point: before it the batch can be undone completely, after
    it there is nothing to undo.
@@ -15,9 +15,27 @@ Design (an undo log, the classic write-ahead rule applied to pre-images):
    and then unlink the journal. Undoing is idempotent, so a crash during an undo is finished
    by the next recovery.
 
+When the record must be on disk (process crash vs power loss):
+
+- A process crash (SIGKILL, an exception that kills the interpreter) loses nothing already
+  handed to the kernel with ``write``: the page cache outlives the process, and every other
+  process sees the writes in the order they were made. So a record written (not fsynced)
+  before its change is enough for all-or-nothing across process crashes.
+- An OS crash or power loss can drop or reorder unsynced writes. With ``durable=True`` every
+  record is fsynced before its change (and the root after the journal is created and after
+  it is unlinked), so batches are all-or-nothing across power loss too. With
+  ``durable=False`` (the default) the value files are not fsynced either, so no promise is
+  made for power loss: after one, a batch may be partly applied and recent writes lost.
+
+Single-step writes need no journal: a plain ``write``/``delete`` that is one atomic rename
+or unlink (a leaf file replaced or created, no directory removed or made, no key sidecar)
+opens a level with ``record=False``; the backend calls ``record()`` before the first change
+only when it finds the operation takes several steps. A level nested in a recording one
+always records.
+
 Records are ``kind, len(rel), len(data), rel, data, crc32``; a torn last record (the
 process died while appending it) fails its checksum and is ignored -- its change had not
-been made, since a record is complete on disk before its change starts. ``rel`` is the list
+been made, since a record is complete before its change starts. ``rel`` is the list
 of names from the root, so undo walks descriptors from the root (``fileio.restore``) and
 never follows a symlink planted meanwhile.
 
@@ -55,6 +73,7 @@ Rel = tuple[str, ...]
 class _Level:
     count: int  # records before this level began
     offset: int  # journal size before this level began
+    recording: bool = True  # False: a single-step change, nothing to journal
     seen: set[Rel] = field(default_factory=set)
 
 
@@ -78,13 +97,24 @@ class Journal:
         """How many levels are open; the next ``begin()`` opens level ``depth``."""
         return len(self._levels)
 
-    def begin(self) -> None:
-        self._levels.append(_Level(len(self.records), self._size))
+    def begin(self, record: bool = True) -> None:
+        """Open a level; ``record=False`` journals nothing until ``record()`` (inside a
+        recording level it records anyway)."""
+        recording = record or (bool(self._levels) and self._levels[-1].recording)
+        self._levels.append(_Level(len(self.records), self._size, recording))
+
+    @property
+    def recording(self) -> bool:
+        return bool(self._levels) and self._levels[-1].recording
+
+    def record(self) -> None:
+        """Journal this level's changes from now on (call before its first change)."""
+        self._levels[-1].recording = True
 
     def note(self, rel: Rel, pre: Callable[[], PreImage]) -> None:
         """Record what ``rel`` holds (``pre()``) before its first change in this level."""
         level = self._levels[-1]
-        if rel in level.seen:
+        if not level.recording or rel in level.seen:
             return
         image = pre()
         self._append(_encode(rel, image))
@@ -132,17 +162,19 @@ class Journal:
             self._fd = _create(root)
             self._size = _write(self._fd, _MAGIC)
         self._size += _write(self._fd, record)
-        os.fsync(self._fd)  # the record is on disk before the change it allows
+        if self._durable:  # power loss: the record is on disk before the change it allows
+            os.fsync(self._fd)
+            if root is not None:
+                os.fsync(root)  # ... and so is the journal's name
         if root is not None:
-            if self._durable:
-                os.fsync(root)  # ... and so is the journal's name (power loss)
             os.close(root)
 
     def _truncate(self, offset: int) -> None:
         if self._fd is not None and offset < self._size:
             os.ftruncate(self._fd, offset)
             os.lseek(self._fd, offset, os.SEEK_SET)
-            os.fsync(self._fd)
+            if self._durable:
+                os.fsync(self._fd)
             self._size = offset
 
     def _finish(self) -> None:
@@ -186,7 +218,8 @@ def recover(root: int, durable: bool) -> int:
     for rel, image in reversed(records):
         restore(root, rel, image, durable)
     os.unlink(JOURNAL_NAME, dir_fd=root)
-    os.fsync(root)
+    if durable:
+        os.fsync(root)
     return len(records)
 
 

@@ -1,0 +1,196 @@
+"""The direct write path: ``set_state`` as a plain function for the writes most programs make.
+
+The sans-IO engine (engine.py) stays the single source of truth; this module is a shortcut
+through the same steps for a driver whose I/O needs no awaiting (``DirectIO.drive`` set: the
+sync controller). A write takes it when the path's audience (audience.py, one dict lookup)
+is nobody or a ``Route`` of plain subscriptions:
+
+1. read, compare, write -- the same steps, in the same order, as ``Engine.set_state``;
+2. deliver straight from the route: one ``StateEvent`` per subscription, innermost first,
+   ``stop_bubbling`` honoured, then the ``on_changes`` listeners. A delivery made while a
+   dispatch runs (a callback wrote) is queued as a ``Plan``, like the engine's; later rounds
+   go through ``Dispatcher.more_rounds`` driven by ``DirectIO.drive``.
+
+Everything else goes to the engine's generator, driven by ``DirectIO.drive``: a path a
+derivation, tracked function or ``*`` subscription may hear, a dict written where
+subscriptions lie below (only the planner diffs dicts), and every write outside a batch to
+a store with ``swap()`` (the engine writes and gets the previous value in one round trip).
+
+Inside a batch the write is applied and logged as ``Engine.set_state`` does (the undo log
+is what rollback needs), without a generator. A write to a persistent store that nothing
+can observe skips the read of the previous value (``_write_blind``).
+``Engine.direct_writes = False`` switches the path off (the differential tests compare
+both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..events import StateEvent
+from ..missing import MISSING
+from ..paths import Parts
+from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
+from .audience import Route
+from .batching import Entry, new_entry
+from .dispatch import Plan
+from .requests import NO_DEFAULT, raise_collected, user_value
+from .subscriptions import Change
+from .tracking import Footprint, record_write
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["set_direct"]
+
+
+def set_direct(
+    engine: Engine,
+    parts: Parts,
+    value: Any,
+    eq_func: Callable[[Any, Any], Any] | None,
+    default: Any,
+    payload: Any,
+    skip_notify: bool,
+) -> bool:
+    """``Engine.set_state`` for a sync driver; same arguments, same result and events."""
+    if Footprint.active:  # also when the value is unchanged: the function writes there
+        record_write(engine.controller, parts)
+    io = engine.io
+    if engine.batches.depth:
+        return _set_in_batch(engine, parts, value, eq_func, default, payload, skip_notify)
+    heard = engine.audience.known.get(parts)
+    if heard is None:
+        heard = engine.audience.route(parts)
+    if heard is True or io.swap is not None:  # the planner's, or the backend's swap()
+        gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
+        return bool(io.drive(gen))  # type: ignore[misc]
+    if (
+        heard is False
+        and not engine.aliasing
+        and eq_func is None
+        and default is NO_DEFAULT
+        and not engine.listeners
+    ):
+        return _write_blind(engine, parts, value)
+    prev = io.read(parts)  # type: ignore[misc]
+    if prev is not MISSING and eq_func is None:  # the usual case, inline
+        if value is prev:
+            return False
+        if type(value) in IMMUTABLE and type(prev) in IMMUTABLE:
+            if value == prev:  # (a plain bool for these types: no values_equal needed)
+                return False
+        elif values_equal(value, prev):
+            return False
+        old = prev
+    else:
+        old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
+        if _unchanged(value, old, eq_func):
+            return False
+    stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
+    io.write(parts, stored)  # type: ignore[misc]
+    if skip_notify or not (heard or engine.listeners):
+        return True
+    new = copy_out(stored) if engine.aliasing and type(stored) not in IMMUTABLE else stored
+    if heard is False:  # only listeners
+        _deliver(engine, None, parts, old, new, payload)
+        return True
+    if heard.below and (type(old) is dict or type(new) is dict):
+        io.drive(engine._after([Change(parts, old, new, payload)], False))  # type: ignore[misc]
+        return True
+    _deliver(engine, heard, parts, old, new, payload)
+    return True
+
+
+def _write_blind(engine: Engine, parts: Parts, value: Any) -> bool:
+    """A write to a persistent store that nothing can observe (no subscription, derivation,
+    tracked read or listener reaches the path; no ``eq_func`` or ``default``): no read of the
+    previous value, which nobody would see -- the write is the store's own cost. It returns
+    True even when the value was already there (no comparison was made)."""
+    stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
+    engine.io.write(parts, stored)  # type: ignore[misc]
+    return True
+
+
+def _unchanged(value: Any, old: Any, eq_func: Callable[[Any, Any], Any] | None) -> bool:
+    if old is not MISSING:
+        if eq_func is None:
+            return values_equal(value, old)
+        return bool(eq_func(value, user_value(old)))
+    return eq_func is not None and bool(eq_func(value, None))
+
+
+def _stored(engine: Engine, parts: Parts, value: Any) -> Any:
+    """The object to store (checked and isolated)."""
+    if not parts and type(value) is not dict:
+        raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
+    return value if type(value) in IMMUTABLE else copy_in(value, parts)
+
+
+def _set_in_batch(
+    engine: Engine,
+    parts: Parts,
+    value: Any,
+    eq_func: Callable[[Any, Any], Any] | None,
+    default: Any,
+    payload: Any,
+    skip_notify: bool,
+) -> bool:
+    io, batches = engine.io, engine.batches
+    prev = io.read(parts)  # type: ignore[misc]
+    if prev is not MISSING and eq_func is None:
+        if value is prev or values_equal(value, prev):
+            return False
+    else:
+        old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
+        if _unchanged(value, old, eq_func):
+            return False
+    stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
+    if prev is MISSING:
+        created = batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
+        io.write(parts, stored)  # type: ignore[misc]
+        batches.record(parts, prev, payload, not skip_notify, created, stored)
+    else:  # BatchLog.record, inline: the node existed, so did its ancestors
+        io.write(parts, stored)  # type: ignore[misc]
+        batches.log.append(new_entry(Entry, (parts, prev, payload, not skip_notify, False, stored)))
+    return True
+
+
+def _deliver(
+    engine: Engine, route: Route | None, parts: Parts, old: Any, new: Any, payload: Any
+) -> None:
+    """Call the route's subscriptions and the listeners (a dispatch of one change)."""
+    dispatcher = engine.dispatcher
+    bubble = [0]
+    if dispatcher.active:  # a callback wrote: delivered in the next round, as planned ones
+        subs = route.subs if route is not None else ()
+        out = [(cid, node, parts, cur, old, new, payload, bubble) for cid, node, cur in subs]
+        dispatcher.enqueue(Plan(out, {}, [Change(parts, old, new, payload)]), [])
+        return
+    errors: list[Exception] = []
+    dispatcher.active, dispatcher.collected = True, errors  # dispatcher.start, inline
+    try:  # the first round, as Dispatcher._deliver makes it
+        if route is not None:
+            ctl, call, callbacks = engine.controller, engine.io.call, engine.callbacks
+            for cid, node, current in route.subs:
+                if len(current) < bubble[0] or cid not in node.entries:
+                    continue  # stopped by stop_bubbling, or unsubscribed by an earlier callback
+                callback = callbacks.get(cid)
+                if callback is None:
+                    continue
+                event = StateEvent(ctl, parts, current, old, new, payload, bubble)
+                try:
+                    call(callback, event)  # type: ignore[misc]
+                except Exception as exc:
+                    errors.append(exc)
+        if engine.listeners:
+            dispatcher.call_listeners([Change(parts, old, new, payload)], errors)
+        if dispatcher.queue:  # callbacks wrote: their rounds, as the engine runs them
+            engine.io.drive(dispatcher.more_rounds(errors))  # type: ignore[misc]
+    finally:
+        dispatcher.active = False  # dispatcher.stop, inline when there is nothing to drop
+        if dispatcher.queue or errors:
+            dispatcher.stop()
+    if errors:
+        raise_collected(errors)

@@ -1,0 +1,378 @@
+"""The scheduler: when a tracked function runs, in which order, and which loops are refused.
+
+A change reaches a tracked function (one of the paths its last run read changed). Then:
+
+* policy ``"now"`` (the default): it runs at once, inside the write's dispatch, unless this
+  thread is inside ``controller.deferring()`` or the function is running already (in
+  another thread, or a run of ``run_deferred()``): then it is only marked *due*;
+* policy ``"eager"``: like ``"now"``, also inside ``deferring()`` (a function that acts as a
+  derivation: code after the write must see its result);
+* policy ``"deferred"``: it is marked due, and runs at the next ``run_deferred()`` (the end of
+  the outermost ``deferring()`` block calls it);
+* policy ``"lazy"``: it is marked due and shown ``stale``; only ``run_deferred(lazy=True)``
+  runs it.
+
+A due function keeps its dependencies. Being marked due again replaces the reason (**latest
+wins**): 1,000 writes while it waits, or while it runs, cause one more run, which reads the
+latest state. ``run_deferred()`` runs every due function once per round, writers before
+readers (from the footprints: what each read and wrote in its last run; ties in registration
+order); writes made by those runs mark their readers due for the same or the next round, at
+most ``max_rounds`` rounds. Functions run outside the controller's lock there, so writers
+are never held up by a slow function.
+
+**Loops are refused from footprints.** After every run the footprint graph (tracked
+functions and derivations; an edge where one writes what another reads) is searched for a
+loop through the function that just ran. If there is one, every tracked function in it is
+*refused*: it does not run again until tracked again, and the run's caller gets a
+``CycleError`` naming the chain. Only the pass that revealed the loop ran; the state is what
+it left. A derivation whose transform writes one of its own sources is refused the same way
+(``CycleError``, never ``RecursionError``).
+
+**Failures propagate as marks.** A run (or a derivation) that raises is marked ``failed``
+with its error, which is raised to whoever caused the run, as any callback error is (a
+function tracked with ``raise_errors=False`` only records it: the writer gets nothing). Every
+function and derivation downstream of it is marked ``stale`` with the reason
+(``/ratio failed in derive /ratio``); those marks clear by themselves as soon as the failed
+one runs without error. ``controller.trackers()`` reports all of it.
+
+Worked example (``a`` reads /x and writes /y, ``b`` reads /y and writes /total; the test
+``test_the_worked_example_of_the_scheduler_docstring_holds`` runs it)::
+
+    c.track(a); c.track(b)                  # both run once: a, then b
+    with c.deferring():
+        c.set_state("/x", 1)                # a due      (reason: /x changed)
+        c.set_state("/x", 2)                # a due      (reason replaced: latest wins)
+    # the block ends -> run_deferred(): a runs once (reads x=2, writes /y) -> b runs once
+    c.track(lambda e: e.set_state("/x", e.get_state("/total")))
+    # CycleError: a loop: <lambda> → /x → a → /y → b → /total → <lambda>. Stopped before it
+    # could repeat: <lambda> ran once and the state is what it left; <lambda>, a and b will
+    # not run again until tracked again. ...
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from typing import Any
+
+from ..errors import CycleError
+from ..events import StateEvent
+from ..paths import Parts, parts_to_path, parts_to_str
+from .footprints import Node, derivation_name, feeds, find_cycle, footprint_nodes, successors
+from .graph import Derivation, DerivationGraph
+from .subscriptions import Change
+from .tracking import EAGER, LAZY, NOW, Footprint, Status, Tracker, Why, running_name
+
+__all__ = ["Scheduler", "still_due"]
+
+
+class Scheduler:
+    """Decides when tracked functions run and keeps their marks.
+
+    Responsibilities:
+        - for each tracked function a change reaches: run now, or mark it due (its policy,
+          a ``deferring()`` block in this thread, a run already in progress);
+        - keep the due ones (the latest change wins) and hand them out writers first;
+        - after every run: store its footprint, refuse a loop the footprint closes, and
+          record a failure (dependents become stale) or a recovery (their marks clear).
+
+    It shares the engine's registries (``trackers``, ``graph``) and updates subscriptions
+    through ``retrack(tracker, reads)``.
+    """
+
+    def __init__(
+        self,
+        controller: Any,
+        trackers: dict[Hashable, Tracker],
+        graph: DerivationGraph,
+        retrack: Callable[[Tracker, set[Parts]], None],
+    ) -> None:
+        self.controller = controller
+        self.trackers = trackers
+        self.graph = graph
+        self.retrack = retrack
+        self.due: dict[Hashable, tuple[Change, Why]] = {}
+        self.derived: dict[Hashable, Status] = {}  # derivations with a mark (failed, stale...)
+        self.computing: set[Hashable] = set()  # derivations whose transform is running
+        self.external = False  # reacting to another process's write
+        # names the writer for "why" lines when no tracked function is running (restate_nb:
+        # "cell In[4]", "a widget"); None or a None result: the thread's name
+        self.writer_name: Callable[[], str | None] | None = None
+        self._held: dict[int, int] = {}  # thread id -> depth of deferring()
+        self._marked_at: dict[Hashable, int] = {}  # due id -> when (a count of marks)
+        self.topology = 0  # bumped when a derivation is added or removed
+        self.marks = 0
+
+    # ----- deciding ------------------------------------------------------------------------
+
+    def hold(self) -> None:
+        """Enter ``deferring()`` in this thread."""
+        me = threading.get_ident()
+        self._held[me] = self._held.get(me, 0) + 1
+
+    def release(self) -> bool:
+        """Leave ``deferring()``; True when this thread left its outermost block."""
+        me = threading.get_ident()
+        depth = self._held.get(me, 0) - 1
+        if depth > 0:
+            self._held[me] = depth
+            return False
+        self._held.pop(me, None)
+        return True
+
+    def defers(self, tracker: Tracker) -> bool:
+        if tracker.running:
+            return True
+        if tracker.policy != NOW:
+            return tracker.policy != EAGER
+        return bool(self._held) and threading.get_ident() in self._held
+
+    def origin(self) -> str:
+        """Who is writing now, for the reason a function runs."""
+        if self.external:
+            return "another process"
+        name = running_name(self.controller)
+        if name is not None:
+            return name
+        if self.writer_name is not None:
+            label = self.writer_name()
+            if label:
+                return label
+        return f"thread {threading.current_thread().name}"
+
+    def why(self, change: Change, origin: str | None = None) -> Why:
+        return Why(parts_to_path(change.parts), origin or self.origin())
+
+    def mark_due(self, tracker: Tracker, change: Change, origin: str | None = None) -> None:
+        """Mark ``tracker`` due for ``change`` (replacing an older reason: latest wins)."""
+        self.due[tracker.id] = (change, self.why(change, origin))
+        self.marks += 1
+        self._marked_at[tracker.id] = self.marks
+        if tracker.on_mark is not None:
+            tracker.on_mark(tracker.id)
+
+    def due_why(self, tid: Hashable) -> Why | None:
+        entry = self.due.get(tid)
+        return entry[1] if entry is not None else None
+
+    def take(
+        self, lazy: bool, only: Collection[Hashable] | None = None, since: int = 0
+    ) -> list[tuple[Tracker, Change, Why]]:
+        """Unmark and return the due functions to run now, writers before readers.
+
+        Lazy ones only with ``lazy``; with ``only``, just those ids; with ``since``, just
+        those marked after ``marks`` was ``since``."""
+        picked: list[Tracker] = []
+        for tid in list(self.due):
+            tracker = self.trackers.get(tid)
+            if tracker is None or tracker.status.refused is not None:
+                self._unmark(tid)
+            elif (
+                (only is None or tid in only)
+                and (lazy or tracker.policy != LAZY)
+                and self._marked_at.get(tid, 0) > since
+            ):
+                picked.append(tracker)
+        taken = [(t, *self.due[t.id]) for t in self.order(picked)]
+        for tracker, _, _ in taken:
+            self._unmark(tracker.id)
+        return taken
+
+    def _unmark(self, tid: Hashable) -> None:
+        self.due.pop(tid, None)
+        self._marked_at.pop(tid, None)
+
+    def restore(self, batch: list[tuple[Tracker, Change, Why]]) -> None:
+        """Put back what ``take`` handed out but did not run (an interrupted run_deferred);
+        a newer reason, marked meanwhile, wins."""
+        for tracker, change, why in batch:
+            if tracker.id not in self.due:
+                self.due[tracker.id] = (change, why)
+                self.marks += 1
+                self._marked_at[tracker.id] = self.marks
+
+    def order(self, trackers: list[Tracker]) -> list[Tracker]:
+        """Topological order of ``trackers`` by "writes what the other read" (Kahn), ties and
+        any remaining loop broken by registration order."""
+        position = {tid: i for i, tid in enumerate(self.trackers)}
+        todo = sorted(trackers, key=lambda t: position.get(t.id, 0))
+        readers = {t.id: [u for u in todo if u is not t and feeds(t.writes, u.paths)] for t in todo}
+        waiting = {t.id: 0 for t in todo}
+        for outs in readers.values():
+            for u in outs:
+                waiting[u.id] += 1
+        ordered: list[Tracker] = []
+        while todo:
+            nxt = next((t for t in todo if waiting[t.id] == 0), todo[0])
+            todo.remove(nxt)
+            ordered.append(nxt)
+            for u in readers[nxt.id]:
+                waiting[u.id] -= 1
+        return ordered
+
+    # ----- running -------------------------------------------------------------------------
+
+    def start(self, tracker: Tracker, change: Change, why: Why) -> StateEvent[Any] | None:
+        """Prepare a run; None when it must not run (untracked or refused meanwhile)."""
+        if self.trackers.get(tracker.id) is not tracker or tracker.status.refused is not None:
+            return None
+        self._unmark(tracker.id)
+        tracker.running, tracker.why = True, why
+        payload = change.payload if change.payload is not None else tracker.payload
+        ch = change
+        return StateEvent(self.controller, ch.parts, ch.parts, ch.prev, ch.new, payload)
+
+    def finish(
+        self, tracker: Tracker, footprint: Footprint, error: Exception | None
+    ) -> Exception | None:
+        """Record a finished run; returns the error for the run's caller (or None)."""
+        tracker.running = False
+        tracker.runs += 1
+        if self.trackers.get(tracker.id) is not tracker:
+            return error
+        self.retrack(tracker, footprint.reads)
+        # a failed run may stop before its writes: it still stands for what it usually writes
+        kept = tracker.writes if error is not None else frozenset()
+        tracker.writes = kept | frozenset(footprint.writes)
+        status = tracker.status
+        if error is not None:
+            status.error = error
+            self._spread_stale(tracker.id, f"{_shown(tracker.writes)} failed in {tracker.name}")
+        else:
+            status.stale = status.cause = None
+            if status.error is not None:
+                status.error = None
+                self._recover(tracker.id)
+        # a loop can only be new when this footprint or the derivations changed
+        checked = (tracker.paths, tracker.writes, self.topology)
+        if tracker.writes and checked != tracker.checked:
+            tracker.checked = checked
+            chain = self.find_cycle(tracker.id)
+            if chain is not None:
+                return self._refuse(chain)
+        return error if tracker.raise_errors else None
+
+    def forget(self, tid: Hashable) -> None:
+        """An untracked function or removed derivation: drop its marks and those it caused."""
+        self._unmark(tid)
+        self.derived.pop(tid, None)
+        self._recover(tid)
+
+    # ----- derivations ---------------------------------------------------------------------
+
+    def is_refused(self, d: Derivation) -> bool:
+        status = self.derived.get(d.id) if self.derived else None
+        return status is not None and status.refused is not None
+
+    def writes_own_source(self, d: Derivation) -> CycleError:
+        """``d``'s transform wrote one of its sources (found when the write would recompute
+        ``d`` inside its own transform): refuse ``d``."""
+        name = derivation_name(d)
+        sources = ", ".join(parts_to_str(s) for s in d.sources)
+        error = CycleError(
+            f"a loop: {name} → {sources} → {name} (its transform writes {sources}, which it "
+            f"reads). It was stopped after one pass and does not recompute again; derive it "
+            f"again once the transform no longer writes its sources."
+        )
+        self.derived.setdefault(d.id, Status()).refused = error
+        return error
+
+    def derivation_failed(self, d: Derivation, error: Exception) -> None:
+        status = self.derived.setdefault(d.id, Status())
+        status.error = error
+        self._spread_stale(d.id, f"{parts_to_str(d.dest)} failed in {derivation_name(d)}")
+
+    def derivation_ok(self, d: Derivation) -> None:
+        status = self.derived.get(d.id) if self.derived else None
+        if status is None:
+            return
+        failed = status.error is not None
+        status.error = status.stale = status.cause = None
+        if status.refused is None:
+            del self.derived[d.id]
+        if failed:
+            self._recover(d.id)
+
+    def derivation_status(self, d: Derivation) -> Status:
+        return self.derived.get(d.id) or Status()
+
+    # ----- the footprint graph ---------------------------------------------------------------
+
+    def nodes(self) -> list[Node]:
+        return footprint_nodes(self.trackers, self.graph)
+
+    def find_cycle(self, start: Hashable) -> list[tuple[Node, Parts]] | None:
+        """A loop through ``start``: [(node, path it writes that the next node reads), ...]."""
+        return find_cycle(self.nodes(), start)
+
+    def _refuse(self, chain: list[tuple[Node, Parts]]) -> CycleError:
+        text = " → ".join(f"{node.name} → {parts_to_str(path)}" for node, path in chain)
+        refused = [node for node, _ in chain if node.id in self.trackers]
+        names = list(dict.fromkeys(node.name for node in refused))
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        error = CycleError(
+            f"a loop: {text} → {chain[0][0].name}. Stopped before it could repeat: "
+            f"{chain[0][0].name} ran once and the state is what it left; {listed} will not "
+            f"run again until tracked again. Break the loop (read and write different paths)."
+        )
+        for node in refused:
+            self.trackers[node.id].status.refused = error
+            self._unmark(node.id)
+        for node in refused:
+            self._notify(node.id)
+        return error
+
+    def _spread_stale(self, source: Hashable, reason: str) -> None:
+        """Mark everything downstream of ``source`` stale because ``source`` failed."""
+        nodes = self.nodes()
+        first = next((n for n in nodes if n.id == source), None)
+        if first is None:
+            return
+        seen = {source}
+        todo = [first]
+        while todo:
+            node = todo.pop()
+            for nxt, _ in successors(node, nodes):
+                if nxt.id in seen:
+                    continue
+                seen.add(nxt.id)
+                todo.append(nxt)
+                status = self._status_of(nxt.id)
+                if status.stale is None:
+                    status.stale, status.cause = reason, source
+                    self._notify(nxt.id)
+
+    def _recover(self, source: Hashable) -> None:
+        for tid, status in self._statuses():
+            if status.cause == source:
+                status.stale = status.cause = None
+                self._notify(tid)
+
+    def _statuses(self) -> Iterator[tuple[Hashable, Status]]:
+        for tracker in list(self.trackers.values()):
+            yield tracker.id, tracker.status
+        yield from list(self.derived.items())
+
+    def _status_of(self, nid: Hashable) -> Status:
+        tracker = self.trackers.get(nid)
+        if tracker is not None:
+            return tracker.status
+        return self.derived.setdefault(nid, Status())
+
+    def _notify(self, nid: Hashable) -> None:
+        tracker = self.trackers.get(nid)
+        if tracker is not None and tracker.on_mark is not None:
+            tracker.on_mark(nid)
+
+
+def still_due(left: list[tuple[Tracker, Change, Why]], rounds: int) -> str:
+    names = ", ".join(t.name for t, _, _ in left)
+    return (
+        f"tracked functions kept making each other due for {rounds} rounds of "
+        f"run_deferred(): {names} (still due). Make them stop writing what they read, or "
+        f"raise max_rounds."
+    )
+
+
+def _shown(paths: Iterable[Parts]) -> str:
+    return ", ".join(sorted(parts_to_str(p) for p in paths)) or "it"

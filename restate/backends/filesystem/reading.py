@@ -1,0 +1,113 @@
+"""Reading the file backend's tree: value files, directories, key sidecars. A mixin of
+``FileSystemSyncBackend`` (``backend.py``), which owns the state declared here.
+
+A file wins over a directory of the same name, a directory without values reads as
+missing, and hidden names, files of other extensions and symlinks are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ...errors import BackendError
+from ...missing import MISSING
+from ...paths import Parts
+from ...serializers import Serializer
+from ...tree import get_in
+from . import names
+from .fileio import open_dir, read_bytes
+
+__all__ = ["FileReading"]
+
+
+class FileReading:
+    """``_read(parts)`` and the loaders it is built from."""
+
+    base_dir: Path
+    serializer: Serializer[Any]
+    _ext: str
+
+    def _open_base(self) -> int:
+        raise NotImplementedError
+
+    def _enc(self, key: str) -> str:
+        raise NotImplementedError
+
+    def _dec(self, parent: int, name: str) -> str | None:
+        if not names.is_hashed(name):
+            return names.decode_name(name)
+        raw = read_bytes(parent, names.sidecar(name))
+        return None if raw is None else raw.decode("utf-8", "surrogatepass")
+
+    def _load(self, parent: int, name: str) -> Any:
+        raw = read_bytes(parent, name)
+        if raw is None:
+            return MISSING
+        try:
+            return self.serializer.loads(raw.decode() if self.serializer.raw_type is str else raw)
+        except Exception as exc:
+            raise BackendError(
+                f"cannot parse {name!r} below {str(self.base_dir)!r}: {exc}"
+            ) from exc
+
+    # read
+    def _read(self, parts: Parts) -> Any:
+        fd = self._open_base()
+        try:
+            for i, key in enumerate(parts):
+                name = self._enc(key)
+                value = self._load(fd, name + self._ext)
+                if value is not MISSING:
+                    return get_in(value, parts, i + 1)
+                sub = open_dir(fd, name)
+                if sub is None:
+                    return MISSING
+                os.close(fd)
+                fd = sub
+            value = self._load_dir(fd)
+            return value if value or not parts else MISSING
+        finally:
+            os.close(fd)
+
+    def _entries(self, fd: int) -> Iterator[tuple[str | None, str, bool]]:
+        """``(key, name, is_value_file)`` for each value file and directory in ``fd``; hidden
+        names and files of other extensions are skipped, ``key`` is None when a name does not
+        decode."""
+        ext, n = self._ext, len(self._ext)
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                name = entry.name
+                if name[0] == ".":
+                    continue
+                if name.endswith(ext) and entry.is_file(follow_symlinks=False):
+                    yield self._dec(fd, name[:-n]), name, True
+                elif entry.is_dir(follow_symlinks=False):
+                    yield self._dec(fd, name), name, False
+
+    def _load_dir(self, fd: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        subdirs = []
+        for key, name, is_file in self._entries(fd):
+            if key is None:
+                continue
+            if not is_file:
+                subdirs.append((key, name))
+                continue
+            value = self._load(fd, name)
+            if value is not MISSING:
+                result[key] = value
+        for key, name in subdirs:
+            if key in result:
+                continue  # a file wins over a directory of the same name
+            sub = open_dir(fd, name)
+            if sub is not None:
+                try:
+                    value = self._load_dir(sub)
+                finally:
+                    os.close(sub)
+                if value:
+                    result[key] = value
+        return result
