@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .binding import bind, unbind
-from .controller import get_controller
+from .controller import _sessions, get_controller
 
 if TYPE_CHECKING:
-    from .session import Session
     from .tree_widget import StateTree
 
 __all__ = [
@@ -23,8 +22,6 @@ __all__ = [
     "unbind",
     "unload_ipython_extension",
 ]
-
-_sessions: dict[int, Session] = {}
 
 
 def load_ipython_extension(ipython: Any) -> None:

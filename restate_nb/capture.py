@@ -116,6 +116,11 @@ class _DisplayHook:
         self._capture = capture
         self._fallback = fallback
 
+    def __getattr__(self, name: str) -> Any:  # what the kernel asks of the real hook
+        if "_fallback" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["_fallback"], name)
+
     def __call__(self, value: Any) -> None:
         if self._capture.is_mine():
             self._capture.display_value(value)
@@ -147,7 +152,8 @@ class _Stream(io.TextIOBase):
 
     def write(self, text: str) -> int:
         if not self._capture.is_mine():
-            return self._fallback.write(text)
+            written: int = self._fallback.write(text)
+            return written
         self._capture.write(self._name, str(text))
         return len(text)
 
@@ -157,26 +163,44 @@ class _Stream(io.TextIOBase):
 
 
 class _Publisher(DisplayPublisher):
-    """``shell.display_pub`` while capturing: ``display()``, ``update_display()``, clear."""
+    """``shell.display_pub`` while capturing: ``display()``, ``update_display()``, clear.
+
+    The kernel uses its publisher from the main thread while a capture on another thread is
+    open: ipykernel calls ``shell.display_pub.set_parent(msg)`` when the next execute request
+    arrives, and raised ``AttributeError`` here before that request ran, which dropped it
+    without a reply (the cell hung: example 05, a tracked cell re-running on the Redis
+    follower thread while the next cell started). What this class does not define goes to
+    the real publisher.
+    """
 
     def __init__(self, capture: OutputCapture, fallback: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # traitlets' untyped init
         self._capture = capture
         self._fallback = fallback
         self._wait_clear = False
 
+    def __getattr__(self, name: str) -> Any:  # set_parent, register_hook, ... of the real one
+        fallback = self.__dict__.get("_fallback")
+        if fallback is None:  # during traitlets' __init__, before _fallback exists
+            raise AttributeError(name)
+        return getattr(fallback, name)
+
     def publish(
         self,
-        data: dict[str, Any],
-        metadata: dict[str, Any] | None = None,
+        data: Any,
+        metadata: Any = None,
         source: Any = None,
         *,
-        transient: dict[str, Any] | None = None,
-        update: bool = False,
+        transient: Any = None,
+        update: Any = False,
+        **kwargs: Any,
     ) -> None:
         if not self._capture.is_mine():
-            kwargs = {"transient": transient, "update": update}
-            self._fallback.publish(data, metadata, source, **kwargs)
+            # ipykernel's publish() has no ``source``: pass on only what the caller gave
+            if source is not None:
+                kwargs["source"] = source
+            kwargs.update(transient=transient, update=update)
+            self._fallback.publish(data, metadata, **kwargs)
             return
         if self._wait_clear:
             self._capture.clear()

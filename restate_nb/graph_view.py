@@ -53,7 +53,7 @@ def _sorted(paths: Any) -> list[str]:
 
 def _note(info: Any) -> str:
     if info.status in ("stale", "due") and info.reason:
-        return info.reason
+        return str(info.reason)
     if info.error is not None:
         return f"{type(info.error).__name__}: {info.error}".splitlines()[0]
     if info.why is None:

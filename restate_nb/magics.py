@@ -89,7 +89,7 @@ class RestateMagics(Magics):
         try:
             self._track(command, rest, cell)
         except SyntaxError:
-            self.shell.showsyntaxerror()  # like a plain cell: the error, not our frames
+            self.session.shell.showsyntaxerror()  # like a plain cell: the error, not our frames
 
     def _track(self, command: str, rest: str, cell: str) -> None:
         if command == "track":
@@ -117,7 +117,7 @@ class RestateMagics(Magics):
     def _expand(self, text: str) -> str:
         """``text`` with ``{expr}`` and ``$name`` expanded as IPython does for other magics."""
         try:
-            return str(DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns))
+            return str(DollarFormatter().vformat(text, args=[], kwargs=self.session.shell.user_ns))
         except Exception:  # like IPython: what does not format stays as typed
             return text
 

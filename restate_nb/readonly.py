@@ -143,7 +143,7 @@ class ReadOnlyDict(_Snapshot, dict[Any, Any]):
 
     update = setdefault = pop = popitem = clear = _mutator
 
-    def __ior__(self, other: Any) -> Any:  # type: ignore[misc,override]
+    def __ior__(self, other: Any) -> Any:  # type: ignore[misc]
         return thaw(self) | dict(other)
 
     def copy(self) -> dict[Any, Any]:
@@ -167,10 +167,10 @@ class ReadOnlyList(_Snapshot, list[Any]):
     __setitem__ = __delitem__ = append = extend = insert = pop = _mutator
     remove = clear = sort = reverse = _mutator
 
-    def __iadd__(self, other: Any) -> Any:  # type: ignore[misc,override]
+    def __iadd__(self, other: Any) -> Any:  # type: ignore[misc]
         return thaw(self) + list(other)
 
-    def __imul__(self, n: Any) -> Any:  # type: ignore[misc,override]
+    def __imul__(self, n: Any) -> Any:  # type: ignore[misc]
         return thaw(self) * n
 
     def copy(self) -> list[Any]:
@@ -194,16 +194,16 @@ class ReadOnlySet(_Snapshot, set[Any]):
     add = discard = remove = pop = clear = update = _mutator
     difference_update = intersection_update = symmetric_difference_update = _mutator
 
-    def __ior__(self, other: Any) -> Any:  # type: ignore[misc,override]
+    def __ior__(self, other: Any) -> Any:  # type: ignore[misc]
         return set(self) | other
 
-    def __iand__(self, other: Any) -> Any:  # type: ignore[misc,override]
+    def __iand__(self, other: Any) -> Any:  # type: ignore[misc]
         return set(self) & other
 
-    def __isub__(self, other: Any) -> Any:  # type: ignore[misc,override]
+    def __isub__(self, other: Any) -> Any:  # type: ignore[misc]
         return set(self) - other
 
-    def __ixor__(self, other: Any) -> Any:  # type: ignore[misc,override]
+    def __ixor__(self, other: Any) -> Any:  # type: ignore[misc]
         return set(self) ^ other
 
     def copy(self) -> set[Any]:

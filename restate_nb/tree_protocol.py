@@ -362,7 +362,8 @@ class TreeProtocol:
 
     def _add(self, msg: Message) -> Message:
         parent, key = to_parts(msg["path"]), msg.get("key")
-        check_key(key, parent)
+        check_key(key, parent)  # raises unless key is a usable str
+        assert isinstance(key, str)
         value = parse_json(msg.get("json"))
         child = parts_to_str((*parent, key))
         if self._read((*parent, key)) is not _ABSENT:

@@ -17,7 +17,7 @@ import traitlets
 
 from restate.paths import PathLike, parts_to_str, to_parts
 
-from .controller import get_controller
+from .controller import _sessions, get_controller
 from .tree_protocol import MAX_JSON, TreeProtocol
 
 __all__ = ["MAX_JSON", "StateTree", "TreeProtocol"]
@@ -27,13 +27,11 @@ STATIC = pathlib.Path(__file__).parent / "static"
 
 def _adopt(tree: StateTree) -> None:
     """Hand ``tree`` to the notebook session of this shell, if the extension is loaded."""
-    import restate_nb
-
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - anywidget needs IPython anyway
         return
-    session = restate_nb._sessions.get(id(get_ipython()))
+    session = _sessions.get(id(get_ipython()))
     if session is not None:
         session.adopt_tree(tree)
 

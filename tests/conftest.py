@@ -110,8 +110,37 @@ async def settle(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the browser tests last. Playwright's sync API keeps an event loop marked as running
-    in the main thread for as long as its (shared, session-wide) browser lives, and code that
-    starts its own loop (asyncio.run, ControllerAsync tests, jupyter clients) cannot run then."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--perf",
+        action="store_true",
+        help="also run the wall-clock budgets marked perf (left out by default: a busy "
+        "machine would fail them by chance)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out ``perf`` tests unless asked for (``--perf``, or ``-m`` naming perf), and run
+    the browser tests last. Playwright's sync API keeps an event loop marked as running in the
+    main thread for as long as its (shared, session-wide) browser lives, and code that starts
+    its own loop (asyncio.run, ControllerAsync tests, jupyter clients) cannot run then."""
+    if not config.getoption("perf") and "perf" not in (config.getoption("markexpr") or ""):
+        perf = [item for item in items if item.get_closest_marker("perf") is not None]
+        if perf:
+            config.hook.pytest_deselected(items=perf)
+            items[:] = [item for item in items if item.get_closest_marker("perf") is None]
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line for every skip of the run: ``N skipped: reason (count), ...``."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        listed = ", ".join(f"{reason} ({count})" for reason, count in sorted(reasons.items()))
+        terminalreporter.write_line(f"{len(skipped)} skipped: {listed}")

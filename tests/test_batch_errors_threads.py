@@ -1,4 +1,4 @@
-"""SPEC §5: batches, callback error isolation, thread and task safety."""
+"""docs/semantics.md §5: batches, callback error isolation, thread and task safety."""
 
 from __future__ import annotations
 

@@ -26,6 +26,9 @@ import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
+# builds a virtualenv and runs pip: not part of the quick loop
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BINDER = REPO_ROOT / "binder"
 LOCAL_PROJECT = re.compile(r"^(-e\s+)?\.(\[(?P<extras>[^\]]*)\])?$")

@@ -1,4 +1,4 @@
-"""SPEC §4: derive, derive_many, glitch-free order, cycles, runaway loops, track()."""
+"""docs/semantics.md §4: derive, derive_many, glitch-free order, cycles, runaway loops, track()."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §3 events: order, bubbling, stop_bubbling, wildcards, payloads, ping, callback ids."""
+"""docs/semantics.md §3: order, bubbling, stop_bubbling, wildcards, payloads, ping, callback ids."""
 
 from __future__ import annotations
 

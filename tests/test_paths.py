@@ -1,4 +1,4 @@
-"""SPEC §1 paths: accepted forms, normalisation, invalid paths and keys (tables of cases)."""
+"""docs/semantics.md §1: path forms, normalisation, invalid paths and keys."""
 
 from __future__ import annotations
 

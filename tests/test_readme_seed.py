@@ -161,7 +161,7 @@ def test_derive_data_get_with_relative_names_as_in_the_readme() -> None:
 
 
 def test_the_async_example_as_pasted_reports_its_derivation_cycle_clearly() -> None:
-    """The 0.11 README derives /counter/squared from /counter: SPEC §4 makes that a cycle
+    """The 0.11 README derives /counter/squared from /counter: semantics §4 makes that a cycle
     (the destination lies under its own source); it is refused with a message, not a hang."""
     import pytest
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
+import yaml
+
+# runs scripts/test and .ci/run themselves: not part of the quick loop
+pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THIS_FILE = "tests/test_scripts.py"
@@ -30,7 +38,8 @@ def test_setup_code_is_shared_by_both_commands_not_copied():
         text = (REPO_ROOT / name).read_text()
         assert 'source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"' in text
         assert "setup_all" in text
-        assert "apt-get" not in text and "pip install" not in text
+        code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        assert "apt-get install" not in code and "pip install" not in code
 
 
 def test_ci_run_calls_the_test_command_in_ci_mode_with_extra_arguments_passed_on():
@@ -62,16 +71,14 @@ def test_test_command_returns_the_failure_of_a_failing_test(tmp_path):
     assert "1 failed" in result.stdout
 
 
-def fake_bin(tmp_path: Path, uid: int, extra: dict[str, str]) -> Path:
+def fake_bin(tmp_path: Path, uid: int, extra: dict[str, str], apt: bool = True) -> Path:
     """A PATH directory with a fake `id`, `apt-get` (logs its calls) and what `extra` adds."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
-    scripts = {
-        "id": f"echo {uid}",
-        "apt-get": f'echo "apt-get $* [DEBIAN_FRONTEND=$DEBIAN_FRONTEND]" >> {log}',
-        **extra,
-    }
+    scripts = {"id": f"echo {uid}", **extra}
+    if apt:
+        scripts["apt-get"] = f'echo "apt-get $* [DEBIAN_FRONTEND=$DEBIAN_FRONTEND]" >> {log}'
     for name, body in scripts.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
@@ -79,17 +86,25 @@ def fake_bin(tmp_path: Path, uid: int, extra: dict[str, str]) -> Path:
     return bin_dir
 
 
-def ensure_system_packages(bin_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Source scripts/_setup.sh and run its apt step with only ``bin_dir`` on PATH."""
-    script = f'source scripts/_setup.sh; ensure_system_packages "{sys.executable}"'
+def setup_step(bin_dir: Path, call: str, os_id: str = "debian") -> subprocess.CompletedProcess[str]:
+    """Source scripts/_setup.sh and run ``call`` with only ``bin_dir`` on PATH, on ``os_id``."""
+    release = bin_dir.parent / "os-release"
+    release.write_text(f"ID={os_id}\n")
     return subprocess.run(
-        ["/bin/bash", "-c", script],
+        ["/bin/bash", "-c", f"source scripts/_setup.sh; {call}"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        env={"PATH": str(bin_dir)},
+        env={"PATH": str(bin_dir), "RESTATE_OS_RELEASE": str(release)},
         timeout=60,
     )
+
+
+def ensure_system_packages(
+    bin_dir: Path, role: str = "test", os_id: str = "debian"
+) -> subprocess.CompletedProcess[str]:
+    """Run the apt step of ``role`` (run or test) with only ``bin_dir`` on PATH."""
+    return setup_step(bin_dir, f'ensure_system_packages {role} "{sys.executable}"', os_id)
 
 
 def test_missing_system_packages_are_installed_with_apt_get_as_root(tmp_path):
@@ -129,3 +144,136 @@ def test_a_non_root_user_without_sudo_gets_a_clear_error_and_nothing_runs(tmp_pa
     assert "need root (or sudo) to install system packages" in result.stderr
     assert "chromium" in result.stdout  # what it wanted to install
     assert not (tmp_path / "calls.log").exists()
+
+
+def test_the_run_command_needs_only_redis_server_not_chromium(tmp_path):
+    result = ensure_system_packages(fake_bin(tmp_path, 0, {}), role="run")
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        (tmp_path / "calls.log")
+        .read_text()
+        .splitlines()[1]
+        .endswith("--no-install-recommends redis-server [DEBIAN_FRONTEND=noninteractive]")
+    )
+
+
+def test_without_apt_get_the_run_command_says_what_to_install_and_goes_on(tmp_path):
+    result = ensure_system_packages(fake_bin(tmp_path, 1000, {}, apt=False), role="run")
+
+    assert result.returncode == 0, result.stderr
+    assert "missing redis-server and apt-get is not available" in result.stderr
+    assert "example 05" in result.stderr
+
+
+def test_without_apt_get_the_test_command_stops_and_says_what_to_install(tmp_path):
+    result = ensure_system_packages(fake_bin(tmp_path, 1000, {}, apt=False), os_id="darwin")
+
+    assert result.returncode == 1
+    assert "missing redis-server chromium and apt-get is not available" in result.stderr
+    assert "brew install redis" in result.stderr
+
+
+def test_without_apt_get_present_programs_are_enough(tmp_path):
+    present = {"redis-server": "exit 0", "chromium": "exit 0"}
+    result = ensure_system_packages(fake_bin(tmp_path, 1000, present, apt=False))
+
+    assert result.returncode == 0, result.stderr
+    assert "system packages present (redis-server chromium)" in result.stdout
+
+
+def test_on_ubuntu_chromium_is_not_asked_of_apt_get_which_has_only_a_snap(tmp_path):
+    result = ensure_system_packages(fake_bin(tmp_path, 0, {}), os_id="ubuntu")
+
+    assert result.returncode == 0, result.stderr
+    assert "snap install chromium" in result.stdout
+    install = (tmp_path / "calls.log").read_text().splitlines()[1]
+    assert "redis-server" in install and "chromium" not in install
+
+
+@pytest.mark.parametrize(("os_id", "hint"), [("ubuntu", "apt-get install python3.11"),
+                                             ("fedora", "python.org")])  # fmt: skip
+def test_a_python_older_than_3_11_is_refused_with_what_to_do(tmp_path, os_id, hint):
+    old_python = 'case "$*" in *--version*) echo "Python 3.10.12";; *) exit 1;; esac'
+    result = setup_step(fake_bin(tmp_path, 0, {"python3": old_python}), "find_python", os_id)
+
+    assert result.returncode == 1
+    assert "Python >= 3.11 not found" in result.stderr and "Python 3.10.12" in result.stderr
+    assert hint in result.stderr and "RESTATE_PYTHON" in result.stderr
+
+
+def test_restate_python_picks_the_interpreter(tmp_path):
+    call = "find_python"
+    result = subprocess.run(
+        ["/bin/bash", "-c", f"source scripts/_setup.sh; {call}"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=60,
+        env={**os.environ, "RESTATE_PYTHON": sys.executable},
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == sys.executable
+
+
+def test_test_command_help_documents_the_quick_loop_and_every_marker_without_setting_up():
+    result = run("scripts/test", "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert "== system packages" not in result.stdout
+    for word in ("--quick", "slow", "browser", "redis", "perf", "exit code 5"):
+        assert word in result.stdout, word
+
+
+# -- .pre-commit-config.yaml runs what scripts/test lints ------------------------------------
+
+
+def bash_array(name: str) -> list[str]:
+    """The words of ``NAME=(...)`` in scripts/test."""
+    text = (REPO_ROOT / "scripts" / "test").read_text()
+    match = re.search(rf"^{name}=\(([^)]*)\)", text, re.M)
+    assert match, f"{name} not found in scripts/test"
+    return match[1].split()
+
+
+def test_pre_commit_hooks_lint_the_paths_scripts_test_lints_with_the_projects_venv():
+    hooks = {
+        hook["id"]: hook
+        for repo in yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())["repos"]
+        for hook in repo["hooks"]
+    }
+    lint_paths = "|".join(bash_array("LINT_PATHS"))
+    assert hooks["ruff-check"]["entry"] == ".venv/bin/ruff check"
+    assert hooks["ruff-format"]["entry"] == ".venv/bin/ruff format --check"
+    for name in ("ruff-check", "ruff-format"):
+        assert hooks[name]["files"] == f"^({lint_paths})/", name
+    assert hooks["mypy"]["entry"] == ".venv/bin/mypy" and not hooks["mypy"]["pass_filenames"]
+    mypy_files = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy_files["files"] == bash_array("TYPED_PATHS")
+
+
+@pytest.mark.parametrize("planted", [None, "unused_import", "unformatted", "untyped"])
+def test_pre_commit_passes_a_clean_tree_and_fails_a_planted_lint_or_type_error(tmp_path, planted):
+    from tests.test_packaging import fresh_clone
+
+    clone = fresh_clone(tmp_path)
+    (clone / ".venv").symlink_to(REPO_ROOT / ".venv")
+    target = clone / "restate" / "atom.py"
+    target.write_text(target.read_text() + PLANTED.get(planted, ""))
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+
+    result = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "pre-commit"), "run", "--all-files"],
+        cwd=clone, capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+
+    if planted is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode == 1, result.stdout
+        assert "restate/atom.py" in result.stdout and "Failed" in result.stdout
+
+
+PLANTED = {
+    "unused_import": "\nimport os\n",
+    "unformatted": "\nx   =  1\n",
+    "untyped": "\n\ndef untyped(a):\n    return a\n",
+}

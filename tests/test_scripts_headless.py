@@ -10,6 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+# every test starts a real kernel: not part of the quick loop
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEADLESS = REPO_ROOT / "scripts" / "headless.py"
 

@@ -1,4 +1,4 @@
-"""SPEC §1–§2: the data model, reads, writes, deletes, defaults, isolation, bad input.
+"""docs/semantics.md §1–§2: the data model, reads, writes, deletes, defaults, isolation, bad input.
 
 Every test runs on ControllerSync and ControllerAsync (the ``controller`` fixture).
 """

@@ -1,4 +1,4 @@
-"""The backend contract (SPEC §6), one suite run against every backend in BACKEND_FACTORIES.
+"""The backend contract (docs/semantics.md §6): one suite run against every backend.
 
 ``store`` runs a test on every backend; ``tree_store`` only on hierarchical ones.
 """

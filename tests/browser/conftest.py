@@ -271,7 +271,7 @@ def wait_cell_output_shows(page: Any, index: int, text: str, timeout_ms: int = 2
 
 
 def run_all_cells(page: Any) -> None:
-    # not awaited on purpose: awaiting the command's promise can hang (NOTES-jupyter.md)
+    # not awaited on purpose: awaiting the command's promise can hang
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
 

@@ -222,7 +222,9 @@ def test_the_tree_renders_follows_the_kernel_and_writes_edits_back(jupyterlab, b
         page.close()
 
 
-def test_a_tree_of_100k_leaves_paints_fast_and_round_trips_edits_fast(jupyterlab, browser_context):
+def test_a_tree_of_100k_leaves_paints_fast_and_round_trips_edits_fast(
+    jupyterlab, browser_context, request
+):
     name = jupyterlab.write_notebook(
         "big.ipynb", [BIG, "t0 = time.time()\nt = restate_nb.StateTree(c)\nt"]
     )
@@ -260,8 +262,9 @@ def test_a_tree_of_100k_leaves_paints_fast_and_round_trips_edits_fast(jupyterlab
         print(f"\n100k leaves: {summary}")
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "statetree-timings.json").write_text(json.dumps(summary, indent=1))
-        assert cell_to_paint_ms < 1000
-        assert sorted(trips)[len(trips) // 2] < 100
+        if request.config.getoption("perf"):  # wall-clock budgets: only with --perf
+            assert cell_to_paint_ms < 1000
+            assert sorted(trips)[len(trips) // 2] < 100
     finally:
         kc.stop_channels()
         page.close()

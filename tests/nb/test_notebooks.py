@@ -14,7 +14,8 @@ import pytest
 
 from .notebook_runner import Run, run_notebook
 
-pytestmark = pytest.mark.timeout(120)
+# real kernels through nbclient: not part of the quick loop
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 WHY = re.compile(r"↻ ran because (/\S*) changed \((.+), \d\d:\d\d:\d\d\)\n")

@@ -93,7 +93,7 @@ def test_a_follower_reads_the_stream_in_either_protocol(url, prefix, other, prot
         store.watch(got.put)
         other.write("/a", {"b": 1})
         other.write("/a/b", 2)
-        seen = [got.get(timeout=5)]
+        seen = [got.get(timeout=30)]
         while seen[-1][-1] != ("/a/b", 1, 2):
-            seen.append(got.get(timeout=5))
+            seen.append(got.get(timeout=30))
         assert [c for call in seen for c in call] == [("/a", MISSING, {"b": 1}), ("/a/b", 1, 2)]

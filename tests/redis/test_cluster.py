@@ -48,9 +48,9 @@ def test_a_tree_on_a_cluster_reads_writes_commits_and_notifies(cluster):
         ControllerSync(one).update("/n", lambda n: n + 1, default=0)
         assert two.read("/") == {"users": {"1": {"name": "ann"}, "2": {"name": "ann-bis"}},
                                  "n": 1}  # fmt: skip
-        seen = [got.get(timeout=5)]
+        seen = [got.get(timeout=30)]
         while seen[-1][-1] != ("/n", MISSING, 1):
-            seen.append(got.get(timeout=5))
+            seen.append(got.get(timeout=30))
         assert [c for call in seen for c in call] == [
             ("/users", MISSING, {"1": {"name": "ann"}}),
             ("/users/2", MISSING, {"name": "ann-bis"}),
@@ -134,7 +134,7 @@ def test_a_failover_of_the_shard_holding_a_tree_loses_no_write_and_no_event(clus
         assert reader.read("/n") == 40
         value = MISSING
         while value != 40:  # every event, in order, nothing twice (bursts may be merged)
-            [(path, prev, new)] = got.get(timeout=10)
+            [(path, prev, new)] = got.get(timeout=30)
             assert (path, prev) == ("/n", value if value is not MISSING else MISSING)
             value = new
         unwatch()
@@ -149,7 +149,7 @@ def test_killing_the_master_of_a_tree_promotes_its_replica_and_its_followers_cat
         got: queue.Queue = queue.Queue()
         unwatch = reader.watch(got.put)
         writer.write("/n", 0)
-        assert got.get(timeout=10) == [("/n", MISSING, 0)]
+        assert got.get(timeout=30) == [("/n", MISSING, 0)]
         victim = next(node for node in cluster.nodes if node.port == master)
         victim.stop(signal.SIGKILL)
         deadline = time.monotonic() + 60

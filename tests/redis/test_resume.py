@@ -23,7 +23,7 @@ def follower_ids(raw: redis.Redis, backend: RedisBackend) -> list[int]:
 
 
 def drain(got: queue.Queue, n: int) -> list:
-    return [got.get(timeout=5) for _ in range(n)]
+    return [got.get(timeout=30) for _ in range(n)]
 
 
 def chain(got: queue.Queue, path: str, start, end) -> list:
@@ -31,7 +31,7 @@ def chain(got: queue.Queue, path: str, start, end) -> list:
     fewer calls, but every ``prev`` is the ``new`` before it (nothing missed or twice)."""
     seen, value = [], start
     while value != end:
-        [(where, prev, new)] = got.get(timeout=5)
+        [(where, prev, new)] = got.get(timeout=30)
         assert (where, prev) == (path, value), (seen, where, prev, new)
         seen.append(new)
         value = new
