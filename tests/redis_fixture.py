@@ -129,7 +129,8 @@ class RedisClusterServers:
 
     @property
     def url(self) -> str:
-        return self.nodes[0].url
+        """A node that is running (a test may have killed one to force a failover)."""
+        return next(node.url for node in self.nodes if node.proc is not None)
 
     def start(self) -> RedisClusterServers:
         try:

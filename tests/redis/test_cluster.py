@@ -140,6 +140,28 @@ def test_a_failover_of_the_shard_holding_a_tree_loses_no_write_and_no_event(clus
         unwatch()
 
 
+def test_an_async_backend_on_a_ready_async_cluster_client_writes_and_notifies(cluster):
+    prefix = name()
+
+    async def main():
+        client = aredis.RedisCluster.from_url(cluster.url, decode_responses=True)
+        with RedisBackend(cluster.url, prefix) as other:
+            got: asyncio.Queue = asyncio.Queue()
+            store = RedisAsyncBackend(client=client, prefix=prefix)
+            assert repr(store).startswith("RedisAsyncBackend('redis-cluster://")
+            store.watch(got.put)  # on a blocking cluster twin of the client
+            async with store.transaction():
+                await store.write("/a", {"b": 1})
+            assert other.read("/a/b") == 1
+            await asyncio.to_thread(other.write, "/c", 2)
+            assert await asyncio.wait_for(got.get(), 5) == [("/c", MISSING, 2)]
+            await store.close()
+            assert await client.get("nothing") is None  # left open for its owner
+        await client.aclose()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
 def test_killing_the_master_of_a_tree_promotes_its_replica_and_its_followers_catch_up(cluster):
     # last in this module: it leaves one node dead (the fixture stops the others by pid)
     prefix = name()
@@ -172,25 +194,3 @@ def test_killing_the_master_of_a_tree_promotes_its_replica_and_its_followers_cat
                 value = new
         assert reader.read("/n") == 2
         unwatch()
-
-
-def test_an_async_backend_on_a_ready_async_cluster_client_writes_and_notifies(cluster):
-    prefix = name()
-
-    async def main():
-        client = aredis.RedisCluster.from_url(cluster.url, decode_responses=True)
-        with RedisBackend(cluster.url, prefix) as other:
-            got: asyncio.Queue = asyncio.Queue()
-            store = RedisAsyncBackend(client=client, prefix=prefix)
-            assert repr(store).startswith("RedisAsyncBackend('redis-cluster://")
-            store.watch(got.put)  # on a blocking cluster twin of the client
-            async with store.transaction():
-                await store.write("/a", {"b": 1})
-            assert other.read("/a/b") == 1
-            await asyncio.to_thread(other.write, "/c", 2)
-            assert await asyncio.wait_for(got.get(), 5) == [("/c", MISSING, 2)]
-            await store.close()
-            assert await client.get("nothing") is None  # left open for its owner
-        await client.aclose()
-
-    asyncio.run(asyncio.wait_for(main(), 30))
