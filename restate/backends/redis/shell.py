@@ -205,13 +205,22 @@ class Shell:
         raise NotImplementedError
 
     def _start_renewer(self) -> None:
-        if self._renewer:
+        if self._renewer and self._renewer[0].is_alive():
             return
         with self._renewer_lock:
-            if not self._renewer:
-                renewer = Renewer(self._core, self._sync_commands())
+            if self._renewer and self._renewer[0].is_alive():
+                return
+            renewer = Renewer(self._core, self._sync_commands())
+            self._renewer[:] = [renewer]  # recorded first: close() stops it whatever happens
+            try:
                 renewer.start()
-                self._renewer.append(renewer)
+            except RuntimeError as exc:
+                # CPython: a KeyboardInterrupt inside Thread.start()'s wait can surface as
+                # "release unlocked lock"; the caller must see the interrupt (a thread that did
+                # not start is replaced by the next transaction).
+                if isinstance(exc.__context__, KeyboardInterrupt):
+                    raise exc.__context__ from None
+                raise
 
     def watch(self, on_changes: OnChanges) -> Callable[[], None]:
         """Call ``on_changes(changes)`` for the commits of other clients; returns unwatch.
