@@ -128,7 +128,11 @@ def test_a_failover_of_the_shard_holding_a_tree_loses_no_write_and_no_event(clus
                 time.sleep(0.05)
         finally:
             promote.close()
-        assert primary_of(cluster, f"{{{prefix}}}:changes")[0] == replica != old_master
+        assert replica != old_master
+        deadline = time.monotonic() + 30
+        while primary_of(cluster, f"{{{prefix}}}:changes")[0] != replica:  # gossip spreads it
+            assert time.monotonic() < deadline, "the other nodes never learnt of the promotion"
+            time.sleep(0.05)
         for _ in range(20):  # writes resume on the promoted replica
             controller.update("/n", lambda n: n + 1, default=0)
         assert reader.read("/n") == 40
