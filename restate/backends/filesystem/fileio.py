@@ -143,8 +143,8 @@ def restore(root: int, rel: Sequence[str], pre: PreImage, durable: bool) -> None
             if pre is None and open_dir(parent, name) is None:
                 return  # nothing to remove below a directory that is not there
             sub = _dir_for_restore(parent, name)
-            os.close(parent)
-            parent = sub
+            parent, old = sub, parent  # swapped first: an interrupt never double-closes
+            os.close(old)
         _restore_name(parent, rel[-1], pre, durable)
     finally:
         os.close(parent)

@@ -91,9 +91,9 @@ class DirLock:
         self._exclusive = False
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None  # forgotten first: an interrupt never leaves a closed fd
+        if fd is not None:
+            os.close(fd)
         self._depth = 0
 
     def _flock(self, exclusive: bool) -> None:

@@ -65,8 +65,8 @@ class FileReading:
                 sub = open_dir(fd, name)
                 if sub is None:
                     return MISSING
-                os.close(fd)
-                fd = sub
+                fd, old = sub, fd  # swapped first: an interrupt leaks, never double-closes
+                os.close(old)
             value = self._load_dir(fd)
             return value if value or not parts else MISSING
         finally:
