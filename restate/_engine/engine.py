@@ -42,7 +42,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from ..derived import DeriveData
-from ..errors import CallbackIdError, CycleError
+from ..errors import CallbackIdError
 from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts, parts_to_str
@@ -99,7 +99,9 @@ class Engine:
         self.trackers: dict[Hashable, Tracker] = {}
         self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
         self.batches = BatchLog()
-        self.scheduler = Scheduler(controller, self.trackers, self.graph, self._retrack)
+        self.scheduler = Scheduler(
+            controller, self.trackers, self.graph, self._retrack, self._subscribe
+        )
         self.dispatcher = Dispatcher(
             controller,
             max_rounds,
@@ -189,6 +191,9 @@ class Engine:
         self.scheduler.forget(d.id)
         self.scheduler.topology += 1
         return True
+
+    def _subscribe(self, tracker: Tracker, parts: Parts) -> None:
+        self.subs.add(parts, tracker.id, TRACK)
 
     def _retrack(self, tracker: Tracker, read: set[Parts]) -> None:
         if self.trackers.get(tracker.id) is not tracker:
@@ -347,7 +352,7 @@ class Engine:
             raise
         return d.id
 
-    def track(
+    def register(
         self,
         callback: Callable[..., Any],
         payload: Any = None,
@@ -355,7 +360,9 @@ class Engine:
         policy: str = NOW,
         on_mark: Callable[[Hashable], Any] | None = None,
         raise_errors: bool = True,
-    ) -> Steps[Hashable]:
+    ) -> Tracker:
+        """Check and register a tracked function; the controller runs it first (outside its
+        lock, as a re-run: ``Scheduler.first_run``)."""
         if not callable(callback):
             raise TypeError(f"track() needs a callable, not {type(callback).__name__}")
         if policy not in POLICIES:
@@ -368,15 +375,7 @@ class Engine:
         tracker = Tracker(self.new_id(), callback, payload, name, policy, on_mark)
         tracker.raise_errors = raise_errors
         self.trackers[tracker.id] = tracker
-        first = Plan([], {tracker.id: Change((), MISSING, MISSING, payload)}, [])
-        try:
-            yield from self._after([], False, first)
-        except CycleError:
-            raise  # the message says what happened to it
-        except Exception as exc:
-            exc.add_note(f"(the function stays tracked as id {tracker.id!r}; untrack() it)")
-            raise
-        return tracker.id
+        return tracker
 
     def snapshot(self, parts: Parts) -> Gen:
         value = yield (READ, parts)
