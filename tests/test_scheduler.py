@@ -195,6 +195,58 @@ def test_why_names_the_tracked_function_whose_write_caused_a_run(controller: Any
     assert info(controller, "feed").why.origin.startswith("thread ")
 
 
+def test_writer_name_labels_who_wrote_in_why_lines_and_due_reasons(controller: Any) -> None:
+    inner = getattr(controller, "inner", controller)  # (the async one, unwrapped)
+    label: list[str | None] = ["the importer"]
+    inner.writer_name = lambda: label[0]
+    assert inner.writer_name() == "the importer"
+    controller.track(reader(controller, "/x", [], "show"))
+    controller.track(reader(controller, "/x", [], "later"), policy="deferred")
+    controller.track(copier("/x", "/y", "feed"))
+    controller.track(reader(controller, "/y", [], "after"))
+    controller.set_state("/x", 1)
+    assert info(controller, "show").why.origin == "the importer"
+    assert info(controller, "later").reason.startswith("/x changed (the importer, ")
+    assert info(controller, "after").why.origin == "feed"  # a running function's name wins
+    label[0] = None  # no label for this write: the thread's name
+    controller.set_state("/x", 2)
+    assert info(controller, "show").why.origin.startswith("thread ")
+    label[0] = "the importer"
+    inner.writer_name = None  # removed
+    controller.set_state("/x", 3)
+    assert info(controller, "show").why.origin.startswith("thread ")
+    assert inner.writer_name is None
+
+
+def test_a_writer_name_that_is_not_a_function_is_refused_and_changes_nothing(
+    controller: Any,
+) -> None:
+    inner = getattr(controller, "inner", controller)
+    namer = lambda: "cell [1]"  # noqa: E731
+    inner.writer_name = namer
+    with pytest.raises(TypeError, match=r"writer_name takes a function .* not str"):
+        inner.writer_name = "cell [1]"
+    assert inner.writer_name is namer
+
+
+def test_a_failing_writer_name_never_fails_the_write(
+    controller: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    inner = getattr(controller, "inner", controller)
+    controller.track(reader(controller, "/x", [], "show"), policy="deferred")
+    inner.writer_name = lambda: 1 / 0
+    assert controller.set_state("/x", 1) is True
+    assert info(controller, "show").reason.startswith("/x changed (thread ")
+    inner.writer_name = lambda: 42
+    controller.set_state("/x", 2)
+    assert info(controller, "show").reason.startswith("/x changed (thread ")
+    logged = [r.getMessage() for r in caplog.records if r.name == "restate"]
+    assert logged == [
+        "controller.writer_name raised; the thread's name is used",
+        "controller.writer_name returned 42, not a str or None",
+    ]
+
+
 class WatchedStore:
     """A user backend that reports changes made by someone else (as Redis does)."""
 

@@ -54,6 +54,7 @@ Worked example (``a`` reads /x and writes /y, ``b`` reads /y and writes /total; 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Any
@@ -68,6 +69,8 @@ from .subscriptions import Change
 from .tracking import EAGER, LAZY, NOW, Footprint, Status, Tracker, Why, running_name
 
 __all__ = ["Scheduler", "note_still_tracked", "still_due"]
+
+log = logging.getLogger("restate")
 
 
 class Scheduler:
@@ -101,8 +104,8 @@ class Scheduler:
         self.derived: dict[Hashable, Status] = {}  # derivations with a mark (failed, stale...)
         self.computing: set[Hashable] = set()  # derivations whose transform is running
         self.external = False  # reacting to another process's write
-        # names the writer for "why" lines when no tracked function is running (restate_nb:
-        # "cell In[4]", "a widget"); None or a None result: the thread's name
+        # names the writer for "why" lines when no tracked function is running (the public
+        # side: ControllerBase.writer_name); None or a None result: the thread's name
         self.writer_name: Callable[[], str | None] | None = None
         self._held: dict[int, int] = {}  # thread id -> depth of deferring()
         self._marked_at: dict[Hashable, int] = {}  # due id -> when (a count of marks)
@@ -141,10 +144,22 @@ class Scheduler:
         if name is not None:
             return name
         if self.writer_name is not None:
-            label = self.writer_name()
+            label = self._label()
             if label:
                 return label
         return f"thread {threading.current_thread().name}"
+
+    def _label(self) -> str | None:
+        namer = self.writer_name
+        try:
+            label = namer() if namer is not None else None
+        except Exception:  # a label is not worth failing the write for
+            log.exception("controller.writer_name raised; the thread's name is used")
+            return None
+        if label is None or isinstance(label, str):
+            return label
+        log.error("controller.writer_name returned %r, not a str or None", label)
+        return None
 
     def why(self, change: Change, origin: str | None = None) -> Why:
         return Why(parts_to_path(change.parts), origin or self.origin())
