@@ -87,8 +87,11 @@ class ControllerSync(ControllerBase):
         engine = self._engine
         io = engine.io
         io.read, io.write, io.call = self._read_root, self._write, _call
+        io.replace = None
         if isinstance(backend, InMemoryBackend):  # its root is a dict, never missing
             io.read = backend._get
+            if type(backend)._set is InMemoryBackend._set:  # (a subclass may watch writes)
+                io.replace = backend._replace
         io.exists, io.drive = self._exists, self._drive
         swap = getattr(backend, "swap", None)  # an optional capability (backends/base.py)
         io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
@@ -299,13 +302,23 @@ class ControllerSync(ControllerBase):
                     engine.set_state(parts, value, eq_func, default, payload, skip_notify)
                 )
             # the same steps without a generator (_engine/direct.py), guarded as _drive is
-            if self._owners or self._txns:
-                self._check_batch(sys._getframe())
+            owners = self._owners
+            quiet = engine.batches.depth and eq_func is None  # calls nothing of the user's
+            if owners:  # usually written straight from the innermost batch's with statement
+                caller = sys._getframe(1)
+                if next(reversed(owners.values()))[1] is not caller:
+                    self._check_batch(caller)
+            elif self._txns:
+                self._heal()
             try:
                 return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
             finally:
-                if engine.batches.depth != len(self._owners) or self._txns:
-                    self._heal()  # an interrupt may have cut a batch short: see _open_txn
+                # a quiet write (batched: its delivery waits for the batch's end) runs no
+                # code that could leave a batch() of its own behind: only an interrupt can
+                # make the count and the open batch() contexts disagree
+                depth = engine.batches.depth
+                if depth != len(owners) or (self._txns and not (quiet and depth)):
+                    self._heal()  # see _open_txn
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
         """Delete the node at ``path`` and its subtree; False when it was missing."""
