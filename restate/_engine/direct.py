@@ -78,11 +78,20 @@ def set_direct(
     if replace is not None and eq_func is None and type(value) in IMMUTABLE and parts:
         prev = replace(parts, value)  # the memory store: read, compared and written in one walk
         if prev is not MISSING:
-            if prev is not value and not values_equal(value, prev):
-                return _written(engine, heard, parts, prev, prev, value, payload, skip_notify)
-            if type(prev) is not type(value):  # equal, yet written (1 over True): put back
+            if type(prev) is type(value):  # written unless equal (a plain == for these types)
+                if prev is value or prev == value:
+                    return False
+            elif values_equal(value, prev):  # equal, yet written (1 over True): put back
                 io.write(parts, prev)  # type: ignore[misc]
-            return False
+                return False
+            if heard is False:  # _written's first steps, inline (the frequent cases)
+                if engine.batches.depth:
+                    entry = (parts, prev, payload, not skip_notify, False, value)
+                    engine.batches.log.append(new_entry(Entry, entry))
+                    return True
+                if not engine.listeners:
+                    return True
+            return _written(engine, heard, parts, prev, prev, value, payload, skip_notify)
     prev = io.read(parts)  # type: ignore[misc]
     if prev is not MISSING and eq_func is None:  # the usual case, inline
         if value is prev or values_equal(value, prev):
