@@ -91,6 +91,9 @@ def set_direct(
                     return True
                 if not engine.listeners:
                     return True
+            elif not (skip_notify or heard.below):  # type: ignore[union-attr]
+                _deliver(engine, heard, parts, prev, value, payload)  # type: ignore[arg-type]
+                return True
             return _written(engine, heard, parts, prev, prev, value, payload, skip_notify)
     prev = io.read(parts)  # type: ignore[misc]
     if prev is not MISSING and eq_func is None:  # the usual case, inline
@@ -185,7 +188,7 @@ def _deliver(
     dispatcher.active, dispatcher.collected = True, errors  # dispatcher.start, inline
     try:  # the first round, as Dispatcher._deliver makes it
         if route is not None:
-            ctl, call, callbacks = engine.controller, engine.io.call, engine.callbacks
+            ctl, settle, callbacks = engine.controller, engine.io.settle, engine.callbacks
             for cid, node, current in route.subs:
                 if len(current) < bubble[0] or cid not in node.entries:
                     continue  # stopped by stop_bubbling, or unsubscribed by an earlier callback
@@ -193,8 +196,10 @@ def _deliver(
                 if callback is None:
                     continue
                 event = StateEvent(ctl, parts, current, old, new, payload, bubble)
-                try:
-                    call(callback, event)  # type: ignore[misc]
+                try:  # io.call(callback, event), inline: most callbacks return None
+                    result = callback(event)
+                    if result is not None:
+                        settle(result, callback)  # type: ignore[misc]
                 except Exception as exc:
                     errors.append(exc)
         if engine.listeners:

@@ -14,11 +14,12 @@ and undoing each sibling. The engine widens the deliveries of a merged change
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import eq, is_, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..missing import MISSING
 from ..paths import Parts
-from ..tree import values_equal
+from ..tree import IMMUTABLE, values_equal
 
 if TYPE_CHECKING:
     from .batching import Entry
@@ -50,6 +51,10 @@ def find_roots(
     the roots' changes, but would be of the parent's."""
     if heard is nobody:
         return {}, {}
+    if merge and heard is not None and log:
+        found = _siblings(log, heard)
+        if found is not None:
+            return found
     written: dict[Parts, Entry] = {}
     for e in log:
         if e.notify and not e.ping:
@@ -79,7 +84,15 @@ def find_roots(
         roots[parts] = e.payload
         if merge and parts:
             depths.add(len(parts))
-            if type(route) is bool or not route.above_only or not _changed(e.prev, e.new):
+            prev, new = e.prev, e.new
+            if type(route) is bool or not route.above_only or prev is new:
+                spoilt.add(parent)  # (prev is new: also a created dict's own entry)
+                continue
+            if type(prev) is type(new) and type(prev) in IMMUTABLE:  # (usually, inline)
+                if prev == new:
+                    spoilt.add(parent)
+                    continue
+            elif prev is not MISSING and new is not MISSING and values_equal(prev, new):
                 spoilt.add(parent)
                 continue
             children = before.get(parent)
@@ -106,9 +119,33 @@ def find_roots(
     return out, merged
 
 
-def _changed(prev: Any, new: Any) -> bool:
-    """Whether a root written once changed (a created dict's own entry, MISSING to MISSING,
-    did not: its value is the writes under it)."""
-    if prev is MISSING or new is MISSING:
-        return prev is not new
-    return prev is not new and not values_equal(prev, new)
+_PARTS, _PREV, _NOTIFY, _PING, _NEW, _KEY = map(itemgetter, (0, 1, 3, 4, 5, -1))
+
+
+def _siblings(
+    log: list[Entry], heard: Heard
+) -> tuple[dict[Parts, Any], dict[Parts, dict[str, Any]]] | None:
+    """``find_roots`` for the usual large batch, in C-level passes: every entry a notified
+    write changing one immutable value into another at its own child of one parent that
+    nothing under it hears (``Route.below`` false: no subscription at any child either).
+    None when the log is not like that (the general way decides)."""
+    paths = list(map(_PARTS, log))
+    if len(paths) < 2:
+        return None  # (one root alone keeps its own event)
+    parents = {p[:-1] for p in paths}
+    if len(parents) != 1 or not all(paths) or len(set(paths)) != len(paths):
+        return None
+    if not all(map(_NOTIFY, log)) or any(map(_PING, log)):
+        return None
+    prevs, news = list(map(_PREV, log)), list(map(_NEW, log))
+    if not (IMMUTABLE.issuperset(map(type, prevs)) and IMMUTABLE.issuperset(map(type, news))):
+        return None  # (MISSING among them: a created or deleted child)
+    if any(map(is_, prevs, news)) or any(map(eq, prevs, news)):
+        return None  # one ended where it started (or equal but for its type: 1 and 1.0)
+    (parent,) = parents
+    route = heard(parent)
+    if not route:
+        return {}, {}
+    if type(route) is bool or route.below:
+        return None
+    return {parent: log[0].payload}, {parent: dict(zip(map(_KEY, paths), prevs, strict=True))}
