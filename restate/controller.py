@@ -324,8 +324,7 @@ class ControllerSync(ControllerBase):
                 # a quiet write (batched: its delivery waits for the batch's end) runs no
                 # code that could leave a batch() of its own behind: only an interrupt can
                 # make the count and the open batch() contexts disagree
-                depth = engine.batches.depth
-                if depth != len(owners) or (self._txns and not (quiet and depth)):
+                if engine.batches.depth != len(owners) or (self._txns and not quiet):
                     self._heal()  # see _open_txn
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:

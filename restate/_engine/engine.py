@@ -497,8 +497,10 @@ class Engine:
                 if heard is True or not plan_route(heard, ch, out, seen):
                     subs.plan(ch, out, seen, trackers)
                 if ch.parts in merged:  # as if reached by each sibling: own path and values
+                    depth = len(ch.parts)  # (the change's own values already are the parent's)
                     for cid, _, current in heard.subs:  # type: ignore[union-attr]
-                        seen[(cid, current)][1] += 1
+                        if len(current) < depth:
+                            seen[(cid, current)][1] += 1
             widen = tuple(index for index, hits in seen.values() if hits > 1)
             return Plan(out, trackers, changes, widen)
         return Plan(out, trackers, changes)

@@ -120,6 +120,7 @@ def find_roots(
 
 
 _PARTS, _PREV, _NOTIFY, _PING, _NEW, _KEY = map(itemgetter, (0, 1, 3, 4, 5, -1))
+_PARENT = itemgetter(slice(None, -1))
 
 
 def _siblings(
@@ -132,7 +133,7 @@ def _siblings(
     paths = list(map(_PARTS, log))
     if len(paths) < 2:
         return None  # (one root alone keeps its own event)
-    parents = {p[:-1] for p in paths}
+    parents = set(map(_PARENT, paths))
     if len(parents) != 1 or not all(paths) or len(set(paths)) != len(paths):
         return None
     if not all(map(_NOTIFY, log)) or any(map(_PING, log)):
