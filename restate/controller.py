@@ -601,14 +601,19 @@ def _roll_back(txn: Any, exc: BaseException) -> None:
 
 def _call(fn: Callable[[Any], Any], arg: Any) -> Any:
     result = fn(arg)
-    if result is not None and inspect.isawaitable(result):
-        return _run_awaitable(result, fn)
-    return result
+    if result is None or type(result) in _PLAIN:  # (inspect.isawaitable is slow for these)
+        return result
+    return _run_awaitable(result, fn) if inspect.isawaitable(result) else result
 
 
 def _settle(result: Any, fn: Callable[[Any], Any]) -> Any:
     """What ``_call`` does with a result that is not None (``DirectIO.settle``)."""
+    if type(result) in _PLAIN:
+        return result
     return _run_awaitable(result, fn) if inspect.isawaitable(result) else result
+
+
+_PLAIN = IMMUTABLE | {dict, list, tuple, set}  # results that are never awaitable
 
 
 def _run_awaitable(awaitable: Any, fn: Any) -> Any:
