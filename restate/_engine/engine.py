@@ -64,6 +64,7 @@ from .requests import (
     raise_collected,
     user_value,
 )
+from .roots import nobody
 from .scheduler import Scheduler
 from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex
 from .tracking import NOW, POLICIES, Footprint, Tracker, record_write
@@ -307,10 +308,15 @@ class Engine:
         yield from self.batches.begin()
 
     def end_batch(self, exc: BaseException | None) -> Gen:
-        heard = None if self.listeners else self.audience.hears
-        changes = yield from self.batches.end(exc, heard)
+        heard = None if self.listeners else self.audience.route
+        if heard is not None and not self.subs.size and not self.graph:
+            heard = nobody  # nothing registered: nothing to coalesce
+        # merging siblings into their parent changes the list of changes: not with
+        # listeners (they get that list) or derivations (they settle from it)
+        batches = self.batches
+        changes = yield from batches.end(exc, heard, heard is not None and not self.graph)
         if changes:
-            yield from self._after(changes, False)
+            yield from self._after(changes, False, None, batches.merged)
 
     def update(
         self, parts: Parts, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
@@ -391,16 +397,23 @@ class Engine:
 
     # ----- propagation ---------------------------------------------------------------------
 
-    def _after(self, changes: list[Change], skip_notify: bool, planned: Plan | None = None) -> Gen:
+    def _after(
+        self,
+        changes: list[Change],
+        skip_notify: bool,
+        planned: Plan | None = None,
+        merged: frozenset[Parts] = frozenset(),
+    ) -> Gen:
         """Settle derivations, plan, and dispatch -- or queue the plan when a dispatch is
-        already running (a write made by a callback). ``planned``: a ready plan (track())."""
+        already running (a write made by a callback). ``planned``: a ready plan (track());
+        ``merged``: the changes a batch merged from siblings (``BatchLog.merged``)."""
         errors: list[Exception] = []
         if self.graph and changes:
             yield from self._settle(changes, errors)
         if skip_notify:
             raise_collected(errors)
             return
-        plan = self._plan(changes) if planned is None else planned
+        plan = self._plan(changes, merged) if planned is None else planned
         if plan.widen:
             yield from self.dispatcher.widen(plan)
         if self.dispatcher.active:
@@ -464,13 +477,13 @@ class Engine:
         value = yield (READ, d.sources[0])
         return (yield (CALL, d.transform, user_value(value)))
 
-    def _plan(self, changes: list[Change]) -> Plan:
+    def _plan(self, changes: list[Change], merged: frozenset[Parts] = frozenset()) -> Plan:
         out: list[Delivery] = []
         trackers: dict[Hashable, Change] = {}
         subs = self.subs
         if not subs.size:
             pass
-        elif len(changes) == 1 and not subs.wildcards:
+        elif len(changes) == 1 and not subs.wildcards and not merged:
             # one change without wildcards cannot reach a subscription twice: no ``seen``
             subs.plan_one(changes[0], out, None, trackers)
         else:
@@ -482,6 +495,11 @@ class Engine:
                     continue
                 if heard is True or not plan_route(heard, ch, out, seen):
                     subs.plan(ch, out, seen, trackers)
+                if ch.parts in merged:  # as if reached by each sibling: own path and values
+                    depth = len(ch.parts)  # (the change's own values already are the parent's)
+                    for cid, _, current in heard.subs:  # type: ignore[union-attr]
+                        if len(current) < depth:
+                            seen[(cid, current)][1] += 1
             widen = tuple(index for index, hits in seen.values() if hits > 1)
             return Plan(out, trackers, changes, widen)
         return Plan(out, trackers, changes)
