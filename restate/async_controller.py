@@ -363,9 +363,8 @@ class ControllerAsync(ControllerBase):
         try:
             await self._run_due(tracker, *scheduler.first_run(), errors)
         finally:
-            outermost = scheduler.release()
+            woken = scheduler.woken(since, scheduler.release())
         note_still_tracked(tracker, errors)
-        woken = scheduler.woken(since, outermost)
         if woken:
             try:
                 await self.run_deferred(only=woken)

@@ -420,10 +420,8 @@ class ControllerSync(ControllerBase):
             self._run_due(tracker, *scheduler.first_run(), errors)
         finally:
             with self._lock:
-                outermost = scheduler.release()
+                woken = scheduler.woken(since, scheduler.release())
         note_still_tracked(tracker, errors)
-        with self._lock:
-            woken = scheduler.woken(since, outermost)
         if woken:
             try:
                 self.run_deferred(only=woken)

@@ -268,6 +268,8 @@ class Scheduler:
         functions marked due meanwhile -- by its writes, or itself by a write from elsewhere
         -- whose policy runs them now (``"now"`` ones only when no ``deferring()`` block of
         this thread is still open)."""
+        if self.marks == since:  # (the usual case: nothing marked meanwhile)
+            return []
         runs_now = (NOW, EAGER) if outermost else (EAGER,)
         woken = []
         for tid, at in self._marked_at.items():
