@@ -705,3 +705,26 @@ def test_the_first_runs_writes_reach_readers_after_it_as_in_a_deferred_pass(
     controller.track(copier("/x", "/y", "writer", runs))
     assert runs == ["reader", "writer", "reader"]  # the reader ran once, after the writer
     assert controller.get_state("/z") == 2
+
+
+def test_a_write_to_a_path_a_deferred_rerun_reads_for_the_first_time_is_not_lost() -> None:
+    c = ControllerSync()
+    seen: list[Any] = []
+    has_read, written = threading.Event(), threading.Event()
+
+    def body(event: Any) -> None:
+        if event.get_state("/a") == 1:  # this run reads /b for the first time
+            seen.append(event.get_state("/b"))
+            if len(seen) == 1:
+                has_read.set()
+                assert written.wait(10), "the test never wrote /b"
+
+    c.track(body, policy="deferred")
+    c.set_state("/a", 1)
+    runner = threading.Thread(target=c.run_deferred, daemon=True)
+    runner.start()
+    assert has_read.wait(10), "run_deferred() did not run it"
+    c.set_state("/b", 5)  # it is subscribed at /b since its read: marked due, not lost
+    written.set()
+    finished(runner, "run_deferred()")
+    assert seen == [None, 5]
