@@ -57,9 +57,9 @@ def set_direct(
     """``Engine.set_state`` for a sync driver; same arguments, same result and events."""
     if Footprint.active:  # also when the value is unchanged: the function writes there
         record_write(engine.controller, parts)
-    io = engine.io
+    io, batches = engine.io, engine.batches
     heard: Heard = False  # in a batch nobody hears the write before the batch ends
-    if not engine.batches.depth:
+    if not batches.depth:
         heard = engine.audience.known.get(parts)  # type: ignore[assignment]
         if heard is None:
             heard = engine.audience.route(parts)
@@ -85,9 +85,9 @@ def set_direct(
                 io.write(parts, prev)  # type: ignore[misc]
                 return False
             if heard is False:  # _written's first steps, inline (the frequent cases)
-                if engine.batches.depth:
+                if batches.depth:
                     entry = (parts, prev, payload, not skip_notify, False, value)
-                    engine.batches.log.append(new_entry(Entry, entry))
+                    batches.log.append(new_entry(Entry, entry))
                     return True
                 if not engine.listeners:
                     return True
@@ -106,8 +106,8 @@ def set_direct(
             return False
     stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
     created = None
-    if prev is MISSING and engine.batches.depth:  # rollback removes what the write creates
-        created = engine.batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
+    if prev is MISSING and batches.depth:  # rollback removes what the write creates
+        created = batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
     io.write(parts, stored)  # type: ignore[misc]
     return _written(engine, heard, parts, prev, old, stored, payload, skip_notify, created)
 

@@ -134,7 +134,7 @@ def _siblings(
     if len(paths) < 2:
         return None  # (one root alone keeps its own event)
     parents = set(map(_PARENT, paths))
-    if len(parents) != 1 or not all(paths) or len(set(paths)) != len(paths):
+    if len(parents) != 1 or not all(paths):
         return None
     if not all(map(_NOTIFY, log)) or any(map(_PING, log)):
         return None
@@ -143,10 +143,13 @@ def _siblings(
         return None  # (MISSING among them: a created or deleted child)
     if any(map(is_, prevs, news)) or any(map(eq, prevs, news)):
         return None  # one ended where it started (or equal but for its type: 1 and 1.0)
+    children = dict(zip(map(_KEY, paths), prevs, strict=True))
+    if len(children) != len(paths):
+        return None  # a child written twice
     (parent,) = parents
     route = heard(parent)
     if not route:
         return {}, {}
     if type(route) is bool or route.below:
         return None
-    return {parent: log[0].payload}, {parent: dict(zip(map(_KEY, paths), prevs, strict=True))}
+    return {parent: log[0].payload}, {parent: children}
