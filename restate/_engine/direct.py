@@ -22,8 +22,9 @@ a store with ``swap()`` (the engine writes and gets the previous value in one ro
 
 Inside a batch the write is applied and logged as ``Engine.set_state`` does (the undo log
 is what rollback and the batch's end need), without a generator, and nothing is delivered
-(the audience is not even asked: the batch's end does that for its roots). A write to a persistent store that nothing
-can observe skips the read of the previous value (``_write_blind``).
+(the audience is not even asked: the batch's end does that for its roots). A write to a
+persistent store that nothing can observe skips the read of the previous value
+(``_write_blind``).
 ``Engine.direct_writes = False`` switches the path off (the differential tests compare
 both).
 """
