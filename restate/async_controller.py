@@ -356,7 +356,9 @@ class ControllerAsync(ControllerBase):
         the options as in ``ControllerSync.track``. The first run is awaited without the
         controller's lock, as a re-run is (it may await a task that writes state); a write
         that reaches it meanwhile makes it run again (or due, as its policy says)."""
-        tracker = self._engine.register(callback, payload, name, policy, on_mark, raise_errors)
+        tracker = self._engine.register_tracker(
+            callback, payload, name, policy, on_mark, raise_errors
+        )
         scheduler, since = self._engine.scheduler, self._engine.scheduler.marks
         scheduler.hold()  # its writes mark their readers due, as in run_deferred()
         errors: list[Exception] = []

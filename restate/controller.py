@@ -412,7 +412,9 @@ class ControllerSync(ControllerBase):
             Exception: whatever its first run raised (it stays tracked).
         """
         with self._lock:
-            tracker = self._engine.register(callback, payload, name, policy, on_mark, raise_errors)
+            tracker = self._engine.register_tracker(
+                callback, payload, name, policy, on_mark, raise_errors
+            )
             scheduler, since = self._engine.scheduler, self._engine.scheduler.marks
             scheduler.hold()  # its writes mark their readers due, as in run_deferred()
         errors: list[Exception] = []

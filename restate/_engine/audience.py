@@ -92,14 +92,9 @@ class Audience:
             return self.graph.reaches(parts)
         if self.graph.reaches(parts):
             return True
-        chain = [subs.root]
-        for seg in parts:
-            if chain[-1].wild is not None:
-                return True  # a ``*`` subscription may match this path: the planner's walk
-            node = chain[-1].children.get(seg)
-            if node is None:
-                break
-            chain.append(node)
+        chain = subs.chain(parts)
+        if any(node.wild is not None for node in chain[: len(parts)]):
+            return True  # a ``*`` subscription may match this path: the planner's walk
         found: list[tuple[Hashable, _Node, Parts]] = []
         for depth in range(len(chain) - 1, -1, -1):
             node = chain[depth]

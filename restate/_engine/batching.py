@@ -10,6 +10,7 @@ before the batch (the current value with the log undone) to its value now.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from ..missing import MISSING
@@ -32,6 +33,8 @@ class Entry(NamedTuple):
     ping: bool = False
     new: Any = MISSING  # what the write stored (MISSING for a delete)
 
+
+_PING = itemgetter(4)  # Entry.ping, for C-level passes over the log
 
 # builds an Entry without the NamedTuple's __new__, which is Python code (a write's hot path)
 new_entry = tuple.__new__
@@ -156,7 +159,11 @@ class BatchLog:
         """One Change per minimal written root: its value before the batch and now."""
         roots, merged = find_roots(log, heard, merge)
         self.merged = frozenset(merged)
-        pings = [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
+        pings = (
+            []
+            if not any(map(_PING, log))
+            else [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
+        )
         if not roots:
             return pings
         # a merged parent's entries are its children's: _merged_values needs none of them

@@ -120,7 +120,6 @@ def find_roots(
 
 
 _PARTS, _PREV, _NOTIFY, _PING, _NEW, _KEY = map(itemgetter, (0, 1, 3, 4, 5, -1))
-_PARENT = itemgetter(slice(None, -1))
 
 
 def _siblings(
@@ -133,9 +132,13 @@ def _siblings(
     paths = list(map(_PARTS, log))
     if len(paths) < 2:
         return None  # (one root alone keeps its own event)
-    parents = set(map(_PARENT, paths))
-    if len(parents) != 1 or not all(paths) or len(set(paths)) != len(paths):
+    depths = set(map(len, paths))
+    depth = depths.pop()
+    if depths or not depth:
         return None
+    for d in range(depth - 1):  # one parent: one segment at each level above the children
+        if len(set(map(itemgetter(d), paths))) != 1:
+            return None
     if not all(map(_NOTIFY, log)) or any(map(_PING, log)):
         return None
     prevs, news = list(map(_PREV, log)), list(map(_NEW, log))
@@ -143,10 +146,13 @@ def _siblings(
         return None  # (MISSING among them: a created or deleted child)
     if any(map(is_, prevs, news)) or any(map(eq, prevs, news)):
         return None  # one ended where it started (or equal but for its type: 1 and 1.0)
-    (parent,) = parents
+    children = dict(zip(map(_KEY, paths), prevs, strict=True))
+    if len(children) != len(paths):
+        return None  # a child written twice
+    parent = paths[0][:-1]
     route = heard(parent)
     if not route:
         return {}, {}
     if type(route) is bool or route.below:
         return None
-    return {parent: log[0].payload}, {parent: dict(zip(map(_KEY, paths), prevs, strict=True))}
+    return {parent: log[0].payload}, {parent: children}
