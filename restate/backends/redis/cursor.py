@@ -86,22 +86,39 @@ class StreamCursor:
         self.seq = seq
         self._delay = self.MIN_DELAY
 
-    def take(self, reply: Any) -> list[Any]:
-        """The deliveries of an XREAD reply from other origins, in order, ending with
-        ``RESYNC`` at a gap; advances ``last_id``. This process's own entries are skipped
-        before their changes are decoded."""
+    def take(self, entries: list[tuple[str, Any]]) -> list[Any]:
+        """The deliveries of the entries of one XREAD (``(id, fields)``, fields a flat list or
+        a dict) from other origins, in order, ending with ``RESYNC`` at a gap; advances
+        ``last_id``. This process's own entries are skipped before their changes are
+        decoded."""
+        if len(entries) == 1:  # a paced writer: one entry per wake-up, no merging to do
+            return self._one(*entries[0])
         burst = Burst()
-        if isinstance(reply, dict):  # RESP3
-            reply = reply.items()
-        for _stream, entries in reply or ():
-            for entry_id, fields in entries:
-                seq = int(fields.get("s", 0))
-                if self.seq is not None and seq != self.seq + 1:
-                    return [*burst.done(), self.RESYNC]
-                self.last_id, self.seq = entry_id, seq
-                changes = decode_changes(fields, self.origin)
-                if changes:
-                    burst.add(changes)
+        for entry_id, flat in entries:
+            fields = flat if type(flat) is dict else dict(zip(flat[::2], flat[1::2], strict=True))
+            seq = int(fields.get("s", 0))
+            if self.seq is not None and seq != self.seq + 1:
+                return [*burst.done(), self.RESYNC]
+            self.last_id, self.seq = entry_id, seq
+            changes = decode_changes(fields, self.origin)
+            if changes:
+                burst.add(changes)
+        return burst.done()
+
+    def _one(self, entry_id: str, flat: Any) -> list[Any]:
+        fields = flat if type(flat) is dict else dict(zip(flat[::2], flat[1::2], strict=True))
+        seq = int(fields.get("s", 0))
+        if self.seq is not None and seq != self.seq + 1:
+            return [self.RESYNC]
+        self.last_id, self.seq = entry_id, seq
+        changes = decode_changes(fields, self.origin)
+        if not changes:
+            return []
+        if len(changes) == 1:
+            _path, prev, new = changes[0]
+            return [] if _same(prev, new) else [changes]
+        burst = Burst()
+        burst.add(changes)
         return burst.done()
 
     def restart(self, position: tuple[str, int, Any]) -> Changes:
