@@ -311,46 +311,65 @@ if wid ~= '' then
   end
 end
 
-local ops, i = {}, 6
-while i <= #ARGV do
-  local op = {kind = ARGV[i], path = ARGV[i + 1]}
+local changes, first_prev = {}, false
+-- the hot path: one leaf written over a leaf ('w', path, json, '1', dir, '1', name, json);
+-- a leaf's parent exists, so nothing needs probing, creating or removing
+local leaf = #ARGV == 13 and ARGV[6] == 'w' and ARGV[7] ~= '/' and ARGV[9] == '1'
+  and ARGV[11] == '1' and ARGV[13] ~= MARK
+local prev
+if leaf then
   if token == '' then
-    local holder, since = blocker(op.path, token)
+    local holder, since = blocker(ARGV[7], token)
     if holder then return {'busy', holder, since} end
   end
-  if op.kind == 'w' then
-    op.json, op.first = ARGV[i + 2], i + 4
-    i = i + 4
-    for _ = 1, tonumber(ARGV[op.first - 1]) do i = i + 2 + 2 * tonumber(ARGV[i + 1]) end
-    op.last = i - 1
-    local kind, depth = probe(op.path)
-    if kind == 'leaf' then return {'conflict', op.path, depth} end
-  else
-    i = i + 2
+  prev = redis.call('HGET', key(ARGV[10]), ARGV[12])
+  leaf = prev and prev ~= MARK
+end
+if leaf then
+  if want == '1' and prev == ARGV[8] then return {'ok', '', prev} end
+  redis.call('HSET', key(ARGV[10]), ARGV[12], ARGV[8])
+  first_prev = prev
+  record(changes, ARGV[7], prev, ARGV[8])
+else
+  local ops, i = {}, 6
+  while i <= #ARGV do
+    local op = {kind = ARGV[i], path = ARGV[i + 1]}
+    if token == '' then
+      local holder, since = blocker(op.path, token)
+      if holder then return {'busy', holder, since} end
+    end
+    if op.kind == 'w' then
+      op.json, op.first = ARGV[i + 2], i + 4
+      i = i + 4
+      for _ = 1, tonumber(ARGV[op.first - 1]) do i = i + 2 + 2 * tonumber(ARGV[i + 1]) end
+      op.last = i - 1
+      local kind, depth = probe(op.path)
+      if kind == 'leaf' then return {'conflict', op.path, depth} end
+    else
+      i = i + 2
+    end
+    ops[#ops + 1] = op
   end
-  ops[#ops + 1] = op
-end
 
--- a swap of a leaf by the very same JSON text changes nothing: no write, no entry
-if want == '1' and #ops == 1 and ops[1].kind == 'w' and ops[1].path ~= '/' then
-  local parent, name = split(ops[1].path)
-  local v = redis.call('HGET', key(parent), name)
-  if v and v == ops[1].json then return {'ok', '', v} end
-end
+  -- a swap of a leaf by the very same JSON text changes nothing: no write, no entry
+  if want == '1' and #ops == 1 and ops[1].kind == 'w' and ops[1].path ~= '/' then
+    local parent, name = split(ops[1].path)
+    local v = redis.call('HGET', key(parent), name)
+    if v and v == ops[1].json then return {'ok', '', v} end
+  end
 
-local changes, first_prev = {}, false
-
-for n, op in ipairs(ops) do
-  local prev = remove(op.path)
-  if n == 1 then first_prev = prev end
-  if op.kind == 'w' then
-    make_parents(op.path)
-    store(ARGV, op.first, op.last)
-    record(changes, op.path, prev, op.json)
-  elseif op.path == '/' then
-    if prev ~= '{}' then record(changes, '/', prev, '{}') end
-  elseif prev then
-    record(changes, op.path, prev, false)
+  for n, op in ipairs(ops) do
+    local prev = remove(op.path)
+    if n == 1 then first_prev = prev end
+    if op.kind == 'w' then
+      make_parents(op.path)
+      store(ARGV, op.first, op.last)
+      record(changes, op.path, prev, op.json)
+    elseif op.path == '/' then
+      if prev ~= '{}' then record(changes, '/', prev, '{}') end
+    elseif prev then
+      record(changes, op.path, prev, false)
+    end
   end
 end
 
