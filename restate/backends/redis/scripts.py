@@ -123,12 +123,12 @@ local function related(a, b)
   if #a > #b then a, b = b, a end
   return string.sub(b, 1, #a + 1) == a .. '/'
 end
--- the live lease of another transaction on path, an ancestor or a descendant: its holder
--- and start, or nil; dead leases found on the way are removed
+-- the live lease of another transaction on path, an ancestor or a descendant: its holder,
+-- start and leased path, or nil; dead leases found on the way are removed
 local function blocker(path, token)
   if redis.call('HLEN', LEASES) == 0 then return nil end
   local flat, alive = redis.call('HGETALL', LEASES), {}
-  local found, found_start
+  local found, found_start, found_path
   for i = 1, #flat, 2 do
     local holder, start = string.match(flat[i + 1], '^(%S+) (%S+)$')
     if alive[holder] == nil then
@@ -137,21 +137,28 @@ local function blocker(path, token)
     if not alive[holder] then
       redis.call('HDEL', LEASES, flat[i])
     elseif holder ~= token and not found and related(flat[i], path) then
-      found, found_start = holder, start
+      found, found_start, found_path = holder, start, flat[i]
     end
   end
-  return found, found_start
+  return found, found_start, found_path
 end
--- drop every lease of token, and wake the longest waiter (T:wake keeps a few wake-ups)
+-- drop every lease of token; for each path it held, one wake-up in T:wake:<path>, which the
+-- waiter blocked longest on that path (BLPOP serves the longest first) takes. An unclaimed
+-- wake-up stays (one at most, expiring): a later waiter retries once at once, harmlessly.
 local function release(token)
   local flat = redis.call('HGETALL', LEASES)
   for i = 1, #flat, 2 do
-    if string.match(flat[i + 1], '^(%S+) ') == token then redis.call('HDEL', LEASES, flat[i]) end
+    if string.match(flat[i + 1], '^(%S+) ') == token then
+      redis.call('HDEL', LEASES, flat[i])
+      local wake = T .. ':wake:' .. flat[i]
+      if redis.call('LPUSH', wake, '1') == 1 then
+        redis.call('PEXPIRE', wake, 5000)
+      else
+        redis.call('LTRIM', wake, 0, 0)
+      end
+    end
   end
-  if redis.call('DEL', T .. ':lease:' .. token) == 1 then
-    redis.call('LPUSH', T .. ':wake', '1')
-    redis.call('LTRIM', T .. ':wake', 0, 3)
-  end
+  redis.call('DEL', T .. ':lease:' .. token)
 end
 local function drop(path)
   local flat = redis.call('HGETALL', key(path))
@@ -261,14 +268,14 @@ return {kind, depth}
 # Take (or keep) the lease of a transaction on a path, then answer a question about it.
 # ARGV: token, ttl ms, start, first ('1' for the transaction's first lease), mode, path, then
 # the ignored names of 'occupied'. mode: 'read' | 'probe' | 'exists' | 'occupied' | 'none'.
-# Replies {'busy', holder, start}, {'lost'} (this transaction's lease expired) or
+# Replies {'busy', holder, start, path}, {'lost'} (this transaction's lease expired) or
 # {'ok', answer...}.
 _LEASE = r"""
 local token, ttl, start, first, mode, path = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local alive = T .. ':lease:' .. token
 if first ~= '1' and redis.call('EXISTS', alive) == 0 then return {'lost'} end
-local holder, since = blocker(path, token)
-if holder then return {'busy', holder, since} end
+local holder, since, held = blocker(path, token)
+if holder then return {'busy', holder, since, held} end
 redis.call('HSET', LEASES, path, token .. ' ' .. start)
 redis.call('SET', alive, '1', 'PX', ttl)
 if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[7])})} end
@@ -294,7 +301,7 @@ return 1
 # want ('1': reply with the previous JSON text of the only op), then the ops:
 #   'w', path, json, ngroups, (dir, npairs, name, value, name, value, ...) * ngroups
 #   'd', path
-# Replies {'ok', id, prev}, {'busy', holder, start} (a transaction of another client holds a
+# Replies {'ok', id, prev}, {'busy', holder, start, path} (a transaction of another client holds a
 # lease on a written path), {'lost'} (this transaction's lease expired), {'done', prev} (the
 # write id was already applied: a retry) or {'conflict', path, depth}; nothing is changed
 # unless the reply is 'ok'. ``T:w:<origin>`` keeps the origin's last write id and the previous
@@ -319,8 +326,8 @@ local leaf = #ARGV == 13 and ARGV[6] == 'w' and ARGV[7] ~= '/' and ARGV[9] == '1
 local prev
 if leaf then
   if token == '' then
-    local holder, since = blocker(ARGV[7], token)
-    if holder then return {'busy', holder, since} end
+    local holder, since, held = blocker(ARGV[7], token)
+    if holder then return {'busy', holder, since, held} end
   end
   prev = redis.call('HGET', key(ARGV[10]), ARGV[12])
   leaf = prev and prev ~= MARK
@@ -335,8 +342,8 @@ else
   while i <= #ARGV do
     local op = {kind = ARGV[i], path = ARGV[i + 1]}
     if token == '' then
-      local holder, since = blocker(op.path, token)
-      if holder then return {'busy', holder, since} end
+      local holder, since, held = blocker(op.path, token)
+      if holder then return {'busy', holder, since, held} end
     end
     if op.kind == 'w' then
       op.json, op.first = ARGV[i + 2], i + 4
