@@ -2,7 +2,8 @@
 controller write against a raw HSET, and the longest server-blocking command of a
 100,000-leaf read. Starts its own redis-server (stopped by pid).
 
-Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick]``
+Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick] [--writers]`` (``--writers``: only the
+writer rows -- write cost, writer scaling, big writes -- not the fan-out)
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def main() -> None:
     try:
         url = server.url
         lines.append(write_cost(url, 2000 if quick else 5000))
-        for n in (1, 4) if quick else (1, 4, 16, 32):
+        for n in () if "--writers" in sys.argv else (1, 4) if quick else (1, 4, 16, 32):
             lines.append(fan_out(url, n, 300, 0.01))
             lines.append(fan_out(url, n, 2000, None))
         for w in (1, 4, 8):

@@ -49,7 +49,7 @@ def test_a_connection_the_server_closed_is_reopened_once_and_the_write_applied_o
     backend.write("/n", 0)
     killed = 0
     for client in raw.client_list():
-        if client["name"] == "" and client["cmd"] == "evalsha":
+        if client["name"] == "" and client["cmd"] == "fcall":
             killed += raw.client_kill_filter(_id=client["id"])
     assert killed == 1
     entries = raw.xlen(f"{{{prefix}}}:changes")

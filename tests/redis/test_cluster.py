@@ -18,6 +18,7 @@ from redis.cluster import RedisCluster
 from restate import ControllerSync
 from restate.backends.base import MISSING
 from restate.backends.redis import RedisAsyncBackend, RedisBackend
+from restate.backends.redis.scripts import LIBRARY_NAME
 from restate.errors import BackendError
 from tests.redis_fixture import RedisClusterServers, start_redis_cluster
 
@@ -108,6 +109,30 @@ def primary_of(cluster: RedisClusterServers, key: str) -> tuple[int, int]:
     finally:
         probe.close()
     raise AssertionError(f"no shard with a replica serves {key!r}")
+
+
+def test_the_functions_library_is_on_every_master_and_replica_and_reloaded_after_a_flush(cluster):
+    def everywhere() -> bool:
+        for node in cluster.nodes:
+            client = redis.Redis(port=node.port, decode_responses=True)
+            try:
+                listed = [dict(zip(x[::2], x[1::2], strict=True)) for x in client.function_list()]
+            finally:
+                client.close()
+            if LIBRARY_NAME not in [lib["library_name"] for lib in listed]:
+                return False
+        return True
+
+    with RedisBackend(cluster.url, name()) as backend:
+        backend.write("/n", 1)
+        deadline = time.monotonic() + 20
+        while not everywhere():  # replicas receive the library asynchronously
+            assert time.monotonic() < deadline, "the library did not reach every node"
+            time.sleep(0.05)
+        backend._client.function_flush()  # every master (and so every replica) forgets it
+        assert backend.swap("/n", 2) == 1
+        assert backend._library.functions is True
+        assert backend.read("/n") == 2
 
 
 def test_a_failover_of_the_shard_holding_a_tree_loses_no_write_and_no_event(cluster):

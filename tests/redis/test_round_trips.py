@@ -20,7 +20,9 @@ pytestmark = pytest.mark.redis
 
 def script_calls(raw: redis.Redis) -> int:
     stats = raw.info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+    return sum(
+        stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("fcall", "evalsha", "eval")
+    )
 
 
 def test_a_controller_write_is_one_script_call_that_returns_the_previous_value(backend, raw):

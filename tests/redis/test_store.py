@@ -21,7 +21,9 @@ def hashes(raw: redis.Redis, prefix: str) -> dict[str, dict[str, str]]:
 
 def scripts_run(raw: redis.Redis) -> int:
     stats = raw.info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+    return sum(
+        stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("fcall", "evalsha", "eval")
+    )
 
 
 def test_a_dict_written_at_a_path_becomes_a_subtree_readable_at_every_level(backend):

@@ -19,6 +19,7 @@ from ...paths import to_parts
 from ..base import AsyncBackend
 from .async_clients import check_async_client, describe_async, drop_async_client, sync_settings
 from .core import Exchange
+from .library import AsyncClientScripts
 from .shell import Shell, client_options
 
 __all__ = ["RedisAsyncBackend"]
@@ -60,6 +61,9 @@ class RedisAsyncBackend(Shell, AsyncBackend):
             return aredis.RedisCluster.from_url(self.url, **options)
         options["retry"] = AsyncRetry(ExponentialBackoff(cap=0.05, base=0.01), 1)
         return aredis.Redis.from_url(self.url, **options)
+
+    def _script_runner(self) -> Any:
+        return AsyncClientScripts(self._client, self._library)
 
     def _check_client(self, client: Any) -> None:
         check_async_client(client)

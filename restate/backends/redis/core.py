@@ -8,7 +8,7 @@ logic exists once. Commands:
   declared key, the stream; reply back;
 - ``("hexists", key, field)``, ``("hget", key, field)``, ``("get", key)``,
   ``("hscan", key, cursor, count)``: those commands;
-- ``("blpop", key, seconds)``: wait for a wake-up pushed by a released lease.
+- ``("blpop", key, seconds)``: wait for a wake-up pushed by the release of a lease.
 
 Transactions (leases, isolation) are in ``leases.py``; this module is the keyspace and the
 plain reads and writes, which consult an open transaction when there is one.
@@ -17,7 +17,6 @@ plain reads and writes, which consult an open transaction when there is one.
 from __future__ import annotations
 
 import itertools
-import random
 import re
 import threading
 import time
@@ -74,7 +73,6 @@ class RedisCore:
         self.origin = uuid.uuid4().hex
         self.stream = f"{self.keyspace}:changes"
         self.seq_key = f"{self.keyspace}:seq"
-        self.wake_key = f"{self.keyspace}:wake"
         if int(stream_maxlen) < 1:
             raise ValueError(f"stream_maxlen must be at least 1, not {stream_maxlen!r}")
         self.maxlen = str(int(stream_maxlen))
@@ -186,7 +184,6 @@ class RedisCore:
         """Run APPLY until it is not kept waiting by another client's lease; the previous JSON
         text of the first op (None when missing, or when not ``want_prev``)."""
         deadline = time.monotonic() + self.lock_wait
-        delay = 0.002
         wid = self.write_id()  # the same for every retry of this write: applied at most once
         args = [self.origin, self.maxlen, token, wid, "1" if want_prev else "0", *ops]
         while True:
@@ -200,7 +197,7 @@ class RedisCore:
                 raise conflict_error(reply[1], int(reply[2]))
             if kind == "lost":
                 raise self.lost_error()
-            delay = yield from self.pause(deadline, delay)
+            yield from self.pause(deadline, reply[3])
 
     def lost_error(self) -> BackendError:
         return BackendError(
@@ -209,16 +206,18 @@ class RedisCore:
             f"of it was written"
         )
 
-    def pause(self, deadline: float, delay: float) -> Exchange[float]:
-        if time.monotonic() > deadline:
+    def pause(self, deadline: float, held: str) -> Exchange[None]:
+        """Wait for the release of another client's lease on the path ``held``: the release
+        pushes one wake-up to ``T:wake:<held>``, taken by the waiter blocked longest there
+        (so waiters on one path take turns, and waiters elsewhere are not woken). At most a
+        tenth of the lease timeout: a holder killed never releases, its lease expires."""
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise BackendError(
                 f"waited {self.lock_wait:g} s for the transaction of another client on "
                 f"{self.keyspace!r} to finish; nothing was written"
             )
-        # wait for a release (each pushes one wake-up; the longest waiter gets it first), or
-        # at most ``delay``: a wake-up taken by a waiter for other paths costs one more poll
-        yield ("blpop", self.wake_key, delay * (0.75 + random.random() / 2))
-        return min(delay * 2, 0.01)
+        yield ("blpop", f"{self.keyspace}:wake:{held}", min(self.lease_ms / 10_000, left))
 
     # -- transactions (leases.py) -------------------------------------------------------------
     def begin(self) -> Txn:

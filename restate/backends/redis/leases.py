@@ -79,7 +79,6 @@ class Txn:
                 return ["ok", (yield ("hexists", core.hash_key(parts[:-1]), parts[-1]))]
             return ["ok", 1]  # 'none', or whether the root exists: always
         deadline = time.monotonic() + core.lock_wait
-        delay = 0.002
         while True:
             reply = yield ("eval", "lease", self._args(core, path, mode, extra))
             if reply[0] == "ok":
@@ -94,7 +93,7 @@ class Txn:
                     f"older transaction holds while it may wait for this one: it gives way "
                     f"(nothing was written); retry it"
                 )
-            delay = yield from core.pause(deadline, delay)
+            yield from core.pause(deadline, reply[3])
 
     def _args(self, core: RedisCore, path: str, mode: str, extra: list[str] | None) -> list[str]:
         first = "0" if self.leased else "1"

@@ -18,11 +18,32 @@ swept by the next script that looks.
 
 from __future__ import annotations
 
-__all__ = ["APPLY", "LEASE", "OCCUPIED", "POSITION", "PROBE", "READ", "RELEASE", "WALK"]
+import hashlib
+
+__all__ = [
+    "APPLY",
+    "LEASE",
+    "LIBRARY",
+    "LIBRARY_NAME",
+    "OCCUPIED",
+    "POSITION",
+    "PROBE",
+    "READ",
+    "RELEASE",
+    "SOURCES",
+    "WALK",
+    "function_name",
+]
 
 _HEADER = r"""
-local T = string.sub(KEYS[1], 1, #KEYS[1] - 8)
-local MARK, LEASES = '\0', T .. ':leases'
+local MARK = '\0'
+-- the keyspace of the call, set by bind() first thing in every script: a Functions library
+-- defines these helpers once, so they read it from here rather than from KEYS
+local T, LEASES
+local function bind(stream)
+  T = string.sub(stream, 1, #stream - 8)
+  LEASES = T .. ':leases'
+end
 local function key(path) return T .. ':n:' .. path end
 local function child(path, name)
   if path == '/' then return '/' .. name end
@@ -102,12 +123,12 @@ local function related(a, b)
   if #a > #b then a, b = b, a end
   return string.sub(b, 1, #a + 1) == a .. '/'
 end
--- the live lease of another transaction on path, an ancestor or a descendant: its holder
--- and start, or nil; dead leases found on the way are removed
+-- the live lease of another transaction on path, an ancestor or a descendant: its holder,
+-- start and leased path, or nil; dead leases found on the way are removed
 local function blocker(path, token)
   if redis.call('HLEN', LEASES) == 0 then return nil end
   local flat, alive = redis.call('HGETALL', LEASES), {}
-  local found, found_start
+  local found, found_start, found_path
   for i = 1, #flat, 2 do
     local holder, start = string.match(flat[i + 1], '^(%S+) (%S+)$')
     if alive[holder] == nil then
@@ -116,166 +137,29 @@ local function blocker(path, token)
     if not alive[holder] then
       redis.call('HDEL', LEASES, flat[i])
     elseif holder ~= token and not found and related(flat[i], path) then
-      found, found_start = holder, start
+      found, found_start, found_path = holder, start, flat[i]
     end
   end
-  return found, found_start
+  return found, found_start, found_path
 end
--- drop every lease of token, and wake the longest waiter (T:wake keeps a few wake-ups)
+-- drop every lease of token; for each path it held, one wake-up in T:wake:<path>, which the
+-- waiter blocked longest on that path (BLPOP serves the longest first) takes. An unclaimed
+-- wake-up stays (one at most, expiring): a later waiter retries once at once, harmlessly.
 local function release(token)
   local flat = redis.call('HGETALL', LEASES)
   for i = 1, #flat, 2 do
-    if string.match(flat[i + 1], '^(%S+) ') == token then redis.call('HDEL', LEASES, flat[i]) end
+    if string.match(flat[i + 1], '^(%S+) ') == token then
+      redis.call('HDEL', LEASES, flat[i])
+      local wake = T .. ':wake:' .. flat[i]
+      if redis.call('LPUSH', wake, '1') == 1 then
+        redis.call('PEXPIRE', wake, 5000)
+      else
+        redis.call('LTRIM', wake, 0, 0)
+      end
+    end
   end
-  if redis.call('DEL', T .. ':lease:' .. token) == 1 then
-    redis.call('LPUSH', T .. ':wake', '1')
-    redis.call('LTRIM', T .. ':wake', 0, 3)
-  end
+  redis.call('DEL', T .. ':lease:' .. token)
 end
-"""
-
-# ARGV: path, budget (fields). The node's JSON text, false when missing, or {'big'} when its
-# subtree holds more fields than the budget (read in chunks by the client: ``walk.py``)
-READ = (
-    _HEADER
-    + r"""
-return node(ARGV[1], {tonumber(ARGV[2])})
-"""
-)
-
-# ARGV: budget, then directory paths. For each directory taken, in order, until the fields
-# read pass the budget: {path, flat fields...}, or {path, '\0big'} for one with more fields
-# than the budget (the client HSCANs it). At least one directory is taken.
-WALK = (
-    _HEADER
-    + r"""
-local total = tonumber(ARGV[1])
-local left, out = total, {}
-for i = 2, #ARGV do
-  local k = key(ARGV[i])
-  local n = redis.call('HLEN', k)
-  if n > total then
-    out[#out + 1] = {ARGV[i], MARK .. 'big'}
-  elseif n > left then
-    break
-  else
-    local entry = redis.call('HGETALL', k)
-    table.insert(entry, 1, ARGV[i])
-    out[#out + 1] = entry
-    left = left - n
-  end
-end
-return out
-"""
-)
-
-# the stream position: the id and sequence number of the last entry
-POSITION = (
-    _HEADER
-    + r"""
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-return {last and last[1] or '0-0', redis.call('GET', T .. ':seq') or '0'}
-"""
-)
-
-# ARGV: path, then keys to ignore (distinct). 1 when the node at path is a leaf or a
-# directory with a child outside them, else 0: reads two fields and a length, never a subtree
-OCCUPIED = (
-    _HEADER
-    + r"""
-return occupied(ARGV[1], {unpack(ARGV, 2)})
-"""
-)
-
-PROBE = (
-    _HEADER
-    + r"""
-local kind, depth = probe(ARGV[1])
-return {kind, depth}
-"""
-)
-
-# Take (or keep) the lease of a transaction on a path, then answer a question about it.
-# ARGV: token, ttl ms, start, first ('1' for the transaction's first lease), mode, path, then
-# the ignored names of 'occupied'. mode: 'read' | 'probe' | 'exists' | 'occupied' | 'none'.
-# Replies {'busy', holder, start}, {'lost'} (this transaction's lease expired) or
-# {'ok', answer...}.
-LEASE = (
-    _HEADER
-    + r"""
-local token, ttl, start, first, mode, path = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local alive = T .. ':lease:' .. token
-if first ~= '1' and redis.call('EXISTS', alive) == 0 then return {'lost'} end
-local holder, since = blocker(path, token)
-if holder then return {'busy', holder, since} end
-redis.call('HSET', LEASES, path, token .. ' ' .. start)
-redis.call('SET', alive, '1', 'PX', ttl)
-if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[7])})} end
-if mode == 'probe' then
-  local kind, depth = probe(path)
-  return {'ok', kind, depth}
-end
-if mode == 'exists' then
-  if path == '/' then return {'ok', 1} end
-  local parent, name = split(path)
-  return {'ok', redis.call('HEXISTS', key(parent), name)}
-end
-if mode == 'occupied' then return {'ok', occupied(path, {unpack(ARGV, 7)})} end
-return {'ok'}
-"""
-)
-
-RELEASE = (
-    _HEADER
-    + r"""
-release(ARGV[1])
-return 1
-"""
-)
-
-# ARGV: origin, stream maxlen, token ('' outside a transaction), write id ('' for none),
-# want ('1': reply with the previous JSON text of the only op), then the ops:
-#   'w', path, json, ngroups, (dir, npairs, name, value, name, value, ...) * ngroups
-#   'd', path
-# Replies {'ok', id, prev}, {'busy', holder, start} (a transaction of another client holds a
-# lease on a written path), {'lost'} (this transaction's lease expired), {'done', prev} (the
-# write id was already applied: a retry) or {'conflict', path, depth}; nothing is changed
-# unless the reply is 'ok'. ``T:w:<origin>`` keeps the origin's last write id and the previous
-# value it replaced, so a retried call answers {'done', prev} instead of applying twice. A
-# transaction's commit also releases its leases.
-APPLY = (
-    _HEADER
-    + r"""
-local origin, maxlen, token, wid, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local LAST = T .. ':w:' .. origin
-if token ~= '' and redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
-if wid ~= '' then
-  local last = redis.call('GET', LAST)
-  if last and string.sub(last, 1, #wid + 1) == wid .. ' ' then
-    return {'done', string.sub(last, #wid + 2)}
-  end
-end
-
-local ops, i = {}, 6
-while i <= #ARGV do
-  local op = {kind = ARGV[i], path = ARGV[i + 1]}
-  if token == '' then
-    local holder, since = blocker(op.path, token)
-    if holder then return {'busy', holder, since} end
-  end
-  if op.kind == 'w' then
-    op.json, op.first = ARGV[i + 2], i + 4
-    i = i + 4
-    for _ = 1, tonumber(ARGV[op.first - 1]) do i = i + 2 + 2 * tonumber(ARGV[i + 1]) end
-    op.last = i - 1
-    local kind, depth = probe(op.path)
-    if kind == 'leaf' then return {'conflict', op.path, depth} end
-  else
-    i = i + 2
-  end
-  ops[#ops + 1] = op
-end
-
 local function drop(path)
   local flat = redis.call('HGETALL', key(path))
   for j = 1, #flat, 2 do
@@ -312,7 +196,7 @@ local function make_parents(path)
   end
 end
 
-local function store(first, last)
+local function store(ARGV, first, last)
   local j = first
   while j <= last do
     local k, n = key(ARGV[j]), tonumber(ARGV[j + 1])
@@ -326,32 +210,173 @@ local function store(first, last)
   end
 end
 
--- a swap of a leaf by the very same JSON text changes nothing: no write, no entry
-if want == '1' and #ops == 1 and ops[1].kind == 'w' and ops[1].path ~= '/' then
-  local parent, name = split(ops[1].path)
-  local v = redis.call('HGET', key(parent), name)
-  if v and v == ops[1].json then return {'ok', '', v} end
-end
-
-local changes, first_prev = {}, false
-local function record(path, prev, new)
+-- append the stream record of one change (JSON texts; false: missing) to changes
+local function record(changes, path, prev, new)
   local s = '{"p":' .. cjson.encode(path)
   if prev then s = s .. ',"o":' .. prev end
   if new then s = s .. ',"n":' .. new end
   changes[#changes + 1] = s .. '}'
 end
+"""
 
-for n, op in ipairs(ops) do
-  local prev = remove(op.path)
-  if n == 1 then first_prev = prev end
-  if op.kind == 'w' then
-    make_parents(op.path)
-    store(op.first, op.last)
-    record(op.path, prev, op.json)
-  elseif op.path == '/' then
-    if prev ~= '{}' then record('/', prev, '{}') end
-  elseif prev then
-    record(op.path, prev, false)
+# ARGV: path, budget (fields). The node's JSON text, false when missing, or {'big'} when its
+# subtree holds more fields than the budget (read in chunks by the client: ``walk.py``)
+_READ = r"""
+return node(ARGV[1], {tonumber(ARGV[2])})
+"""
+
+# ARGV: budget, then directory paths. For each directory taken, in order, until the fields
+# read pass the budget: {path, flat fields...}, or {path, '\0big'} for one with more fields
+# than the budget (the client HSCANs it). At least one directory is taken.
+_WALK = r"""
+local total = tonumber(ARGV[1])
+local left, out = total, {}
+for i = 2, #ARGV do
+  local k = key(ARGV[i])
+  local n = redis.call('HLEN', k)
+  if n > total then
+    out[#out + 1] = {ARGV[i], MARK .. 'big'}
+  elseif n > left then
+    break
+  else
+    local entry = redis.call('HGETALL', k)
+    table.insert(entry, 1, ARGV[i])
+    out[#out + 1] = entry
+    left = left - n
+  end
+end
+return out
+"""
+
+# the stream position: the id and sequence number of the last entry
+_POSITION = r"""
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+return {last and last[1] or '0-0', redis.call('GET', T .. ':seq') or '0'}
+"""
+
+# ARGV: path, then keys to ignore (distinct). 1 when the node at path is a leaf or a
+# directory with a child outside them, else 0: reads two fields and a length, never a subtree
+_OCCUPIED = r"""
+return occupied(ARGV[1], {unpack(ARGV, 2)})
+"""
+
+_PROBE = r"""
+local kind, depth = probe(ARGV[1])
+return {kind, depth}
+"""
+
+# Take (or keep) the lease of a transaction on a path, then answer a question about it.
+# ARGV: token, ttl ms, start, first ('1' for the transaction's first lease), mode, path, then
+# the ignored names of 'occupied'. mode: 'read' | 'probe' | 'exists' | 'occupied' | 'none'.
+# Replies {'busy', holder, start, path}, {'lost'} (this transaction's lease expired) or
+# {'ok', answer...}.
+_LEASE = r"""
+local token, ttl, start, first, mode, path = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local alive = T .. ':lease:' .. token
+if first ~= '1' and redis.call('EXISTS', alive) == 0 then return {'lost'} end
+local holder, since, held = blocker(path, token)
+if holder then return {'busy', holder, since, held} end
+redis.call('HSET', LEASES, path, token .. ' ' .. start)
+redis.call('SET', alive, '1', 'PX', ttl)
+if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[7])})} end
+if mode == 'probe' then
+  local kind, depth = probe(path)
+  return {'ok', kind, depth}
+end
+if mode == 'exists' then
+  if path == '/' then return {'ok', 1} end
+  local parent, name = split(path)
+  return {'ok', redis.call('HEXISTS', key(parent), name)}
+end
+if mode == 'occupied' then return {'ok', occupied(path, {unpack(ARGV, 7)})} end
+return {'ok'}
+"""
+
+_RELEASE = r"""
+release(ARGV[1])
+return 1
+"""
+
+# ARGV: origin, stream maxlen, token ('' outside a transaction), write id ('' for none),
+# want ('1': reply with the previous JSON text of the only op), then the ops:
+#   'w', path, json, ngroups, (dir, npairs, name, value, name, value, ...) * ngroups
+#   'd', path
+# Replies {'ok', id, prev}, {'busy', holder, start, path} (a transaction of another client holds a
+# lease on a written path), {'lost'} (this transaction's lease expired), {'done', prev} (the
+# write id was already applied: a retry) or {'conflict', path, depth}; nothing is changed
+# unless the reply is 'ok'. ``T:w:<origin>`` keeps the origin's last write id and the previous
+# value it replaced, so a retried call answers {'done', prev} instead of applying twice. A
+# transaction's commit also releases its leases.
+_APPLY = r"""
+local origin, maxlen, token, wid, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local LAST = T .. ':w:' .. origin
+if token ~= '' and redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
+if wid ~= '' then
+  local last = redis.call('GET', LAST)
+  if last and string.sub(last, 1, #wid + 1) == wid .. ' ' then
+    return {'done', string.sub(last, #wid + 2)}
+  end
+end
+
+local changes, first_prev = {}, false
+-- the hot path: one leaf written over a leaf ('w', path, json, '1', dir, '1', name, json);
+-- a leaf's parent exists, so nothing needs probing, creating or removing
+local leaf = #ARGV == 13 and ARGV[6] == 'w' and ARGV[7] ~= '/' and ARGV[9] == '1'
+  and ARGV[11] == '1' and ARGV[13] ~= MARK
+local prev
+if leaf then
+  if token == '' then
+    local holder, since, held = blocker(ARGV[7], token)
+    if holder then return {'busy', holder, since, held} end
+  end
+  prev = redis.call('HGET', key(ARGV[10]), ARGV[12])
+  leaf = prev and prev ~= MARK
+end
+if leaf then
+  if want == '1' and prev == ARGV[8] then return {'ok', '', prev} end
+  redis.call('HSET', key(ARGV[10]), ARGV[12], ARGV[8])
+  first_prev = prev
+  record(changes, ARGV[7], prev, ARGV[8])
+else
+  local ops, i = {}, 6
+  while i <= #ARGV do
+    local op = {kind = ARGV[i], path = ARGV[i + 1]}
+    if token == '' then
+      local holder, since, held = blocker(op.path, token)
+      if holder then return {'busy', holder, since, held} end
+    end
+    if op.kind == 'w' then
+      op.json, op.first = ARGV[i + 2], i + 4
+      i = i + 4
+      for _ = 1, tonumber(ARGV[op.first - 1]) do i = i + 2 + 2 * tonumber(ARGV[i + 1]) end
+      op.last = i - 1
+      local kind, depth = probe(op.path)
+      if kind == 'leaf' then return {'conflict', op.path, depth} end
+    else
+      i = i + 2
+    end
+    ops[#ops + 1] = op
+  end
+
+  -- a swap of a leaf by the very same JSON text changes nothing: no write, no entry
+  if want == '1' and #ops == 1 and ops[1].kind == 'w' and ops[1].path ~= '/' then
+    local parent, name = split(ops[1].path)
+    local v = redis.call('HGET', key(parent), name)
+    if v and v == ops[1].json then return {'ok', '', v} end
+  end
+
+  for n, op in ipairs(ops) do
+    local prev = remove(op.path)
+    if n == 1 then first_prev = prev end
+    if op.kind == 'w' then
+      make_parents(op.path)
+      store(ARGV, op.first, op.last)
+      record(changes, op.path, prev, op.json)
+    elseif op.path == '/' then
+      if prev ~= '{}' then record(changes, '/', prev, '{}') end
+    elseif prev then
+      record(changes, op.path, prev, false)
+    end
   end
 end
 
@@ -368,4 +393,42 @@ if wid ~= '' then
 end
 return {'ok', id, first_prev}
 """
-)
+
+_BODIES = {
+    "read": _READ,
+    "walk": _WALK,
+    "position": _POSITION,
+    "probe": _PROBE,
+    "occupied": _OCCUPIED,
+    "apply": _APPLY,
+    "lease": _LEASE,
+    "release": _RELEASE,
+}
+
+# Each script as a standalone EVAL script (the fallback where the server has no Functions)
+SOURCES = {name: _HEADER + "bind(KEYS[1])\n" + body for name, body in _BODIES.items()}
+READ, WALK, POSITION, PROBE = (SOURCES[n] for n in ("read", "walk", "position", "probe"))
+OCCUPIED, APPLY, LEASE, RELEASE = (SOURCES[n] for n in ("occupied", "apply", "lease", "release"))
+
+
+def _library() -> tuple[str, str]:
+    """The scripts as one Redis Functions library: the helpers are defined once, at load,
+    instead of on every call. Its name carries a hash of its text, so processes running
+    different versions of restate on one server each find their own."""
+    digest = hashlib.sha1("".join(SOURCES.values()).encode()).hexdigest()[:12]
+    name = f"restate_{digest}"
+    parts = [f"#!lua name={name}\n", _HEADER]
+    for fn, body in _BODIES.items():
+        parts.append(
+            f"redis.register_function{{function_name='{name}_{fn}', "
+            f"callback=function(KEYS, ARGV)\nbind(KEYS[1])\n{body}end}}\n"
+        )
+    return name, "".join(parts)
+
+
+LIBRARY_NAME, LIBRARY = _library()
+
+
+def function_name(script: str) -> str:
+    """The name of the function that runs ``script`` (a key of ``SOURCES``)."""
+    return f"{LIBRARY_NAME}_{script}"

@@ -23,7 +23,8 @@ from .async_clients import make_sync
 from .calls import ScriptCalls
 from .core import RedisCore
 from .cursor import StreamCursor
-from .follower import SCRIPTS, Follower, OnChanges
+from .follower import Follower, OnChanges
+from .library import ClientScripts, Library
 
 __all__ = ["OnChanges", "Shell"]
 
@@ -124,10 +125,11 @@ class Shell:
             self._cluster, self.url = self._adopt(client)
         self._owns_client = client is None
         self._keys = [self._core.stream]
-        self._scripts = {name: self._client.register_script(s) for name, s in SCRIPTS.items()}
+        self._library = Library()  # Functions until the server refuses them (library.py)
+        self._scripts = self._script_runner()
         self._calls: ScriptCalls | None = None
         if not self._ASYNC and not self._cluster:  # the fast path of every read and write
-            self._calls = ScriptCalls(self._client, SCRIPTS, self._core.stream)
+            self._calls = ScriptCalls(self._client, self._library, self._core.stream)
         own = self._client if client is None and not self._ASYNC else None
         self._finalizer = weakref.finalize(
             self, _release, self._followers, self._renewer, self._calls, own
@@ -135,6 +137,10 @@ class Shell:
 
     def _make_client(self, socket_timeout: float) -> Any:
         return self._sync_client(socket_timeout)
+
+    def _script_runner(self) -> Any:
+        """``runner[name](keys=..., args=...)`` on the client (a cluster's, or the async one)."""
+        return ClientScripts(self._client, self._library)
 
     def _adopt(self, client: Any) -> tuple[bool, str]:
         """Whether a client passed in talks to a cluster, and a name for it in messages."""
