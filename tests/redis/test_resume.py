@@ -83,7 +83,7 @@ def test_a_follower_catches_up_after_the_server_restarts_with_its_data(tmp_path)
         server.stop()
 
 
-def test_a_follower_that_missed_trimmed_entries_gets_the_whole_tree_once(url, prefix, backend):
+def test_a_follower_that_missed_trimmed_entries_gets_what_changed_since_once(url, prefix, backend):
     got: queue.Queue = queue.Queue()
     busy = threading.Event()
 
@@ -93,18 +93,48 @@ def test_a_follower_that_missed_trimmed_entries_gets_the_whole_tree_once(url, pr
 
     unwatch = backend.watch(slow_handler)
     with RedisBackend(url, prefix, stream_maxlen=10) as writer:
+        writer.write("/kept", {"a": 1})
         writer.write("/n", 0)
-        assert drain(got, 1) == [[("/n", MISSING, 0)]]
+        assert drain(got, 2) == [[("/kept", MISSING, {"a": 1})], [("/n", MISSING, 0)]]
         with writer.transaction():
             writer.write("/other", "x")
+            writer.write("/other2", {"deep": 1})
         for i in range(1, 400):
             writer.write("/n", i)
+        writer.write("/other2/deep", 2)  # under a path already changed: delivered with it
         busy.set()
-        assert drain(got, 1) == [[("/", MISSING, {"n": 399, "other": "x"})]]
+        [resync] = drain(got, 1)
+        assert sorted(resync) == [
+            ("/n", MISSING, 399), ("/other", MISSING, "x"), ("/other2", MISSING, {"deep": 2})
+        ]  # fmt: skip
         writer.write("/n", 400)
         assert drain(got, 1) == [[("/n", 399, 400)]]
     time.sleep(0.1)
     assert got.empty()
+    unwatch()
+
+
+def test_a_follower_behind_what_the_change_index_remembers_gets_the_whole_tree_once(
+    url, prefix, backend, raw
+):
+    got: queue.Queue = queue.Queue()
+    busy = threading.Event()
+
+    def slow_handler(changes):
+        got.put(changes)
+        busy.wait(5)
+
+    unwatch = backend.watch(slow_handler)
+    with RedisBackend(url, prefix, stream_maxlen=1) as writer:  # remembers ~10 paths
+        writer.write("/n", 0)
+        assert drain(got, 1) == [[("/n", MISSING, 0)]]
+        for i in range(150):  # past sequence number 100: the oldest paths are dropped
+            writer.write(f"/p{i}", i)
+        assert raw.zcard(f"{{{prefix}}}:since") < 151
+        assert int(raw.get(f"{{{prefix}}}:floor")) > 1  # the follower's last: 1
+        busy.set()
+        [[(path, prev, tree)]] = drain(got, 1)
+        assert (path, prev, len(tree)) == ("/", MISSING, 151)
     unwatch()
 
 

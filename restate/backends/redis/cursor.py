@@ -84,6 +84,9 @@ class StreamCursor:
         self.origin = origin
         self.last_id = last_id
         self.seq = seq
+        # at a gap forward (entries trimmed): the last sequence number delivered, from which
+        # a resync can re-read only what changed; None when the sequence went back
+        self.behind: int | None = None
         self._delay = self.MIN_DELAY
 
     def take(self, entries: list[tuple[str, Any]]) -> list[Any]:
@@ -98,7 +101,7 @@ class StreamCursor:
             fields = flat if type(flat) is dict else dict(zip(flat[::2], flat[1::2], strict=True))
             seq = int(fields.get("s", 0))
             if self.seq is not None and seq != self.seq + 1:
-                return [*burst.done(), self.RESYNC]
+                return [*burst.done(), self._gap(seq)]
             self.last_id, self.seq = entry_id, seq
             changes = decode_changes(fields, self.origin)
             if changes:
@@ -109,7 +112,7 @@ class StreamCursor:
         fields = flat if type(flat) is dict else dict(zip(flat[::2], flat[1::2], strict=True))
         seq = int(fields.get("s", 0))
         if self.seq is not None and seq != self.seq + 1:
-            return [self.RESYNC]
+            return [self._gap(seq)]
         self.last_id, self.seq = entry_id, seq
         changes = decode_changes(fields, self.origin)
         if not changes:
@@ -121,10 +124,22 @@ class StreamCursor:
         burst.add(changes)
         return burst.done()
 
+    def _gap(self, seq: int) -> Any:
+        self.behind = self.seq if self.seq is not None and seq > self.seq else None
+        return self.RESYNC
+
     def restart(self, position: tuple[str, int, Any]) -> Changes:
         """Continue after a resync's position (``walk.resync``); the root change to deliver."""
         self.last_id, self.seq, tree = position
+        self.behind = None
         return [("/", MISSING, tree)]
+
+    def restart_since(self, position: tuple[str, int, list[tuple[str, Any]]]) -> Changes:
+        """Continue after a resync of the paths changed since ``behind`` (``changed_since``):
+        one change per path, from ``MISSING`` (what it was is not known any more)."""
+        self.last_id, self.seq, found = position
+        self.behind = None
+        return [(path, MISSING, value) for path, value in found]
 
     def backoff(self) -> float:
         delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)

@@ -21,7 +21,7 @@ import redis
 
 from . import scripts
 from .cursor import StreamCursor
-from .walk import resync
+from .walk import changed_since, resync
 from .xread import StreamReads
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ def execute(
         return client.hget(command[1], command[2])
     if kind == "hscan":
         return client.hscan(command[1], command[2], count=command[3])
+    if kind == "zrangebyscore":
+        return client.zrangebyscore(command[1], command[2], command[3])
     return client.hexists(command[1], command[2])
 
 
@@ -178,16 +180,28 @@ class Follower(threading.Thread):
         return [entry for _stream, entries in reply or () for entry in entries]
 
     def _resync(self) -> list[tuple[str, Any, Any]]:
+        keys = [self._stream]
+
+        def run(command: tuple[Any, ...]) -> Any:
+            return execute(self._client, self._scripts, keys, command)
+
+        behind = self.cursor.behind
+        if behind is not None:
+            found = drive(changed_since(self._core, behind), run)
+            if found is not None:
+                log.warning(
+                    "restate: changes of %r were trimmed from the stream before this client "
+                    "read them; delivering the %d paths changed since as changes from MISSING",
+                    self._stream,
+                    len(found[2]),
+                )
+                return self.cursor.restart_since(found)
         log.warning(
             "restate: changes of %r were trimmed from the stream or lost before this client "
             "read them; delivering the whole tree as one change",
             self._stream,
         )
-        keys = [self._stream]
-        position = drive(
-            resync(self._core), lambda c: execute(self._client, self._scripts, keys, c)
-        )
-        return self.cursor.restart(position)
+        return self.cursor.restart(drive(resync(self._core), run))
 
     def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
         handler = self._handler()
