@@ -15,71 +15,24 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from . import scripts
 from .cursor import StreamCursor
+from .driving import call, drive
+from .library import ClientScripts, Library
 from .walk import changed_since, resync
 from .xread import StreamReads
 
 if TYPE_CHECKING:
-    from .core import Exchange, RedisCore
+    from .core import RedisCore
 
 __all__ = ["Follower"]
 
 log = logging.getLogger("restate.redis")
 
 OnChanges = Callable[[list[tuple[str, Any, Any]]], Any]
-T = TypeVar("T")
-
-SCRIPTS = {
-    "read": scripts.READ,
-    "walk": scripts.WALK,
-    "position": scripts.POSITION,
-    "probe": scripts.PROBE,
-    "occupied": scripts.OCCUPIED,
-    "apply": scripts.APPLY,
-    "lease": scripts.LEASE,
-    "release": scripts.RELEASE,
-}
-
-
-def execute(
-    client: Any, registered: dict[str, Any], keys: list[str], command: tuple[Any, ...]
-) -> Any:
-    """One command of a sans-IO operation (``core.py``) on a blocking client."""
-    kind = command[0]
-    if kind == "eval":
-        return registered[command[1]](keys=keys, args=command[2])
-    if kind == "blpop":
-        return client.blpop([command[1]], timeout=max(command[2], 0.001))
-    if kind == "get":
-        return client.get(command[1])
-    if kind == "hget":
-        return client.hget(command[1], command[2])
-    if kind == "hscan":
-        return client.hscan(command[1], command[2], count=command[3])
-    if kind == "zrangebyscore":
-        return client.zrangebyscore(command[1], command[2], command[3])
-    return client.hexists(command[1], command[2])
-
-
-def drive(op: Exchange[T], run: Callable[[tuple[Any, ...]], Any]) -> T:
-    """Run a sans-IO operation to its end with ``run`` executing each command."""
-    reply, error = None, None
-    while True:
-        try:
-            command = op.send(reply) if error is None else op.throw(error)
-        except StopIteration as stop:
-            return cast(T, stop.value)  # what the generator returned: its Exchange[T]
-        try:
-            reply, error = run(command), None
-        except BaseException as exc:
-            reply, error = None, exc
-
-
 BATCH = 1000  # entries per XREAD: a burst costs one round trip per this many entries
 OWN_LINGER = 0.002  # seconds; delays another process's entry by at most this much
 
@@ -118,7 +71,7 @@ class Follower(threading.Thread):
         self._rebuild = rebuild
         self.cursor = cursor
         self._stopped = threading.Event()
-        self._scripts = {name: client.register_script(s) for name, s in SCRIPTS.items()}
+        self._scripts = ClientScripts(client, Library())
         self._reads: StreamReads | None = None
         if owns_client and isinstance(client, redis.Redis):  # closed with the pool
             self._reads = StreamReads(client, self._stream, BATCH, block_ms)
@@ -152,7 +105,7 @@ class Follower(threading.Thread):
         with contextlib.suppress(Exception):
             self._client.close()
         self._client = fresh
-        self._scripts = {name: fresh.register_script(s) for name, s in SCRIPTS.items()}
+        self._scripts = ClientScripts(fresh, self._scripts.library)
 
     def _follow(self) -> None:
         reply = self._read()
@@ -183,7 +136,7 @@ class Follower(threading.Thread):
         keys = [self._stream]
 
         def run(command: tuple[Any, ...]) -> Any:
-            return execute(self._client, self._scripts, keys, command)
+            return call(self._client, self._scripts, keys, command)
 
         behind = self.cursor.behind
         if behind is not None:
