@@ -117,14 +117,15 @@ class ControllerSync(ControllerBase):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _on_external(self, raw: list[tuple[Any, Any, Any]]) -> None:
+    def _on_external(self, raw: list[tuple[Any, ...]]) -> None:
         try:
             with self._lock:
                 if len(raw) == 1 and not (self._owners or self._txns):  # one remote commit
-                    path, prev, new = raw[0]  # heard by plain subscriptions: no engine round
-                    if deliver_external(self._engine, to_parts(path), prev, new):
+                    path, prev, new, *payload = raw[0]  # heard by plain subscriptions only:
+                    parts, extra = to_parts(path), payload[0] if payload else None  # no round
+                    if deliver_external(self._engine, parts, prev, new, extra):
                         return
-                changes = [Change(to_parts(path), prev, new) for path, prev, new in raw]
+                changes = [Change(to_parts(c[0]), *c[1:4]) for c in raw]
                 self._drive(self._engine.external(changes))
         except Exception:
             log.exception("a callback failed while reacting to another process's write")

@@ -103,7 +103,7 @@ def set_direct(
     return True
 
 
-def deliver_external(engine: Engine, parts: Parts, old: Any, new: Any) -> bool:
+def deliver_external(engine: Engine, parts: Parts, old: Any, new: Any, payload: Any) -> bool:
     """``Engine.external`` for one change another process made, when only plain
     subscriptions (a ``Route``) or nobody hear its path: delivered from the route as a
     local write's would be, without planning. False (nothing done): take the engine's round.
@@ -123,7 +123,7 @@ def deliver_external(engine: Engine, parts: Parts, old: Any, new: Any) -> bool:
     scheduler = engine.scheduler
     scheduler.external = True  # what a tracked function a callback wakes reports as its cause
     try:
-        _deliver(engine, heard or None, parts, old, new, None)
+        _deliver(engine, heard or None, parts, old, new, payload)
     finally:
         scheduler.external = False
     return True

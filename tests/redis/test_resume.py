@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from restate.backends.base import MISSING
-from restate.backends.redis import RedisBackend
+from restate.backends.redis import RESYNCED, RedisBackend
 from restate.errors import BackendError
 from tests.redis_fixture import start_redis_server
 
@@ -104,9 +104,11 @@ def test_a_follower_that_missed_trimmed_entries_gets_what_changed_since_once(url
         writer.write("/other2/deep", 2)  # under a path already changed: delivered with it
         busy.set()
         [resync] = drain(got, 1)
-        assert sorted(resync) == [
-            ("/n", MISSING, 399), ("/other", MISSING, "x"), ("/other2", MISSING, {"deep": 2})
-        ]  # fmt: skip
+        assert sorted(resync) == [  # marked: their prev values are not known any more
+            ("/n", MISSING, 399, RESYNCED),
+            ("/other", MISSING, "x", RESYNCED),
+            ("/other2", MISSING, {"deep": 2}, RESYNCED),
+        ]
         writer.write("/n", 400)
         assert drain(got, 1) == [[("/n", 399, 400)]]
     time.sleep(0.1)
@@ -133,8 +135,8 @@ def test_a_follower_behind_what_the_change_index_remembers_gets_the_whole_tree_o
         assert raw.zcard(f"{{{prefix}}}:since") < 151
         assert int(raw.get(f"{{{prefix}}}:floor")) > 1  # the follower's last: 1
         busy.set()
-        [[(path, prev, tree)]] = drain(got, 1)
-        assert (path, prev, len(tree)) == ("/", MISSING, 151)
+        [[(path, prev, tree, payload)]] = drain(got, 1)
+        assert (path, prev, len(tree), payload) == ("/", MISSING, 151, RESYNCED)
     unwatch()
 
 
@@ -149,7 +151,7 @@ def test_a_server_restarted_without_its_data_makes_followers_start_over(tmp_path
             assert drain(got, 2) == [[("/n", MISSING, 1)], [("/n", 1, 2)]]
             server.restart()
             writer.write("/m", 1)
-            assert drain(got, 1) == [[("/", MISSING, {"m": 1})]]
+            assert drain(got, 1) == [[("/", MISSING, {"m": 1}, RESYNCED)]]
             writer.write("/m", 2)
             assert drain(got, 1) == [[("/m", 1, 2)]]
             unwatch()

@@ -10,13 +10,14 @@ import time
 import pytest
 
 from restate import ControllerSync
-from restate.backends.redis import RedisBackend
+from restate.backends.redis import RESYNCED, RedisBackend
 
 pytestmark = pytest.mark.redis
 
 
 def test_a_resync_fires_the_subscriptions_of_changed_paths_once_and_no_others(url, prefix):
     fired: dict[str, list] = collections.defaultdict(list)
+    payloads: list = []
     gate, inside, resynced = threading.Event(), threading.Event(), threading.Event()
     with RedisBackend(url, prefix, stream_maxlen=10) as writer:
         writer.write("/", {"a": {"x": 1, "y": 1}, "b": {"y": 1}, "c": 1, "e": 1, "gate": 0})
@@ -26,6 +27,7 @@ def test_a_resync_fires_the_subscriptions_of_changed_paths_once_and_no_others(ur
             def record(name):
                 def callback(e):
                     fired[name].append((str(e.emitting_path), e.prev_value, e.new_value))
+                    payloads.append((name, e.payload))
                     if name == "d":
                         resynced.set()
 
@@ -60,3 +62,6 @@ def test_a_resync_fires_the_subscriptions_of_changed_paths_once_and_no_others(ur
     assert resync_event[0] == "/" and resync_event[2]["a"]["x"] == 199
     assert "e" not in resync_event[2] and "x" not in resync_event[1]["a"]
     assert not fired["a/y"] and not fired["b/y"] and not fired["b"] and not fired["c"]
+    # a resync's events say so: their prev_value (None) is not what the value was
+    assert payloads[0] == ("root", None)  # the gate: a plain remote write
+    assert {payload for _name, payload in payloads[1:]} == {RESYNCED}

@@ -21,9 +21,24 @@ from typing import Any
 from ...missing import MISSING
 from .codec import decode_changes
 
-__all__ = ["Burst", "StreamCursor"]
+__all__ = ["RESYNCED", "Burst", "StreamCursor"]
 
-Changes = list[tuple[str, Any, Any]]
+Changes = list[tuple[Any, ...]]
+
+
+class _Resynced:
+    """The payload of the events of a resync: their ``prev_value`` is not known (None)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RESYNCED"
+
+    def __reduce__(self) -> str:
+        return "RESYNCED"
+
+
+RESYNCED: Any = _Resynced()
 
 
 def related(a: str, b: str) -> bool:
@@ -132,14 +147,15 @@ class StreamCursor:
         """Continue after a resync's position (``walk.resync``); the root change to deliver."""
         self.last_id, self.seq, tree = position
         self.behind = None
-        return [("/", MISSING, tree)]
+        return [("/", MISSING, tree, RESYNCED)]
 
     def restart_since(self, position: tuple[str, int, list[tuple[str, Any]]]) -> Changes:
         """Continue after a resync of the paths changed since ``behind`` (``changed_since``):
-        one change per path, from ``MISSING`` (what it was is not known any more)."""
+        one change per path, from ``MISSING`` (what it was is not known any more), with the
+        payload ``RESYNCED``."""
         self.last_id, self.seq, found = position
         self.behind = None
-        return [(path, MISSING, value) for path, value in found]
+        return [(path, MISSING, value, RESYNCED) for path, value in found]
 
     def backoff(self) -> float:
         delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)
