@@ -43,6 +43,7 @@ T = TypeVar("T")
 Exchange = Generator[tuple[Any, ...], Any, T]
 
 _TAGGED = re.compile(r"\{[^{}]+\}")
+POLL = 0.1  # seconds a waiter blocks before asking again (its place in line lasts 0.3 s)
 
 
 def keyspace_of(prefix: str) -> str:
@@ -185,7 +186,7 @@ class RedisCore:
         text of the first op (None when missing, or when not ``want_prev``)."""
         deadline = time.monotonic() + self.lock_wait
         wid = self.write_id()  # the same for every retry of this write: applied at most once
-        args = [self.origin, self.maxlen, token, wid, "1" if want_prev else "0", *ops]
+        args = [self.origin, self.maxlen, token, wid, "1" if want_prev else "0", "", *ops]
         while True:
             reply = yield ("eval", "apply", args)
             kind = reply[0]
@@ -197,7 +198,8 @@ class RedisCore:
                 raise conflict_error(reply[1], int(reply[2]))
             if kind == "lost":
                 raise self.lost_error()
-            yield from self.pause(deadline, reply[3])
+            args[5] = reply[3]  # it waits in that path's line now (scripts.py)
+            yield from self.pause(deadline, f"{self.origin}:{wid}")
 
     def lost_error(self) -> BackendError:
         return BackendError(
@@ -206,18 +208,19 @@ class RedisCore:
             f"of it was written"
         )
 
-    def pause(self, deadline: float, held: str) -> Exchange[None]:
-        """Wait for the release of another client's lease on the path ``held``: the release
-        pushes one wake-up to ``T:wake:<held>``, taken by the waiter blocked longest there
-        (so waiters on one path take turns, and waiters elsewhere are not woken). At most a
-        tenth of the lease timeout: a holder killed never releases, its lease expires."""
+    def pause(self, deadline: float, waiter: str) -> Exchange[None]:
+        """Wait for this waiter's turn: the release of the lease it waits for (or a waiter
+        ahead of it leaving the line) pushes a wake-up to ``T:wake:<waiter>`` (scripts.py).
+        At most ``POLL`` seconds: a holder killed never releases, its lease expires; asking
+        again keeps the waiter's place in line."""
         left = deadline - time.monotonic()
         if left <= 0:
             raise BackendError(
                 f"waited {self.lock_wait:g} s for the transaction of another client on "
                 f"{self.keyspace!r} to finish; nothing was written"
             )
-        yield ("blpop", f"{self.keyspace}:wake:{held}", min(self.lease_ms / 10_000, left))
+        poll = min(POLL, self.lease_ms / 10_000, left)
+        yield ("blpop", f"{self.keyspace}:wake:{waiter}", poll)
 
     # -- transactions (leases.py) -------------------------------------------------------------
     def begin(self) -> Txn:
