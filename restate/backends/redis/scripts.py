@@ -143,9 +143,10 @@ local function blocker(path, token)
   return found, found_start, found_path
 end
 -- Waiting in turn (leases.py): T:q:<path> orders the clients waiting for a lease on path by
--- first arrival (a sorted set, ms); T:q:<path>:d holds each one's deadline and start. Asking
--- again moves the deadline on (WAIT_MS); a waiter that stopped asking (killed, interrupted,
--- gave up) loses its place at its deadline. T:wake:<id> is the wake-up list of waiter id.
+-- first arrival (a sorted set, in microseconds); T:q:<path>:d holds each one's deadline and
+-- start. Asking again moves the deadline on (WAIT_MS); a waiter that stopped asking (killed,
+-- interrupted, gave up) loses its place at its deadline. T:wake:<id> is the wake-up list of
+-- waiter id.
 local WAIT_MS = 300
 local function now_ms()
   local t = redis.call('TIME')
@@ -178,8 +179,10 @@ local function turn(path)
 end
 -- id waits for path (keeping its place when it waits already)
 local function enqueue(path, id, start)
-  local q, now = T .. ':q:' .. path, now_ms()
-  redis.call('ZADD', q, 'NX', now, id)
+  local q, t = T .. ':q:' .. path, redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  -- ordered by the microsecond of arrival: scripts run one at a time, so no two tie
+  redis.call('ZADD', q, 'NX', tonumber(t[1]) * 1000000 + tonumber(t[2]), id)
   redis.call('HSET', q .. ':d', id, (now + WAIT_MS) .. ' ' .. start)
   redis.call('PEXPIRE', q, 2 * WAIT_MS)
   redis.call('PEXPIRE', q .. ':d', 2 * WAIT_MS)
