@@ -67,7 +67,12 @@ class RedisCore:
     """Key names and the plain operations of one backend instance."""
 
     def __init__(
-        self, prefix: str, stream_maxlen: int, lease_timeout: float, lock_wait: float
+        self,
+        prefix: str,
+        stream_maxlen: int,
+        lease_timeout: float,
+        lock_wait: float,
+        stream_maxbytes: int | None = None,
     ) -> None:
         self.keyspace = keyspace_of(prefix)
         self.prefix = prefix
@@ -77,6 +82,13 @@ class RedisCore:
         if int(stream_maxlen) < 1:
             raise ValueError(f"stream_maxlen must be at least 1, not {stream_maxlen!r}")
         self.maxlen = str(int(stream_maxlen))
+        if stream_maxbytes is not None and (
+            not isinstance(stream_maxbytes, int) or stream_maxbytes < 1024
+        ):
+            raise ValueError(
+                f"stream_maxbytes must be None or an int of at least 1024, not {stream_maxbytes!r}"
+            )
+        self.maxbytes = "" if stream_maxbytes is None else str(stream_maxbytes)
         if not lease_timeout > 0:
             raise ValueError(f"lease_timeout must be positive, not {lease_timeout!r}")
         self.lease_ms = max(10, int(lease_timeout * 1000))
@@ -186,7 +198,8 @@ class RedisCore:
         text of the first op (None when missing, or when not ``want_prev``)."""
         deadline = time.monotonic() + self.lock_wait
         wid = self.write_id()  # the same for every retry of this write: applied at most once
-        args = [self.origin, self.maxlen, token, wid, "1" if want_prev else "0", "", *ops]
+        want = "1" if want_prev else "0"
+        args = [self.origin, self.maxlen, self.maxbytes, token, wid, want, "", *ops]
         while True:
             reply = yield ("eval", "apply", args)
             kind = reply[0]
@@ -198,7 +211,7 @@ class RedisCore:
                 raise conflict_error(reply[1], int(reply[2]))
             if kind == "lost":
                 raise self.lost_error()
-            args[5] = reply[3]  # it waits in that path's line now (scripts.py)
+            args[6] = reply[3]  # it waits in that path's line now (scripts.py)
             yield from self.pause(deadline, f"{self.origin}:{wid}")
 
     def lost_error(self) -> BackendError:

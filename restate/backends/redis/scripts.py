@@ -256,6 +256,37 @@ local function store(ARGV, first, last)
   end
 end
 
+-- Keep the stream within maxlen entries and maxbytes bytes, dropping its oldest entries
+-- (exactly: XTRIM MINID). T:bytes counts the bytes of the entries in the stream: the JSON text
+-- of their changes plus ENTRY_BYTES each; the newest entry always stays.
+local ENTRY_BYTES = 64
+local function trim(stream, maxlen, maxbytes, added)
+  local BYTES = T .. ':bytes'
+  local n, total = redis.call('XLEN', stream), 0
+  if n == 1 then
+    total = added  -- a new stream: nothing older is counted
+    redis.call('SET', BYTES, added)
+  else
+    total = redis.call('INCRBY', BYTES, added)
+  end
+  if total <= maxbytes and n <= maxlen then return end
+  local after, keep = '-', nil
+  while not keep do
+    local batch = redis.call('XRANGE', stream, after, '+', 'COUNT', 100)
+    if #batch == 0 then return end  -- the count was wrong (the stream changed under us)
+    for _, e in ipairs(batch) do
+      if n <= 1 or (total <= maxbytes and n <= maxlen) then
+        keep = e[1]
+        break
+      end
+      local f, size = e[2], ENTRY_BYTES
+      for j = 1, #f, 2 do if f[j] == 'c' then size = size + #f[j + 1] end end
+      total, n, after = total - size, n - 1, '(' .. e[1]
+    end
+  end
+  redis.call('XTRIM', stream, 'MINID', keep)
+  redis.call('SET', BYTES, math.max(total, 0))
+end
 -- append the stream record of one change (JSON texts; false: missing) to changes
 local function record(changes, path, prev, new)
   local s = '{"p":' .. cjson.encode(path)
@@ -358,7 +389,8 @@ release(ARGV[1])
 return 1
 """
 
-# ARGV: origin, stream maxlen, token ('' outside a transaction), write id ('' for none),
+# ARGV: origin, stream maxlen, stream maxbytes ('' for none), token ('' outside a
+# transaction), write id ('' for none),
 # want ('1': reply with the previous JSON text of the only op), waited (the path whose line
 # this write waited in after a 'busy' reply, or ''), then the ops:
 #   'w', path, json, ngroups, (dir, npairs, name, value, name, value, ...) * ngroups
@@ -370,8 +402,8 @@ return 1
 # value it replaced, so a retried call answers {'done', prev} instead of applying twice. A
 # transaction's commit also releases its leases.
 _APPLY = r"""
-local origin, maxlen, token, wid, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local waited = ARGV[6]
+local origin, maxlen, maxbytes, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local wid, want, waited = ARGV[5], ARGV[6], ARGV[7]
 local LAST = T .. ':w:' .. origin
 if token ~= '' and redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
 if wid ~= '' then
@@ -391,24 +423,24 @@ end
 local changes, first_prev = {}, false
 -- the hot path: one leaf written over a leaf ('w', path, json, '1', dir, '1', name, json);
 -- a leaf's parent exists, so nothing needs probing, creating or removing
-local leaf = #ARGV == 14 and ARGV[7] == 'w' and ARGV[8] ~= '/' and ARGV[10] == '1'
-  and ARGV[12] == '1' and ARGV[14] ~= MARK
+local leaf = #ARGV == 15 and ARGV[8] == 'w' and ARGV[9] ~= '/' and ARGV[11] == '1'
+  and ARGV[13] == '1' and ARGV[15] ~= MARK
 local prev
 if leaf then
   if token == '' then
-    local holder, since, held = blocker(ARGV[8], token)
+    local holder, since, held = blocker(ARGV[9], token)
     if holder then return busy(holder, since, held) end
   end
-  prev = redis.call('HGET', key(ARGV[11]), ARGV[13])
+  prev = redis.call('HGET', key(ARGV[12]), ARGV[14])
   leaf = prev and prev ~= MARK
 end
 if leaf then
-  if want == '1' and prev == ARGV[9] then return {'ok', '', prev} end
-  redis.call('HSET', key(ARGV[11]), ARGV[13], ARGV[9])
+  if want == '1' and prev == ARGV[10] then return {'ok', '', prev} end
+  redis.call('HSET', key(ARGV[12]), ARGV[14], ARGV[10])
   first_prev = prev
-  record(changes, ARGV[8], prev, ARGV[9])
+  record(changes, ARGV[9], prev, ARGV[10])
 else
-  local ops, i = {}, 7
+  local ops, i = {}, 8
   while i <= #ARGV do
     local op = {kind = ARGV[i], path = ARGV[i + 1]}
     if token == '' then
@@ -455,8 +487,13 @@ if waited ~= '' then dequeue(waited, origin .. ':' .. wid) end
 if want ~= '1' then first_prev = false end
 if #changes == 0 then return {'ok', '', first_prev} end
 local seq = redis.call('INCR', T .. ':seq')
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*',
-  'o', origin, 's', seq, 'c', '[' .. table.concat(changes, ',') .. ']')
+local entry, id = '[' .. table.concat(changes, ',') .. ']'
+if maxbytes == '' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'o', origin, 's', seq, 'c', entry)
+else
+  id = redis.call('XADD', KEYS[1], '*', 'o', origin, 's', seq, 'c', entry)
+  trim(KEYS[1], tonumber(maxlen), tonumber(maxbytes), #entry + ENTRY_BYTES)
+end
 if wid ~= '' then
   -- this origin's last write id (and the previous value it replaced) for a minute: a
   -- retry of this very call after a lost reply must not apply it twice
