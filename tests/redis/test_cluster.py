@@ -17,7 +17,7 @@ from redis.cluster import RedisCluster
 
 from restate import ControllerSync
 from restate.backends.base import MISSING
-from restate.backends.redis import RedisAsyncBackend, RedisBackend
+from restate.backends.redis import RESYNCED, RedisAsyncBackend, RedisBackend
 from restate.backends.redis.scripts import LIBRARY_NAME
 from restate.errors import BackendError
 from tests.redis_fixture import RedisClusterServers, start_redis_cluster
@@ -213,11 +213,12 @@ def test_killing_the_master_of_a_tree_promotes_its_replica_and_its_followers_cat
                 time.sleep(0.1)
         writer.write("/n", 2)
         value: object = 0
-        while value != 2:  # each event follows the last, or one resync restates the tree
-            [(path, prev, new)] = got.get(timeout=30)
-            if path == "/":
-                assert prev is MISSING and "n" in new
-                value = new["n"]
+        while value != 2:  # each event follows the last, or one resync restates what changed
+            [change] = got.get(timeout=30)
+            path, prev, new = change[:3]
+            if len(change) == 4:  # (or the whole tree, when it cannot tell what changed)
+                assert change[3] is RESYNCED and prev is MISSING
+                value = new["n"] if path == "/" else new
             else:
                 assert (path, prev) == ("/n", value)
                 value = new

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from restate.backends.base import MISSING
-from restate.backends.redis import RedisBackend
+from restate.backends.redis import RESYNCED, RedisBackend
 
 pytestmark = pytest.mark.redis
 
@@ -57,9 +57,7 @@ def test_with_a_byte_budget_the_entry_bound_is_exact_too(url, prefix, raw):
     assert int(raw.get(f"{{{prefix}}}:bytes")) == sum(size(f) for _, f in kept)
 
 
-def test_a_follower_further_behind_than_the_byte_budget_gets_the_whole_tree_once(
-    url, prefix, backend
-):
+def test_a_follower_further_behind_than_the_byte_budget_resyncs_what_changed(url, prefix, backend):
     got: queue.Queue = queue.Queue()
     busy = threading.Event()
 
@@ -74,9 +72,10 @@ def test_a_follower_further_behind_than_the_byte_budget_gets_the_whole_tree_once
         for i in range(1, 40):  # ~40 entries of ~300 bytes: the budget holds 6 of them
             writer.write("/n", {"i": i, "pad": "z" * 200})
         busy.set()
-        assert got.get(timeout=10) == [("/", MISSING, {"n": {"i": 39, "pad": "z" * 200}})]
+        last = {"i": 39, "pad": "z" * 200}
+        assert got.get(timeout=10) == [("/n", MISSING, last, RESYNCED)]
         writer.write("/n", 40)
-        assert got.get(timeout=10) == [("/n", {"i": 39, "pad": "z" * 200}, 40)]
+        assert got.get(timeout=10) == [("/n", last, 40)]
     unwatch()
 
 

@@ -42,7 +42,8 @@ from ...missing import MISSING
 from ...paths import to_parts
 from ..base import Backend
 from .core import Exchange
-from .follower import disconnect, drive, execute
+from .driving import call, drive
+from .follower import disconnect
 from .shell import Shell
 
 __all__ = ["RedisBackend"]
@@ -140,7 +141,7 @@ class RedisBackend(Shell, Backend):
         try:
             if self._calls is not None and command[0] == "eval":
                 return self._calls.call(command[1], command[2])
-            return execute(self._client, self._scripts, self._keys, command)
+            return call(self._client, self._scripts, self._keys, command)
         except redis.RedisError as exc:
             raise self._error(exc) from exc
         except BaseException:

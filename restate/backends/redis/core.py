@@ -1,13 +1,13 @@
 """Sans-IO operations of the Redis backends, shared by the sync and the async twin.
 
 Each operation is a generator that yields Redis commands and receives their replies, so
-``RedisBackend`` drives it with blocking calls and ``RedisAsyncBackend`` with awaits; the
-logic exists once. Commands:
+``RedisBackend`` drives it with blocking calls and ``RedisAsyncBackend`` with awaits
+(``driving.py``: one dispatch, two thin drivers); the logic exists once. Commands:
 
 - ``("eval", name, args)``: run the Lua script ``name`` (see ``scripts.py``) with its one
   declared key, the stream; reply back;
 - ``("hexists", key, field)``, ``("hget", key, field)``, ``("get", key)``,
-  ``("hscan", key, cursor, count)``: those commands;
+  ``("hscan", key, cursor, count)``, ``("zrangebyscore", key, min, max)``: those commands;
 - ``("blpop", key, seconds)``: wait for a wake-up pushed by the release of a lease.
 
 Transactions (leases, isolation) are in ``leases.py``; this module is the keyspace and the

@@ -118,7 +118,7 @@ def client_words(words: Words) -> tuple[Any, ...]:
 
 class ClientScripts:
     """``scripts[name](keys=[key], args=[...])`` on a blocking redis-py client (a cluster
-    client included), as ``follower.execute`` calls registered scripts."""
+    client included), as ``driving.call`` runs them."""
 
     def __init__(self, client: Any, library: Library) -> None:
         self._client, self.library = client, library

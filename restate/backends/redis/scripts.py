@@ -293,6 +293,27 @@ local function record(changes, path, prev, new)
   if prev then s = s .. ',"o":' .. prev end
   if new then s = s .. ',"n":' .. new end
   changes[#changes + 1] = s .. '}'
+  changes[-#changes] = path  -- the paths, for remember()
+end
+
+-- T:since scores each path written with the sequence number of its last change, so a
+-- follower that missed trimmed entries re-reads only what changed (walk.py, changed_since).
+-- Past 10 x maxlen paths the oldest go; T:floor keeps the highest score dropped.
+local function remember(changes, seq, maxlen)
+  local since, z = T .. ':since', {}
+  for i = 1, #changes do
+    z[#z + 1] = seq
+    z[#z + 1] = changes[-i]
+    if #z >= 1000 then redis.call('ZADD', since, unpack(z)); z = {} end
+  end
+  if #z > 0 then redis.call('ZADD', since, unpack(z)) end
+  if seq % 100 == 0 then
+    local extra = redis.call('ZCARD', since) - 10 * tonumber(maxlen)
+    if extra > 0 then
+      local gone = redis.call('ZPOPMIN', since, extra)
+      redis.call('SET', T .. ':floor', gone[#gone])
+    end
+  end
 end
 """
 
@@ -494,6 +515,7 @@ else
   id = redis.call('XADD', KEYS[1], '*', 'o', origin, 's', seq, 'c', entry)
   trim(KEYS[1], tonumber(maxlen), tonumber(maxbytes), #entry + ENTRY_BYTES)
 end
+remember(changes, seq, maxlen)
 if wid ~= '' then
   -- this origin's last write id (and the previous value it replaced) for a minute: a
   -- retry of this very call after a lost reply must not apply it twice

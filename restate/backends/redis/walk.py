@@ -19,17 +19,19 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ...errors import BackendError
-from ...paths import Parts, parts_to_str
+from ...missing import MISSING
+from ...paths import Parts, parts_to_str, to_parts
 from .codec import MARK, loads
 
 if TYPE_CHECKING:
     from .core import Exchange, RedisCore
 
-__all__ = ["BUDGET", "read_big", "resync", "walk_text"]
+__all__ = ["BUDGET", "changed_since", "read_big", "resync", "walk_text"]
 
 BUDGET = 2000  # fields per script: about 1 ms of server time
 CHUNK = 500  # fields per HSCAN call (about 1 ms of server time; more under load)
 ATTEMPTS = 3
+SINCE_READS = 256  # changed paths a resync reads one by one; past that, one walk of the tree
 _key = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -64,6 +66,53 @@ def resync(core: RedisCore) -> Exchange[tuple[str, int, Any]]:
         if (yield ("get", core.seq_key)) == seq:
             return last_id, int(seq), loads(text)
     raise BackendError(f"could not read {core.keyspace!r} consistently under constant writes")
+
+
+def changed_since(core: RedisCore, seq: int) -> Exchange[tuple[str, int, Changed] | None]:
+    """The stream position and, for each path changed after sequence number ``seq`` (the
+    topmost of related ones), its value now (``MISSING``: deleted) -- from ``T:since``, which
+    the write script keeps (scripts.py, ``remember``). None when it cannot tell: paths were
+    dropped from it past ``seq`` (``T:floor``), or the sequence went back (data lost)."""
+    for _ in range(ATTEMPTS):
+        last_id, now = yield ("eval", "position", [])
+        floor = yield ("get", f"{core.keyspace}:floor")
+        if int(now) < seq or (floor is not None and int(floor) > seq):
+            return None
+        paths = yield ("zrangebyscore", f"{core.keyspace}:since", f"({seq}", "+inf")
+        tops = topmost(paths)
+        if len(tops) > SINCE_READS or () in tops:
+            reply = yield ("eval", "read", ["/", str(BUDGET)])
+            text = (yield from walk_text(core, ())) if isinstance(reply, list) else reply
+            tree = loads(text)
+            found = [(parts, _pick(tree, parts)) for parts in tops]
+        else:
+            found = []
+            for parts in tops:
+                found.append((parts, (yield from core.read(parts))))
+        if (yield ("get", core.seq_key)) == now:
+            return last_id, int(now), [(parts_to_str(parts), value) for parts, value in found]
+    raise BackendError(f"could not read {core.keyspace!r} consistently under constant writes")
+
+
+Changed = list[tuple[str, Any]]
+
+
+def topmost(paths: list[str]) -> list[Parts]:
+    """The paths none of whose ancestors is among them, as parts, in order."""
+    out: list[Parts] = []
+    for parts in sorted(to_parts(p) for p in paths):  # an ancestor sorts right before
+        if not out or parts[: len(out[-1])] != out[-1]:
+            out.append(parts)
+    return out
+
+
+def _pick(tree: Any, parts: Parts) -> Any:
+    node = tree
+    for name in parts:
+        if type(node) is not dict or name not in node:
+            return MISSING
+        node = node[name]
+    return node
 
 
 def walk_text(core: RedisCore, parts: Parts) -> Exchange[str | None]:
