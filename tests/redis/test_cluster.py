@@ -111,7 +111,7 @@ def primary_of(cluster: RedisClusterServers, key: str) -> tuple[int, int]:
     raise AssertionError(f"no shard with a replica serves {key!r}")
 
 
-def test_the_functions_library_is_on_every_master_and_replica_and_reloaded_after_a_flush(cluster):
+def test_the_functions_library_is_on_every_master_and_replica_and_reloaded_once_deleted(cluster):
     def everywhere() -> bool:
         for node in cluster.nodes:
             client = redis.Redis(port=node.port, decode_responses=True)
@@ -129,7 +129,7 @@ def test_the_functions_library_is_on_every_master_and_replica_and_reloaded_after
         while not everywhere():  # replicas receive the library asynchronously
             assert time.monotonic() < deadline, "the library did not reach every node"
             time.sleep(0.05)
-        backend._client.function_flush()  # every master (and so every replica) forgets it
+        backend._client.function_delete(LIBRARY_NAME)  # every master (and replica) forgets it
         assert backend.swap("/n", 2) == 1
         assert backend._library.functions is True
         assert backend.read("/n") == 2

@@ -60,7 +60,11 @@ class RedisBackend(Shell, Backend):
         prefix: names the tree; every key starts with ``{prefix}`` (a cluster hash tag).
         client: a ready ``redis.Redis`` or ``redis.cluster.RedisCluster`` (with
             ``decode_responses=True``) instead of ``url``; ``close()`` leaves it open.
-        stream_maxlen: approximate bound of the change stream, in entries.
+        stream_maxlen: bound of the change stream, in entries (approximate, unless
+            ``stream_maxbytes`` is given).
+        stream_maxbytes: bound of the change stream, in bytes of its entries (at least
+            1024; default: none); with it both bounds are kept exactly (docs/backends.md,
+            "Sizing the stream").
         connect_timeout: seconds to wait for a connection.
         socket_timeout: seconds to wait for a reply.
         lease_timeout: seconds a transaction's leases live without renewal (they are renewed

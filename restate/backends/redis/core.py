@@ -43,6 +43,7 @@ T = TypeVar("T")
 Exchange = Generator[tuple[Any, ...], Any, T]
 
 _TAGGED = re.compile(r"\{[^{}]+\}")
+POLL = 0.1  # seconds a waiter blocks before asking again (its place in line lasts 0.3 s)
 
 
 def keyspace_of(prefix: str) -> str:
@@ -66,7 +67,12 @@ class RedisCore:
     """Key names and the plain operations of one backend instance."""
 
     def __init__(
-        self, prefix: str, stream_maxlen: int, lease_timeout: float, lock_wait: float
+        self,
+        prefix: str,
+        stream_maxlen: int,
+        lease_timeout: float,
+        lock_wait: float,
+        stream_maxbytes: int | None = None,
     ) -> None:
         self.keyspace = keyspace_of(prefix)
         self.prefix = prefix
@@ -76,6 +82,13 @@ class RedisCore:
         if int(stream_maxlen) < 1:
             raise ValueError(f"stream_maxlen must be at least 1, not {stream_maxlen!r}")
         self.maxlen = str(int(stream_maxlen))
+        if stream_maxbytes is not None and (
+            not isinstance(stream_maxbytes, int) or stream_maxbytes < 1024
+        ):
+            raise ValueError(
+                f"stream_maxbytes must be None or an int of at least 1024, not {stream_maxbytes!r}"
+            )
+        self.maxbytes = "" if stream_maxbytes is None else str(stream_maxbytes)
         if not lease_timeout > 0:
             raise ValueError(f"lease_timeout must be positive, not {lease_timeout!r}")
         self.lease_ms = max(10, int(lease_timeout * 1000))
@@ -185,7 +198,8 @@ class RedisCore:
         text of the first op (None when missing, or when not ``want_prev``)."""
         deadline = time.monotonic() + self.lock_wait
         wid = self.write_id()  # the same for every retry of this write: applied at most once
-        args = [self.origin, self.maxlen, token, wid, "1" if want_prev else "0", *ops]
+        want = "1" if want_prev else "0"
+        args = [self.origin, self.maxlen, self.maxbytes, token, wid, want, "", *ops]
         while True:
             reply = yield ("eval", "apply", args)
             kind = reply[0]
@@ -197,7 +211,8 @@ class RedisCore:
                 raise conflict_error(reply[1], int(reply[2]))
             if kind == "lost":
                 raise self.lost_error()
-            yield from self.pause(deadline, reply[3])
+            args[6] = reply[3]  # it waits in that path's line now (scripts.py)
+            yield from self.pause(deadline, f"{self.origin}:{wid}")
 
     def lost_error(self) -> BackendError:
         return BackendError(
@@ -206,18 +221,19 @@ class RedisCore:
             f"of it was written"
         )
 
-    def pause(self, deadline: float, held: str) -> Exchange[None]:
-        """Wait for the release of another client's lease on the path ``held``: the release
-        pushes one wake-up to ``T:wake:<held>``, taken by the waiter blocked longest there
-        (so waiters on one path take turns, and waiters elsewhere are not woken). At most a
-        tenth of the lease timeout: a holder killed never releases, its lease expires."""
+    def pause(self, deadline: float, waiter: str) -> Exchange[None]:
+        """Wait for this waiter's turn: the release of the lease it waits for (or a waiter
+        ahead of it leaving the line) pushes a wake-up to ``T:wake:<waiter>`` (scripts.py).
+        At most ``POLL`` seconds: a holder killed never releases, its lease expires; asking
+        again keeps the waiter's place in line."""
         left = deadline - time.monotonic()
         if left <= 0:
             raise BackendError(
                 f"waited {self.lock_wait:g} s for the transaction of another client on "
                 f"{self.keyspace!r} to finish; nothing was written"
             )
-        yield ("blpop", f"{self.keyspace}:wake:{held}", min(self.lease_ms / 10_000, left))
+        poll = min(POLL, self.lease_ms / 10_000, left)
+        yield ("blpop", f"{self.keyspace}:wake:{waiter}", poll)
 
     # -- transactions (leases.py) -------------------------------------------------------------
     def begin(self) -> Txn:

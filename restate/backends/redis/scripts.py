@@ -142,20 +142,66 @@ local function blocker(path, token)
   end
   return found, found_start, found_path
 end
--- drop every lease of token; for each path it held, one wake-up in T:wake:<path>, which the
--- waiter blocked longest on that path (BLPOP serves the longest first) takes. An unclaimed
--- wake-up stays (one at most, expiring): a later waiter retries once at once, harmlessly.
+-- Waiting in turn (leases.py): T:q:<path> orders the clients waiting for a lease on path by
+-- first arrival (a sorted set, in microseconds); T:q:<path>:d holds each one's deadline and
+-- start. Asking again moves the deadline on (WAIT_MS); a waiter that stopped asking (killed,
+-- interrupted, gave up) loses its place at its deadline. T:wake:<id> is the wake-up list of
+-- waiter id.
+local WAIT_MS = 300
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function wakeup(id)
+  local k = T .. ':wake:' .. id
+  if redis.call('LPUSH', k, '1') == 1 then
+    redis.call('PEXPIRE', k, 5000)
+  else
+    redis.call('LTRIM', k, 0, 0)
+  end
+end
+-- the live waiter first in line for path and its start, or nil; dead ones are dropped
+local function turn(path)
+  local q = T .. ':q:' .. path
+  if redis.call('EXISTS', q) == 0 then return nil end
+  local now = now_ms()
+  while true do
+    local first = redis.call('ZRANGE', q, 0, 0)[1]
+    if not first then return nil end
+    local info = redis.call('HGET', q .. ':d', first)
+    if info then
+      local deadline, start = string.match(info, '^(%S+) (%S+)$')
+      if tonumber(deadline) >= now then return first, start end
+    end
+    redis.call('ZREM', q, first)
+    redis.call('HDEL', q .. ':d', first)
+  end
+end
+-- id waits for path (keeping its place when it waits already)
+local function enqueue(path, id, start)
+  local q, t = T .. ':q:' .. path, redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  -- ordered by the microsecond of arrival: scripts run one at a time, so no two tie
+  redis.call('ZADD', q, 'NX', tonumber(t[1]) * 1000000 + tonumber(t[2]), id)
+  redis.call('HSET', q .. ':d', id, (now + WAIT_MS) .. ' ' .. start)
+  redis.call('PEXPIRE', q, 2 * WAIT_MS)
+  redis.call('PEXPIRE', q .. ':d', 2 * WAIT_MS)
+end
+-- id stops waiting for path; wake the next in line (path may be free)
+local function dequeue(path, id)
+  local q = T .. ':q:' .. path
+  if redis.call('ZREM', q, id) == 1 then redis.call('HDEL', q .. ':d', id) end
+  local next_id = turn(path)
+  if next_id then wakeup(next_id) end
+end
+-- drop every lease of token, waking the first in line for each path it held
 local function release(token)
   local flat = redis.call('HGETALL', LEASES)
   for i = 1, #flat, 2 do
     if string.match(flat[i + 1], '^(%S+) ') == token then
       redis.call('HDEL', LEASES, flat[i])
-      local wake = T .. ':wake:' .. flat[i]
-      if redis.call('LPUSH', wake, '1') == 1 then
-        redis.call('PEXPIRE', wake, 5000)
-      else
-        redis.call('LTRIM', wake, 0, 0)
-      end
+      local next_id = turn(flat[i])
+      if next_id then wakeup(next_id) end
     end
   end
   redis.call('DEL', T .. ':lease:' .. token)
@@ -210,6 +256,37 @@ local function store(ARGV, first, last)
   end
 end
 
+-- Keep the stream within maxlen entries and maxbytes bytes, dropping its oldest entries
+-- (exactly: XTRIM MINID). T:bytes counts the bytes of the entries in the stream: the JSON text
+-- of their changes plus ENTRY_BYTES each; the newest entry always stays.
+local ENTRY_BYTES = 64
+local function trim(stream, maxlen, maxbytes, added)
+  local BYTES = T .. ':bytes'
+  local n, total = redis.call('XLEN', stream), 0
+  if n == 1 then
+    total = added  -- a new stream: nothing older is counted
+    redis.call('SET', BYTES, added)
+  else
+    total = redis.call('INCRBY', BYTES, added)
+  end
+  if total <= maxbytes and n <= maxlen then return end
+  local after, keep = '-', nil
+  while not keep do
+    local batch = redis.call('XRANGE', stream, after, '+', 'COUNT', 100)
+    if #batch == 0 then return end  -- the count was wrong (the stream changed under us)
+    for _, e in ipairs(batch) do
+      if n <= 1 or (total <= maxbytes and n <= maxlen) then
+        keep = e[1]
+        break
+      end
+      local f, size = e[2], ENTRY_BYTES
+      for j = 1, #f, 2 do if f[j] == 'c' then size = size + #f[j + 1] end end
+      total, n, after = total - size, n - 1, '(' .. e[1]
+    end
+  end
+  redis.call('XTRIM', stream, 'MINID', keep)
+  redis.call('SET', BYTES, math.max(total, 0))
+end
 -- append the stream record of one change (JSON texts; false: missing) to changes
 local function record(changes, path, prev, new)
   local s = '{"p":' .. cjson.encode(path)
@@ -289,19 +366,34 @@ return {kind, depth}
 """
 
 # Take (or keep) the lease of a transaction on a path, then answer a question about it.
-# ARGV: token, ttl ms, start, first ('1' for the transaction's first lease), mode, path, then
-# the ignored names of 'occupied'. mode: 'read' | 'probe' | 'exists' | 'occupied' | 'none'.
-# Replies {'busy', holder, start, path}, {'lost'} (this transaction's lease expired) or
-# {'ok', answer...}.
+# ARGV: token, ttl ms, start, first ('1' for the transaction's first lease), waited (the path
+# whose line it waited in after a 'busy' reply, or ''), mode, path, then the ignored names of
+# 'occupied'. mode: 'read' | 'probe' | 'exists' | 'occupied' | 'none'. Replies {'busy',
+# holder, start, path} (it now waits in line for path: see T:q), {'lost'} (this transaction's
+# lease expired) or {'ok', answer...}.
 _LEASE = r"""
-local token, ttl, start, first, mode, path = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local token, ttl, start, first, waited = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local mode, path = ARGV[6], ARGV[7]
 local alive = T .. ':lease:' .. token
 if first ~= '1' and redis.call('EXISTS', alive) == 0 then return {'lost'} end
 local holder, since, held = blocker(path, token)
-if holder then return {'busy', holder, since, held} end
+if holder then
+  enqueue(held, token, start)
+  return {'busy', holder, since, held}
+end
+if first == '1' then
+  -- holding nothing, it takes its turn behind earlier waiters (one that holds leases goes
+  -- ahead: waiting for a waiter could close a cycle that wait-die does not see)
+  local next_id, next_start = turn(path)
+  if next_id and next_id ~= token then
+    enqueue(path, token, start)
+    return {'busy', next_id, next_start, path}
+  end
+end
+if waited ~= '' then dequeue(waited, token) end
 redis.call('HSET', LEASES, path, token .. ' ' .. start)
 redis.call('SET', alive, '1', 'PX', ttl)
-if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[7])})} end
+if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[8])})} end
 if mode == 'probe' then
   local kind, depth = probe(path)
   return {'ok', kind, depth}
@@ -311,7 +403,7 @@ if mode == 'exists' then
   local parent, name = split(path)
   return {'ok', redis.call('HEXISTS', key(parent), name)}
 end
-if mode == 'occupied' then return {'ok', occupied(path, {unpack(ARGV, 7)})} end
+if mode == 'occupied' then return {'ok', occupied(path, {unpack(ARGV, 8)})} end
 return {'ok'}
 """
 
@@ -320,8 +412,10 @@ release(ARGV[1])
 return 1
 """
 
-# ARGV: origin, stream maxlen, token ('' outside a transaction), write id ('' for none),
-# want ('1': reply with the previous JSON text of the only op), then the ops:
+# ARGV: origin, stream maxlen, stream maxbytes ('' for none), token ('' outside a
+# transaction), write id ('' for none),
+# want ('1': reply with the previous JSON text of the only op), waited (the path whose line
+# this write waited in after a 'busy' reply, or ''), then the ops:
 #   'w', path, json, ngroups, (dir, npairs, name, value, name, value, ...) * ngroups
 #   'd', path
 # Replies {'ok', id, prev}, {'busy', holder, start, path} (a transaction of another client holds a
@@ -331,7 +425,8 @@ return 1
 # value it replaced, so a retried call answers {'done', prev} instead of applying twice. A
 # transaction's commit also releases its leases.
 _APPLY = r"""
-local origin, maxlen, token, wid, want = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local origin, maxlen, maxbytes, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local wid, want, waited = ARGV[5], ARGV[6], ARGV[7]
 local LAST = T .. ':w:' .. origin
 if token ~= '' and redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
 if wid ~= '' then
@@ -341,32 +436,39 @@ if wid ~= '' then
   end
 end
 
+-- a plain write kept waiting by a lease waits in line for it (never ahead of it: it takes no
+-- lease, so nobody waits for it), as origin:wid
+local function busy(holder, since, held)
+  enqueue(held, origin .. ':' .. wid, '0')
+  return {'busy', holder, since, held}
+end
+
 local changes, first_prev = {}, false
 -- the hot path: one leaf written over a leaf ('w', path, json, '1', dir, '1', name, json);
 -- a leaf's parent exists, so nothing needs probing, creating or removing
-local leaf = #ARGV == 13 and ARGV[6] == 'w' and ARGV[7] ~= '/' and ARGV[9] == '1'
-  and ARGV[11] == '1' and ARGV[13] ~= MARK
+local leaf = #ARGV == 15 and ARGV[8] == 'w' and ARGV[9] ~= '/' and ARGV[11] == '1'
+  and ARGV[13] == '1' and ARGV[15] ~= MARK
 local prev
 if leaf then
   if token == '' then
-    local holder, since, held = blocker(ARGV[7], token)
-    if holder then return {'busy', holder, since, held} end
+    local holder, since, held = blocker(ARGV[9], token)
+    if holder then return busy(holder, since, held) end
   end
-  prev = redis.call('HGET', key(ARGV[10]), ARGV[12])
+  prev = redis.call('HGET', key(ARGV[12]), ARGV[14])
   leaf = prev and prev ~= MARK
 end
 if leaf then
-  if want == '1' and prev == ARGV[8] then return {'ok', '', prev} end
-  redis.call('HSET', key(ARGV[10]), ARGV[12], ARGV[8])
+  if want == '1' and prev == ARGV[10] then return {'ok', '', prev} end
+  redis.call('HSET', key(ARGV[12]), ARGV[14], ARGV[10])
   first_prev = prev
-  record(changes, ARGV[7], prev, ARGV[8])
+  record(changes, ARGV[9], prev, ARGV[10])
 else
-  local ops, i = {}, 6
+  local ops, i = {}, 8
   while i <= #ARGV do
     local op = {kind = ARGV[i], path = ARGV[i + 1]}
     if token == '' then
       local holder, since, held = blocker(op.path, token)
-      if holder then return {'busy', holder, since, held} end
+      if holder then return busy(holder, since, held) end
     end
     if op.kind == 'w' then
       op.json, op.first = ARGV[i + 2], i + 4
@@ -404,11 +506,17 @@ else
 end
 
 if token ~= '' then release(token) end
+if waited ~= '' then dequeue(waited, origin .. ':' .. wid) end
 if want ~= '1' then first_prev = false end
 if #changes == 0 then return {'ok', '', first_prev} end
 local seq = redis.call('INCR', T .. ':seq')
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*',
-  'o', origin, 's', seq, 'c', '[' .. table.concat(changes, ',') .. ']')
+local entry, id = '[' .. table.concat(changes, ',') .. ']'
+if maxbytes == '' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'o', origin, 's', seq, 'c', entry)
+else
+  id = redis.call('XADD', KEYS[1], '*', 'o', origin, 's', seq, 'c', entry)
+  trim(KEYS[1], tonumber(maxlen), tonumber(maxbytes), #entry + ENTRY_BYTES)
+end
 remember(changes, seq, maxlen)
 if wid ~= '' then
   -- this origin's last write id (and the previous value it replaced) for a minute: a

@@ -103,6 +103,7 @@ class Shell:
         *,
         client: Any = None,
         stream_maxlen: int = 10_000,
+        stream_maxbytes: int | None = None,
         connect_timeout: float = 1.0,
         socket_timeout: float = 5.0,
         lease_timeout: float = 1.0,
@@ -110,7 +111,7 @@ class Shell:
     ) -> None:
         if url is not None and client is not None:
             raise ValueError("pass a url or a client, not both")
-        self._core = RedisCore(prefix, stream_maxlen, lease_timeout, lock_wait)
+        self._core = RedisCore(prefix, stream_maxlen, lease_timeout, lock_wait, stream_maxbytes)
         self._timeouts = (connect_timeout, socket_timeout)
         self._followers: list[Follower] = []
         self._renewer: list[Renewer] = []
