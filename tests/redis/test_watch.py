@@ -134,3 +134,20 @@ def test_a_follower_reads_the_same_with_or_without_hiredis(url, prefix, other, m
         started = time.monotonic()
         unwatch()  # the follower blocks in XREAD (no socket timeout): stop() wakes it
         assert time.monotonic() - started < 5
+
+
+def test_a_follower_works_over_a_unix_socket(tmp_path):
+    from tests.redis_fixture import RedisServer
+
+    path = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path, extra=("--unixsocket", str(path), "--unixsocketperm", "700"))
+    server.start()
+    try:
+        url = f"unix://{path}?db=0"
+        with RedisBackend(url, "sock") as store, RedisBackend(url, "sock") as writer:
+            got, unwatch = collect(store)
+            writer.write("/a", 1)
+            assert got.get(timeout=30) == [("/a", MISSING, 1)]
+            unwatch()
+    finally:
+        server.stop()

@@ -93,6 +93,8 @@ def _blocking(sock: socket.socket, dead_after: int) -> None:
     partition) is detected by TCP keepalive after ``dead_after`` seconds of silence and
     three unanswered probes a second apart (where the platform has those options)."""
     sock.settimeout(None)
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a Unix socket: its server cannot vanish without closing it
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for name, value in (("TCP_KEEPIDLE", dead_after), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3)):
         option = getattr(socket, name, None)
