@@ -44,6 +44,7 @@ def test_a_resync_with_no_commit_meanwhile_reads_once_at_one_position():
 def test_a_resync_under_constant_writes_ends_positioned_before_its_last_reads():
     server = Server(writer=True)
     last_id, seq, found = drive(changed_since(RedisCore("t", 10, 1.0, 1.0), 5), server.run)
+    assert found == [("/a", f"/a at {seq}"), ("/b", f"/b at {seq}")]  # read after that position
     assert server.positions == ATTEMPTS  # it tried for one state, then took what it read
     assert seq == 10 + ATTEMPTS - 1 and server.seq == seq + 1  # the stream replays that commit
     assert last_id == f"{seq}-0"
