@@ -38,7 +38,7 @@ def test_a_resync_with_no_commit_meanwhile_reads_once_at_one_position():
     server = Server(writer=False)
     last_id, seq, found = drive(changed_since(RedisCore("t", 10, 1.0, 1.0), 5), server.run)
     assert (last_id, seq, server.positions) == ("10-0", 10, 1)
-    assert found == [("/a", '/a at 10'), ("/b", '/b at 10')]  # /a/x is inside /a
+    assert found == [("/a", "/a at 10"), ("/b", "/b at 10")]  # /a/x is inside /a
 
 
 def test_a_resync_under_constant_writes_ends_positioned_before_its_last_reads():
