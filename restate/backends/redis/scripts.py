@@ -187,10 +187,12 @@ local function enqueue(path, id, start)
   redis.call('PEXPIRE', q, 2 * WAIT_MS)
   redis.call('PEXPIRE', q .. ':d', 2 * WAIT_MS)
 end
--- id stops waiting for path; wake the next in line (path may be free)
-local function dequeue(path, id)
+-- id stops waiting for path; with wake, the next in line is woken (path may be free: not when
+-- id leaves the line because it took the lease on path, whose release wakes the next)
+local function dequeue(path, id, wake)
   local q = T .. ':q:' .. path
   if redis.call('ZREM', q, id) == 1 then redis.call('HDEL', q .. ':d', id) end
+  if not wake then return end
   local next_id = turn(path)
   if next_id then wakeup(next_id) end
 end
@@ -388,7 +390,7 @@ if first == '1' then
     return {'busy', next_id, next_start, path}
   end
 end
-if waited ~= '' then dequeue(waited, token) end
+if waited ~= '' then dequeue(waited, token, waited ~= path) end
 redis.call('HSET', LEASES, path, token .. ' ' .. start)
 redis.call('SET', alive, '1', 'PX', ttl)
 if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[8])})} end
@@ -504,7 +506,7 @@ else
 end
 
 if token ~= '' then release(token) end
-if waited ~= '' then dequeue(waited, origin .. ':' .. wid) end
+if waited ~= '' then dequeue(waited, origin .. ':' .. wid, true) end
 if want ~= '1' then first_prev = false end
 if #changes == 0 then return {'ok', '', first_prev} end
 local seq = redis.call('INCR', T .. ':seq')
