@@ -2,8 +2,9 @@
 controller write against a raw HSET, and the longest server-blocking command of a
 100,000-leaf read. Starts its own redis-server (stopped by pid).
 
-Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick] [--writers]`` (``--writers``: only the
-writer rows -- write cost, writer scaling, big writes -- not the fan-out)
+Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick] [--writers | --fanout]``
+(``--writers``: only the writer rows -- write cost, writer scaling, big writes; ``--fanout``:
+only the fan-out rows, each with the load average it ran under)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from restate import ControllerSync  # noqa: E402
 from restate.backends.redis import RedisBackend  # noqa: E402
+from restate.backends.redis.xread import HIREDIS  # noqa: E402
 from tests.redis_fixture import start_redis_server  # noqa: E402
 
 SUBSCRIBER = """
@@ -238,10 +240,14 @@ def main() -> None:
     lines: list[str] = []
     try:
         url = server.url
-        lines.append(write_cost(url, 2000 if quick else 5000))
+        fanout_only = "--fanout" in sys.argv
+        if not fanout_only:
+            lines.append(write_cost(url, 2000 if quick else 5000))
         for n in () if "--writers" in sys.argv else (1, 4) if quick else (1, 4, 16, 32):
-            lines.append(fan_out(url, n, 300, 0.01))
-            lines.append(fan_out(url, n, 2000, None))
+            lines.append(f"{fan_out(url, n, 300, 0.01)}; load {load()}")
+            lines.append(f"{fan_out(url, n, 2000, None)}; load {load()}")
+        if fanout_only:
+            return
         for w in (1, 4, 8):
             for distinct in (False, True):
                 lines.append(writers(url, w, distinct, 1.0 if quick else 2.0))
@@ -249,9 +255,16 @@ def main() -> None:
         lines.append(big_write(url, 100_000))
     finally:
         server.stop()
-    print("Redis on loopback (one local redis-server; writers and subscribers are processes)")
-    for line in lines:
-        print(" ", line)
+        parser = "with hiredis" if HIREDIS else "without hiredis"
+        print(f"Redis on loopback (one local redis-server; writers and subscribers are processes;"
+              f" redis-py {redis.__version__} {parser})")  # fmt: skip
+        for line in lines:
+            print(" ", line)
+
+
+def load() -> str:
+    """The 1-minute load average: how much else the two cores were doing."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 if __name__ == "__main__":

@@ -157,3 +157,27 @@ def test_a_server_restarted_without_its_data_makes_followers_start_over(tmp_path
             unwatch()
     finally:
         server.stop()
+
+
+def test_a_follower_resyncs_the_whole_tree_when_the_change_index_began_after_its_last_entry(
+    url, prefix, backend, raw
+):
+    got: queue.Queue = queue.Queue()
+    busy = threading.Event()
+
+    def slow_handler(changes):
+        got.put(changes)
+        busy.wait(5)
+
+    unwatch = backend.watch(slow_handler)
+    with RedisBackend(url, prefix, stream_maxlen=1) as writer:
+        writer.write("/n", 0)
+        assert drain(got, 1) == [[("/n", MISSING, 0)]]
+        writer.write("/gone", 1)
+        raw.delete(f"{{{prefix}}}:since")  # evicted, or a tree written before it existed
+        for i in range(1, 300):  # (the stream is trimmed by whole nodes of ~100 entries)
+            writer.write("/n", i)
+        busy.set()
+        [[(path, prev, tree, payload)]] = drain(got, 1)  # not just /n: /gone is unknown
+        assert (path, prev, tree, payload) == ("/", MISSING, {"n": 299, "gone": 1}, RESYNCED)
+    unwatch()

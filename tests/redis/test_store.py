@@ -107,7 +107,7 @@ def test_deleting_removes_the_subtree_and_a_missing_path_is_a_no_op(backend, raw
     backend.delete("/")
     assert backend.read("/") == {}
     last_write = f"{{{prefix}}}:w:{backend.origin}"  # expires after a minute
-    kept = {f"{{{prefix}}}:{name}" for name in ("changes", "seq", "since")}  # since: resyncs
+    kept = {f"{{{prefix}}}:{name}" for name in ("changes", "seq", "since", "floor")}  # resyncs
     assert keys_of(raw, prefix) == {*kept, last_write}
 
 
@@ -117,7 +117,8 @@ def test_each_directory_is_one_hash_and_overwriting_a_subtree_drops_its_hashes(
     backend.write("/users", {"1": {"name": "ann", "tags": {"x": 1}}, "2": {"name": "bob"}})
     n = f"{{{prefix}}}:n:"
     assert keys_of(raw, prefix) == {
-        f"{{{prefix}}}:changes", f"{{{prefix}}}:seq", f"{{{prefix}}}:since", n + "/",
+        f"{{{prefix}}}:changes", f"{{{prefix}}}:seq", f"{{{prefix}}}:since",
+        f"{{{prefix}}}:floor", n + "/",
         n + "/users", n + "/users/1", n + "/users/1/tags", n + "/users/2",
         f"{{{prefix}}}:w:{backend.origin}",
     }  # fmt: skip

@@ -124,7 +124,13 @@ class StreamCursor:
         return burst.done()
 
     def _one(self, entry_id: str, flat: Any) -> list[Any]:
-        fields = flat if type(flat) is dict else dict(zip(flat[::2], flat[1::2], strict=True))
+        """``take`` of one entry (a paced writer: one per wake-up), inline."""
+        if type(flat) is dict:
+            fields = flat
+        elif len(flat) == 6 and flat[0] == "o" and flat[2] == "s" and flat[4] == "c":
+            fields = {"o": flat[1], "s": flat[3], "c": flat[5]}  # as the write script adds
+        else:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
         seq = int(fields.get("s", 0))
         if self.seq is not None and seq != self.seq + 1:
             return [self._gap(seq)]

@@ -108,9 +108,10 @@ class Follower(threading.Thread):
         self._scripts = ClientScripts(fresh, self._scripts.library)
 
     def _follow(self) -> None:
-        reply = self._read()
-        self.cursor.connected()
-        deliveries = self.cursor.take(reply)
+        cursor, reads = self.cursor, self._reads
+        reply = self._read() if reads is None else reads.read(cursor.last_id)
+        cursor.connected()
+        deliveries = cursor.take(reply)
         for changes in deliveries:
             if self._stopped.is_set():
                 return

@@ -303,9 +303,11 @@ end
 
 -- T:since scores each path written with the sequence number of its last change, so a
 -- follower that missed trimmed entries re-reads only what changed (walk.py, changed_since).
--- Past 10 x maxlen paths the oldest go; T:floor keeps the highest score dropped.
+-- Past 10 x maxlen paths the oldest go; T:floor keeps the highest score dropped (or, when
+-- T:since is new -- a tree from before it, an evicted key --, the last one it did not see).
 local function remember(changes, seq, maxlen)
   local since, z = T .. ':since', {}
+  if redis.call('EXISTS', since) == 0 then redis.call('SET', T .. ':floor', seq - 1) end
   for i = 1, #changes do
     z[#z + 1] = seq
     z[#z + 1] = changes[-i]

@@ -46,6 +46,7 @@ class StreamReads:
         self._reader: Any = None
         self._buffer = bytearray(65536)
         self._raw = HIREDIS and not isinstance(self._conn, redis.SSLConnection)
+        self._dead_after = block_ms // 1000 + 5  # seconds of silence: the server is gone
 
     def read(self, last_id: str) -> list[tuple[str, Any]]:
         """The entries after ``last_id`` (none when the block timed out)."""
@@ -59,32 +60,46 @@ class StreamReads:
             sock = self._conn._sock
         if sock is not self._sock:  # a new socket: a new reader, nothing half-read
             self._sock, self._reader = sock, hiredis.Reader(encoding="utf-8")
+            _blocking(sock, self._dead_after)
+        reader, buffer = self._reader, self._buffer
         try:
             sock.sendall(command)
-            reply = self._reply(sock, self._reader)
-        except TimeoutError as exc:
-            raise redis.TimeoutError(f"reading the change stream: {exc}") from exc
-        except OSError as exc:
+            reply = reader.gets()
+            while reply is False:  # hiredis: not enough data yet
+                size = sock.recv_into(buffer)
+                if not size:
+                    raise redis.ConnectionError("the server closed the connection")
+                reader.feed(buffer, 0, size)
+                reply = reader.gets()
+        except OSError as exc:  # (TimeoutError is one: no timeout is set, see _blocking)
             raise redis.ConnectionError(f"reading the change stream: {exc}") from exc
+        if type(reply) is list:  # RESP2: [[stream, entries]]; the one stream read, inline
+            return reply[0][1]  # type: ignore[no-any-return]
         if isinstance(reply, Exception):
             raise redis.ResponseError(str(reply))
         return _entries(reply)
-
-    def _reply(self, sock: socket.socket, reader: Any) -> Any:
-        reply = reader.gets()
-        buffer = self._buffer
-        while reply is False:  # hiredis: not enough data yet
-            size = sock.recv_into(buffer)
-            if not size:
-                raise redis.ConnectionError("the server closed the connection")
-            reader.feed(buffer, 0, size)
-            reply = reader.gets()
-        return reply
 
     def _parsed(self, command: bytes) -> Any:
         conn = self._conn
         conn.send_packed_command([command], check_health=False)
         return conn.read_response()
+
+
+def _blocking(sock: socket.socket, dead_after: int) -> None:
+    """Make a follower's socket blocking: a socket timeout costs a ``poll`` before every
+    ``send`` and ``recv`` (measured: ~20 us of a ~100 us wake-up). A blocking read still
+    ends: the server answers every ``XREAD BLOCK`` within ``block_ms``; ``stop()`` shuts
+    the socket down; and a server that vanished without closing it (power cut, network
+    partition) is detected by TCP keepalive after ``dead_after`` seconds of silence and
+    three unanswered probes a second apart (where the platform has those options)."""
+    sock.settimeout(None)
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a Unix socket: its server cannot vanish without closing it
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", dead_after), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _entries(reply: Any) -> list[tuple[str, Any]]:
