@@ -66,6 +66,9 @@ def apply_big(core: RedisCore, parts: Parts, op: list[str], wid: str) -> Exchang
         args = [core.origin, core.maxlen, core.maxbytes, txn.token, wid, path, op[0]]
         args += [entry(path, prev, op), old, str(len(dirs)), *dirs, *staged]
         reply = yield ("eval", "swap", args)
+    except GeneratorExit:  # closed unfinished (its driver was interrupted): no yield
+        core.open.discard(txn)
+        raise
     except BaseException:
         core.open.discard(txn)
         try:

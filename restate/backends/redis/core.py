@@ -272,6 +272,8 @@ class RedisCore:
         if exc is None:
             try:
                 yield from txn.commit(self)
+            except GeneratorExit:  # closed unfinished (its driver was interrupted): no yield
+                raise
             except BaseException:
                 yield from self._release_quietly(txn)
                 raise
