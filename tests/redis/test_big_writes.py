@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 
@@ -9,7 +10,7 @@ import pytest
 import redis
 
 from restate.backends.base import MISSING
-from restate.backends.redis import RedisBackend
+from restate.backends.redis import RedisAsyncBackend, RedisBackend
 from restate.backends.redis.big import BIG
 
 pytestmark = pytest.mark.redis
@@ -125,3 +126,22 @@ def test_no_command_of_a_100000_leaf_rewrite_or_delete_blocks_the_server_for_lon
     # what they touch (2,000 fields, or one UNLINK per directory and the entry's 2.4 MB)
     assert longest["rewrite"] < 50 and longest["delete"] < 50, longest
     assert backend.read("/t", MISSING) is MISSING
+
+
+def test_the_async_twin_writes_and_deletes_big_subtrees_in_chunks_too(url, prefix, raw):
+    old, new = tree("old"), tree("new")
+
+    async def main() -> None:
+        backend = RedisAsyncBackend(url, prefix)
+        try:
+            await backend.write("/t", old)
+            raw.config_resetstat()
+            assert await backend.swap("/t", new) == old
+            assert commands(raw).get("fcall", 0) >= 4  # staged, then swapped
+            assert await backend.read("/t") == new
+            await backend.delete("/t")
+            assert await backend.read("/t", MISSING) is MISSING
+        finally:
+            await backend.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
