@@ -12,6 +12,7 @@ import redis
 from restate.backends.base import MISSING
 from restate.backends.redis import RedisAsyncBackend, RedisBackend
 from restate.backends.redis.big import BIG
+from restate.errors import PathConflictError
 
 pytestmark = pytest.mark.redis
 
@@ -101,11 +102,15 @@ def test_an_interrupted_big_write_changes_nothing_and_holds_nobody_back(url, pre
         assert staged and all(0 < raw.pttl(k) <= 60_000 for k in staged)  # they expire
 
 
-def test_a_big_write_under_a_leaf_is_refused_and_changes_nothing(backend):
+def test_a_big_write_under_a_leaf_is_refused_changes_nothing_and_holds_nobody_back(
+    url, prefix, backend
+):
     backend.write("/leaf", 1)
-    with pytest.raises(Exception, match="leaf"):
+    with pytest.raises(PathConflictError):
         backend.write("/leaf/t", tree("x"))
     assert backend.read("/") == {"leaf": 1}
+    with RedisBackend(url, prefix, lock_wait=0.2) as other:
+        other.write("/leaf", 2)  # its lease was dropped: no wait
 
 
 @pytest.mark.slow

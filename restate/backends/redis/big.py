@@ -66,6 +66,8 @@ def apply_big(core: RedisCore, parts: Parts, op: list[str], wid: str) -> Exchang
         args = [core.origin, core.maxlen, core.maxbytes, txn.token, wid, path, op[0]]
         args += [entry(path, prev, op), old, str(len(dirs)), *dirs, *staged]
         reply = yield ("eval", "swap", args)
+        if reply[0] == "conflict":  # nothing changed: the lease is dropped below
+            raise conflict_error(reply[1], int(reply[2]))
     except GeneratorExit:  # closed unfinished (its driver was interrupted): no yield
         core.open.discard(txn)
         raise
@@ -77,8 +79,6 @@ def apply_big(core: RedisCore, parts: Parts, op: list[str], wid: str) -> Exchang
             pass  # it expires after lease_timeout
         raise
     core.open.discard(txn)
-    if reply[0] == "conflict":
-        raise conflict_error(reply[1], int(reply[2]))
     if reply[0] == "lost":
         raise core.lost_error()
     return prev
