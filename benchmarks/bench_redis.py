@@ -209,6 +209,31 @@ def big_read(url: str, leaves: int) -> str:
     )
 
 
+def big_write(url: str, leaves: int) -> str:
+    """The longest server command while one write replaces, then one delete removes, a
+    subtree of ``leaves`` leaves (10 directories)."""
+    raw = redis.Redis.from_url(url, decode_responses=True)
+    tree = {f"d{d}": {f"k{i}": i for i in range(leaves // 10)} for d in range(10)}
+    out = []
+    with RedisBackend(url, "bigw") as backend:
+        backend.write("/t", {"old": 1})
+        for name, step in (("rewrite", lambda: backend.write("/t", tree)),
+                           ("delete", lambda: backend.delete("/t"))):  # fmt: skip
+            raw.config_set("slowlog-log-slower-than", 0)
+            raw.slowlog_reset()
+            started = time.perf_counter()
+            step()
+            took = time.perf_counter() - started
+            log = raw.slowlog_get(1000)
+            raw.config_set("slowlog-log-slower-than", 10_000)
+            top = max(log, key=lambda entry: entry["duration"])
+            out.append(
+                f"{name} {took * 1e3:.0f} ms, longest command {top['duration'] / 1e3:.1f} ms"
+            )
+    raw.close()
+    return f"one write of {leaves:,} leaves: " + "; ".join(out)
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     server = start_redis_server(Path(tempfile.mkdtemp(prefix="bench-redis-")))
@@ -230,6 +255,7 @@ def main() -> None:
             for distinct in (False, True):
                 lines.append(writers(url, w, distinct, 1.0 if quick else 2.0))
         lines.append(big_read(url, 100_000))
+        lines.append(big_write(url, 100_000))
     finally:
         server.stop()
         parser = "with hiredis" if HIREDIS else "without hiredis"

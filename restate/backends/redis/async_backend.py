@@ -142,6 +142,8 @@ class RedisAsyncBackend(Shell, AsyncBackend):
         return await adrive(op, self._execute)
 
     async def _execute(self, command: tuple[Any, ...]) -> Any:
+        if command[0] == "renew":
+            return self._start_renewer()
         try:
             return await call(self._client, self._scripts, self._keys, command)
         except redis.RedisError as exc:

@@ -138,6 +138,8 @@ class RedisBackend(Shell, Backend):
         return drive(op, self._execute)
 
     def _execute(self, command: tuple[Any, ...]) -> Any:
+        if command[0] == "renew":
+            return self._start_renewer()
         try:
             if self._calls is not None and command[0] == "eval":
                 return self._calls.call(command[1], command[2])

@@ -31,12 +31,14 @@ RETRY_PAUSE = 0.01  # seconds before the one retry (what the clients we make wai
 
 
 def pack(words: list[Any]) -> bytes:
-    """The RESP encoding of a command (its words are ``str``, or numbers)."""
-    out = [f"*{len(words)}\r\n".encode()]
+    """The RESP encoding of a command (its words are ``str``, or numbers): built as text and
+    encoded once; a word's byte length is its length unless it is not ASCII."""
+    out = [f"*{len(words)}\r\n"]
+    append = out.append
     for word in words:
-        data = (word if type(word) is str else str(word)).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
+        text = word if type(word) is str else str(word)
+        append(f"${len(text) if text.isascii() else len(text.encode())}\r\n{text}\r\n")
+    return "".join(out).encode()
 
 
 class ScriptCalls:

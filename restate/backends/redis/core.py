@@ -8,7 +8,8 @@ Each operation is a generator that yields Redis commands and receives their repl
   declared key, the stream; reply back;
 - ``("hexists", key, field)``, ``("hget", key, field)``, ``("get", key)``,
   ``("hscan", key, cursor, count)``, ``("zrangebyscore", key, min, max)``: those commands;
-- ``("blpop", key, seconds)``: wait for a wake-up pushed by the release of a lease.
+- ``("blpop", key, seconds)``: wait for a wake-up pushed by the release of a lease;
+- ``("renew",)``: make sure the lease renewer runs (a big write holds a lease: big.py).
 
 Transactions (leases, isolation) are in ``leases.py``; this module is the keyspace and the
 plain reads and writes, which consult an open transaction when there is one.
@@ -30,7 +31,7 @@ from ...missing import MISSING
 from ...paths import Parts, parts_to_str
 from ...tree import get_in
 from ..probe import holds
-from . import walk
+from . import big, walk
 from .codec import conflict_error, encode_delete, encode_write, loads
 from .leases import Txn
 from .transaction import Known, merge
@@ -180,7 +181,7 @@ class RedisCore:
         op = encode_write(parts, value)  # validates before anything is sent
         txn = self.txn.get()
         if txn is None:
-            prev = yield from self.apply(op, "", want_prev)
+            prev = yield from self._plain(parts, op, want_prev)
             return loads(prev) if want_prev else None
         prev = (yield from self.read(parts)) if want_prev else None
         yield from txn.write(self, parts, value)
@@ -189,9 +190,19 @@ class RedisCore:
     def delete(self, parts: Parts) -> Exchange[None]:
         txn = self.txn.get()
         if txn is None:
-            yield from self.apply(encode_delete(parts), "")
+            yield from self._plain(parts, encode_delete(parts), False)
             return
         yield from txn.delete(self, parts)
+
+    def _plain(self, parts: Parts, op: list[str], want_prev: bool) -> Exchange[str | None]:
+        """A write or delete outside a transaction: one script, or in chunks when it stores
+        or replaces more than ``big.BIG`` fields (``big.py``)."""
+        if big.fields_of(op) <= big.BIG:
+            try:
+                return (yield from self.apply(op, "", want_prev))
+            except big.TooBig:
+                pass
+        return (yield from big.apply_big(self, parts, op, self.write_id()))
 
     def apply(self, ops: list[str], token: str, want_prev: bool = False) -> Exchange[str | None]:
         """Run APPLY until it is not kept waiting by another client's lease; the previous JSON
@@ -211,6 +222,8 @@ class RedisCore:
                 raise conflict_error(reply[1], int(reply[2]))
             if kind == "lost":
                 raise self.lost_error()
+            if kind == "big":
+                raise big.TooBig()
             args[6] = reply[3]  # it waits in that path's line now (scripts.py)
             yield from self.pause(deadline, f"{self.origin}:{wid}")
 
@@ -259,6 +272,8 @@ class RedisCore:
         if exc is None:
             try:
                 yield from txn.commit(self)
+            except GeneratorExit:  # closed unfinished (its driver was interrupted): no yield
+                raise
             except BaseException:
                 yield from self._release_quietly(txn)
                 raise

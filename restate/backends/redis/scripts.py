@@ -187,10 +187,12 @@ local function enqueue(path, id, start)
   redis.call('PEXPIRE', q, 2 * WAIT_MS)
   redis.call('PEXPIRE', q .. ':d', 2 * WAIT_MS)
 end
--- id stops waiting for path; wake the next in line (path may be free)
-local function dequeue(path, id)
+-- id stops waiting for path; with wake, the next in line is woken (path may be free: not when
+-- id leaves the line because it took the lease on path, whose release wakes the next)
+local function dequeue(path, id, wake)
   local q = T .. ':q:' .. path
   if redis.call('ZREM', q, id) == 1 then redis.call('HDEL', q .. ':d', id) end
+  if not wake then return end
   local next_id = turn(path)
   if next_id then wakeup(next_id) end
 end
@@ -215,17 +217,20 @@ local function drop(path)
 end
 
 -- remove the node at path (the root only empties); its JSON text, or false when missing
-local function remove(path)
+-- remove the node at path (the root only empties); its JSON text, false when missing, or nil
+-- (nothing removed) when it is a directory of more than budget[1] fields (budget: optional)
+local function remove(path, budget)
   if path == '/' then
-    local prev = dump('/')
-    drop('/')
+    local prev = dump('/', budget)
+    if prev then drop('/') end
     return prev
   end
   local parent, name = split(path)
   local v = redis.call('HGET', key(parent), name)
   if not v then return false end
   if v == MARK then
-    v = dump(path)
+    v = dump(path, budget)
+    if not v then return nil end
     drop(path)
   end
   redis.call('HDEL', key(parent), name)
@@ -317,6 +322,22 @@ local function remember(changes, seq, maxlen)
     end
   end
 end
+-- one stream entry for the changes of a commit, or the entry text the client built (bounded
+-- by maxlen, or exactly by maxlen and maxbytes); its id
+local function append(stream, origin, maxlen, maxbytes, changes, text)
+  local seq = redis.call('INCR', T .. ':seq')
+  local entry, id = text or '[' .. table.concat(changes, ',') .. ']', nil
+  if maxbytes == '' then
+    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'o', origin, 's', seq, 'c', entry)
+  else
+    id = redis.call('XADD', stream, '*', 'o', origin, 's', seq, 'c', entry)
+    trim(stream, tonumber(maxlen), tonumber(maxbytes), #entry + ENTRY_BYTES)
+  end
+  remember(changes, seq, maxlen)
+  return id
+end
+-- fields a plain write or delete may replace in one script (a few ms); beyond, big.py
+local BIG = 5000
 """
 
 # ARGV: path, budget (fields). The node's JSON text, false when missing, or {'big'} when its
@@ -390,7 +411,7 @@ if first == '1' then
     return {'busy', next_id, next_start, path}
   end
 end
-if waited ~= '' then dequeue(waited, token) end
+if waited ~= '' then dequeue(waited, token, waited ~= path) end
 redis.call('HSET', LEASES, path, token .. ' ' .. start)
 redis.call('SET', alive, '1', 'PX', ttl)
 if mode == 'read' then return {'ok', node(path, {tonumber(ARGV[8])})} end
@@ -490,8 +511,12 @@ else
     if v and v == ops[1].json then return {'ok', '', v} end
   end
 
+  -- a plain write or delete replacing more than BIG fields is done in chunks (big.py)
+  local budget = nil
+  if token == '' and #ops == 1 then budget = {BIG} end
   for n, op in ipairs(ops) do
-    local prev = remove(op.path)
+    local prev = remove(op.path, budget)
+    if prev == nil then return {'big'} end
     if n == 1 then first_prev = prev end
     if op.kind == 'w' then
       make_parents(op.path)
@@ -506,24 +531,81 @@ else
 end
 
 if token ~= '' then release(token) end
-if waited ~= '' then dequeue(waited, origin .. ':' .. wid) end
+if waited ~= '' then dequeue(waited, origin .. ':' .. wid, true) end
 if want ~= '1' then first_prev = false end
 if #changes == 0 then return {'ok', '', first_prev} end
-local seq = redis.call('INCR', T .. ':seq')
-local entry, id = '[' .. table.concat(changes, ',') .. ']'
-if maxbytes == '' then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'o', origin, 's', seq, 'c', entry)
-else
-  id = redis.call('XADD', KEYS[1], '*', 'o', origin, 's', seq, 'c', entry)
-  trim(KEYS[1], tonumber(maxlen), tonumber(maxbytes), #entry + ENTRY_BYTES)
-end
-remember(changes, seq, maxlen)
+local id = append(KEYS[1], origin, maxlen, maxbytes, changes)
 if wid ~= '' then
   -- this origin's last write id (and the previous value it replaced) for a minute: a
   -- retry of this very call after a lost reply must not apply it twice
   redis.call('SET', LAST, wid .. ' ' .. (first_prev or ''), 'PX', 60000)
 end
 return {'ok', id, first_prev}
+"""
+
+# Stage part of a big write (big.py) under T:s:<token>:<dir>, expiring in a minute.
+# ARGV: token, then groups (dir, npairs, name, value, ...). Replies the fields staged.
+_STAGE = r"""
+local token, i, count = ARGV[1], 2, 0
+while i <= #ARGV do
+  local k, n = T .. ':s:' .. token .. ':' .. ARGV[i], tonumber(ARGV[i + 1])
+  local from = i + 2
+  while n > 0 do
+    local take = math.min(n, 500)
+    redis.call('HSET', k, unpack(ARGV, from, from + 2 * take - 1))
+    from, n, count = from + 2 * take, n - take, count + take
+  end
+  redis.call('PEXPIRE', k, 60000)
+  i = from
+end
+return count
+"""
+
+# The last step of a big write or delete (big.py), under the lease of token on path: the old
+# directories go (UNLINK: freed in the background), the staged ones take their names (RENAME),
+# one stream entry whose JSON text the client built (no big string is built here). ARGV:
+# origin, maxlen, maxbytes, token, wid, path, kind ('w' or 'd'), entry ('' when nothing
+# changes), old ('small': this script drops it; 'walked': the listed directories; 'missing'),
+# the number of old directories, the old directories, then the staged ones. Replies {'ok',
+# id}, {'done'} (a retry of an applied call), {'lost'} or {'conflict', path, depth}.
+_SWAP = r"""
+local origin, maxlen, maxbytes, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local wid, path, kind, entry, old = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local n_old = tonumber(ARGV[10])
+local LAST = T .. ':w:' .. origin
+local last = redis.call('GET', LAST)
+if last and last == wid .. ' ' then return {'done'} end
+if redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
+for i = 11 + n_old, #ARGV do  -- staged parts that expired: nothing may change
+  if redis.call('EXISTS', T .. ':s:' .. token .. ':' .. ARGV[i]) == 0 then return {'lost'} end
+end
+if kind == 'w' then
+  local kind, depth = probe(path)
+  if kind == 'leaf' then return {'conflict', path, depth} end
+end
+local parent, name
+if path ~= '/' then parent, name = split(path) end
+if old == 'small' then
+  if path == '/' or redis.call('HGET', key(parent), name) == MARK then drop(path) end
+else
+  for i = 11, 10 + n_old do redis.call('UNLINK', key(ARGV[i])) end
+end
+if path ~= '/' then redis.call('HDEL', key(parent), name) end
+if kind == 'w' then
+  make_parents(path)
+  for i = 11 + n_old, #ARGV do
+    redis.call('RENAME', T .. ':s:' .. token .. ':' .. ARGV[i], key(ARGV[i]))
+    redis.call('PERSIST', key(ARGV[i]))
+  end
+  if path ~= '/' then redis.call('HSET', key(parent), name, MARK) end
+end
+release(token)
+if entry == '' then return {'ok', ''} end
+local changes = {true}
+changes[-1] = path  -- for remember()
+local id = append(KEYS[1], origin, maxlen, maxbytes, changes, entry)
+redis.call('SET', LAST, wid .. ' ', 'PX', 60000)
+return {'ok', id}
 """
 
 _BODIES = {
@@ -535,6 +617,8 @@ _BODIES = {
     "apply": _APPLY,
     "lease": _LEASE,
     "release": _RELEASE,
+    "stage": _STAGE,
+    "swap": _SWAP,
 }
 
 # Each script as a standalone EVAL script (the fallback where the server has no Functions)

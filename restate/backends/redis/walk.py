@@ -26,7 +26,15 @@ from .codec import MARK, loads
 if TYPE_CHECKING:
     from .core import Exchange, RedisCore
 
-__all__ = ["BUDGET", "changed_since", "read_big", "resync", "walk_text"]
+__all__ = [
+    "BUDGET",
+    "changed_since",
+    "read_big",
+    "resync",
+    "walk_dirs",
+    "walk_fields",
+    "walk_text",
+]
 
 BUDGET = 2000  # fields per script: about 1 ms of server time
 CHUNK = 500  # fields per HSCAN call (about 1 ms of server time; more under load)
@@ -124,6 +132,20 @@ def _pick(tree: Any, parts: Parts) -> Any:
 def walk_text(core: RedisCore, parts: Parts) -> Exchange[str | None]:
     """The JSON text of the directory at ``parts`` (None when it is missing), read with
     bounded commands; consistent only when nothing commits meanwhile (see ``read_big``)."""
+    fields = yield from walk_fields(core, parts)
+    return None if fields is None else _assemble(fields, parts_to_str(parts))
+
+
+def walk_dirs(core: RedisCore, parts: Parts) -> Exchange[tuple[str | None, list[str]]]:
+    """``walk_text`` and the paths of the directories it read (big.py removes them)."""
+    fields = yield from walk_fields(core, parts)
+    if fields is None:
+        return None, []
+    return _assemble(fields, parts_to_str(parts)), list(fields)
+
+
+def walk_fields(core: RedisCore, parts: Parts) -> Exchange[dict[str, dict[str, str]] | None]:
+    """The fields of every directory of the subtree at ``parts``, by path (None: missing)."""
     top = parts_to_str(parts)
     if parts:
         parent = core.hash_key(parts[:-1])
@@ -143,7 +165,7 @@ def walk_text(core: RedisCore, parts: Parts) -> Exchange[str | None]:
             fields[path] = found
             pending.extend(_child(path, n) for n, v in found.items() if v == MARK)
         pending.extendleft(reversed(batch[len(reply) :]))
-    return _assemble(fields, top)
+    return fields
 
 
 def _scan(core: RedisCore, path: str) -> Exchange[dict[str, str]]:
