@@ -32,7 +32,7 @@ from ._engine.requests import (
     Steps,
     raise_collected,
 )
-from ._engine.scheduler import still_due
+from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
 from ._engine.tracking import Footprint, record_read, recording
 from .backends.base import AsyncBackend, Backend
@@ -68,6 +68,9 @@ class ControllerSync(ControllerBase):
         # the batch() contexts open, innermost last: token -> (its generator, the frame of its
         # with statement); their number is the engine's batch depth when all is well
         self._owners: dict[int, tuple[Any, Any]] = {}
+        # the last set_state caller found running inside the innermost batch's with statement
+        # (forgotten before _owners changes: a later write from that frame needs no walk)
+        self._inside: Any = None
         self._unwatch: Callable[[], Any] | None = None
         self._attach(InMemoryBackend() if backend is None else backend)
 
@@ -86,9 +89,12 @@ class ControllerSync(ControllerBase):
         self._bind_backend(backend)
         engine = self._engine
         io = engine.io
-        io.read, io.write, io.call = self._read_root, self._write, _call
+        io.read, io.write, io.call, io.settle = self._read_root, self._write, _call, _settle
+        io.replace = None
         if isinstance(backend, InMemoryBackend):  # its root is a dict, never missing
             io.read = backend._get
+            if type(backend)._set is InMemoryBackend._set:  # (a subclass may watch writes)
+                io.replace = backend._replace
         io.exists, io.drive = self._exists, self._drive
         swap = getattr(backend, "swap", None)  # an optional capability (backends/base.py)
         io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
@@ -153,6 +159,12 @@ class ControllerSync(ControllerBase):
                 self._heal()
         elif self._txns:
             self._heal()
+
+    def _enter_check(self, caller: Any) -> None:
+        """``_check_batch`` for set_state, remembering a caller found inside the batch."""
+        self._check_batch(caller)
+        if self._owners:
+            self._inside = caller
 
     def _heal(self) -> None:
         if self._owners:
@@ -304,13 +316,21 @@ class ControllerSync(ControllerBase):
                     engine.set_state(parts, value, eq_func, default, payload, skip_notify)
                 )
             # the same steps without a generator (_engine/direct.py), guarded as _drive is
-            if self._owners or self._txns:
-                self._check_batch(sys._getframe())
+            owners, quiet = self._owners, False
+            if owners or self._txns:
+                quiet = eq_func is None and engine.batches.depth > 0  # calls nothing of the user's
+                if not owners:
+                    self._heal()
+                elif sys._getframe(1) is not self._inside:  # (written again and again from
+                    self._enter_check(sys._getframe(1))  # one frame inside the batch, usually)
             try:
                 return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
             finally:
-                if engine.batches.depth != len(self._owners) or self._txns:
-                    self._heal()  # an interrupt may have cut a batch short: see _open_txn
+                # a quiet write (batched: its delivery waits for the batch's end) runs no
+                # code that could leave a batch() of its own behind: only an interrupt can
+                # make the count and the open batch() contexts disagree
+                if engine.batches.depth != len(owners) or (self._txns and not quiet):
+                    self._heal()  # see _open_txn
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
         """Delete the node at ``path`` and its subtree; False when it was missing."""
@@ -387,14 +407,35 @@ class ControllerSync(ControllerBase):
             raise_errors: False records a failed run (``trackers()`` status ``failed``, its
                 readers ``stale``) without raising it to the writer.
 
+        The first run happens at once, outside the controller's lock as every re-run by
+        ``run_deferred()`` does (it may join a thread that writes state). It is subscribed at
+        each path as it reads it: a write from elsewhere that lands during the run makes it
+        run again before ``track()`` returns (or marks it due, as its policy says).
+
         Raises:
             CycleError: its first run closed a loop (it stays registered, refused).
             Exception: whatever its first run raised (it stays tracked).
         """
         with self._lock:
-            return self._drive(
-                self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+            tracker = self._engine.register_tracker(
+                callback, payload, name, policy, on_mark, raise_errors
             )
+            scheduler, since = self._engine.scheduler, self._engine.scheduler.marks
+            scheduler.hold()  # its writes mark their readers due, as in run_deferred()
+        errors: list[Exception] = []
+        try:
+            self._run_due(tracker, *scheduler.first_run(), errors)
+        finally:
+            with self._lock:
+                woken = scheduler.woken(since, scheduler.release())
+        note_still_tracked(tracker, errors)
+        if woken:
+            try:
+                self.run_deferred(only=woken)
+            except Exception as exc:
+                errors.append(exc)
+        raise_collected(errors)
+        return tracker.id
 
     def run_deferred(self, *, lazy: bool = False, only: Iterable[Hashable] | None = None) -> int:
         """Run the tracked functions marked due, each once per round, writers before readers;
@@ -451,12 +492,14 @@ class ControllerSync(ControllerBase):
             return 0
         error: Exception | None = None
         with recording(self, tracker.name) as footprint:
+            scheduler.listen(tracker, footprint)
             try:
                 _call(tracker.callback, event)
             except Exception as exc:
                 error = exc
             except BaseException:
-                tracker.running = False
+                with self._lock:
+                    scheduler.stopped(tracker, footprint)
                 raise
         with self._lock:
             error = scheduler.finish(tracker, footprint, error)
@@ -490,10 +533,12 @@ class ControllerSync(ControllerBase):
         with self._lock:
             owner = next(_tokens)
             # one statement, no call: counted with the engine's batch (see _drive)
+            self._inside = None
             self._owners[owner] = (gen.pop(), sys._getframe(2))
             try:
                 self._drive(self._engine.begin_batch())
             except BaseException:
+                self._inside = None
                 self._owners.pop(owner, None)
                 if self._is_abandoned():
                     self._abandon_batch()
@@ -511,6 +556,7 @@ class ControllerSync(ControllerBase):
         try:
             self._drive(self._engine.end_batch(exc))
         finally:
+            self._inside = None
             self._owners.pop(owner, None)
             if self._is_abandoned():
                 self._abandon_batch()
@@ -532,6 +578,7 @@ class ControllerSync(ControllerBase):
                 if _on_stack(frame):
                     return
                 gen.close()  # GeneratorExit at its yield: the batch ends, rolled back
+            self._inside = None
             if self._owners.pop(owner, None) is not None:  # its end was cut short
                 self._abandon_batch()
 
@@ -582,9 +629,19 @@ def _roll_back(txn: Any, exc: BaseException) -> None:
 
 def _call(fn: Callable[[Any], Any], arg: Any) -> Any:
     result = fn(arg)
-    if result is not None and inspect.isawaitable(result):
-        return _run_awaitable(result, fn)
-    return result
+    if result is None or type(result) in _PLAIN:  # (inspect.isawaitable is slow for these)
+        return result
+    return _run_awaitable(result, fn) if inspect.isawaitable(result) else result
+
+
+def _settle(result: Any, fn: Callable[[Any], Any]) -> Any:
+    """What ``_call`` does with a result that is not None (``DirectIO.settle``)."""
+    if type(result) in _PLAIN:
+        return result
+    return _run_awaitable(result, fn) if inspect.isawaitable(result) else result
+
+
+_PLAIN = IMMUTABLE | {dict, list, tuple, set}  # results that are never awaitable
 
 
 def _run_awaitable(awaitable: Any, fn: Any) -> Any:

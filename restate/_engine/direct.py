@@ -5,7 +5,11 @@ through the same steps for a driver whose I/O needs no awaiting (``DirectIO.driv
 sync controller). A write takes it when the path's audience (audience.py, one dict lookup)
 is nobody or a ``Route`` of plain subscriptions:
 
-1. read, compare, write -- the same steps, in the same order, as ``Engine.set_state``;
+1. read, compare, write -- the same steps, in the same order, as ``Engine.set_state``; on
+   the memory store an immutable value over an existing node takes one walk for all three
+   (``DirectIO.replace``: ``InMemoryBackend._replace``, which writes nothing when the node
+   holds an equal object of the same type; an equal one of another type, ``1`` where
+   ``True`` is, is written and put back, so the stored object stays as a read first keeps it);
 2. deliver straight from the route: one ``StateEvent`` per subscription, innermost first,
    ``stop_bubbling`` honoured, then the ``on_changes`` listeners. A delivery made while a
    dispatch runs (a callback wrote) is queued as a ``Plan``, like the engine's; later rounds
@@ -17,8 +21,10 @@ subscriptions lie below (only the planner diffs dicts), and every write outside 
 a store with ``swap()`` (the engine writes and gets the previous value in one round trip).
 
 Inside a batch the write is applied and logged as ``Engine.set_state`` does (the undo log
-is what rollback needs), without a generator. A write to a persistent store that nothing
-can observe skips the read of the previous value (``_write_blind``).
+is what rollback and the batch's end need), without a generator, and nothing is delivered
+(the audience is not even asked: the batch's end does that for its roots). A write to a
+persistent store that nothing can observe skips the read of the previous value
+(``_write_blind``).
 ``Engine.direct_writes = False`` switches the path off (the differential tests compare
 both).
 """
@@ -32,7 +38,7 @@ from ..events import StateEvent
 from ..missing import MISSING
 from ..paths import Parts
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
-from .audience import Route
+from .audience import Heard, Route
 from .batching import Entry, new_entry
 from .dispatch import Plan
 from .requests import NO_DEFAULT, raise_collected, user_value
@@ -57,31 +63,47 @@ def set_direct(
     """``Engine.set_state`` for a sync driver; same arguments, same result and events."""
     if Footprint.active:  # also when the value is unchanged: the function writes there
         record_write(engine.controller, parts)
-    io = engine.io
-    if engine.batches.depth:
-        return _set_in_batch(engine, parts, value, eq_func, default, payload, skip_notify)
-    heard = engine.audience.known.get(parts)
-    if heard is None:
-        heard = engine.audience.route(parts)
-    if heard is True or io.swap is not None:  # the planner's, or the backend's swap()
-        gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
-        return bool(io.drive(gen))  # type: ignore[misc]
-    if (
-        heard is False
-        and not engine.aliasing
-        and eq_func is None
-        and default is NO_DEFAULT
-        and not engine.listeners
-    ):
-        return _write_blind(engine, parts, value)
+    io, batches = engine.io, engine.batches
+    heard: Heard = False  # in a batch nobody hears the write before the batch ends
+    if not batches.depth:
+        heard = engine.audience.known.get(parts)  # type: ignore[assignment]
+        if heard is None:
+            heard = engine.audience.route(parts)
+        if heard is True or io.swap is not None:  # the planner's, or the backend's swap()
+            gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
+            return bool(io.drive(gen))  # type: ignore[misc]
+        if (
+            heard is False
+            and not engine.aliasing
+            and eq_func is None
+            and default is NO_DEFAULT
+            and not engine.listeners
+        ):
+            return _write_blind(engine, parts, value)
+    replace = io.replace
+    if replace is not None and eq_func is None and type(value) in IMMUTABLE and parts:
+        prev = replace(parts, value)  # the memory store: read, compared and written in one walk
+        if prev is not MISSING:
+            if type(prev) is type(value):  # written unless equal (a plain == for these types)
+                if prev is value or prev == value:
+                    return False
+            elif values_equal(value, prev):  # equal, yet written (1 over True): put back
+                io.write(parts, prev)  # type: ignore[misc]
+                return False
+            if heard is False:  # _written's first steps, inline (the frequent cases)
+                if batches.depth:
+                    entry = (parts, prev, payload, not skip_notify, False, value)
+                    batches.log.append(new_entry(Entry, entry))
+                    return True
+                if not engine.listeners:
+                    return True
+            elif not (skip_notify or heard.below):  # type: ignore[union-attr]
+                _deliver(engine, heard, parts, prev, value, payload)  # type: ignore[arg-type]
+                return True
+            return _written(engine, heard, parts, prev, prev, value, payload, skip_notify)
     prev = io.read(parts)  # type: ignore[misc]
     if prev is not MISSING and eq_func is None:  # the usual case, inline
-        if value is prev:
-            return False
-        if type(value) in IMMUTABLE and type(prev) in IMMUTABLE:
-            if value == prev:  # (a plain bool for these types: no values_equal needed)
-                return False
-        elif values_equal(value, prev):
+        if value is prev or values_equal(value, prev):
             return False
         old = prev
     else:
@@ -89,15 +111,44 @@ def set_direct(
         if _unchanged(value, old, eq_func):
             return False
     stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
+    created = None
+    if prev is MISSING and batches.depth:  # rollback removes what the write creates
+        created = batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
     io.write(parts, stored)  # type: ignore[misc]
+    return _written(engine, heard, parts, prev, old, stored, payload, skip_notify, created)
+
+
+def _written(
+    engine: Engine,
+    heard: Heard,
+    parts: Parts,
+    prev: Any,
+    old: Any,
+    stored: Any,
+    payload: Any,
+    skip_notify: bool,
+    created: Parts | None = None,
+) -> bool:
+    """After the write: logged in a batch (what rollback and the batch's end need), else
+    delivered. ``prev``: what the store held; ``old``: what events report (``default``)."""
+    batches = engine.batches
+    if batches.depth:
+        if prev is MISSING:
+            batches.record(parts, prev, payload, not skip_notify, created, stored)
+        else:  # BatchLog.record, inline: the node existed, so did its ancestors
+            batches.log.append(
+                new_entry(Entry, (parts, prev, payload, not skip_notify, False, stored))
+            )
+        return True
     if skip_notify or not (heard or engine.listeners):
         return True
     new = copy_out(stored) if engine.aliasing and type(stored) not in IMMUTABLE else stored
     if heard is False:  # only listeners
         _deliver(engine, None, parts, old, new, payload)
         return True
+    assert heard is not True
     if heard.below and (type(old) is dict or type(new) is dict):
-        io.drive(engine._after([Change(parts, old, new, payload)], False))  # type: ignore[misc]
+        engine.io.drive(engine._after([Change(parts, old, new, payload)], False))  # type: ignore[misc]
         return True
     _deliver(engine, heard, parts, old, new, payload)
     return True
@@ -158,35 +209,6 @@ def _stored(engine: Engine, parts: Parts, value: Any) -> Any:
     return value if type(value) in IMMUTABLE else copy_in(value, parts)
 
 
-def _set_in_batch(
-    engine: Engine,
-    parts: Parts,
-    value: Any,
-    eq_func: Callable[[Any, Any], Any] | None,
-    default: Any,
-    payload: Any,
-    skip_notify: bool,
-) -> bool:
-    io, batches = engine.io, engine.batches
-    prev = io.read(parts)  # type: ignore[misc]
-    if prev is not MISSING and eq_func is None:
-        if value is prev or values_equal(value, prev):
-            return False
-    else:
-        old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
-        if _unchanged(value, old, eq_func):
-            return False
-    stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
-    if prev is MISSING:
-        created = batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
-        io.write(parts, stored)  # type: ignore[misc]
-        batches.record(parts, prev, payload, not skip_notify, created, stored)
-    else:  # BatchLog.record, inline: the node existed, so did its ancestors
-        io.write(parts, stored)  # type: ignore[misc]
-        batches.log.append(new_entry(Entry, (parts, prev, payload, not skip_notify, False, stored)))
-    return True
-
-
 def _deliver(
     engine: Engine, route: Route | None, parts: Parts, old: Any, new: Any, payload: Any
 ) -> None:
@@ -202,7 +224,7 @@ def _deliver(
     dispatcher.active, dispatcher.collected = True, errors  # dispatcher.start, inline
     try:  # the first round, as Dispatcher._deliver makes it
         if route is not None:
-            ctl, call, callbacks = engine.controller, engine.io.call, engine.callbacks
+            ctl, settle, callbacks = engine.controller, engine.io.settle, engine.callbacks
             for cid, node, current in route.subs:
                 if len(current) < bubble[0] or cid not in node.entries:
                     continue  # stopped by stop_bubbling, or unsubscribed by an earlier callback
@@ -210,8 +232,10 @@ def _deliver(
                 if callback is None:
                     continue
                 event = StateEvent(ctl, parts, current, old, new, payload, bubble)
-                try:
-                    call(callback, event)  # type: ignore[misc]
+                try:  # io.call(callback, event), inline: most callbacks return None
+                    result = callback(event)
+                    if result is not None:
+                        settle(result, callback)  # type: ignore[misc]
                 except Exception as exc:
                     errors.append(exc)
         if engine.listeners:

@@ -162,9 +162,7 @@ class Dispatcher:
             if tracker is None or tracker.status.refused is not None:
                 continue
             try:
-                if _is_first_run(ch):  # at registration: always now, whatever the policy
-                    yield from self.run_tracker(tracker, ch, Why(None, "registered"))
-                elif scheduler.defers(tracker):
+                if scheduler.defers(tracker):
                     scheduler.mark_due(tracker, ch, origin)
                 else:
                     yield from self.run_tracker(tracker, ch, scheduler.why(ch, origin))
@@ -179,8 +177,12 @@ class Dispatcher:
             return
         error: Exception | None = None
         footprint, token = start_recording(self.controller, tracker.name)
+        call = self.io.call
         try:
-            yield (CALL, tracker.callback, event)
+            if call is not None:  # a sync driver: no round trip through it
+                call(tracker.callback, event)
+            else:
+                yield (CALL, tracker.callback, event)
         except Exception as exc:
             error = exc
         except BaseException:  # interrupted: the run did not finish, keep its old paths
@@ -209,12 +211,6 @@ class Dispatcher:
             f"{', '.join(names) or '?'}. Make the callback stop writing when the value is "
             f"already right, or raise max_rounds."
         )
-
-
-def _is_first_run(ch: Change) -> bool:
-    # track() plans the first run as a change of the root from MISSING to MISSING, which no
-    # write can make (the root is never missing)
-    return not ch.parts and ch.prev is MISSING and ch.new is MISSING
 
 
 def _name(fn: Any) -> str:
