@@ -13,7 +13,7 @@ import redis
 from restate import ControllerSync
 from restate.backends.redis import RedisBackend
 from restate.errors import BackendError
-from tests.redis.test_processes import spawn
+from tests.children import RedisProcs as spawn
 
 pytestmark = pytest.mark.redis
 
