@@ -118,7 +118,6 @@ class ControllerAsync(ControllerBase):
         self._engine = Engine(self, max_rounds)
         self._txns: list[Any] = []
         self._batches = 0  # batch() contexts open on this controller
-        self._unwatch: Callable[[], Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early: list[list[Change]] = []
         self._attach(InMemoryBackend() if backend is None else backend)
@@ -145,16 +144,18 @@ class ControllerAsync(ControllerBase):
             if self._engine.batches.depth:
                 raise StateError("cannot switch backends inside a batch")
             old = await self._drive(self._engine.snapshot(()))
-            self.close()
+            self._stop_listening()
+            self._closed = False  # follows the new store if anything listens
             self._attach(backend)
             new = await self._drive(self._engine.snapshot(()))
             await self._drive(self._engine.external([Change((), old, new)]))
 
     def close(self) -> None:
-        """Stop following the backend's changes (the backend stays open)."""
-        unwatch, self._unwatch = self._unwatch, None
-        if unwatch is not None:
-            unwatch()
+        """Stop following the backend's changes (the backend stays open). As with
+        ``ControllerSync``, following starts at the first subscription, listener, derivation
+        or tracked function and lasts until ``close()``."""
+        self._closed = True
+        self._stop_listening()
 
     def _on_external(self, raw: Iterable[tuple[Any, ...]]) -> None:
         """Called by a watching backend, possibly from another thread."""
@@ -328,6 +329,7 @@ class ControllerAsync(ControllerBase):
         payload: Any = None,
     ) -> Awaitable[Hashable]:
         """Keep ``dest`` equal to ``transform(value at source)``; returns its id."""
+        self._listen()  # before its first read: a write landing after it is heard
         gen = self._engine.derive(to_parts(dest), (to_parts(source),), transform, False, payload)
         return self._run(gen)
 
@@ -339,6 +341,7 @@ class ControllerAsync(ControllerBase):
         payload: Any = None,
     ) -> Awaitable[Hashable]:
         """Keep ``dest`` equal to ``transform(DeriveData)`` of several sources."""
+        self._listen()
         gen = self._engine.derive(to_parts(dest), self._sources(sources), transform, True, payload)
         return self._run(gen)
 
@@ -356,6 +359,7 @@ class ControllerAsync(ControllerBase):
         the options as in ``ControllerSync.track``. The first run is awaited without the
         controller's lock, as a re-run is (it may await a task that writes state); a write
         that reaches it meanwhile makes it run again (or due, as its policy says)."""
+        self._listen()  # before its first run: a write landing during it is heard
         tracker = self._engine.register_tracker(
             callback, payload, name, policy, on_mark, raise_errors
         )

@@ -71,7 +71,6 @@ class ControllerSync(ControllerBase):
         # the last set_state caller found running inside the innermost batch's with statement
         # (forgotten before _owners changes: a later write from that frame needs no walk)
         self._inside: Any = None
-        self._unwatch: Callable[[], Any] | None = None
         self._attach(InMemoryBackend() if backend is None else backend)
 
     # ----- backend plumbing ----------------------------------------------------------------
@@ -106,16 +105,21 @@ class ControllerSync(ControllerBase):
             if self._engine.batches.depth:
                 raise StateError("cannot switch backends inside a batch")
             old = self._drive(self._engine.snapshot(()))
-            self.close()
+            self._stop_listening()
+            self._closed = False  # follows the new store if anything listens
             self._attach(backend)
             new = self._drive(self._engine.snapshot(()))
             self._drive(self._engine.external([Change((), old, new)]))
 
     def close(self) -> None:
-        """Stop following the backend's changes (it stays open; close it yourself)."""
-        unwatch, self._unwatch = self._unwatch, None
-        if unwatch is not None:
-            unwatch()
+        """Stop following the backend's changes (it stays open; close it yourself).
+
+        A controller follows them (on a backend with ``watch()``, as Redis) from its first
+        subscription, listener, derivation or tracked function until ``close()``, which also
+        keeps a later registration from starting it again (``set_backend()`` does).
+        """
+        self._closed = True
+        self._stop_listening()
 
     def __enter__(self) -> ControllerSync:
         return self
@@ -366,6 +370,7 @@ class ControllerSync(ControllerBase):
         """
         dest_parts, sources = to_parts(dest), (to_parts(source),)
         with self._lock:
+            self._listen()  # before its first read: a write landing after it is heard
             return self._drive(self._engine.derive(dest_parts, sources, transform, False, payload))
 
     def derive_many(
@@ -378,6 +383,7 @@ class ControllerSync(ControllerBase):
         """Keep ``dest`` equal to ``transform(DeriveData)`` of several sources."""
         dest_parts, source_parts = to_parts(dest), self._sources(sources)
         with self._lock:
+            self._listen()
             return self._drive(
                 self._engine.derive(dest_parts, source_parts, transform, True, payload)
             )
@@ -417,6 +423,7 @@ class ControllerSync(ControllerBase):
             Exception: whatever its first run raised (it stays tracked).
         """
         with self._lock:
+            self._listen()  # before its first run: a write landing during it is heard
             tracker = self._engine.register_tracker(
                 callback, payload, name, policy, on_mark, raise_errors
             )

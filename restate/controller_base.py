@@ -85,6 +85,7 @@ class ControllerBase:
 
             return decorator
         with self._guard:
+            self._listen()
             cid = self._engine.register_callback(callback, force_id, replace, keep=False)
             self._engine.subs.add(parts, cid)
             return cid
@@ -125,6 +126,7 @@ class ControllerBase:
                     f"no callback is registered as {id!r}; call register_callback() first or "
                     f"pass ignore_missing=True"
                 )
+            self._listen()
             return self._engine.subs.add(parts, id)
 
     def unsubscribe_by_id(self, path: PathLike, id: Hashable) -> bool:
@@ -145,6 +147,7 @@ class ControllerBase:
         ``StateChange(path, prev_value, new_value)`` roots (``MISSING`` marks a missing node).
         Returns a function that removes the listener."""
         with self._guard:
+            self._listen()
             key = self._engine.new_id()
             self._engine.listeners[key] = callback
 
@@ -180,7 +183,43 @@ class ControllerBase:
                 else (lambda parts: _is_there(backend.read(parts_to_path(parts), MISSING)))
             )
         watch = getattr(backend, "watch", None)
-        self._unwatch = watch(self._on_external) if callable(watch) else None
+        self._watch = watch if callable(watch) else None
+        if self._hearing:  # something already listens: follow the new store at once
+            self._listen()
+
+    # ----- following other processes' writes (docs/backends.md, Redis "Delivery") ----------
+    # A controller follows its backend's change stream only once something can hear another
+    # process's write: a writer that never listens never wakes for others' commits.
+
+    _watch: Callable[[Callable[..., Any]], Callable[[], Any]] | None = None
+    _unwatch: Callable[[], Any] | None = None
+    _hearing = False  # a subscription, listener, derivation or tracker was ever registered
+    _closed = False  # close() was called (set_backend() reopens)
+
+    def _listen(self) -> None:
+        """Start following the backend's changes unless already following or closed.
+
+        Called before a registration that can hear another process's write takes effect and
+        before its first read, so that a write landing after that read is delivered (a
+        watching backend starts from the stream's end as it was when ``watch()`` returned).
+        Once started it follows until ``close()``: unsubscribing does not stop it.
+        """
+        self._hearing = True
+        if self._unwatch is None and self._watch is not None and not self._closed:
+            self._unwatch = self._watch(self._on_external)
+
+    def _stop_listening(self) -> None:
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
+
+    @property
+    def following(self) -> bool:
+        """Whether this controller follows its backend's changes (other processes' writes)
+        now: from the first subscription, listener, derivation or tracked function until
+        ``close()``. Always False on a backend without ``watch()`` (the memory, file and
+        SQLite stores, where this process is the only writer it can hear)."""
+        return self._unwatch is not None
 
     def _read_root(self, parts: Parts) -> Any:
         """A read of a sync backend for the engine's direct I/O (the root is never missing)."""

@@ -84,6 +84,7 @@ def follower_connections(raw: redis.Redis, origin: str) -> int:
 
 def test_a_controller_dropped_without_close_releases_its_connections_and_thread(url, prefix, raw):
     controller = ControllerSync(RedisBackend(url, prefix))
+    controller.subscribe("/n", lambda event: None)  # starts the follower (lazily, at need)
     controller.update("/n", lambda n: 1, default=0)  # starts the lease renewer too
     origin = controller.backend.origin
     threads = [t for t in threading.enumerate() if origin[:8] in t.name]
