@@ -2,9 +2,10 @@
 controller write against a raw HSET, and the longest server-blocking command of a
 100,000-leaf read. Starts its own redis-server (stopped by pid).
 
-Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick] [--writers | --fanout]``
-(``--writers``: only the writer rows -- write cost, writer scaling, big writes; ``--fanout``:
-only the fan-out rows, each with the load average it ran under)
+Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick] [--writers | --scaling | --fanout]``
+(``--writers``: only the writer rows -- write cost, writer scaling, big writes; ``--scaling``:
+only writer scaling; ``--fanout``: only the fan-out rows; each row shows the load average it
+ran under)
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
         f"W={w} {kind:<13}: {total / seconds:>6.0f} updates/s, stored total "
         f"{'exact' if stored == total else f'{stored} != {total}'}, p50 "
         f"{statistics.median(flat) * 1e3:.2f} ms p99 {pct(flat, 0.99) * 1e3:.2f} ms; CPU per "
-        f"update: writers {cpu / total * 1e6:.0f} µs, server {server / total * 1e6:.0f} µs"
+        f"update: writers {cpu / total * 1e6:.0f} µs, server {server / total * 1e6:.0f} µs; "
+        f"{total / cpu:.0f} updates per writer CPU-second"
     )
 
 
@@ -241,9 +243,12 @@ def main() -> None:
     try:
         url = server.url
         fanout_only = "--fanout" in sys.argv
-        if not fanout_only:
+        scaling_only = "--scaling" in sys.argv  # the writer-scaling rows alone
+        if not fanout_only and not scaling_only:
             lines.append(write_cost(url, 2000 if quick else 5000))
-        sizes = () if "--writers" in sys.argv else (1, 4) if quick else (1, 4, 16, 32)
+        sizes = (
+            () if "--writers" in sys.argv or scaling_only else (1, 4) if quick else (1, 4, 16, 32)
+        )
         # paced rows first: an unpaced row's N busy processes linger in the load average
         for pace in (0.01, None):
             for n in sizes:
@@ -253,7 +258,10 @@ def main() -> None:
             return
         for w in (1, 4, 8):
             for distinct in (False, True):
-                lines.append(writers(url, w, distinct, 1.0 if quick else 2.0))
+                before = load()
+                lines.append(f"{writers(url, w, distinct, 1.0 if quick else 2.0)}; load {before}")
+        if scaling_only:
+            return
         lines.append(big_read(url, 100_000))
         lines.append(big_write(url, 100_000))
     finally:
