@@ -43,7 +43,7 @@ def public(cls: type) -> set[str]:
 
 def test_both_controllers_expose_the_same_public_names() -> None:
     assert public(ControllerSync) == public(ControllerAsync)
-    properties = {"backend", "writer_name"}
+    properties = {"backend", "writer_name", "following"}
     assert STATE_METHODS | PLAIN_METHODS | {"batch", "deferring"} | properties == public(
         ControllerSync
     )
