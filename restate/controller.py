@@ -40,13 +40,18 @@ from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
 from .errors import CycleError, StateError
 from .missing import MISSING
-from .paths import PathLike, parts_to_path, to_parts
+from .paths import Parts, PathLike, parts_to_path, plain_cache, to_parts
 from .tree import IMMUTABLE, copy_out
 
 __all__ = ["ControllerSync"]
 
 log = logging.getLogger("restate")
 T = TypeVar("T")
+
+# The lock-free read relies on the GIL running the reader's and the writer's steps one at a
+# time, in program order; a free-threaded build (no GIL) always reads under the lock.
+LOCK_FREE_READS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
+_dict_get = dict.get
 
 
 class ControllerSync(ControllerBase):
@@ -69,6 +74,11 @@ class ControllerSync(ControllerBase):
         # with statement); their number is the engine's batch depth when all is well
         self._owners: dict[int, tuple[Any, Any]] = {}
         self._unwatch: Callable[[], Any] | None = None
+        # the lock-free read (see get_state): an operation that may change the state counts
+        # itself in _busy while it runs and bumps _version when it ends
+        self._busy = 0
+        self._version = 0
+        self._memory: InMemoryBackend | None = None
         self._attach(InMemoryBackend() if backend is None else backend)
 
     # ----- backend plumbing ----------------------------------------------------------------
@@ -89,6 +99,8 @@ class ControllerSync(ControllerBase):
         io.read, io.write, io.call = self._read_root, self._write, _call
         if isinstance(backend, InMemoryBackend):  # its root is a dict, never missing
             io.read = backend._get
+        # exactly the memory store: a subclass may read differently from its _root
+        self._memory = backend if type(backend) is InMemoryBackend and LOCK_FREE_READS else None
         io.exists, io.drive = self._exists, self._drive
         swap = getattr(backend, "swap", None)  # an optional capability (backends/base.py)
         io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
@@ -100,10 +112,15 @@ class ControllerSync(ControllerBase):
             if self._engine.batches.depth:
                 raise StateError("cannot switch backends inside a batch")
             old = self._drive(self._engine.snapshot(()))
-            self.close()
-            self._attach(backend)
-            new = self._drive(self._engine.snapshot(()))
-            self._drive(self._engine.external([Change((), old, new)]))
+            self._busy += 1  # the swap and the reaction to it are one change for readers
+            try:
+                self.close()
+                self._attach(backend)
+                new = self._drive(self._engine.snapshot(()))
+                self._drive(self._engine.external([Change((), old, new)]))
+            finally:
+                self._version += 1
+                self._busy -= 1
 
     def close(self) -> None:
         """Stop following the backend's changes (it stays open; close it yourself)."""
@@ -128,13 +145,18 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
-        if self._owners or self._txns:
-            self._check_batch(sys._getframe(1))
+        self._busy += 1  # before anything changes: lock-free readers step aside
         try:
-            return self._steps(gen)
+            if self._owners or self._txns:
+                self._check_batch(sys._getframe(1))
+            try:
+                return self._steps(gen)
+            finally:
+                if self._engine.batches.depth != len(self._owners) or self._txns:
+                    self._heal()  # an interrupt may have cut a batch short: see _open_txn
         finally:
-            if self._engine.batches.depth != len(self._owners) or self._txns:
-                self._heal()  # an interrupt may have cut a batch short: see _open_txn
+            self._version += 1  # before _busy drops: a reader that sees 0 sees the new version
+            self._busy -= 1
 
     def _check_batch(self, caller: Any) -> None:
         """Before an operation from ``caller``'s frame: heal a batch whose with statement is
@@ -252,8 +274,37 @@ class ControllerSync(ControllerBase):
         """The value at ``path`` (an isolated copy), or ``default`` when missing.
 
         With ``write_default=True`` a missing node is written with ``default`` (notifying).
+
+        A read never sees a write, its dispatch or a batch of another thread half done. On
+        the memory store an immutable leaf is read without the lock when no operation or
+        batch is running (checked before and after the read); anything else waits for the
+        lock.
         """
-        parts = to_parts(path)
+        try:
+            parts = plain_cache[path]  # type: ignore[index]  # a str seen before, else to_parts
+        except (KeyError, TypeError):
+            parts = to_parts(path)
+        # The lock-free read, inline (the hot path). Everything that may change the state does
+        # so inside _busy (> 0 from before its first change until after its last) and bumps
+        # _version before _busy drops; a batch is in _owners from begin to end. A read that
+        # finds no batch open before it, and _busy == 0 with the same _version after it,
+        # overlapped no change (one running at the start has either ended -- a new version
+        # -- or still runs -- _busy): it saw a settled state. Otherwise it takes the lock, as
+        # do tracked reads (Footprint.active) and dicts and lists (copied out).
+        seen = self._version
+        store = self._memory
+        if store is not None and not (self._owners or Footprint.active):
+            node: Any = store._root
+            try:  # the store's containers are plain dicts (copy_in): dict.get walks them,
+                for seg in parts:  # and raises TypeError on a leaf or MISSING
+                    node = _dict_get(node, seg, MISSING)
+            except TypeError:
+                node = MISSING
+            if type(node) in IMMUTABLE and not self._busy and self._version == seen:
+                return node
+        return self._locked_read(parts, default, write_default)
+
+    def _locked_read(self, parts: Parts, default: Any, write_default: bool) -> Any:
         with self._lock:
             if self._owners:
                 self._close_left_batches()
@@ -299,13 +350,16 @@ class ControllerSync(ControllerBase):
                     engine.set_state(parts, value, eq_func, default, payload, skip_notify)
                 )
             # the same steps without a generator (_engine/direct.py), guarded as _drive is
-            if self._owners or self._txns:
-                self._check_batch(sys._getframe())
+            self._busy += 1
             try:
+                if self._owners or self._txns:
+                    self._check_batch(sys._getframe())
                 return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
             finally:
                 if engine.batches.depth != len(self._owners) or self._txns:
                     self._heal()  # an interrupt may have cut a batch short: see _open_txn
+                self._version += 1
+                self._busy -= 1
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
         """Delete the node at ``path`` and its subtree; False when it was missing."""
