@@ -11,6 +11,7 @@ hunt can fail.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import sys
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from restate import ControllerSync
+from restate import ControllerAsync, ControllerSync
 from restate.backends import InMemoryBackend
 from restate.paths import to_parts
 
@@ -406,3 +407,93 @@ def test_a_batch_that_opens_and_rolls_back_while_a_read_walks_the_store_is_not_r
     with at_lines(get_state, hooks):
         got = c.get_state("/a")
     assert got == 0, "read a value only a rolled-back batch wrote"
+
+
+# ----- ControllerAsync: a read on a store that needs no awaiting skips the lock when it is free
+
+
+async def blocked(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` is still waiting after the loop has had time to run it."""
+    done, _ = await asyncio.wait({task}, timeout=0.2)
+    return not done
+
+
+def test_an_async_read_waits_for_another_tasks_batch_and_never_sees_it_rolled_back() -> None:
+    async def main() -> None:
+        c = ControllerAsync()
+        await c.set_state("/a", 0)
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def batching(value: int, fail: bool) -> None:
+            async with c.batch():
+                await c.set_state("/a", value)
+                inside.set()
+                await release.wait()
+                if fail:
+                    raise Boom
+
+        writer = asyncio.create_task(batching(POISON, fail=True))
+        await inside.wait()
+        reader = asyncio.create_task(c.get_state("/a"))
+        assert await blocked(reader), "read /a inside another task's open batch"
+        release.set()
+        with pytest.raises(Boom):
+            await writer
+        assert await reader == 0
+        inside.clear()
+        release.clear()
+        writer = asyncio.create_task(batching(5, fail=False))
+        await inside.wait()
+        reader = asyncio.create_task(c.get_state("/a"))
+        assert await blocked(reader)
+        release.set()
+        await writer
+        assert await reader == 5
+
+    asyncio.run(main())
+
+
+def test_an_async_read_waits_for_a_write_whose_callbacks_are_still_running() -> None:
+    async def main() -> None:
+        c = ControllerAsync()
+        await c.set_state("/x", 0)
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def callback(event: Any) -> None:
+            inside.set()
+            await release.wait()
+
+        c.subscribe("/x", callback)
+        writer = asyncio.create_task(c.set_state("/x", 1))
+        await inside.wait()
+        reader = asyncio.create_task(c.get_state("/x"))
+        assert await blocked(reader), "read /x while its write was still dispatching"
+        release.set()
+        await writer
+        assert await reader == 1
+
+    asyncio.run(main())
+
+
+def test_an_async_read_is_tracked_isolated_and_gives_defaults() -> None:
+    async def main() -> None:
+        c = ControllerAsync()
+        await c.set_state("/x", 1)
+        await c.set_state("/d", {"l": [1]})
+        runs: list[Any] = []
+
+        async def tracked(event: Any) -> None:
+            runs.append(await c.get_state("/x"))
+
+        await c.track(tracked)
+        await c.set_state("/x", 2)
+        assert runs == [1, 2]
+        got = await c.get_state("/d")
+        got["l"].append(2)
+        assert await c.get_state("/d") == {"l": [1]}
+        assert await c.get_state("/nope", "dflt") == "dflt"
+        assert await c.get_state("/") == {"x": 2, "d": {"l": [1]}}
+        assert await c.get_state("/new", 3, write_default=True) == 3
+        assert await c.get_state("/new") == 3
+
+    asyncio.run(main())
