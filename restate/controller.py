@@ -97,8 +97,11 @@ class ControllerSync(ControllerBase):
         engine = self._engine
         io = engine.io
         io.read, io.write, io.call = self._read_root, self._write, _call
+        io.replace = None
         if isinstance(backend, InMemoryBackend):  # its root is a dict, never missing
             io.read = backend._get
+            if type(backend)._set is InMemoryBackend._set:  # (a subclass may watch writes)
+                io.replace = backend._replace
         # exactly the memory store: a subclass may read differently from its _root
         self._memory = backend if type(backend) is InMemoryBackend and LOCK_FREE_READS else None
         io.exists, io.drive = self._exists, self._drive
@@ -350,14 +353,26 @@ class ControllerSync(ControllerBase):
                     engine.set_state(parts, value, eq_func, default, payload, skip_notify)
                 )
             # the same steps without a generator (_engine/direct.py), guarded as _drive is
-            self._busy += 1
+            owners = self._owners
+            quiet = engine.batches.depth and eq_func is None  # calls nothing of the user's
+            self._busy += 1  # as in _drive: lock-free readers step aside
             try:
-                if self._owners or self._txns:
-                    self._check_batch(sys._getframe())
-                return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
+                if owners:  # usually written straight from the innermost batch's with statement
+                    caller = sys._getframe(1)
+                    if next(reversed(owners.values()))[1] is not caller:
+                        self._check_batch(caller)
+                elif self._txns:
+                    self._heal()
+                try:
+                    return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
+                finally:
+                    # a quiet write (batched: its delivery waits for the batch's end) runs no
+                    # code that could leave a batch() of its own behind: only an interrupt can
+                    # make the count and the open batch() contexts disagree
+                    depth = engine.batches.depth
+                    if depth != len(owners) or (self._txns and not (quiet and depth)):
+                        self._heal()  # see _open_txn
             finally:
-                if engine.batches.depth != len(self._owners) or self._txns:
-                    self._heal()  # an interrupt may have cut a batch short: see _open_txn
                 self._version += 1
                 self._busy -= 1
 

@@ -198,7 +198,7 @@ def test_every_change_a_controller_makes_to_the_memory_store_is_marked_for_reade
 
         return changing
 
-    for name in ("_set", "_del", "_roll_back"):
+    for name in ("_set", "_del", "_roll_back", "_replace"):
         setattr(store, name, marked(name, getattr(store, name)))
     c = ControllerSync(store)
     holder.append(c)
@@ -226,7 +226,7 @@ def test_every_change_a_controller_makes_to_the_memory_store_is_marked_for_reade
     c.del_state("/s")
     assert c.get_state("/x") == 14 and c.get_state("/t") == 14 and c.get_state("/d") == 15
     assert c.get_state("/later") == 14
-    assert {"_set", "_del", "_roll_back"} <= set(seen)
+    assert {"_set", "_del", "_roll_back", "_replace"} <= set(seen)
     other = InMemoryBackend({"x": 1})
     other._set = marked("_set", other._set)  # type: ignore[method-assign]
     c._attach = marked("_attach", c._attach)  # type: ignore[method-assign]

@@ -18,7 +18,7 @@ from ..tree import IMMUTABLE, copy_out, delete_in, get_in, set_in, values_equal
 from .requests import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
 from .subscriptions import Change
 
-__all__ = ["BatchLog", "Entry", "new_entry", "value_before"]
+__all__ = ["BatchLog", "Entry", "new_entry", "nobody", "value_before"]
 
 
 class Entry(NamedTuple):
@@ -148,7 +148,7 @@ class BatchLog:
 
     def _coalesce(self, log: list[Entry], heard: Callable[[Parts], object] | None) -> Gen:
         """One Change per minimal written root: its value before the batch and now."""
-        roots = _roots(log, heard)
+        roots = _roots(log, heard) if heard is not nobody else {}
         pings = [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
         if not roots:
             return pings
@@ -169,6 +169,11 @@ class BatchLog:
                 changes.append(new_entry(Change, (parts, old, new, payload, False, None)))
         changes.extend(pings)
         return changes
+
+
+def nobody(parts: Parts) -> bool:
+    """``heard`` for ``BatchLog.end`` when nothing is registered: no root is coalesced."""
+    return False
 
 
 def _roots(log: list[Entry], heard: Callable[[Parts], object] | None) -> dict[Parts, Any]:

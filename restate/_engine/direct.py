@@ -32,7 +32,7 @@ from ..events import StateEvent
 from ..missing import MISSING
 from ..paths import Parts
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
-from .audience import Route
+from .audience import Heard, Route
 from .batching import Entry, new_entry
 from .dispatch import Plan
 from .requests import NO_DEFAULT, raise_collected, user_value
@@ -58,30 +58,34 @@ def set_direct(
     if Footprint.active:  # also when the value is unchanged: the function writes there
         record_write(engine.controller, parts)
     io = engine.io
-    if engine.batches.depth:
-        return _set_in_batch(engine, parts, value, eq_func, default, payload, skip_notify)
-    heard = engine.audience.known.get(parts)
-    if heard is None:
-        heard = engine.audience.route(parts)
-    if heard is True or io.swap is not None:  # the planner's, or the backend's swap()
-        gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
-        return bool(io.drive(gen))  # type: ignore[misc]
-    if (
-        heard is False
-        and not engine.aliasing
-        and eq_func is None
-        and default is NO_DEFAULT
-        and not engine.listeners
-    ):
-        return _write_blind(engine, parts, value)
+    heard: Heard = False  # in a batch nobody hears the write before the batch ends
+    if not engine.batches.depth:
+        heard = engine.audience.known.get(parts)  # type: ignore[assignment]
+        if heard is None:
+            heard = engine.audience.route(parts)
+        if heard is True or io.swap is not None:  # the planner's, or the backend's swap()
+            gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
+            return bool(io.drive(gen))  # type: ignore[misc]
+        if (
+            heard is False
+            and not engine.aliasing
+            and eq_func is None
+            and default is NO_DEFAULT
+            and not engine.listeners
+        ):
+            return _write_blind(engine, parts, value)
+    replace = io.replace
+    if replace is not None and eq_func is None and type(value) in IMMUTABLE and parts:
+        prev = replace(parts, value)  # the memory store: read, compared and written in one walk
+        if prev is not MISSING:
+            if prev is not value and not values_equal(value, prev):
+                return _written(engine, heard, parts, prev, prev, value, payload, skip_notify)
+            if type(prev) is not type(value):  # equal, yet written (1 over True): put back
+                io.write(parts, prev)  # type: ignore[misc]
+            return False
     prev = io.read(parts)  # type: ignore[misc]
     if prev is not MISSING and eq_func is None:  # the usual case, inline
-        if value is prev:
-            return False
-        if type(value) in IMMUTABLE and type(prev) in IMMUTABLE:
-            if value == prev:  # (a plain bool for these types: no values_equal needed)
-                return False
-        elif values_equal(value, prev):
+        if value is prev or values_equal(value, prev):
             return False
         old = prev
     else:
@@ -89,15 +93,44 @@ def set_direct(
         if _unchanged(value, old, eq_func):
             return False
     stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
+    created = None
+    if prev is MISSING and engine.batches.depth:  # rollback removes what the write creates
+        created = engine.batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
     io.write(parts, stored)  # type: ignore[misc]
+    return _written(engine, heard, parts, prev, old, stored, payload, skip_notify, created)
+
+
+def _written(
+    engine: Engine,
+    heard: Heard,
+    parts: Parts,
+    prev: Any,
+    old: Any,
+    stored: Any,
+    payload: Any,
+    skip_notify: bool,
+    created: Parts | None = None,
+) -> bool:
+    """After the write: logged in a batch (what rollback and the batch's end need), else
+    delivered. ``prev``: what the store held; ``old``: what events report (``default``)."""
+    batches = engine.batches
+    if batches.depth:
+        if prev is MISSING:
+            batches.record(parts, prev, payload, not skip_notify, created, stored)
+        else:  # BatchLog.record, inline: the node existed, so did its ancestors
+            batches.log.append(
+                new_entry(Entry, (parts, prev, payload, not skip_notify, False, stored))
+            )
+        return True
     if skip_notify or not (heard or engine.listeners):
         return True
     new = copy_out(stored) if engine.aliasing and type(stored) not in IMMUTABLE else stored
     if heard is False:  # only listeners
         _deliver(engine, None, parts, old, new, payload)
         return True
+    assert heard is not True
     if heard.below and (type(old) is dict or type(new) is dict):
-        io.drive(engine._after([Change(parts, old, new, payload)], False))  # type: ignore[misc]
+        engine.io.drive(engine._after([Change(parts, old, new, payload)], False))  # type: ignore[misc]
         return True
     _deliver(engine, heard, parts, old, new, payload)
     return True
@@ -126,35 +159,6 @@ def _stored(engine: Engine, parts: Parts, value: Any) -> Any:
     if not parts and type(value) is not dict:
         raise TypeError(f"the root '/' holds a dict, not {type(value).__name__}")
     return value if type(value) in IMMUTABLE else copy_in(value, parts)
-
-
-def _set_in_batch(
-    engine: Engine,
-    parts: Parts,
-    value: Any,
-    eq_func: Callable[[Any, Any], Any] | None,
-    default: Any,
-    payload: Any,
-    skip_notify: bool,
-) -> bool:
-    io, batches = engine.io, engine.batches
-    prev = io.read(parts)  # type: ignore[misc]
-    if prev is not MISSING and eq_func is None:
-        if value is prev or values_equal(value, prev):
-            return False
-    else:
-        old = prev if prev is not MISSING else default if default is not NO_DEFAULT else MISSING
-        if _unchanged(value, old, eq_func):
-            return False
-    stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
-    if prev is MISSING:
-        created = batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
-        io.write(parts, stored)  # type: ignore[misc]
-        batches.record(parts, prev, payload, not skip_notify, created, stored)
-    else:  # BatchLog.record, inline: the node existed, so did its ancestors
-        io.write(parts, stored)  # type: ignore[misc]
-        batches.log.append(new_entry(Entry, (parts, prev, payload, not skip_notify, False, stored)))
-    return True
 
 
 def _deliver(

@@ -48,7 +48,7 @@ from ..missing import MISSING
 from ..paths import Parts, parts_to_str
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
 from .audience import Audience, plan_route
-from .batching import BatchLog
+from .batching import BatchLog, nobody
 from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
 from .graph import Derivation, DerivationGraph
@@ -303,6 +303,8 @@ class Engine:
 
     def end_batch(self, exc: BaseException | None) -> Gen:
         heard = None if self.listeners else self.audience.hears
+        if heard is not None and not self.subs.size and not self.graph:
+            heard = nobody  # nothing registered: nothing to coalesce
         changes = yield from self.batches.end(exc, heard)
         if changes:
             yield from self._after(changes, False)

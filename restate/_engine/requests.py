@@ -55,7 +55,7 @@ class DirectIO:
     dict write with subscriptions below -- to ``drive``.
     """
 
-    __slots__ = ("call", "drive", "exists", "read", "swap", "write")
+    __slots__ = ("call", "drive", "exists", "read", "replace", "swap", "write")
 
     def __init__(self) -> None:
         self.read: Callable[[Any], Any] | None = None
@@ -65,6 +65,8 @@ class DirectIO:
         self.drive: Callable[[Gen], Any] | None = None
         # the backend's optional swap(path, value) -> prev (backends/base.py): one round trip
         self.swap: Callable[[Any, Any], Any] | None = None
+        # the memory store's _replace(parts, value) -> prev: a batched write in one walk
+        self.replace: Callable[[Any, Any], Any] | None = None
 
 
 class _NoDefault:

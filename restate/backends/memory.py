@@ -120,6 +120,30 @@ class InMemoryBackend(Backend):
             return
         set_in(self._root, parts, value)
 
+    def _replace(self, parts: Parts, value: Any) -> Any:
+        """The controller's batched write of an immutable leaf, in one walk: returns what the
+        node at ``parts`` (not the root) holds and writes ``value`` over it, logged for
+        ``transaction()`` as ``_set`` logs it. Nothing is written when no node is there
+        (MISSING: the caller writes the usual way, which creates the missing dicts) or when
+        it holds ``value`` or an equal object of the same type (the write would change
+        nothing; an equal one of another type, ``1`` for ``True``, is written and the caller
+        decides)."""
+        parent: Any = None
+        node: Any = self._root
+        for seg in parts:
+            if type(node) is not dict:
+                return MISSING
+            parent = node
+            node = node.get(seg, MISSING)
+            if node is MISSING:
+                return MISSING
+        if node is value or (type(node) is type(value) and node == value):
+            return node
+        if self._undo is not None:  # logged first: an interrupt between the two undoes nothing
+            self._undo.append((parts, node))
+        parent[parts[-1]] = value
+        return node
+
     def _del(self, parts: Parts) -> bool:
         if self._undo is not None:
             self._record(parts)
