@@ -1,0 +1,74 @@
+"""The build backend: setuptools', plus mypy among the build requirements when the compiled
+build is asked for (``RESTATE_COMPILE=1``; see setup.py and docs/development.md).
+
+Only pure modules are listed: no I/O (files, SQLite, Redis), nothing that looks at frames
+(the controllers find a batch's ``with`` statement on the stack), nothing users subclass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from setuptools import build_meta as _setuptools
+from setuptools.build_meta import *  # noqa: F403  (the rest of PEP 517/660, unchanged)
+
+#: the compiled modules, relative to the repository root
+COMPILED = [
+    "restate/missing.py",
+    "restate/paths.py",
+    "restate/tree.py",
+    "restate/events.py",
+    "restate/_engine/audience.py",
+    "restate/_engine/batching.py",
+    "restate/_engine/callbacks.py",
+    "restate/_engine/direct.py",
+    "restate/_engine/dispatch.py",
+    "restate/_engine/engine.py",
+    "restate/_engine/footprints.py",
+    "restate/_engine/graph.py",
+    "restate/_engine/requests.py",
+    "restate/_engine/scheduler.py",
+    "restate/_engine/subscriptions.py",
+    "restate/_engine/topology.py",
+    "restate/_engine/tracking.py",
+]
+
+MYPY = "mypy>=1.10"
+
+
+def wants_compile(environ: Mapping[str, str]) -> bool:
+    """Whether ``RESTATE_COMPILE`` asks for the compiled build (``1``, ``true``, ``yes``)."""
+    value = environ.get("RESTATE_COMPILE", "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise SystemExit(f"RESTATE_COMPILE={value!r}: use 1 to compile with mypyc, or 0 / unset")
+
+
+def compiled_modules() -> list[str]:
+    return list(COMPILED)
+
+
+#: set while setuptools runs setup.py only to learn the build requirements (mypy may not be
+#: installed yet: it is one of them)
+ASKING = "RESTATE_BUILD_ASKING_REQUIREMENTS"
+
+
+def _requires(ask: Callable[[Any], list[str]], config_settings: Any) -> list[str]:
+    os.environ[ASKING] = "1"
+    try:
+        found = ask(config_settings)
+    finally:
+        del os.environ[ASKING]
+    return [*found, MYPY] if wants_compile(os.environ) else found
+
+
+def get_requires_for_build_wheel(config_settings: Any = None) -> list[str]:
+    return _requires(_setuptools.get_requires_for_build_wheel, config_settings)
+
+
+def get_requires_for_build_editable(config_settings: Any = None) -> list[str]:
+    return _requires(_setuptools.get_requires_for_build_editable, config_settings)
