@@ -71,4 +71,9 @@ def get_requires_for_build_wheel(config_settings: Any = None) -> list[str]:
 
 
 def get_requires_for_build_editable(config_settings: Any = None) -> list[str]:
-    return _requires(_setuptools.get_requires_for_build_editable, config_settings)
+    if wants_compile(os.environ):  # extension modules in the source tree would shadow it
+        raise SystemExit(
+            "RESTATE_COMPILE=1 builds a wheel: use pip install . (an editable install, -e, "
+            "stays pure Python; unset RESTATE_COMPILE for it)"
+        )
+    return _setuptools.get_requires_for_build_editable(config_settings)

@@ -98,7 +98,9 @@ def test_the_compiled_build_installs_extension_modules_and_passes_the_core_tests
     assert " passed" in ran.stdout and "error" not in ran.stdout.splitlines()[-1]
 
 
-def test_the_default_build_asks_for_nothing_more_and_compiles_nothing() -> None:
+def test_only_restate_compile_asks_for_the_compiled_build_and_never_for_an_editable_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sys.path.insert(0, str(ROOT / "build_hook"))
     try:
         import restate_build
@@ -112,3 +114,6 @@ def test_the_default_build_asks_for_nothing_more_and_compiles_nothing() -> None:
     never = ("filesystem", "sqlite", "redis", "controller", "backends/")
     assert not [m for m in restate_build.COMPILED if any(word in m for word in never)]
     assert all((ROOT / m).is_file() for m in restate_build.COMPILED)
+    monkeypatch.setenv("RESTATE_COMPILE", "1")
+    with pytest.raises(SystemExit, match="an editable install"):
+        restate_build.get_requires_for_build_editable()
