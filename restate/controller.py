@@ -74,9 +74,8 @@ class ControllerSync(ControllerBase):
         # with statement); their number is the engine's batch depth when all is well
         self._owners: dict[int, tuple[Any, Any]] = {}
         self._unwatch: Callable[[], Any] | None = None
-        # the lock-free read (see get_state): an operation that may change the state counts
-        # itself in _busy while it runs and bumps _version when it ends
-        self._busy = 0
+        # the lock-free read (see get_state): odd while an operation that may change the
+        # state runs, and 2 more after it than before it
         self._version = 0
         self._memory: InMemoryBackend | None = None
         self._attach(InMemoryBackend() if backend is None else backend)
@@ -115,15 +114,15 @@ class ControllerSync(ControllerBase):
             if self._engine.batches.depth:
                 raise StateError("cannot switch backends inside a batch")
             old = self._drive(self._engine.snapshot(()))
-            self._busy += 1  # the swap and the reaction to it are one change for readers
+            version = self._version  # the swap and the reaction are one change for readers
+            self._version = version | 1
             try:
                 self.close()
                 self._attach(backend)
                 new = self._drive(self._engine.snapshot(()))
                 self._drive(self._engine.external([Change((), old, new)]))
             finally:
-                self._version += 1
-                self._busy -= 1
+                self._version = version + 2
 
     def close(self) -> None:
         """Stop following the backend's changes (it stays open; close it yourself)."""
@@ -148,7 +147,8 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
-        self._busy += 1  # before anything changes: lock-free readers step aside
+        version = self._version  # odd from before anything changes (see get_state)
+        self._version = version | 1
         try:
             if self._owners or self._txns:
                 self._check_batch(sys._getframe(1))
@@ -158,8 +158,7 @@ class ControllerSync(ControllerBase):
                 if self._engine.batches.depth != len(self._owners) or self._txns:
                     self._heal()  # an interrupt may have cut a batch short: see _open_txn
         finally:
-            self._version += 1  # before _busy drops: a reader that sees 0 sees the new version
-            self._busy -= 1
+            self._version = version + 2
 
     def _check_batch(self, caller: Any) -> None:
         """Before an operation from ``caller``'s frame: heal a batch whose with statement is
@@ -287,23 +286,23 @@ class ControllerSync(ControllerBase):
             parts = plain_cache[path]  # type: ignore[index]  # a str seen before, else to_parts
         except (KeyError, TypeError):
             parts = to_parts(path)
-        # The lock-free read, inline (the hot path). Everything that may change the state does
-        # so inside _busy (> 0 from before its first change until after its last) and bumps
-        # _version before _busy drops; a batch is in _owners from begin to end. A read that
-        # finds no batch open before it, and _busy == 0 with the same _version after it,
-        # overlapped no change (one running at the start has either ended -- a new version
-        # -- or still runs -- _busy): it saw a settled state. Otherwise it takes the lock, as
+        # The lock-free read, inline (the hot path): a seqlock. Everything that may change the
+        # state (_drive, the direct write, set_backend) makes _version odd before its first
+        # change and, after its last, sets it to 2 more than it found (a nested operation
+        # found it odd and leaves it odd); a batch is in _owners from begin to end. A read
+        # that finds _version even and no batch open before it, and _version unchanged after
+        # it, overlapped no change: it saw a settled state. Otherwise it takes the lock, as
         # do tracked reads (Footprint.active) and dicts and lists (copied out).
         seen = self._version
         store = self._memory
-        if store is not None and not (self._owners or Footprint.active):
+        if store is not None and not (seen & 1 or self._owners or Footprint.active):
             node: Any = store._root
             try:  # the store's containers are plain dicts (copy_in): dict.get walks them,
                 for seg in parts:  # and raises TypeError on a leaf or MISSING
                     node = _dict_get(node, seg, MISSING)
             except TypeError:
                 node = MISSING
-            if type(node) in IMMUTABLE and not self._busy and self._version == seen:
+            if type(node) in IMMUTABLE and self._version == seen:
                 return node
         return self._locked_read(parts, default, write_default)
 
@@ -355,7 +354,8 @@ class ControllerSync(ControllerBase):
             # the same steps without a generator (_engine/direct.py), guarded as _drive is
             owners = self._owners
             quiet = engine.batches.depth and eq_func is None  # calls nothing of the user's
-            self._busy += 1  # as in _drive: lock-free readers step aside
+            version = self._version  # as in _drive: odd while it runs (see get_state)
+            self._version = version | 1
             try:
                 if owners:  # usually written straight from the innermost batch's with statement
                     caller = sys._getframe(1)
@@ -373,8 +373,7 @@ class ControllerSync(ControllerBase):
                     if depth != len(owners) or (self._txns and not (quiet and depth)):
                         self._heal()  # see _open_txn
             finally:
-                self._version += 1
-                self._busy -= 1
+                self._version = version + 2
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
         """Delete the node at ``path`` and its subtree; False when it was missing."""

@@ -182,7 +182,7 @@ def test_a_reader_never_sees_a_write_before_the_callbacks_it_triggers_have_writt
 
 
 def test_every_change_a_controller_makes_to_the_memory_store_is_marked_for_readers() -> None:
-    """The lock-free read is safe only if each change happens while ``_busy`` says so or a
+    """The lock-free read is safe only if each change happens while ``_version`` is odd or a
     batch is open: run every kind of operation against a store that checks it."""
     store = InMemoryBackend()
     seen: list[str] = []
@@ -191,7 +191,7 @@ def test_every_change_a_controller_makes_to_the_memory_store_is_marked_for_reade
     def marked(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def changing(*args: Any) -> Any:
             c = holder[0]
-            if not (c._busy or c._owners):
+            if not (c._version & 1 or c._owners):
                 raise AssertionError(f"{name}{args} ran with no operation or batch marked")
             seen.append(name)
             return fn(*args)
@@ -328,6 +328,34 @@ def test_the_read_waits_for_another_threads_write_whose_callbacks_are_still_runn
     writer = threading.Thread(target=lambda: c.set_state("/x", 1))
     writer.start()
     assert inside.wait(30), "the write never reached its callback"
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(c.get_state("/x")))
+    reader.start()
+    reader.join(timeout=0.2)
+    assert reader.is_alive() and got == [], "read /x while its write was still dispatching"
+    release.set()
+    writer.join(timeout=30)
+    reader.join(timeout=30)
+    assert got == [1]
+
+
+def test_the_read_still_waits_after_a_callback_of_that_write_has_written_itself() -> None:
+    """A write made by a callback ends inside the outer write: readers must keep waiting."""
+    c = ControllerSync()
+    c.set_state("/x", 0)
+    inside, release = threading.Event(), threading.Event()
+    c.subscribe("/x", lambda e: c.set_state("/y", e.new_value))  # delivered first (innermost)
+
+    def pause(event: Any) -> None:
+        if event.emitting_path == PurePosixPath("/x"):
+            inside.set()
+            assert release.wait(30)
+
+    c.subscribe("/", pause)
+    writer = threading.Thread(target=lambda: c.set_state("/x", 1))
+    writer.start()
+    assert inside.wait(30), "the write never reached its second callback"
+    assert c._engine.batches.depth == 0 and c.backend.read("/y") == 1  # the inner write ended
     got: list[Any] = []
     reader = threading.Thread(target=lambda: got.append(c.get_state("/x")))
     reader.start()
