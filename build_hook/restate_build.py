@@ -9,31 +9,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the rest of PEP 517/660, unchanged)
 
-#: the compiled modules, relative to the repository root
-COMPILED = [
-    "restate/missing.py",
-    "restate/paths.py",
-    "restate/tree.py",
-    "restate/events.py",
-    "restate/_engine/audience.py",
-    "restate/_engine/batching.py",
-    "restate/_engine/callbacks.py",
-    "restate/_engine/direct.py",
-    "restate/_engine/dispatch.py",
-    "restate/_engine/engine.py",
-    "restate/_engine/footprints.py",
-    "restate/_engine/graph.py",
-    "restate/_engine/requests.py",
-    "restate/_engine/scheduler.py",
-    "restate/_engine/subscriptions.py",
-    "restate/_engine/topology.py",
-    "restate/_engine/tracking.py",
-]
+#: the compiled modules besides the engine's, relative to the repository root
+PURE = ["restate/missing.py", "restate/paths.py", "restate/tree.py", "restate/events.py"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compiled_modules() -> list[str]:
+    """Every module of the engine (restate/_engine, its package marker aside) and ``PURE``."""
+    engine = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "restate" / "_engine").glob("*.py")
+        if path.name != "__init__.py"
+    )
+    return [*PURE, *engine]
+
 
 MYPY = "mypy>=1.10"
 
@@ -46,10 +41,6 @@ def wants_compile(environ: Mapping[str, str]) -> bool:
     if value in ("1", "true", "yes"):
         return True
     raise SystemExit(f"RESTATE_COMPILE={value!r}: use 1 to compile with mypyc, or 0 / unset")
-
-
-def compiled_modules() -> list[str]:
-    return list(COMPILED)
 
 
 #: set while setuptools runs setup.py only to learn the build requirements (mypy may not be

@@ -73,6 +73,9 @@ class ControllerSync(ControllerBase):
         # the batch() contexts open, innermost last: token -> (its generator, the frame of its
         # with statement); their number is the engine's batch depth when all is well
         self._owners: dict[int, tuple[Any, Any]] = {}
+        # the last set_state caller found running inside the innermost batch's with statement
+        # (forgotten before _owners changes: a later write from that frame needs no walk)
+        self._inside: Any = None
         self._unwatch: Callable[[], Any] | None = None
         # the lock-free read (see get_state): odd while an operation that may change the
         # state runs, and 2 more after it than before it
@@ -95,7 +98,7 @@ class ControllerSync(ControllerBase):
         self._bind_backend(backend)
         engine = self._engine
         io = engine.io
-        io.read, io.write, io.call = self._read_root, self._write, _call
+        io.read, io.write, io.call, io.settle = self._read_root, self._write, _call, _settle
         io.replace = None
         if isinstance(backend, InMemoryBackend):  # its root is a dict, never missing
             io.read = backend._get
@@ -172,6 +175,12 @@ class ControllerSync(ControllerBase):
                 self._heal()
         elif self._txns:
             self._heal()
+
+    def _enter_check(self, caller: Any) -> None:
+        """``_check_batch`` for set_state, remembering a caller found inside the batch."""
+        self._check_batch(caller)
+        if self._owners:
+            self._inside = caller
 
     def _heal(self) -> None:
         if self._owners:
@@ -352,25 +361,25 @@ class ControllerSync(ControllerBase):
                     engine.set_state(parts, value, eq_func, default, payload, skip_notify)
                 )
             # the same steps without a generator (_engine/direct.py), guarded as _drive is
-            owners = self._owners
-            quiet = engine.batches.depth and eq_func is None  # calls nothing of the user's
+            owners, quiet = self._owners, False
             version = self._version  # as in _drive: odd while it runs (see get_state)
             self._version = version | 1
             try:
-                if owners:  # usually written straight from the innermost batch's with statement
-                    caller = sys._getframe(1)
-                    if next(reversed(owners.values()))[1] is not caller:
-                        self._check_batch(caller)
-                elif self._txns:
-                    self._heal()
+                if owners or self._txns:
+                    quiet = (
+                        eq_func is None and engine.batches.depth > 0
+                    )  # calls nothing of the user's
+                    if not owners:
+                        self._heal()
+                    elif sys._getframe(1) is not self._inside:  # (written again and again from
+                        self._enter_check(sys._getframe(1))  # one frame inside the batch, usually)
                 try:
                     return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
                 finally:
                     # a quiet write (batched: its delivery waits for the batch's end) runs no
                     # code that could leave a batch() of its own behind: only an interrupt can
                     # make the count and the open batch() contexts disagree
-                    depth = engine.batches.depth
-                    if depth != len(owners) or (self._txns and not (quiet and depth)):
+                    if engine.batches.depth != len(owners) or (self._txns and not quiet):
                         self._heal()  # see _open_txn
             finally:
                 self._version = version + 2
@@ -553,10 +562,12 @@ class ControllerSync(ControllerBase):
         with self._lock:
             owner = next(_tokens)
             # one statement, no call: counted with the engine's batch (see _drive)
+            self._inside = None
             self._owners[owner] = (gen.pop(), sys._getframe(2))
             try:
                 self._drive(self._engine.begin_batch())
             except BaseException:
+                self._inside = None
                 self._owners.pop(owner, None)
                 if self._is_abandoned():
                     self._abandon_batch()
@@ -574,6 +585,7 @@ class ControllerSync(ControllerBase):
         try:
             self._drive(self._engine.end_batch(exc))
         finally:
+            self._inside = None
             self._owners.pop(owner, None)
             if self._is_abandoned():
                 self._abandon_batch()
@@ -595,6 +607,7 @@ class ControllerSync(ControllerBase):
                 if _on_stack(frame):
                     return
                 gen.close()  # GeneratorExit at its yield: the batch ends, rolled back
+            self._inside = None
             if self._owners.pop(owner, None) is not None:  # its end was cut short
                 self._abandon_batch()
 
@@ -645,9 +658,19 @@ def _roll_back(txn: Any, exc: BaseException) -> None:
 
 def _call(fn: Callable[[Any], Any], arg: Any) -> Any:
     result = fn(arg)
-    if result is not None and inspect.isawaitable(result):
-        return _run_awaitable(result, fn)
-    return result
+    if result is None or type(result) in _PLAIN:  # (inspect.isawaitable is slow for these)
+        return result
+    return _run_awaitable(result, fn) if inspect.isawaitable(result) else result
+
+
+def _settle(result: Any, fn: Callable[[Any], Any]) -> Any:
+    """What ``_call`` does with a result that is not None (``DirectIO.settle``)."""
+    if type(result) in _PLAIN:
+        return result
+    return _run_awaitable(result, fn) if inspect.isawaitable(result) else result
+
+
+_PLAIN = IMMUTABLE | {dict, list, tuple, set}  # results that are never awaitable
 
 
 def _run_awaitable(awaitable: Any, fn: Any) -> Any:

@@ -37,13 +37,18 @@ class Route:
     ``subs``: ``(callback id, trie node, current path)``, the written path first, then its
     ancestors innermost first. ``below``: subscriptions lie under the path, so a write whose
     old or new value is a dict needs the planner (it diffs the dicts to find them).
+    ``above_only``: every subscription that hears the path lies above it (a batch may merge
+    such siblings into one change at their parent: batching.py).
     """
 
-    __slots__ = ("below", "subs")
+    __slots__ = ("above_only", "below", "subs")
 
-    def __init__(self, subs: tuple[tuple[Hashable, _Node, Parts], ...], below: bool) -> None:
+    def __init__(
+        self, subs: tuple[tuple[Hashable, _Node, Parts], ...], below: bool, depth: int
+    ) -> None:
         self.subs = subs
         self.below = below
+        self.above_only = not below and all(len(current) < depth for _, _, current in subs)
 
 
 # False: nobody hears; a Route: only these plain subscriptions; True: ask the planner
@@ -87,14 +92,9 @@ class Audience:
             return self.graph.reaches(parts)
         if self.graph.reaches(parts):
             return True
-        chain = [subs.root]
-        for seg in parts:
-            if chain[-1].wild is not None:
-                return True  # a ``*`` subscription may match this path: the planner's walk
-            node = chain[-1].children.get(seg)
-            if node is None:
-                break
-            chain.append(node)
+        chain = subs.chain(parts)
+        if any(node.wild is not None for node in chain[: len(parts)]):
+            return True  # a ``*`` subscription may match this path: the planner's walk
         found: list[tuple[Hashable, _Node, Parts]] = []
         for depth in range(len(chain) - 1, -1, -1):
             node = chain[depth]
@@ -105,7 +105,7 @@ class Audience:
                 found.append((cid, node, current))
         last = chain[-1]
         below = len(chain) == len(parts) + 1 and bool(last.children or last.wild)
-        return Route(tuple(found), below)
+        return Route(tuple(found), below, len(parts))
 
 
 def plan_route(route: Route, change: Change, out: list[Delivery], seen: Seen) -> bool:

@@ -10,15 +10,17 @@ before the batch (the current value with the log undone) to its value now.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from ..missing import MISSING
 from ..paths import Parts, is_prefix
 from ..tree import IMMUTABLE, copy_out, delete_in, get_in, set_in, values_equal
 from .requests import BEGIN, COMMIT, DELETE, EXISTS, READ, ROLLBACK, WRITE, Gen
+from .roots import Heard, find_roots
 from .subscriptions import Change
 
-__all__ = ["BatchLog", "Entry", "new_entry", "nobody", "value_before"]
+__all__ = ["BatchLog", "Entry", "new_entry", "value_before"]
 
 
 class Entry(NamedTuple):
@@ -31,6 +33,8 @@ class Entry(NamedTuple):
     ping: bool = False
     new: Any = MISSING  # what the write stored (MISSING for a delete)
 
+
+_PING = itemgetter(4)  # Entry.ping, for C-level passes over the log
 
 # builds an Entry without the NamedTuple's __new__, which is Python code (a write's hot path)
 new_entry = tuple.__new__
@@ -57,6 +61,7 @@ class BatchLog:
         self.log: list[Entry] = []
         self._existing: set[Parts] = set()  # paths the batch knows exist (no EXISTS needed)
         self._marks: list[int] = []
+        self.merged: frozenset[Parts] = frozenset()  # the roots the last end merged
 
     def begin(self) -> Gen:
         if self.depth == 0:
@@ -67,10 +72,14 @@ class BatchLog:
         self._marks.append(len(self.log))
         self.depth += 1
 
-    def end(self, exc: BaseException | None, heard: Callable[[Parts], object] | None = None) -> Gen:
+    def end(
+        self, exc: BaseException | None, heard: Heard | None = None, merge: bool = False
+    ) -> Gen:
         """Close one level; returns the coalesced changes when the outermost one committed
-        (an empty list otherwise). ``heard``: whether anyone hears a write at a path; roots
-        nobody hears are not coalesced (None: everyone hears everything, e.g. listeners)."""
+        (an empty list otherwise). ``heard``: who hears a write at a path (false: nobody,
+        roots nobody hears are not coalesced; None: everyone hears everything, e.g.
+        listeners). ``merge``: siblings heard only above them may become one change at their
+        parent (see ``_merge``); the parents that did are left in ``merged``."""
         mark = self._marks.pop()
         self.depth -= 1
         if not self.depth:
@@ -87,7 +96,7 @@ class BatchLog:
         log, self.log = self.log, []
         if self.has_txn:
             yield (COMMIT,)
-        return (yield from self._coalesce(log, heard))
+        return (yield from self._coalesce(log, heard, merge))
 
     def missing_ancestor(self, parts: Parts) -> Gen:
         """The highest missing ancestor of ``parts``: the write will create it, so rollback
@@ -146,15 +155,26 @@ class BatchLog:
             else:
                 yield (WRITE, entry.parts, entry.prev)
 
-    def _coalesce(self, log: list[Entry], heard: Callable[[Parts], object] | None) -> Gen:
+    def _coalesce(self, log: list[Entry], heard: Heard | None, merge: bool) -> Gen:
         """One Change per minimal written root: its value before the batch and now."""
-        roots = _roots(log, heard) if heard is not nobody else {}
-        pings = [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
+        roots, merged = find_roots(log, heard, merge)
+        self.merged = frozenset(merged)
+        pings = (
+            []
+            if not any(map(_PING, log))
+            else [Change(e.parts, e.prev, e.prev, e.payload, True) for e in log if e.ping]
+        )
         if not roots:
             return pings
-        related = _entries_by_root(roots, log)
+        # a merged parent's entries are its children's: _merged_values needs none of them
+        related = _entries_by_root(roots, log) if len(merged) < len(roots) else {}
         changes = []
         for parts, payload in roots.items():
+            children = merged.get(parts)
+            if children is not None:
+                old, new = yield from _merged_values(parts, children)
+                changes.append(new_entry(Change, (parts, old, new, payload, False, None)))
+                continue
             entries = related[parts]
             if len(entries) == 1:  # written once, nothing under it: the entry has both
                 _, old, _, _, _, new = entries[0]
@@ -171,32 +191,21 @@ class BatchLog:
         return changes
 
 
-def nobody(parts: Parts) -> bool:
-    """``heard`` for ``BatchLog.end`` when nothing is registered: no root is coalesced."""
-    return False
-
-
-def _roots(log: list[Entry], heard: Callable[[Parts], object] | None) -> dict[Parts, Any]:
-    """The minimal written paths (path -> payload) someone hears (``heard`` None: all).
-    The first write fixes the order, the last the payload."""
-    written: dict[Parts, Any] = {}
-    for e in log:
-        if e.notify and not e.ping:
-            written[e.parts] = e.payload
-    roots: dict[Parts, Any] = {}
-    nested: dict[Parts, bool] = {}  # parent -> a written path at or above it (siblings share)
-    for parts, payload in written.items():
-        if parts:
-            parent = parts[:-1]
-            inside = nested.get(parent)
-            if inside is None:
-                inside = any(parent[:d] in written for d in range(len(parent) + 1))
-                nested[parent] = inside
-            if inside:
-                continue
-        if heard is None or heard(parts):  # a change nobody hears needs no values
-            roots[parts] = payload
-    return roots
+def _merged_values(parts: Parts, children: dict[str, Any]) -> Gen:
+    """A merged parent's value before the batch and now (copies): now, with its merged
+    children's keys set back to what they held (``children``: key -> value or MISSING)."""
+    now = yield (READ, parts)
+    new = copy_out(now) if now is not MISSING else MISSING
+    old = copy_out(now) if type(now) is dict else {}  # (a dict: its children were written)
+    if IMMUTABLE.issuperset(map(type, children.values())):  # usually: one C-level update
+        old.update(children)
+        return old, new
+    for key, prev in children.items():
+        if prev is MISSING:
+            old.pop(key, None)
+        else:
+            old[key] = copy_out(prev)
+    return old, new
 
 
 def _before_and_now(parts: Parts, entries: list[Entry]) -> Gen:
@@ -222,7 +231,9 @@ def _entries_by_root(roots: dict[Parts, Any], log: list[Entry]) -> dict[Parts, l
         if e.ping:
             continue
         at = related.get(e.parts)
-        if at is not None:  # at a root, so above no other root (the usual case)
+        if at is None and e.parts:  # a child of a root (a merged one's siblings)
+            at = related.get(e.parts[:-1])
+        if at is not None:  # at or just under a root, so above no other root
             at.append(e)
             continue
         owner = _owner(e.parts, roots)
@@ -246,10 +257,20 @@ def _owner(parts: Parts, roots: dict[Parts, Any]) -> Parts | None:
 def value_before(parts: Parts, now: Any, entries: Sequence[Undoable]) -> Any:
     """The value at ``parts`` before a batch: ``now`` with ``entries`` undone, newest first."""
     value = copy_out(now) if now is not MISSING else MISSING
+    child = len(parts) + 1
     for e in reversed(entries):
-        created = getattr(e, "created", None)
-        if created is not None and (e.prev is MISSING):
-            e = Entry(created, MISSING)  # undoing the write removes what it created
+        if type(e) is Entry:  # (a batch's log, where created dicts have entries of their own)
+            if len(e.parts) == child and type(value) is dict and e.parts[:-1] == parts:
+                prev = e.prev  # a child of ``parts``: its key, without walking (the usual case)
+                if prev is MISSING:
+                    value.pop(e.parts[-1], None)
+                else:
+                    value[e.parts[-1]] = prev if type(prev) in IMMUTABLE else copy_out(prev)
+                continue
+        else:
+            created = getattr(e, "created", None)
+            if created is not None and (e.prev is MISSING):
+                e = Entry(created, MISSING)  # undoing the write removes what it created
         if is_prefix(e.parts, parts):
             found = get_in(e.prev, parts, len(e.parts))
             value = copy_out(found) if found is not MISSING else MISSING

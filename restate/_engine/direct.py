@@ -5,7 +5,11 @@ through the same steps for a driver whose I/O needs no awaiting (``DirectIO.driv
 sync controller). A write takes it when the path's audience (audience.py, one dict lookup)
 is nobody or a ``Route`` of plain subscriptions:
 
-1. read, compare, write -- the same steps, in the same order, as ``Engine.set_state``;
+1. read, compare, write -- the same steps, in the same order, as ``Engine.set_state``; on
+   the memory store an immutable value over an existing node takes one walk for all three
+   (``DirectIO.replace``: ``InMemoryBackend._replace``, which writes nothing when the node
+   holds an equal object of the same type; an equal one of another type, ``1`` where
+   ``True`` is, is written and put back, so the stored object stays as a read first keeps it);
 2. deliver straight from the route: one ``StateEvent`` per subscription, innermost first,
    ``stop_bubbling`` honoured, then the ``on_changes`` listeners. A delivery made while a
    dispatch runs (a callback wrote) is queued as a ``Plan``, like the engine's; later rounds
@@ -17,8 +21,10 @@ subscriptions lie below (only the planner diffs dicts), and every write outside 
 a store with ``swap()`` (the engine writes and gets the previous value in one round trip).
 
 Inside a batch the write is applied and logged as ``Engine.set_state`` does (the undo log
-is what rollback needs), without a generator. A write to a persistent store that nothing
-can observe skips the read of the previous value (``_write_blind``).
+is what rollback and the batch's end need), without a generator, and nothing is delivered
+(the audience is not even asked: the batch's end does that for its roots). A write to a
+persistent store that nothing can observe skips the read of the previous value
+(``_write_blind``).
 ``Engine.direct_writes = False`` switches the path off (the differential tests compare
 both).
 """
@@ -57,9 +63,9 @@ def set_direct(
     """``Engine.set_state`` for a sync driver; same arguments, same result and events."""
     if Footprint.active:  # also when the value is unchanged: the function writes there
         record_write(engine.controller, parts)
-    io = engine.io
+    io, batches = engine.io, engine.batches
     heard: Heard = False  # in a batch nobody hears the write before the batch ends
-    if not engine.batches.depth:
+    if not batches.depth:
         known = engine.audience.known.get(parts)  # (not into heard: mypyc checks its type)
         heard = known if known is not None else engine.audience.route(parts)
         if heard is True or io.swap is not None:  # the planner's, or the backend's swap()
@@ -77,11 +83,23 @@ def set_direct(
     if replace is not None and eq_func is None and type(value) in IMMUTABLE and parts:
         prev = replace(parts, value)  # the memory store: read, compared and written in one walk
         if prev is not MISSING:
-            if prev is not value and not values_equal(value, prev):
-                return _written(engine, heard, parts, prev, prev, value, payload, skip_notify)
-            if type(prev) is not type(value):  # equal, yet written (1 over True): put back
+            if type(prev) is type(value):  # written unless equal (a plain == for these types)
+                if prev is value or prev == value:
+                    return False
+            elif values_equal(value, prev):  # equal, yet written (1 over True): put back
                 io.write(parts, prev)  # type: ignore[misc]
-            return False
+                return False
+            if heard is False:  # _written's first steps, inline (the frequent cases)
+                if batches.depth:
+                    entry = (parts, prev, payload, not skip_notify, False, value)
+                    batches.log.append(new_entry(Entry, entry))
+                    return True
+                if not engine.listeners:
+                    return True
+            elif not (skip_notify or heard.below):  # type: ignore[union-attr]
+                _deliver(engine, heard, parts, prev, value, payload)  # type: ignore[arg-type]
+                return True
+            return _written(engine, heard, parts, prev, prev, value, payload, skip_notify)
     prev = io.read(parts)  # type: ignore[misc]
     if prev is not MISSING and eq_func is None:  # the usual case, inline
         if value is prev or values_equal(value, prev):
@@ -93,8 +111,8 @@ def set_direct(
             return False
     stored = value if type(value) in IMMUTABLE and parts else _stored(engine, parts, value)
     created = None
-    if prev is MISSING and engine.batches.depth:  # rollback removes what the write creates
-        created = engine.batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
+    if prev is MISSING and batches.depth:  # rollback removes what the write creates
+        created = batches.highest_missing(parts, io.exists)  # type: ignore[arg-type]
     io.write(parts, stored)  # type: ignore[misc]
     return _written(engine, heard, parts, prev, old, stored, payload, skip_notify, created)
 
@@ -175,7 +193,7 @@ def _deliver(
     dispatcher.active, dispatcher.collected = True, errors  # dispatcher.start, inline
     try:  # the first round, as Dispatcher._deliver makes it
         if route is not None:
-            ctl, call, callbacks = engine.controller, engine.io.call, engine.callbacks
+            ctl, settle, callbacks = engine.controller, engine.io.settle, engine.callbacks
             for cid, node, current in route.subs:
                 if len(current) < bubble[0] or cid not in node.entries:
                     continue  # stopped by stop_bubbling, or unsubscribed by an earlier callback
@@ -183,8 +201,10 @@ def _deliver(
                 if callback is None:
                     continue
                 event = StateEvent(ctl, parts, current, old, new, payload, bubble)
-                try:
-                    call(callback, event)  # type: ignore[misc]
+                try:  # io.call(callback, event), inline: most callbacks return None
+                    result = callback(event)
+                    if result is not None:
+                        settle(result, callback)  # type: ignore[misc]
                 except Exception as exc:
                     errors.append(exc)
         if engine.listeners:

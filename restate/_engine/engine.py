@@ -36,19 +36,17 @@ outside a batch; one reached by several (``/users`` after writes to ``/users/1``
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ..derived import DeriveData
-from ..errors import CallbackIdError, CycleError
+from ..errors import CycleError
 from ..events import StateChange
 from ..missing import MISSING
-from ..paths import Parts, parts_to_str
+from ..paths import Parts
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
 from .audience import Audience, plan_route
-from .batching import BatchLog, nobody
+from .batching import BatchLog
 from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
 from .graph import Derivation, DerivationGraph
@@ -64,14 +62,16 @@ from .requests import (
     raise_collected,
     user_value,
 )
+from .roots import nobody
 from .scheduler import Scheduler
-from .subscriptions import TRACK, Change, Delivery, Seen, SubscriptionIndex
+from .settling import Settling
+from .subscriptions import Change, Delivery, Seen, SubscriptionIndex
 from .tracking import NOW, POLICIES, Footprint, Tracker, record_write
 
 __all__ = ["Engine"]
 
 
-class Engine:
+class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
     """The operations over the registries, each a generator of I/O requests.
 
     Responsibilities:
@@ -113,91 +113,6 @@ class Engine:
         # the sync controller's set_state takes the direct path (direct.py) while this is
         # True; the differential tests switch it off to compare with the generator path
         self.direct_writes = True
-
-    # ----- registries (no I/O) -------------------------------------------------------------
-
-    def new_id(self) -> int:
-        """A fresh id; skips ids a caller forced on a callback (one index holds both)."""
-        cid = next(self._ids)
-        while cid in self.callbacks:
-            cid = next(self._ids)
-        return cid
-
-    def register_callback(
-        self,
-        callback: Callable[..., Any],
-        force_id: Hashable = None,
-        replace: bool = False,
-        keep: bool = True,
-    ) -> Hashable:
-        """The id of ``callback``: ``force_id``, the id of an equal registered callback, or a
-        new one. ``keep``: the id outlives its subscriptions (``register_callback``); without
-        it (``subscribe``) the last ``unsubscribe`` releases the callback."""
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        registry = self.registry
-        if force_id is None:
-            cid = registry.first_id(callback)
-            if cid is None:
-                cid = self.new_id()
-                registry.put(cid, callback)
-        else:
-            cid = force_id
-            known = registry.by_id.get(cid)
-            if known is not None and known != callback and not replace:
-                raise CallbackIdError(
-                    f"callback id {cid!r} is already used by {known!r}; pass replace=True "
-                    f"to replace it, or choose another id"
-                )
-            if known is not callback:
-                keep = keep or cid in registry.kept
-                registry.put(cid, callback)
-        if keep:
-            registry.kept.add(cid)
-        return cid
-
-    def ids_of(self, callback: Callable[..., Any]) -> list[Hashable]:
-        return self.registry.ids_of(callback)
-
-    def unsubscribe(self, parts: Parts, cid: Hashable) -> bool:
-        """Remove one subscription; an implicitly registered callback left without any is
-        released."""
-        if not self.subs.remove(parts, cid):
-            return False
-        if cid not in self.registry.kept and not self.subs.has(cid):
-            self.registry.pop(cid)
-        return True
-
-    def remove_callback(self, cid: Hashable) -> bool:
-        if self.registry.pop(cid) is None:
-            return False
-        self.subs.remove_all(cid)
-        return True
-
-    def untrack(self, tid: Hashable) -> bool:
-        tracker = self.trackers.pop(tid, None)
-        if tracker is None:
-            return False
-        self.subs.remove_all(tid)
-        self.scheduler.forget(tid)
-        return True
-
-    def underive(self, dest: Parts) -> bool:
-        d = self.graph.remove(dest)
-        if d is None:
-            return False
-        self.scheduler.forget(d.id)
-        self.scheduler.topology += 1
-        return True
-
-    def _retrack(self, tracker: Tracker, read: set[Parts]) -> None:
-        if self.trackers.get(tracker.id) is not tracker:
-            return
-        for parts in tracker.paths - read:
-            self.subs.remove(parts, tracker.id)
-        for parts in read - tracker.paths:
-            self.subs.add(parts, tracker.id, TRACK)
-        tracker.paths = frozenset(read)
 
     # ----- operations ----------------------------------------------------------------------
 
@@ -302,12 +217,15 @@ class Engine:
         yield from self.batches.begin()
 
     def end_batch(self, exc: BaseException | None) -> Gen:
-        heard = None if self.listeners else self.audience.hears
+        heard = None if self.listeners else self.audience.route
         if heard is not None and not self.subs.size and not self.graph:
             heard = nobody  # nothing registered: nothing to coalesce
-        changes = yield from self.batches.end(exc, heard)
+        # merging siblings into their parent changes the list of changes: not with
+        # listeners (they get that list) or derivations (they settle from it)
+        batches = self.batches
+        changes = yield from batches.end(exc, heard, heard is not None and not self.graph)
         if changes:
-            yield from self._after(changes, False)
+            yield from self._after(changes, False, None, batches.merged)
 
     def update(
         self, parts: Parts, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
@@ -394,16 +312,23 @@ class Engine:
 
     # ----- propagation ---------------------------------------------------------------------
 
-    def _after(self, changes: list[Change], skip_notify: bool, planned: Plan | None = None) -> Gen:
+    def _after(
+        self,
+        changes: list[Change],
+        skip_notify: bool,
+        planned: Plan | None = None,
+        merged: frozenset[Parts] = frozenset(),
+    ) -> Gen:
         """Settle derivations, plan, and dispatch -- or queue the plan when a dispatch is
-        already running (a write made by a callback). ``planned``: a ready plan (track())."""
+        already running (a write made by a callback). ``planned``: a ready plan (track());
+        ``merged``: the changes a batch merged from siblings (``BatchLog.merged``)."""
         errors: list[Exception] = []
         if self.graph and changes:
             yield from self._settle(changes, errors)
         if skip_notify:
             raise_collected(errors)
             return
-        plan = self._plan(changes) if planned is None else planned
+        plan = self._plan(changes, merged) if planned is None else planned
         if plan.widen:
             yield from self.dispatcher.widen(plan)
         if self.dispatcher.active:
@@ -413,67 +338,13 @@ class Engine:
         else:
             raise_collected(errors)
 
-    def _settle(self, changes: list[Change], errors: list[Exception]) -> Gen:
-        graph = self.graph
-        heap: list[tuple[int, int, Derivation]] = []
-        queued: set[Hashable] = set()
-
-        def push(ch: Change) -> None:
-            for d in graph.affected(ch.parts, ch.prev, ch.new, ch.ping):
-                if d.id not in queued:
-                    queued.add(d.id)
-                    heapq.heappush(heap, (graph.rank[d.id], id(d), d))
-
-        for ch in changes:
-            push(ch)
-        scheduler = self.scheduler
-        while heap:
-            d = heapq.heappop(heap)[2]
-            if graph.by_dest.get(d.dest) is not d or scheduler.is_refused(d):
-                continue
-            if d.id in scheduler.computing:  # its transform wrote its own source
-                raise scheduler.writes_own_source(d)
-            try:
-                scheduler.computing.add(d.id)
-                try:
-                    value = yield from self._compute(d)
-                finally:
-                    scheduler.computing.discard(d.id)
-                prev = yield (READ, d.dest)
-                if prev is not MISSING and values_equal(value, prev):
-                    scheduler.derivation_ok(d)
-                    continue
-                stored = copy_in(value, d.dest)
-                yield (WRITE, d.dest, stored)
-            except Exception as exc:
-                exc.add_note(f"(while deriving {parts_to_str(d.dest)!r})")
-                if not scheduler.is_refused(d):
-                    scheduler.derivation_failed(d, exc)
-                errors.append(exc)
-                continue
-            scheduler.derivation_ok(d)
-            new = copy_out(stored) if self.aliasing and type(stored) not in IMMUTABLE else stored
-            ch = Change(d.dest, prev, new, d.payload)
-            changes.append(ch)
-            push(ch)
-
-    def _compute(self, d: Derivation) -> Gen:
-        if d.many:
-            values = {}
-            for src in d.sources:
-                value = yield (READ, src)
-                values[src] = user_value(value)
-            return (yield (CALL, d.transform, DeriveData(values)))
-        value = yield (READ, d.sources[0])
-        return (yield (CALL, d.transform, user_value(value)))
-
-    def _plan(self, changes: list[Change]) -> Plan:
+    def _plan(self, changes: list[Change], merged: frozenset[Parts] = frozenset()) -> Plan:
         out: list[Delivery] = []
         trackers: dict[Hashable, Change] = {}
         subs = self.subs
         if not subs.size:
             pass
-        elif len(changes) == 1 and not subs.wildcards:
+        elif len(changes) == 1 and not subs.wildcards and not merged:
             # one change without wildcards cannot reach a subscription twice: no ``seen``
             subs.plan_one(changes[0], out, None, trackers)
         else:
@@ -485,6 +356,11 @@ class Engine:
                     continue
                 if heard is True or not plan_route(heard, ch, out, seen):
                     subs.plan(ch, out, seen, trackers)
+                if ch.parts in merged:  # as if reached by each sibling: own path and values
+                    depth = len(ch.parts)  # (the change's own values already are the parent's)
+                    for cid, _, current in heard.subs:  # type: ignore[union-attr]
+                        if len(current) < depth:
+                            seen[(cid, current)][1] += 1
             widen = tuple(index for index, hits in seen.values() if hits > 1)
             return Plan(out, trackers, changes, widen)
         return Plan(out, trackers, changes)

@@ -55,12 +55,15 @@ class DirectIO:
     dict write with subscriptions below -- to ``drive``.
     """
 
-    __slots__ = ("call", "drive", "exists", "read", "replace", "swap", "write")
+    __slots__ = ("call", "drive", "exists", "read", "replace", "settle", "swap", "write")
 
     def __init__(self) -> None:
         self.read: Callable[[Any], Any] | None = None
         self.write: Callable[[Any, Any], Any] | None = None
         self.call: Callable[[Callable[..., Any], Any], Any] | None = None
+        # with ``call``: settle(result, fn) finishes a call made directly whose result is not
+        # None (the sync controller runs an async callback's awaitable)
+        self.settle: Callable[[Any, Callable[..., Any]], Any] | None = None
         self.exists: Callable[[Any], Any] | None = None
         self.drive: Callable[[Gen], Any] | None = None
         # the backend's optional swap(path, value) -> prev (backends/base.py): one round trip

@@ -158,19 +158,23 @@ class SubscriptionIndex:
             return bool(at.entries or at.children)
         level = [self.root]
         for seg in parts:
-            nxt = []
-            for node in level:
-                if node.entries:
-                    return True
-                child = node.children.get(seg)
-                if child is not None:
-                    nxt.append(child)
-                if node.wild is not None:
-                    nxt.append(node.wild)
-            if not nxt:
+            if any(node.entries for node in level):
+                return True
+            level = _step(level, seg)
+            if not level:
                 return False
-            level = nxt
         return any(not node.is_empty() for node in level)
+
+    def chain(self, parts: Parts) -> list[_Node]:
+        """The trie nodes along ``parts`` (``*`` nodes aside), from the root as far as the
+        subscribed part of the trie goes: the nodes whose subscriptions hear a write there."""
+        chain = [self.root]
+        for seg in parts:
+            node = chain[-1].children.get(seg)
+            if node is None:
+                break
+            chain.append(node)
+        return chain
 
     def remove_all(self, cid: Hashable) -> None:
         for parts in list(self._where.get(cid, ())):
@@ -192,13 +196,7 @@ class SubscriptionIndex:
             return
         levels = [[self.root]]
         for seg in parts:
-            nxt = []
-            for node in levels[-1]:
-                child = node.children.get(seg)
-                if child is not None:
-                    nxt.append(child)
-                if node.wild is not None:
-                    nxt.append(node.wild)
+            nxt = _step(levels[-1], seg)
             if not nxt:
                 break
             levels.append(nxt)
@@ -229,18 +227,13 @@ class SubscriptionIndex:
         """``plan`` without wildcards: the subscribed paths at and above a write form one
         chain of trie nodes, walked once."""
         parts = change.parts
-        node: _Node | None = self.root
-        chain: list[_Node] = [self.root]
-        for seg in parts:
-            node = chain[-1].children.get(seg)
-            if node is None:
-                break
-            chain.append(node)
+        chain = self.chain(parts)
         bubble = [0]
         prev, new, payload = change.prev, change.new, change.payload
-        if node is not None and node.children and not change.ping:
-            self._below(node, parts, prev, new, change, bubble, out, seen, trackers)
         n = len(parts)
+        node = chain[-1]
+        if len(chain) == n + 1 and node.children and not change.ping:
+            self._below(node, parts, prev, new, change, bubble, out, seen, trackers)
         for depth in range(len(chain) - 1, -1, -1):
             entries = chain[depth].entries
             if not entries:
@@ -304,6 +297,18 @@ class SubscriptionIndex:
             if seen is not None and seen_again(seen, cid, current, len(out)):
                 continue
             out.append((cid, node, emitting, current, prev, new, change.payload, bubble))
+
+
+def _step(level: list[_Node], seg: str) -> list[_Node]:
+    """The nodes one segment below ``level``: each one's child ``seg`` and its ``*`` node."""
+    nxt = []
+    for node in level:
+        child = node.children.get(seg)
+        if child is not None:
+            nxt.append(child)
+        if node.wild is not None:
+            nxt.append(node.wild)
+    return nxt
 
 
 def _nothing() -> None:
