@@ -3,6 +3,8 @@
 Thread safety: every operation (a write with its whole dispatch, a batch from enter to exit,
 a read) holds the controller's RLock, so writes from many threads never interleave. A
 callback therefore must not wait for another thread that writes to the same controller.
+The one exception, a leaf read of the memory store while nothing runs, reads without the
+lock and checks that nothing ran meanwhile (a seqlock: see ``get_state``).
 """
 
 from __future__ import annotations
