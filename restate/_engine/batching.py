@@ -79,7 +79,7 @@ class BatchLog:
         (an empty list otherwise). ``heard``: who hears a write at a path (false: nobody,
         roots nobody hears are not coalesced; None: everyone hears everything, e.g.
         listeners). ``merge``: siblings heard only above them may become one change at their
-        parent (see ``_merge``); the parents that did are left in ``merged``."""
+        parent (roots.py); the parents that did are left in ``merged``."""
         mark = self._marks.pop()
         self.depth -= 1
         if not self.depth:
