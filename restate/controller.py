@@ -303,7 +303,9 @@ class ControllerSync(ControllerBase):
         # found it odd and leaves it odd); a batch is in _owners from begin to end. A read
         # that finds _version even and no batch open before it, and _version unchanged after
         # it, overlapped no change: it saw a settled state. Otherwise it takes the lock, as
-        # do tracked reads (Footprint.active) and dicts and lists (copied out).
+        # do tracked reads (Footprint.active) and dicts and lists (copied out). (An interrupt
+        # landing right after a mark, before its try, leaves _version odd: every later read
+        # then takes the lock -- slower, never wrong.)
         seen = self._version
         store = self._memory
         if store is not None and not (seen & 1 or self._owners or Footprint.active):
