@@ -30,7 +30,7 @@ from ._engine.requests import (
     raise_collected,
     user_value,
 )
-from ._engine.scheduler import still_due
+from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
 from ._engine.tracking import Footprint, record_read, recording
 from .backends.base import AsyncBackend, Backend
@@ -361,7 +361,7 @@ class ControllerAsync(ControllerBase):
         gen = self._engine.derive(to_parts(dest), self._sources(sources), transform, True, payload)
         return self._run(gen)
 
-    def track(
+    async def track(
         self,
         callback: Callable[..., Any],
         payload: Any = None,
@@ -370,11 +370,29 @@ class ControllerAsync(ControllerBase):
         policy: str = "now",
         on_mark: Callable[[Hashable], Any] | None = None,
         raise_errors: bool = True,
-    ) -> Awaitable[Hashable]:
+    ) -> Hashable:
         """Run ``callback(event)`` (awaited if async) now and whenever what it read changes;
-        the options as in ``ControllerSync.track``."""
-        gen = self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
-        return self._run(gen)
+        the options as in ``ControllerSync.track``. The first run is awaited without the
+        controller's lock, as a re-run is (it may await a task that writes state); a write
+        that reaches it meanwhile makes it run again (or due, as its policy says)."""
+        tracker = self._engine.register_tracker(
+            callback, payload, name, policy, on_mark, raise_errors
+        )
+        scheduler, since = self._engine.scheduler, self._engine.scheduler.marks
+        scheduler.hold()  # its writes mark their readers due, as in run_deferred()
+        errors: list[Exception] = []
+        try:
+            await self._run_due(tracker, *scheduler.first_run(), errors)
+        finally:
+            woken = scheduler.woken(since, scheduler.release())
+        note_still_tracked(tracker, errors)
+        if woken:
+            try:
+                await self.run_deferred(only=woken)
+            except Exception as exc:
+                errors.append(exc)
+        raise_collected(errors)
+        return tracker.id
 
     async def run_deferred(
         self, *, lazy: bool = False, only: Iterable[Hashable] | None = None
@@ -419,12 +437,13 @@ class ControllerAsync(ControllerBase):
             return 0
         error: Exception | None = None
         with recording(self, tracker.name) as footprint:
+            scheduler.listen(tracker, footprint)
             try:
                 await _maybe_await(tracker.callback(event))
             except Exception as exc:
                 error = exc
             except BaseException:  # cancelled: the run did not finish
-                tracker.running = False
+                scheduler.stopped(tracker, footprint)
                 raise
         error = scheduler.finish(tracker, footprint, error)
         if error is not None:

@@ -34,7 +34,7 @@ from ._engine.requests import (
     Steps,
     raise_collected,
 )
-from ._engine.scheduler import still_due
+from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
 from ._engine.tracking import Footprint, record_read, recording
 from .backends.base import AsyncBackend, Backend
@@ -463,14 +463,35 @@ class ControllerSync(ControllerBase):
             raise_errors: False records a failed run (``trackers()`` status ``failed``, its
                 readers ``stale``) without raising it to the writer.
 
+        The first run happens at once, outside the controller's lock as every re-run by
+        ``run_deferred()`` does (it may join a thread that writes state). It is subscribed at
+        each path as it reads it: a write from elsewhere that lands during the run makes it
+        run again before ``track()`` returns (or marks it due, as its policy says).
+
         Raises:
             CycleError: its first run closed a loop (it stays registered, refused).
             Exception: whatever its first run raised (it stays tracked).
         """
         with self._lock:
-            return self._drive(
-                self._engine.track(callback, payload, name, policy, on_mark, raise_errors)
+            tracker = self._engine.register_tracker(
+                callback, payload, name, policy, on_mark, raise_errors
             )
+            scheduler, since = self._engine.scheduler, self._engine.scheduler.marks
+            scheduler.hold()  # its writes mark their readers due, as in run_deferred()
+        errors: list[Exception] = []
+        try:
+            self._run_due(tracker, *scheduler.first_run(), errors)
+        finally:
+            with self._lock:
+                woken = scheduler.woken(since, scheduler.release())
+        note_still_tracked(tracker, errors)
+        if woken:
+            try:
+                self.run_deferred(only=woken)
+            except Exception as exc:
+                errors.append(exc)
+        raise_collected(errors)
+        return tracker.id
 
     def run_deferred(self, *, lazy: bool = False, only: Iterable[Hashable] | None = None) -> int:
         """Run the tracked functions marked due, each once per round, writers before readers;
@@ -527,12 +548,14 @@ class ControllerSync(ControllerBase):
             return 0
         error: Exception | None = None
         with recording(self, tracker.name) as footprint:
+            scheduler.listen(tracker, footprint)
             try:
                 _call(tracker.callback, event)
             except Exception as exc:
                 error = exc
             except BaseException:
-                tracker.running = False
+                with self._lock:
+                    scheduler.stopped(tracker, footprint)
                 raise
         with self._lock:
             error = scheduler.finish(tracker, footprint, error)

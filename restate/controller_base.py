@@ -32,6 +32,35 @@ class ControllerBase:
     _delete: Callable[[Parts], Any]
     _exists: Callable[[Parts], Any]
 
+    # ----- who writes, for "why" lines -------------------------------------------------------
+
+    @property
+    def writer_name(self) -> Callable[[], str | None] | None:
+        """A function naming who is writing, for the reasons tracked functions run.
+
+        ``TrackerInfo.why`` / ``reason`` name the writer of a change: the tracked function
+        or derivation that wrote it, ``another process``, or else ``thread NAME``. Set this
+        to a function of no arguments returning a label to use instead of ``thread NAME``
+        (restate_nb returns ``"cell [4]"`` while a cell runs, ``"a widget"`` between cells),
+        or None to keep the thread's name for this write. It is called in the writing
+        thread, inside the write and under the controller's lock: keep it cheap. If it
+        raises or returns something else than a str or None, the thread's name is used and
+        the error is logged. Assign None to remove it (the default).
+
+        Raises (on assignment):
+            TypeError: neither callable nor None.
+        """
+        return self._engine.scheduler.writer_name
+
+    @writer_name.setter
+    def writer_name(self, namer: Callable[[], str | None] | None) -> None:
+        if namer is not None and not callable(namer):
+            raise TypeError(
+                f"writer_name takes a function returning a label (or None), not "
+                f"{type(namer).__name__}"
+            )
+        self._engine.scheduler.writer_name = namer
+
     # ----- subscriptions and callback ids ----------------------------------------------------
 
     def subscribe(

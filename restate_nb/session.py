@@ -37,8 +37,8 @@ class Session:
 
     def start(self) -> None:
         self.shell.push({"state": self.state})
-        # why lines name the writing cell ("cell [4]") or "a widget" (core scheduler hook)
-        self.controller._engine.scheduler.writer_name = self.cells.writer_name
+        # why lines name the writing cell ("cell [4]") or "a widget"
+        self.controller.writer_name = self.cells.writer_name
         self.shell.events.register("pre_run_cell", self.cells.pre_run_cell)
         self.shell.events.register("post_run_cell", self.cells.post_run_cell)
         self.shell.events.register("pre_run_cell", self._note_cell)
@@ -60,9 +60,8 @@ class Session:
             del self.shell.user_ns["state"]
         self.cells.untrack_all()
         self.derivations.remove_all()
-        scheduler = self.controller._engine.scheduler
-        if scheduler.writer_name == self.cells.writer_name:
-            scheduler.writer_name = None
+        if self.controller.writer_name == self.cells.writer_name:
+            self.controller.writer_name = None
         for tree in self.trees:
             tree.close()
         self.trees.clear()

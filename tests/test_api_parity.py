@@ -43,7 +43,8 @@ def public(cls: type) -> set[str]:
 
 def test_both_controllers_expose_the_same_public_names() -> None:
     assert public(ControllerSync) == public(ControllerAsync)
-    assert STATE_METHODS | PLAIN_METHODS | {"batch", "deferring", "backend"} == public(
+    properties = {"backend", "writer_name"}
+    assert STATE_METHODS | PLAIN_METHODS | {"batch", "deferring"} | properties == public(
         ControllerSync
     )
 

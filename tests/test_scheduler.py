@@ -195,6 +195,58 @@ def test_why_names_the_tracked_function_whose_write_caused_a_run(controller: Any
     assert info(controller, "feed").why.origin.startswith("thread ")
 
 
+def test_writer_name_labels_who_wrote_in_why_lines_and_due_reasons(controller: Any) -> None:
+    inner = getattr(controller, "inner", controller)  # (the async one, unwrapped)
+    label: list[str | None] = ["the importer"]
+    inner.writer_name = lambda: label[0]
+    assert inner.writer_name() == "the importer"
+    controller.track(reader(controller, "/x", [], "show"))
+    controller.track(reader(controller, "/x", [], "later"), policy="deferred")
+    controller.track(copier("/x", "/y", "feed"))
+    controller.track(reader(controller, "/y", [], "after"))
+    controller.set_state("/x", 1)
+    assert info(controller, "show").why.origin == "the importer"
+    assert info(controller, "later").reason.startswith("/x changed (the importer, ")
+    assert info(controller, "after").why.origin == "feed"  # a running function's name wins
+    label[0] = None  # no label for this write: the thread's name
+    controller.set_state("/x", 2)
+    assert info(controller, "show").why.origin.startswith("thread ")
+    label[0] = "the importer"
+    inner.writer_name = None  # removed
+    controller.set_state("/x", 3)
+    assert info(controller, "show").why.origin.startswith("thread ")
+    assert inner.writer_name is None
+
+
+def test_a_writer_name_that_is_not_a_function_is_refused_and_changes_nothing(
+    controller: Any,
+) -> None:
+    inner = getattr(controller, "inner", controller)
+    namer = lambda: "cell [1]"  # noqa: E731
+    inner.writer_name = namer
+    with pytest.raises(TypeError, match=r"writer_name takes a function .* not str"):
+        inner.writer_name = "cell [1]"
+    assert inner.writer_name is namer
+
+
+def test_a_failing_writer_name_never_fails_the_write(
+    controller: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    inner = getattr(controller, "inner", controller)
+    controller.track(reader(controller, "/x", [], "show"), policy="deferred")
+    inner.writer_name = lambda: 1 / 0
+    assert controller.set_state("/x", 1) is True
+    assert info(controller, "show").reason.startswith("/x changed (thread ")
+    inner.writer_name = lambda: 42
+    controller.set_state("/x", 2)
+    assert info(controller, "show").reason.startswith("/x changed (thread ")
+    logged = [r.getMessage() for r in caplog.records if r.name == "restate"]
+    assert logged == [
+        "controller.writer_name raised; the thread's name is used",
+        "controller.writer_name returned 42, not a str or None",
+    ]
+
+
 class WatchedStore:
     """A user backend that reports changes made by someone else (as Redis does)."""
 
@@ -487,3 +539,192 @@ def test_a_write_of_an_unchanged_value_still_counts_in_the_footprint(controller:
     controller.set_state("/x", 1.0)  # equal: nothing re-runs
     controller.ping("/x")  # re-runs feed, which writes /y = 2 again (unchanged)
     assert [str(p) for p in info(controller, "feed").writes] == ["/y"]
+
+
+# ----- the first run, outside the controller's lock ------------------------------------------
+
+
+def finished(thread: threading.Thread, what: str) -> None:
+    thread.join(10)
+    assert not thread.is_alive(), f"{what} still blocked after 10 s (a deadlock?)"
+
+
+def test_a_first_run_may_start_a_thread_that_writes_state_and_join_it() -> None:
+    c = ControllerSync()
+    joined: list[bool] = []
+
+    def body(event: Any) -> None:
+        x = event.get_state("/x")
+        writer = threading.Thread(target=lambda: c.set_state("/w", x))
+        writer.start()
+        writer.join(10)
+        joined.append(not writer.is_alive())
+
+    c.set_state("/x", 5)
+    registering = threading.Thread(target=c.track, args=(body,), daemon=True)
+    registering.start()
+    finished(registering, "track()")
+    assert joined == [True]
+    assert c.get_state("/w") == 5
+    with c.deferring():  # re-run at the block's end, outside the lock, as the first run
+        c.set_state("/x", 6)
+    assert (joined, c.get_state("/w")) == ([True, True], 6)
+
+
+def test_an_async_first_run_may_await_a_task_that_writes_state() -> None:
+    async def main() -> Any:
+        c = ControllerAsync()
+
+        async def body(event: Any) -> None:
+            task = asyncio.create_task(c.set_state("/w", await event.get_state("/x")))
+            await asyncio.wait_for(task, 10)  # under the lock this waited for ever
+
+        await c.set_state("/x", 5)
+        await asyncio.wait_for(c.track(body), 20)
+        return await c.get_state("/w")
+
+    assert asyncio.run(main()) == 5
+
+
+def test_a_write_from_another_thread_racing_the_first_run_makes_it_run_again() -> None:
+    c = ControllerSync()
+    seen: list[Any] = []
+    has_read, written = threading.Event(), threading.Event()
+
+    def body(event: Any) -> None:
+        seen.append(event.get_state("/x"))
+        if len(seen) == 1:  # the first run: let the other thread write after our read
+            has_read.set()
+            assert written.wait(10), "the other thread never wrote"
+
+    def other() -> None:
+        assert has_read.wait(10), "the first run never read"
+        c.set_state("/x", 1)  # between the read and the end of the first run
+        written.set()
+
+    c.set_state("/x", 0)
+    writer = threading.Thread(target=other, daemon=True)
+    writer.start()
+    c.track(body, name="body")
+    finished(writer, "the other thread")
+    assert seen == [0, 1]  # the write was not lost: track() ran it again, for the new value
+    assert info(c, "body").status == "ok"
+    assert str(info(c, "body").why.path) == "/x"
+    c.set_state("/x", 2)
+    assert seen == [0, 1, 2]
+
+
+def test_a_write_from_another_task_racing_an_async_first_run_makes_it_run_again() -> None:
+    async def main() -> list[Any]:
+        c = ControllerAsync()
+        seen: list[Any] = []
+        has_read, written = asyncio.Event(), asyncio.Event()
+
+        async def body(event: Any) -> None:
+            seen.append(await event.get_state("/x"))
+            if len(seen) == 1:
+                has_read.set()
+                await asyncio.wait_for(written.wait(), 10)
+
+        async def other() -> None:
+            await asyncio.wait_for(has_read.wait(), 10)
+            await c.set_state("/x", 1)
+            written.set()
+
+        await c.set_state("/x", 0)
+        writer = asyncio.create_task(other())
+        await asyncio.wait_for(c.track(body), 20)
+        await asyncio.wait_for(writer, 10)
+        await c.set_state("/x", 2)
+        return seen
+
+    assert asyncio.run(main()) == [0, 1, 2]
+
+
+def test_a_write_racing_the_first_run_of_a_deferred_function_only_marks_it_due() -> None:
+    c = ControllerSync()
+    seen: list[Any] = []
+    has_read = threading.Event()
+
+    def body(event: Any) -> None:
+        seen.append(event.get_state("/x"))
+        has_read.set()
+        writer.join(10)  # the write lands while the first run is still running
+
+    writer = threading.Thread(target=lambda: (has_read.wait(10), c.set_state("/x", 1)))
+    writer.start()
+    c.track(body, name="body", policy="deferred")
+    assert not writer.is_alive(), "the writer was blocked by the first run"
+    assert seen == [None] and info(c, "body").status == "due"
+    assert c.run_deferred() == 1 and seen == [None, 1]
+
+
+def test_an_interrupted_first_run_still_hears_the_paths_it_read() -> None:
+    c = ControllerSync()
+    seen: list[Any] = []
+
+    def body(event: Any) -> None:
+        seen.append(event.get_state("/x"))
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        c.track(body)
+    c.set_state("/x", 1)
+    assert seen == [None, 1]
+    assert [str(p) for p in c.trackers()[0].paths] == ["/x"]
+
+
+def test_a_cancelled_async_first_run_still_hears_the_paths_it_read() -> None:
+    async def main() -> tuple[list[Any], list[str]]:
+        c = ControllerAsync()
+        seen: list[Any] = []
+
+        async def body(event: Any) -> None:
+            seen.append(await event.get_state("/x"))
+            if len(seen) == 1:
+                await asyncio.sleep(3600)  # cancelled here
+
+        registering = asyncio.create_task(c.track(body))
+        while not seen:
+            await asyncio.sleep(0)
+        registering.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await registering
+        await c.set_state("/x", 1)
+        return seen, [str(p) for p in c.trackers()[0].paths]
+
+    assert asyncio.run(main()) == ([None, 1], ["/x"])
+
+
+def test_the_first_runs_writes_reach_readers_after_it_as_in_a_deferred_pass(
+    controller: Any,
+) -> None:
+    runs: list[str] = []
+    controller.track(copier("/y", "/z", "reader", runs))
+    controller.track(copier("/x", "/y", "writer", runs))
+    assert runs == ["reader", "writer", "reader"]  # the reader ran once, after the writer
+    assert controller.get_state("/z") == 2
+
+
+def test_a_write_to_a_path_a_deferred_rerun_reads_for_the_first_time_is_not_lost() -> None:
+    c = ControllerSync()
+    seen: list[Any] = []
+    has_read, written = threading.Event(), threading.Event()
+
+    def body(event: Any) -> None:
+        if event.get_state("/a") == 1:  # this run reads /b for the first time
+            seen.append(event.get_state("/b"))
+            if len(seen) == 1:
+                has_read.set()
+                assert written.wait(10), "the test never wrote /b"
+
+    c.track(body, policy="deferred")
+    c.set_state("/a", 1)
+    runner = threading.Thread(target=c.run_deferred, daemon=True)
+    runner.start()
+    assert has_read.wait(10), "run_deferred() did not run it"
+    c.set_state("/b", 5)  # it is subscribed at /b since its read: marked due, not lost
+    written.set()
+    finished(runner, "run_deferred()")
+    assert seen == [None, 5]

@@ -162,9 +162,7 @@ class Dispatcher:
             if tracker is None or tracker.status.refused is not None:
                 continue
             try:
-                if _is_first_run(ch):  # at registration: always now, whatever the policy
-                    yield from self.run_tracker(tracker, ch, Why(None, "registered"))
-                elif scheduler.defers(tracker):
+                if scheduler.defers(tracker):
                     scheduler.mark_due(tracker, ch, origin)
                 else:
                     yield from self.run_tracker(tracker, ch, scheduler.why(ch, origin))
@@ -213,12 +211,6 @@ class Dispatcher:
             f"{', '.join(names) or '?'}. Make the callback stop writing when the value is "
             f"already right, or raise max_rounds."
         )
-
-
-def _is_first_run(ch: Change) -> bool:
-    # track() plans the first run as a change of the root from MISSING to MISSING, which no
-    # write can make (the root is never missing)
-    return not ch.parts and ch.prev is MISSING and ch.new is MISSING
 
 
 def _name(fn: Any) -> str:

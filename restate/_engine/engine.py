@@ -40,7 +40,6 @@ import itertools
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ..errors import CycleError
 from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts
@@ -66,7 +65,7 @@ from .roots import nobody
 from .scheduler import Scheduler
 from .settling import Settling
 from .subscriptions import Change, Delivery, Seen, SubscriptionIndex
-from .tracking import NOW, POLICIES, Footprint, Tracker, record_write
+from .tracking import Footprint, Tracker, record_write
 
 __all__ = ["Engine"]
 
@@ -99,7 +98,9 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
         self.trackers: dict[Hashable, Tracker] = {}
         self.listeners: dict[int, Callable[[list[StateChange]], Any]] = {}
         self.batches = BatchLog()
-        self.scheduler = Scheduler(controller, self.trackers, self.graph, self._retrack)
+        self.scheduler = Scheduler(
+            controller, self.trackers, self.graph, self._retrack, self._subscribe
+        )
         self.dispatcher = Dispatcher(
             controller,
             max_rounds,
@@ -266,37 +267,6 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
                 self.graph.add(replaced)
             raise
         return d.id
-
-    def track(
-        self,
-        callback: Callable[..., Any],
-        payload: Any = None,
-        name: str | None = None,
-        policy: str = NOW,
-        on_mark: Callable[[Hashable], Any] | None = None,
-        raise_errors: bool = True,
-    ) -> Steps[Hashable]:
-        if not callable(callback):
-            raise TypeError(f"track() needs a callable, not {type(callback).__name__}")
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
-        if on_mark is not None and not callable(on_mark):
-            raise TypeError(f"on_mark must be callable, not {type(on_mark).__name__}")
-        if name is None:  # "Class.method" or "fn", without the "outer.<locals>." noise
-            qualname = getattr(callback, "__qualname__", None) or repr(callback)
-            name = qualname.rsplit("<locals>.", 1)[-1]
-        tracker = Tracker(self.new_id(), callback, payload, name, policy, on_mark)
-        tracker.raise_errors = raise_errors
-        self.trackers[tracker.id] = tracker
-        first = Plan([], {tracker.id: Change((), MISSING, MISSING, payload)}, [])
-        try:
-            yield from self._after([], False, first)
-        except CycleError:
-            raise  # the message says what happened to it
-        except Exception as exc:
-            exc.add_note(f"(the function stays tracked as id {tracker.id!r}; untrack() it)")
-            raise
-        return tracker.id
 
     def snapshot(self, parts: Parts) -> Gen:
         value = yield (READ, parts)

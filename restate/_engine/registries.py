@@ -14,7 +14,7 @@ from .callbacks import CallbackRegistry
 from .graph import DerivationGraph
 from .scheduler import Scheduler
 from .subscriptions import TRACK, SubscriptionIndex
-from .tracking import Tracker
+from .tracking import NOW, POLICIES, Tracker
 
 __all__ = ["Registries"]
 
@@ -88,6 +88,31 @@ class Registries:
         self.subs.remove_all(cid)
         return True
 
+    def register_tracker(
+        self,
+        callback: Callable[..., Any],
+        payload: Any = None,
+        name: str | None = None,
+        policy: str = NOW,
+        on_mark: Callable[[Hashable], Any] | None = None,
+        raise_errors: bool = True,
+    ) -> Tracker:
+        """Check and register a tracked function; the controller runs it first (outside its
+        lock, as a re-run: ``Scheduler.first_run``)."""
+        if not callable(callback):
+            raise TypeError(f"track() needs a callable, not {type(callback).__name__}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        if on_mark is not None and not callable(on_mark):
+            raise TypeError(f"on_mark must be callable, not {type(on_mark).__name__}")
+        if name is None:  # "Class.method" or "fn", without the "outer.<locals>." noise
+            qualname = getattr(callback, "__qualname__", None) or repr(callback)
+            name = qualname.rsplit("<locals>.", 1)[-1]
+        tracker = Tracker(self.new_id(), callback, payload, name, policy, on_mark)
+        tracker.raise_errors = raise_errors
+        self.trackers[tracker.id] = tracker
+        return tracker
+
     def untrack(self, tid: Hashable) -> bool:
         tracker = self.trackers.pop(tid, None)
         if tracker is None:
@@ -103,6 +128,9 @@ class Registries:
         self.scheduler.forget(d.id)
         self.scheduler.topology += 1
         return True
+
+    def _subscribe(self, tracker: Tracker, parts: Parts) -> None:
+        self.subs.add(parts, tracker.id, TRACK)
 
     def _retrack(self, tracker: Tracker, read: set[Parts]) -> None:
         if self.trackers.get(tracker.id) is not tracker:

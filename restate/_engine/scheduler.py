@@ -18,7 +18,10 @@ latest state. ``run_deferred()`` runs every due function once per round, writers
 readers (from the footprints: what each read and wrote in its last run; ties in registration
 order); writes made by those runs mark their readers due for the same or the next round, at
 most ``max_rounds`` rounds. Functions run outside the controller's lock there, so writers
-are never held up by a slow function.
+are never held up by a slow function; so does the first run, inside ``track()`` (held the
+same way: what it makes due runs right after it). A run outside the lock is subscribed at
+each path as it first reads it (``listen``), so a write landing after that read marks it
+due instead of being missed.
 
 **Loops are refused from footprints.** After every run the footprint graph (tracked
 functions and derivations; an edge where one writes what another reads) is searched for a
@@ -51,19 +54,23 @@ Worked example (``a`` reads /x and writes /y, ``b`` reads /y and writes /total; 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Any
 
 from ..errors import CycleError
 from ..events import StateEvent
+from ..missing import MISSING
 from ..paths import Parts, parts_to_path, parts_to_str
 from .footprints import Node, derivation_name, feeds, find_cycle, footprint_nodes, successors
 from .graph import Derivation, DerivationGraph
 from .subscriptions import Change
 from .tracking import EAGER, LAZY, NOW, Footprint, Status, Tracker, Why, running_name
 
-__all__ = ["Scheduler", "still_due"]
+__all__ = ["Scheduler", "note_still_tracked", "still_due"]
+
+log = logging.getLogger("restate")
 
 
 class Scheduler:
@@ -86,17 +93,19 @@ class Scheduler:
         trackers: dict[Hashable, Tracker],
         graph: DerivationGraph,
         retrack: Callable[[Tracker, set[Parts]], None],
+        subscribe: Callable[[Tracker, Parts], None],
     ) -> None:
         self.controller = controller
         self.trackers = trackers
         self.graph = graph
         self.retrack = retrack
+        self.subscribe = subscribe
         self.due: dict[Hashable, tuple[Change, Why]] = {}
         self.derived: dict[Hashable, Status] = {}  # derivations with a mark (failed, stale...)
         self.computing: set[Hashable] = set()  # derivations whose transform is running
         self.external = False  # reacting to another process's write
-        # names the writer for "why" lines when no tracked function is running (restate_nb:
-        # "cell In[4]", "a widget"); None or a None result: the thread's name
+        # names the writer for "why" lines when no tracked function is running (the public
+        # side: ControllerBase.writer_name); None or a None result: the thread's name
         self.writer_name: Callable[[], str | None] | None = None
         self._held: dict[int, int] = {}  # thread id -> depth of deferring()
         self._marked_at: dict[Hashable, int] = {}  # due id -> when (a count of marks)
@@ -135,10 +144,22 @@ class Scheduler:
         if name is not None:
             return name
         if self.writer_name is not None:
-            label = self.writer_name()
+            label = self._label()
             if label:
                 return label
         return f"thread {threading.current_thread().name}"
+
+    def _label(self) -> str | None:
+        namer = self.writer_name
+        try:
+            label = namer() if namer is not None else None
+        except Exception:  # a label is not worth failing the write for
+            log.exception("controller.writer_name raised; the thread's name is used")
+            return None
+        if label is None or isinstance(label, str):
+            return label
+        log.error("controller.writer_name returned %r, not a str or None", label)
+        return None
 
     def why(self, change: Change, origin: str | None = None) -> Why:
         return Why(parts_to_path(change.parts), origin or self.origin())
@@ -168,7 +189,8 @@ class Scheduler:
             if tracker is None or tracker.status.refused is not None:
                 self._unmark(tid)
             elif (
-                (only is None or tid in only)
+                not tracker.running  # (in another thread: it runs again there, next round)
+                and (only is None or tid in only)
                 and (lazy or tracker.policy != LAZY)
                 and self._marked_at.get(tid, 0) > since
             ):
@@ -222,6 +244,50 @@ class Scheduler:
         ch = change
         return StateEvent(self.controller, ch.parts, ch.parts, ch.prev, ch.new, payload)
 
+    def first_run(self) -> tuple[Change, Why]:
+        """The change and reason of the run at registration (whatever the policy)."""
+        return Change((), MISSING, MISSING), Why(None, "registered")
+
+    def listen(self, tracker: Tracker, footprint: Footprint) -> None:
+        """Subscribe ``tracker`` at each path its run reads, as it first reads it.
+
+        Runs outside the controller's lock (the first run, ``run_deferred()``) need it: the
+        read and the subscription are one step under the lock, so a write from another
+        thread after the read reaches the running function, which marks it due (it runs
+        again, for the latest value) -- none falls between the read and ``finish``."""
+
+        def heard(parts: Parts) -> None:
+            if parts not in tracker.paths and self.trackers.get(tracker.id) is tracker:
+                self.subscribe(tracker, parts)
+                footprint.heard.add(parts)
+
+        footprint.listen = heard
+
+    def woken(self, since: int, outermost: bool) -> list[Hashable]:
+        """After a first run (held like a ``run_deferred()`` run, from mark ``since``): the
+        functions marked due meanwhile -- by its writes, or itself by a write from elsewhere
+        -- whose policy runs them now (``"now"`` ones only when no ``deferring()`` block of
+        this thread is still open)."""
+        if self.marks == since:  # (the usual case: nothing marked meanwhile)
+            return []
+        runs_now = (NOW, EAGER) if outermost else (EAGER,)
+        woken = []
+        for tid, at in self._marked_at.items():
+            tracker = self.trackers.get(tid)
+            if at > since and tracker is not None and tracker.policy in runs_now:
+                woken.append(tid)
+        return woken
+
+    def stopped(self, tracker: Tracker, footprint: Footprint) -> None:
+        """An interrupted run: its old footprint stays, plus what it subscribed at."""
+        tracker.running = False
+        self._heard(tracker, footprint)
+
+    def _heard(self, tracker: Tracker, footprint: Footprint) -> None:
+        if footprint.heard and self.trackers.get(tracker.id) is tracker:
+            tracker.paths = tracker.paths | footprint.heard
+            footprint.heard = set()
+
     def finish(
         self, tracker: Tracker, footprint: Footprint, error: Exception | None
     ) -> Exception | None:
@@ -230,6 +296,7 @@ class Scheduler:
         tracker.runs += 1
         if self.trackers.get(tracker.id) is not tracker:
             return error
+        self._heard(tracker, footprint)
         self.retrack(tracker, footprint.reads)
         # a failed run may stop before its writes: it still stands for what it usually writes
         kept = tracker.writes if error is not None else frozenset()
@@ -363,6 +430,13 @@ class Scheduler:
         tracker = self.trackers.get(nid)
         if tracker is not None and tracker.on_mark is not None:
             tracker.on_mark(nid)
+
+
+def note_still_tracked(tracker: Tracker, errors: list[Exception]) -> None:
+    """Add to what the run at registration raised that the function stays tracked."""
+    for error in errors:
+        if not isinstance(error, CycleError):  # (a CycleError says what happened to it)
+            error.add_note(f"(the function stays tracked as id {tracker.id!r}; untrack() it)")
 
 
 def still_due(left: list[tuple[Tracker, Change, Why]], rounds: int) -> str:

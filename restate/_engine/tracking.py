@@ -40,7 +40,7 @@ POLICIES = (NOW, EAGER, DEFERRED, LAZY)
 class Footprint:
     """The paths one run read and wrote, and who was running (for "why" lines)."""
 
-    __slots__ = ("controller", "name", "reads", "writes")
+    __slots__ = ("controller", "heard", "listen", "name", "reads", "writes")
 
     # how many footprints are being recorded anywhere: a plain write checks this int before
     # it looks the recorder up, so writes outside tracked code pay almost nothing
@@ -51,6 +51,10 @@ class Footprint:
         self.name = name
         self.reads: set[Parts] = set()
         self.writes: set[Parts] = set()
+        # a run outside the controller's lock subscribes at each path as it first reads it
+        # (``Scheduler.listen``); ``heard``: the paths it subscribed at that way
+        self.listen: Callable[[Parts], None] | None = None
+        self.heard: set[Parts] = set()
 
 
 _COUNTING = threading.Lock()
@@ -86,10 +90,15 @@ def recording(controller: object, name: str) -> Iterator[Footprint]:
 
 
 def record_read(controller: object, parts: Parts) -> None:
-    """Record ``parts`` as read when a tracked function of ``controller`` is running here."""
+    """Record ``parts`` as read when a tracked function of ``controller`` is running here.
+
+    Called under the controller's lock just before the read, so a run that subscribes here
+    (``Footprint.listen``) hears every write made after the value it reads."""
     if Footprint.active:
         rec = RECORDER.get()
         if rec is not None and rec.controller is controller:
+            if rec.listen is not None and parts not in rec.reads:
+                rec.listen(parts)
             rec.reads.add(parts)
 
 

@@ -22,6 +22,7 @@ from restate.backends import (
     InMemoryBackend,
     SQLiteBackend,
 )
+from restate.backends.filesystem.reading import FileReader
 from restate.backends.probe import holds
 from restate.errors import PathConflictError
 
@@ -104,21 +105,28 @@ def test_exists_agrees_with_read_after_every_step_of_random_writes_and_deletes(
 BIG = {f"k{i}": {"v": i, "w": [i]} for i in range(400)}
 
 
+class CountingReader(FileReader):
+    """A file store's reader counting the value files it parses and the names it decodes."""
+
+    parsed = decoded = 0
+
+    def load(self, parent: int, name: str) -> Any:
+        self.parsed += 1
+        return super().load(parent, name)
+
+    def dec(self, parent: int, name: str) -> str | None:
+        self.decoded += 1
+        return super().dec(parent, name)
+
+
 class CountingFiles(FileSystemSyncBackend):
-    """A file store counting the value files it parses and the names it decodes."""
+    """A file store whose reader counts (``counts.parsed``, ``counts.decoded``)."""
 
     def __init__(self, base_dir: Path) -> None:
         super().__init__(base_dir)
-        self.parsed = 0
-        self.decoded = 0
-
-    def _load(self, parent: int, name: str) -> Any:
-        self.parsed += 1
-        return super()._load(parent, name)
-
-    def _dec(self, parent: int, name: str) -> str | None:
-        self.decoded += 1
-        return super()._dec(parent, name)
+        old = self._reader
+        self.counts = CountingReader(old.base_dir, old.serializer, old.ext, old.open_base, old.enc)
+        self._reader = self.counts
 
 
 def test_file_exists_parses_no_value_file_at_or_above_a_big_directory(tmp_path: Path) -> None:
@@ -127,14 +135,14 @@ def test_file_exists_parses_no_value_file_at_or_above_a_big_directory(tmp_path: 
         fs.write(f"/big/{key}", value)  # /big is a directory of 100 documents
     fs.write("/doc", {"x": {"y": 1}})
     for path in ["/", "/big", "/big/k7", "/big/k7/v", "/big/nope", "/doc", "/nope/deeper"]:
-        fs.parsed = fs.decoded = 0
+        fs.counts.parsed = fs.counts.decoded = 0
         found = fs.exists(path)
-        assert fs.parsed == (1 if path == "/big/k7/v" else 0), path  # inside k7.json: parse k7
-        assert fs.decoded <= 1, path  # the scan of /big stops at its first entry
+        assert fs.counts.parsed == (1 if path == "/big/k7/v" else 0), path  # k7.json parsed
+        assert fs.counts.decoded <= 1, path  # the scan of /big stops at its first entry
         assert found == (fs.read(path, MISSING) is not MISSING)
-    fs.parsed = 0
+    fs.counts.parsed = 0
     fs.read("/big")
-    assert fs.parsed > 100  # what exists() avoids
+    assert fs.counts.parsed > 100  # what exists() avoids
 
 
 def test_file_exists_scans_past_empty_directories_and_foreign_files_only(tmp_path: Path) -> None:
@@ -218,10 +226,10 @@ def test_hybrid_exists_asks_each_store_without_reading_a_subtree(tmp_path: Path)
     hybrid.mount("/n/e", NoSubtreeReads())
     for key in list(BIG)[:50]:
         fs.write(f"/big/{key}", BIG[key])
-    fs.parsed = 0
+    fs.counts.parsed = 0
     paths = ["/", "/m", "/m/disk", "/m/disk/big", "/m/db", "/n", "/n/e", "/top", "/top/k1/v"]
     answers = {p: hybrid.exists(p) for p in paths}
-    assert fs.parsed == 0
+    assert fs.counts.parsed == 0
     root.strict = False
     assert answers == {p: hybrid.read(p, MISSING) is not MISSING for p in paths}
     assert answers["/n"] is False  # only data hidden by the empty mount /n/e

@@ -3,11 +3,7 @@ processes on one directory (the journal and the directory lock of the file backe
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +12,7 @@ import pytest
 from restate import ControllerSync
 from restate.backends import FileSystemSyncBackend
 from restate.backends.filesystem.journal import JOURNAL_NAME
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.children import Child, run_together
 
 BATCHER = """
 import sys
@@ -40,10 +35,6 @@ while True:
 """
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
 def _check_whole(state: dict) -> int:
     """Every value written by one batch is there, from the same batch; returns its number."""
     n = state["doc"]["n"]
@@ -61,18 +52,10 @@ def test_a_batch_killed_at_random_moments_is_all_or_nothing_on_reopen(tmp_path: 
     rng = random.Random(4321)
     seen, mid_batch = -1, 0
     for attempt in range(36):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", BATCHER, str(base), str((attempt + 1) * 100_000)],
-            stdout=subprocess.PIPE,
-            env=_env(),
-        )
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == b"ready"
-            time.sleep(rng.uniform(0.0, 0.03))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        with Child.script(BATCHER, str(base), str((attempt + 1) * 100_000)) as batcher:
+            batcher.expect("ready")
+            time.sleep(rng.uniform(0.0, 0.03))  # a random moment of its batches
+            batcher.kill()
         mid_batch += (base / JOURNAL_NAME).exists()
         n = _check_whole(FileSystemSyncBackend(base).read("/"))  # reopening recovers
         assert n >= (attempt + 1) * 100_000 > seen  # the committed batches stayed
@@ -97,40 +80,13 @@ for _ in range(int(sys.argv[2])):
 """
 
 
-def _run_together(script: str, args: list[str], count: int) -> None:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=_env(),
-        )
-        for _ in range(count)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == b"ready"
-        for proc in procs:  # start together, so the increments really interleave
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            proc.stdin.flush()
-        for proc in procs:
-            assert proc.wait(timeout=300) == 0
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.mark.slow
 def test_update_and_batch_from_four_processes_on_one_directory_lose_nothing(
     tmp_path: Path,
 ) -> None:
     base = str(tmp_path / "state")
     FileSystemSyncBackend(base)
-    _run_together(COUNTER, [base, "150"], 4)
+    run_together(COUNTER, [base, "150"], 4)
     state = ControllerSync(FileSystemSyncBackend(base)).get_state("/")
     assert state["counter"] == {"n": 600}
     assert state["pair"] == {"a": 600, "b": 600}
@@ -154,25 +110,13 @@ def test_an_aborted_batch_never_overwrites_another_process_s_committed_writes(
     base = tmp_path / "state"
     fs = FileSystemSyncBackend(base)
     fs.write("/x", "before")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WAITING_WRITER, str(base)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=_env(),
-    )
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        assert proc.stdout.readline().strip() == b"ready"
+    with Child.script(WAITING_WRITER, str(base)) as writer:
+        writer.expect("ready")
         with pytest.raises(RuntimeError), fs.transaction():
             fs.write("/x", "A")
-            proc.stdin.write(b"go\n")  # the other process writes now: it waits for our lock
-            proc.stdin.flush()
+            writer.send("go")  # the other process writes now: it waits for our lock
             assert fs.read("/y") is None
             raise RuntimeError("abort")
-        assert proc.stdout.readline().strip() == b"done"
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        writer.expect("done")
+        assert writer.wait() == 0
     assert fs.read("/") == {"x": "B", "y": "B"}

@@ -6,9 +6,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +18,8 @@ from restate.backends.filesystem import backend as backend_module
 from restate.backends.filesystem import journal as journal_module
 from restate.backends.filesystem.journal import JOURNAL_NAME
 from restate.missing import MISSING
+from tests.children import Child
 
-ROOT = Path(__file__).resolve().parents[2]
 SUBTREE = {"d": {f"k{j}": j for j in range(8)}, "e": {"x": "y"}}
 
 
@@ -215,18 +212,10 @@ def test_sigkill_during_a_plain_write_that_replaces_a_subtree_by_a_leaf_is_whole
     while kills < 30 or (mid_write < 2 and kills < 150):  # >= 30 kills, 2 inside the write
         kills += 1
         attempt = kills
-        proc = subprocess.Popen(
-            [sys.executable, "-c", REPLACER, str(base), str(attempt * 100_000)],
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == b"ready"
+        with Child.script(REPLACER, str(base), str(attempt * 100_000)) as replacer:
+            replacer.expect("ready")
             time.sleep(rng.uniform(0.0, 0.15))  # several batch+write rounds
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            replacer.kill()
         # the new leaf in place while the old subtree is half removed: the kill hit the write
         mid_write += (base / "t.json").exists() and _value_files(base / "t") > 0
         t = FileSystemSyncBackend(base).read("/t", MISSING)  # reopening recovers

@@ -144,7 +144,7 @@ def test_random_interrupts_during_file_batches_never_wedge_the_directory(tmp_pat
     c = ControllerSync(backend)
 
     def not_wedged() -> None:
-        assert not backend._journal.active and backend._dirlock.depth == 0
+        assert not backend._txns.journal.active and backend._txns.dirlock.depth == 0
         fd = os.open(base / LOCK_NAME, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if we still held it

@@ -4,11 +4,7 @@ from several processes loses nothing."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +12,7 @@ import pytest
 
 from restate import ControllerSync
 from restate.backends import FileSystemSyncBackend, SQLiteBackend
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.children import Child, run_together
 
 WRITER = """
 import sys
@@ -35,10 +30,6 @@ while True:
     fs.write(f"/doc/n{i % 4}", i)
     fs.write(f"/d/sub{i % 3}", {"leaf": value}) if i % 11 == 0 else None
 """
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def _check_files(base: Path) -> int:
@@ -61,18 +52,10 @@ def test_a_writer_killed_at_random_moments_never_leaves_a_torn_file(tmp_path: Pa
     base = tmp_path / "state"
     rng = random.Random(1234)
     for attempt in range(30):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(base), str(attempt * 100_000)],
-            stdout=subprocess.PIPE,
-            env=_env(),
-        )
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == b"ready"
-            time.sleep(rng.uniform(0.001, 0.04))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        with Child.script(WRITER, str(base), str(attempt * 100_000)) as writer:
+            writer.expect("ready")
+            time.sleep(rng.uniform(0.001, 0.04))  # a random moment of its writes
+            writer.kill()
         assert _check_files(base) >= 1
         state = FileSystemSyncBackend(base).read("/")  # the backend reads it all too
         assert isinstance(state["doc"]["n"], int)
@@ -96,28 +79,5 @@ for _ in range(int(sys.argv[2])):
 def test_sqlite_update_from_four_processes_loses_nothing(tmp_path: Path) -> None:
     db = str(tmp_path / "state.db")
     SQLiteBackend(db).close()  # create the file and table once
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", COUNTER, db, "500"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=_env(),
-        )
-        for _ in range(4)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == b"ready"
-        for proc in procs:  # start together, so the increments really interleave
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            proc.stdin.flush()
-        for proc in procs:
-            assert proc.wait(timeout=120) == 0
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    run_together(COUNTER, [db, "500"], 4, timeout=120)
     assert ControllerSync(SQLiteBackend(db)).get_state("/counter/n") == 2000

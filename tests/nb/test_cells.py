@@ -202,11 +202,6 @@ def test_syntax_error_in_a_tracked_cell_is_shown_plainly_and_tracks_nothing(
     assert shell.controller.trackers() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracked functions run under the controller's RLock (core design): a body that "
-    "joins a thread which writes state waits for the lock it holds (docs/decisions.md)",
-)
 def test_tracked_body_may_join_a_thread_that_writes_state(shell: Shell) -> None:
     cell = shell.tracked(
         "import threading\n"

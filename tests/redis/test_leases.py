@@ -11,7 +11,8 @@ import pytest
 from restate import ControllerSync
 from restate.backends.redis import RedisBackend
 from restate.errors import BackendError
-from tests.redis.test_processes import read_line, spawn
+from tests.children import RedisProcs as spawn
+from tests.children import read_line
 
 pytestmark = pytest.mark.redis
 

@@ -2,85 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import queue
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from restate import ControllerSync
 from restate.backends.redis import RedisBackend
+from tests.children import RedisProcs as Child
 
 pytestmark = pytest.mark.redis
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-LINE_DEADLINE = 60  # seconds a child may take to print its next line on a busy machine
-
-
-def spawn(*args: str) -> subprocess.Popen[str]:
-    """A ``tests.redis.procs`` child (tests/redis/test_leases.py kills and signals it)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.redis.procs", *args],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float = LINE_DEADLINE) -> dict:
-    """``proc``'s next JSON line; fails when none comes within ``timeout`` seconds."""
-    assert proc.stdout is not None
-    box: list[str] = []
-    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if reader.is_alive():
-        pytest.fail(f"child {proc.args[3:]} printed nothing for {timeout} s")
-    assert box[0], f"child exited with {proc.wait(10)}"
-    return json.loads(box[0])
-
-
-class Child:
-    """A ``tests.redis.procs`` process whose stdout lines a thread queues as they come."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = args
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.redis.procs", *args],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put("")  # end of output
-
-    def read_line(self, timeout: float = LINE_DEADLINE) -> dict:
-        """The next JSON line; fails, naming the child, when none comes within ``timeout``."""
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            pytest.fail(f"child {self.args[0]} printed nothing for {timeout} s")
-        assert line, f"child {self.args[0]} exited with {self.proc.wait(10)}"
-        return json.loads(line)
-
-    def finish(self, timeout: float = LINE_DEADLINE) -> None:
-        """Close its stdin (it then exits) and wait for it, killing it after ``timeout``."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"child {self.args[0]} did not exit within {timeout} s")
 
 
 def writes_seen_by_another_process(url: str, prefix: str) -> list[tuple[dict, list[float]]]:

@@ -68,12 +68,12 @@ class FileSystemAsyncBackend(AsyncBackend):
         lock taken in a worker thread. Cancellation waits for the disk operation in flight
         (a thread cannot be stopped) and then rolls back. Tasks that use this backend
         meanwhile take part in it, so keep one writer (the controller)."""
-        sync = self.sync
-        level, held = sync._journal.depth, sync._dirlock.depth
+        txns = self.sync._txns
+        level, held = txns.journal.depth, txns.dirlock.depth
         try:
-            await finish_in_thread(sync._begin)
+            await finish_in_thread(txns.begin)
             yield self
-            await finish_in_thread(sync._end, level, held, False)
+            await finish_in_thread(txns.end, level, held, False)
         except BaseException:
-            await finish_in_thread(sync._end, level, held, True)
+            await finish_in_thread(txns.end, level, held, True)
             raise

@@ -33,7 +33,8 @@ Rules:
   opens each directory with ``O_NOFOLLOW`` relative to its parent's descriptor.
 
 This module holds the public methods and the write/delete paths; reading is in
-``reading.py``, locking and journaling in ``transactions.py`` (mixins of the class here).
+``reading.py`` (``_reader``, a ``FileReader``), locking and journaling in ``transactions.py``
+(``_txns``, a ``FileTransactions``): parts the backend holds, as the engine holds its own.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Self
 
 from ...errors import BackendError, PathConflictError
 from ...missing import MISSING
@@ -62,15 +63,14 @@ from .fileio import (
     unlink_at,
     write_atomic,
 )
-from .journal import JOURNAL_NAME, Journal, Rel
-from .lock import DirLock
-from .reading import FileReading
+from .journal import Rel
+from .reading import FileReader
 from .transactions import FileTransactions
 
 __all__ = ["FileSystemSyncBackend"]
 
 
-class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
+class FileSystemSyncBackend(Backend):
     """State stored as files below ``base_dir`` (created if missing).
 
     Args:
@@ -93,10 +93,11 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
         self._lock = threading.RLock()
         self._encoded: dict[str, str] = {}
         self._rels: dict[int, Rel] = {}  # open directory descriptor -> names below base_dir
-        self._journal = Journal(self._open_base, durable)
-        self._journal_path = os.path.join(self.base_dir, JOURNAL_NAME)
-        self._dirlock = DirLock(self._open_base, str(self.base_dir))
-        with self._lock, self._locked(exclusive=True):
+        self._reader = FileReader(self.base_dir, serializer, self._ext, self._open_base, self._enc)
+        self._txns = FileTransactions(
+            str(self.base_dir), self._open_base, self._lock, self._rels, durable
+        )
+        with self._lock, self._txns.locked(exclusive=True):
             pass  # taking the lock undoes a batch a killed process left half done
 
     def __repr__(self) -> str:
@@ -105,19 +106,19 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
     def close(self) -> None:
         """Release the directory lock's file descriptor (the backend reopens it if used)."""
         with self._lock:
-            self._dirlock.close()
+            self._txns.dirlock.close()
 
     # public contract
     def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
         parts = to_parts(path)
-        with self._os_errors("read", parts), self._lock, self._locked(exclusive=False):
-            value = self._read(parts)
+        with self._os_errors("read", parts), self._lock, self._txns.locked(exclusive=False):
+            value = self._reader.read(parts)
         return default if value is MISSING else value
 
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         value = copy_in(value, parts)
-        with self._os_errors("write", parts), self._transaction(record=False):
+        with self._os_errors("write", parts), self._txns.scope(record=False):
             if parts:
                 self._write(parts, value)
             else:
@@ -125,8 +126,21 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
 
     def delete(self, path: PurePosixPath | str) -> None:
         parts = to_parts(path)
-        with self._os_errors("delete", parts), self._transaction(record=False):
+        with self._os_errors("delete", parts), self._txns.scope(record=False):
             self._delete(parts)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Self]:
+        """Group writes and deletes into one atomic unit (nestable).
+
+        Holds the directory's exclusive lock throughout, so it is isolated from other
+        processes; every change is journaled first (``journal.py``), so a crash at any point
+        leaves all of it or none. On an exception (KeyboardInterrupt included) every file and
+        directory it touched is put back as it was, byte for byte, then the exception
+        propagates.
+        """
+        with self._txns.scope(record=True):
+            yield self
 
     @contextmanager
     def _os_errors(self, verb: str, parts: Parts) -> Iterator[None]:
@@ -149,13 +163,13 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
         below ``path`` is parsed, a directory scan stops at its first value (a directory
         without values reads as missing). A corrupt value file exists (``read`` raises)."""
         parts = to_parts(path)
-        with self._lock, self._locked(exclusive=False):
-            return probe.exists(self, parts)
+        with self._lock, self._txns.locked(exclusive=False):
+            return probe.exists(self._reader, parts)
 
     def _occupied(self, path: PurePosixPath | str, ignore: frozenset[str] = frozenset()) -> bool:
         parts = to_parts(path)
-        with self._lock, self._locked(exclusive=False):
-            return probe.occupied(self, parts, ignore)
+        with self._lock, self._txns.locked(exclusive=False):
+            return probe.occupied(self._reader, parts, ignore)
 
     def check_value(self, path: PurePosixPath | str, value: Any) -> None:
         """Raise what ``write(path, value)`` would raise for the value itself (bad keys,
@@ -189,7 +203,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
         return fd
 
     def _unlink(self, parent: int, name: str) -> bool:
-        self._note(parent, name)
+        self._txns.note(parent, name)
         return unlink_at(parent, name)
 
     def _is_dir(self, parent: int, name: str) -> bool:
@@ -199,7 +213,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
             return False
 
     def _store(self, parent: int, name: str, data: bytes) -> None:
-        self._note(parent, name)
+        self._txns.note(parent, name)
         write_atomic(parent, name, data, self.durable)
 
     # write
@@ -213,7 +227,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
         try:
             for key in parts[:-1]:
                 name = self._enc(key)
-                doc = self._load(fds[-1], name + self._ext)
+                doc = self._reader.load(fds[-1], name + self._ext)
                 if doc is not MISSING:
                     return fds, doc
                 try:
@@ -244,7 +258,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
             name = self._enc(parts[-1])
             has_dir = depth == len(parts) - 1 and self._is_dir(fds[-1], name)
             if has_dir or depth < len(parts) - 1 or names.is_hashed(name):
-                self._several_steps()
+                self._txns.several_steps()
             for key in parts[depth:-1]:
                 fds.append(self._make_dir(fds[-1], self._enc(key), key))
             if names.is_hashed(name):
@@ -276,7 +290,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
     def _make_dir(self, parent: int, name: str, key: str) -> int:
         if names.is_hashed(name):
             self._store(parent, names.sidecar(name), key_bytes(key))
-        self._note(parent, name)
+        self._txns.note(parent, name)
         try:
             os.mkdir(name, dir_fd=parent)
         except FileExistsError:
@@ -291,10 +305,10 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
         if type(value) is not dict:
             raise TypeError(f"the root must be a dict, not {type(value).__name__}")
         raws = {k: self.serializer.dump_bytes(v, "/" + k) for k, v in value.items()}
-        self._several_steps()
+        self._txns.several_steps()
         fd = self._open_base()
         try:
-            current = self._load_dir(fd)
+            current = self._reader.load_dir(fd)
             for key in current.keys() - raws.keys():
                 self._remove_node(fd, self._enc(key))
             for key, raw in raws.items():
@@ -309,7 +323,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
     # delete
     def _delete(self, parts: Parts) -> None:
         if not parts:
-            self._several_steps()
+            self._txns.several_steps()
             fd = self._open_base()
             try:
                 self._clear_dir(fd)
@@ -332,7 +346,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
                 return
             name = self._enc(parts[-1])
             if self._is_dir(fds[-1], name) or any(names.is_hashed(self._enc(k)) for k in parts):
-                self._several_steps()  # a subtree, or key sidecars: more than one unlink
+                self._txns.several_steps()  # a subtree, or key sidecars: more than one unlink
             if self._remove_node(fds[-1], name):
                 self._prune(fds, parts)  # empty directories read as missing: no journal
         finally:
@@ -358,7 +372,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
         finally:
             os.close(fd)
         try:
-            self._note(parent, name)
+            self._txns.note(parent, name)
             os.rmdir(name, dir_fd=parent)
         except OSError:
             pass
@@ -381,7 +395,7 @@ class FileSystemSyncBackend(FileTransactions, FileReading, Backend):
         for i in range(len(fds) - 1, 0, -1):
             name = self._enc(parts[i - 1])
             try:
-                self._note(fds[i - 1], name)
+                self._txns.note(fds[i - 1], name)
                 os.rmdir(name, dir_fd=fds[i - 1])
             except OSError:
                 return

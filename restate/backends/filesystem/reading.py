@@ -1,5 +1,6 @@
-"""Reading the file backend's tree: value files, directories, key sidecars. A mixin of
-``FileSystemSyncBackend`` (``backend.py``), which owns the state declared here.
+"""Reading the file backend's tree: value files, directories, key sidecars. A part of
+``FileSystemSyncBackend`` (``backend.py``: its ``_reader``), which also writes through it
+(``load``, ``load_dir``) and hands it to the existence probes (``probe.py``).
 
 A file wins over a directory of the same name, a directory without values reads as
 missing, and hidden names, files of other extensions and symlinks are skipped.
@@ -8,7 +9,7 @@ missing, and hidden names, files of other extensions and symlinks are skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +21,39 @@ from ...tree import get_in
 from . import names
 from .fileio import open_dir, read_bytes
 
-__all__ = ["FileReading"]
+__all__ = ["FileReader"]
 
 
-class FileReading:
-    """``_read(parts)`` and the loaders it is built from."""
+class FileReader:
+    """``read(parts)`` and the loaders it is built from.
 
-    base_dir: Path
-    serializer: Serializer[Any]
-    _ext: str
+    Args:
+        base_dir: the root (for error messages); ``open_base()`` opens it.
+        serializer: parses value files, whose names end in ``ext``.
+        enc: a key -> its file name, without ``ext`` (the backend's cached encoder).
+    """
 
-    def _open_base(self) -> int:
-        raise NotImplementedError
+    def __init__(
+        self,
+        base_dir: Path,
+        serializer: Serializer[Any],
+        ext: str,
+        open_base: Callable[[], int],
+        enc: Callable[[str], str],
+    ) -> None:
+        self.base_dir = base_dir
+        self.serializer = serializer
+        self.ext = ext
+        self.open_base = open_base
+        self.enc = enc
 
-    def _enc(self, key: str) -> str:
-        raise NotImplementedError
-
-    def _dec(self, parent: int, name: str) -> str | None:
+    def dec(self, parent: int, name: str) -> str | None:
         if not names.is_hashed(name):
             return names.decode_name(name)
         raw = read_bytes(parent, names.sidecar(name))
         return None if raw is None else raw.decode("utf-8", "surrogatepass")
 
-    def _load(self, parent: int, name: str) -> Any:
+    def load(self, parent: int, name: str) -> Any:
         raw = read_bytes(parent, name)
         if raw is None:
             return MISSING
@@ -53,13 +64,12 @@ class FileReading:
                 f"cannot parse {name!r} below {str(self.base_dir)!r}: {exc}"
             ) from exc
 
-    # read
-    def _read(self, parts: Parts) -> Any:
-        fd = self._open_base()
+    def read(self, parts: Parts) -> Any:
+        fd = self.open_base()
         try:
             for i, key in enumerate(parts):
-                name = self._enc(key)
-                value = self._load(fd, name + self._ext)
+                name = self.enc(key)
+                value = self.load(fd, name + self.ext)
                 if value is not MISSING:
                     return get_in(value, parts, i + 1)
                 sub = open_dir(fd, name)
@@ -67,36 +77,36 @@ class FileReading:
                     return MISSING
                 fd, old = sub, fd  # swapped first: an interrupt leaks, never double-closes
                 os.close(old)
-            value = self._load_dir(fd)
+            value = self.load_dir(fd)
             return value if value or not parts else MISSING
         finally:
             os.close(fd)
 
-    def _entries(self, fd: int) -> Iterator[tuple[str | None, str, bool]]:
+    def entries(self, fd: int) -> Iterator[tuple[str | None, str, bool]]:
         """``(key, name, is_value_file)`` for each value file and directory in ``fd``; hidden
         names and files of other extensions are skipped, ``key`` is None when a name does not
         decode."""
-        ext, n = self._ext, len(self._ext)
+        ext, n = self.ext, len(self.ext)
         with os.scandir(fd) as entries:
             for entry in entries:
                 name = entry.name
                 if name[0] == ".":
                     continue
                 if name.endswith(ext) and entry.is_file(follow_symlinks=False):
-                    yield self._dec(fd, name[:-n]), name, True
+                    yield self.dec(fd, name[:-n]), name, True
                 elif entry.is_dir(follow_symlinks=False):
-                    yield self._dec(fd, name), name, False
+                    yield self.dec(fd, name), name, False
 
-    def _load_dir(self, fd: int) -> dict[str, Any]:
+    def load_dir(self, fd: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         subdirs = []
-        for key, name, is_file in self._entries(fd):
+        for key, name, is_file in self.entries(fd):
             if key is None:
                 continue
             if not is_file:
                 subdirs.append((key, name))
                 continue
-            value = self._load(fd, name)
+            value = self.load(fd, name)
             if value is not MISSING:
                 result[key] = value
         for key, name in subdirs:
@@ -105,7 +115,7 @@ class FileReading:
             sub = open_dir(fd, name)
             if sub is not None:
                 try:
-                    value = self._load_dir(sub)
+                    value = self.load_dir(sub)
                 finally:
                     os.close(sub)
                 if value:
