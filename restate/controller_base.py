@@ -202,11 +202,13 @@ class ControllerBase:
         Called before a registration that can hear another process's write takes effect and
         before its first read, so that a write landing after that read is delivered (a
         watching backend starts from the stream's end as it was when ``watch()`` returned).
-        Once started it follows until ``close()``: unsubscribing does not stop it.
+        Once started it follows until ``close()``: unsubscribing does not stop it. When
+        ``watch()`` raises (the server is down), so does the registration, registering nothing;
+        the next one tries again.
         """
-        self._hearing = True
         if self._unwatch is None and self._watch is not None and not self._closed:
             self._unwatch = self._watch(self._on_external)
+        self._hearing = True
 
     def _stop_listening(self) -> None:
         unwatch, self._unwatch = self._unwatch, None
@@ -218,7 +220,7 @@ class ControllerBase:
         """Whether this controller follows its backend's changes (other processes' writes)
         now: from the first subscription, listener, derivation or tracked function until
         ``close()``. Always False on a backend without ``watch()`` (the memory, file and
-        SQLite stores, where this process is the only writer it can hear)."""
+        SQLite stores: they do not report other processes' writes)."""
         return self._unwatch is not None
 
     def _read_root(self, parts: Parts) -> Any:

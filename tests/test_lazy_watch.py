@@ -23,6 +23,7 @@ class Watched:
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.starts = self.stops = 0
+        self.down = False  # watch() raises, as when the server cannot be reached
         self.handlers: list[Callable[[list[tuple[Any, ...]]], Any]] = []
 
     def read(self, path: Any, default: Any = None) -> Any:
@@ -35,6 +36,8 @@ class Watched:
         self.data.pop(str(path), None)
 
     def watch(self, on_changes: Callable[[list[tuple[Any, ...]]], Any]) -> Callable[[], None]:
+        if self.down:
+            raise ConnectionError("the server is down")
         self.starts += 1
         self.handlers.append(on_changes)
 
@@ -223,3 +226,20 @@ def test_stores_without_watch_work_as_before_and_never_follow(make, tmp_path):
     controller.close()
     controller.set_state("/a", 2)  # close() only stops following: writes still notify
     assert heard == [1, 2]
+
+
+def test_a_failing_watch_fails_the_registration_which_registers_nothing_and_the_next_retries():
+    store = Watched()
+    store.down = True
+    controller = ControllerSync(store)
+    heard: list[Any] = []
+    with pytest.raises(ConnectionError, match="down"):
+        controller.subscribe("/a", lambda e: heard.append(e.new_value))
+    assert not controller.following
+    controller.set_state("/a", 1)
+    assert heard == [], "the failed subscribe registered its callback"
+    store.down = False
+    controller.subscribe("/a", lambda e: heard.append(e.new_value))
+    assert controller.following and store.starts == 1
+    joined(store.remote("/a", 2))
+    assert heard == [2]
