@@ -60,13 +60,12 @@ class FileTransactions:
     def locked(self, exclusive: bool) -> Iterator[None]:
         """Hold the directory lock; the first holder undoes what a killed process left."""
         depth = self.dirlock.depth
+        # One try from the acquire to the yield: with two, a KeyboardInterrupt landing on
+        # the second ``try:`` (after the acquire, outside both) kept the lock held for good,
+        # and every other process waited on it (tests/interrupt_points.py found it).
         try:
             if self.dirlock.acquire(exclusive):
                 self.recover()
-        except BaseException:
-            self.dirlock.release_to(depth)
-            raise
-        try:
             yield
         finally:
             self.dirlock.release_to(depth)

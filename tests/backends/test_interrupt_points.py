@@ -1,0 +1,59 @@
+"""A KeyboardInterrupt at every executed line of restate's code during set_state, a batch
+of several writes with subscribers, update() and delete, on every sync store: the state is
+old or new (all-or-nothing), the events heard agree with it, no transaction, journal or lock
+is left behind, closing an abandoned generator raises nothing, and later operations work.
+The harness is ``tests/interrupt_points.py``.
+
+The default run tries a seeded random share of the points on memory and SQLite;
+``RESTATE_ALL_POINTS=1`` tries every point of every case, files, caching and hybrid included
+(minutes; those still have open findings, marked xfail). ``RESTATE_POINTS_FDS=1`` also counts file descriptors (open issue: a few
+interrupt points of the file backend leak one, see docs/backends.md#limits)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.interrupt_points import OPERATIONS, STORES, run_points
+
+ALL = os.environ.get("RESTATE_ALL_POINTS") == "1"
+# share of the points tried in the default run (a point is ~5-15 ms under load)
+SHARE = {"memory": 0.08, "sqlite": 0.03}
+OPEN = pytest.mark.xfail(
+    run=ALL,
+    strict=False,
+    reason="open findings of this harness, not fixed yet: on files an interrupt in the read "
+    "after a batch's commit can leave the directory's read lock held; on a cache, an "
+    "interrupt between the cache's change and its pending operation leaves the cache "
+    "showing a value the store never gets; runs with RESTATE_ALL_POINTS=1",
+)
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_an_interrupt_at_any_line_leaves_the_store_old_or_new_and_usable(
+    store: str, operation: str, tmp_path: Path
+) -> None:
+    share = 1.0 if ALL else SHARE[store]
+    check(store, operation, tmp_path, share)
+
+
+@OPEN
+@pytest.mark.slow
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize("store", ["files", "caching", "hybrid"])
+def test_an_interrupt_at_any_line_of_a_file_cache_or_hybrid_store_leaves_it_old_or_new(
+    store: str, operation: str, tmp_path: Path
+) -> None:
+    check(store, operation, tmp_path, 1.0)
+
+
+def check(store: str, operation: str, tmp_path: Path, share: float) -> None:
+    outcome = run_points(STORES[store], OPERATIONS[operation], tmp_path, share, seed=14)
+    assert not outcome.failures, (
+        f"{len(outcome.failures)}+ of {outcome.tried} interrupt points failed "
+        f"({outcome.points} line events):\n" + "\n".join(outcome.failures)
+    )
+    assert outcome.landed >= outcome.tried // 2, outcome  # the interrupts did land
