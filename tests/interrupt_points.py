@@ -375,7 +375,7 @@ def run_points(
         run = Run(make(where))
         try:
             with _unraisable() as raised:
-                at = interrupt_at(lambda: operation(run.c), k)
+                at = interrupt_at(lambda: operation(run.c), k)  # noqa: B023 - called here
                 landed += at is not None
                 check_point(run, old, new)
                 run.close()
@@ -383,8 +383,9 @@ def run_points(
             assert not raised, f"raised while being finalised: {raised}"
             left = open_fds() - fds if CHECK_FDS else set()
             assert not left, f"file descriptors left open after close(): {sorted(left)}"
-        except Exception as exc:  # noqa: BLE001 - reported with the point it failed at
-            failures.append(f"point {k} {points[k][0]}:{points[k][1]}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # reported with the point it failed at
+            at_k = f"{points[k][0]}:{points[k][1]}" if k < len(points) else "?"
+            failures.append(f"point {k} {at_k}: {type(exc).__name__}: {exc}")
             if len(failures) >= max_failures:
                 break
         finally:

@@ -6,8 +6,8 @@ The harness is ``tests/interrupt_points.py``.
 
 The default run tries a seeded random share of the points on memory and SQLite;
 ``RESTATE_ALL_POINTS=1`` tries every point of every case, files, caching and hybrid included
-(minutes; those still have open findings, marked xfail). ``RESTATE_POINTS_FDS=1`` also counts file descriptors (open issue: a few
-interrupt points of the file backend leak one, see docs/backends.md#limits)."""
+(minutes; those still have open findings, marked xfail). ``RESTATE_POINTS_FDS=1`` also
+counts file descriptors (open: a few interrupt points of the file backend leak one)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ import fcntl
 import os
 import random
 import signal
-import statistics
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
