@@ -2,7 +2,9 @@
 controller write against a raw HSET, and the longest server-blocking command of a
 100,000-leaf read. Starts its own redis-server (stopped by pid).
 
-Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick]``
+Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick] [--writers | --fanout]``
+(``--writers``: only the writer rows -- write cost, writer scaling, big writes; ``--fanout``:
+only the fan-out rows, each with the load average it ran under)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from restate import ControllerSync  # noqa: E402
 from restate.backends.redis import RedisBackend  # noqa: E402
+from restate.backends.redis.xread import HIREDIS  # noqa: E402
 from tests.redis_fixture import start_redis_server  # noqa: E402
 
 SUBSCRIBER = """
@@ -206,25 +209,65 @@ def big_read(url: str, leaves: int) -> str:
     )
 
 
+def big_write(url: str, leaves: int) -> str:
+    """The longest server command while one write replaces, then one delete removes, a
+    subtree of ``leaves`` leaves (10 directories)."""
+    raw = redis.Redis.from_url(url, decode_responses=True)
+    tree = {f"d{d}": {f"k{i}": i for i in range(leaves // 10)} for d in range(10)}
+    out = []
+    with RedisBackend(url, "bigw") as backend:
+        backend.write("/t", {"old": 1})
+        for name, step in (("rewrite", lambda: backend.write("/t", tree)),
+                           ("delete", lambda: backend.delete("/t"))):  # fmt: skip
+            raw.config_set("slowlog-log-slower-than", 0)
+            raw.slowlog_reset()
+            started = time.perf_counter()
+            step()
+            took = time.perf_counter() - started
+            log = raw.slowlog_get(1000)
+            raw.config_set("slowlog-log-slower-than", 10_000)
+            top = max(log, key=lambda entry: entry["duration"])
+            out.append(
+                f"{name} {took * 1e3:.0f} ms, longest command {top['duration'] / 1e3:.1f} ms"
+            )
+    raw.close()
+    return f"one write of {leaves:,} leaves: " + "; ".join(out)
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     server = start_redis_server(Path(tempfile.mkdtemp(prefix="bench-redis-")))
     lines: list[str] = []
     try:
         url = server.url
-        lines.append(write_cost(url, 2000 if quick else 5000))
-        for n in (1, 4) if quick else (1, 4, 16, 32):
-            lines.append(fan_out(url, n, 300, 0.01))
-            lines.append(fan_out(url, n, 2000, None))
+        fanout_only = "--fanout" in sys.argv
+        if not fanout_only:
+            lines.append(write_cost(url, 2000 if quick else 5000))
+        sizes = () if "--writers" in sys.argv else (1, 4) if quick else (1, 4, 16, 32)
+        # paced rows first: an unpaced row's N busy processes linger in the load average
+        for pace in (0.01, None):
+            for n in sizes:
+                before = load()  # (the 1-minute load average, read before the row)
+                lines.append(f"{fan_out(url, n, 300 if pace else 2000, pace)}; load {before}")
+        if fanout_only:
+            return
         for w in (1, 4, 8):
             for distinct in (False, True):
                 lines.append(writers(url, w, distinct, 1.0 if quick else 2.0))
         lines.append(big_read(url, 100_000))
+        lines.append(big_write(url, 100_000))
     finally:
         server.stop()
-    print("Redis on loopback (one local redis-server; writers and subscribers are processes)")
-    for line in lines:
-        print(" ", line)
+        parser = "with hiredis" if HIREDIS else "without hiredis"
+        print(f"Redis on loopback (one local redis-server; writers and subscribers are processes;"
+              f" redis-py {redis.__version__} {parser})")  # fmt: skip
+        for line in lines:
+            print(" ", line)
+
+
+def load() -> str:
+    """The 1-minute load average: how much else the two cores were doing."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 if __name__ == "__main__":

@@ -156,9 +156,9 @@ class ControllerAsync(ControllerBase):
         if unwatch is not None:
             unwatch()
 
-    def _on_external(self, raw: Iterable[tuple[Any, Any, Any]]) -> None:
+    def _on_external(self, raw: Iterable[tuple[Any, ...]]) -> None:
         """Called by a watching backend, possibly from another thread."""
-        changes = [Change(to_parts(path), prev, new) for path, prev, new in raw]
+        changes = [Change(to_parts(c[0]), *c[1:4]) for c in raw]  # (path, prev, new[, payload])
         loop = self._loop
         if loop is None:  # not yet used on a loop: react when it first is
             self._early.append(changes)

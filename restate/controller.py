@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
-from ._engine.direct import set_direct
+from ._engine.direct import deliver_external, set_direct
 from ._engine.engine import Engine
 from ._engine.requests import (
     BEGIN,
@@ -123,10 +123,15 @@ class ControllerSync(ControllerBase):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _on_external(self, raw: Iterable[tuple[Any, Any, Any]]) -> None:
-        changes = [Change(to_parts(path), prev, new) for path, prev, new in raw]
+    def _on_external(self, raw: list[tuple[Any, ...]]) -> None:
         try:
             with self._lock:
+                if len(raw) == 1 and not (self._owners or self._txns):  # one remote commit
+                    path, prev, new, *payload = raw[0]  # heard by plain subscriptions only:
+                    parts, extra = to_parts(path), payload[0] if payload else None  # no round
+                    if deliver_external(self._engine, parts, prev, new, extra):
+                        return
+                changes = [Change(to_parts(c[0]), *c[1:4]) for c in raw]
                 self._drive(self._engine.external(changes))
         except Exception:
             log.exception("a callback failed while reacting to another process's write")

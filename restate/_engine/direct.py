@@ -48,7 +48,7 @@ from .tracking import Footprint, record_write
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["set_direct"]
+__all__ = ["deliver_external", "set_direct"]
 
 
 def set_direct(
@@ -152,6 +152,36 @@ def _written(
         return True
     _deliver(engine, heard, parts, old, new, payload)
     return True
+
+
+def deliver_external(engine: Engine, parts: Parts, old: Any, new: Any, payload: Any) -> bool:
+    """``Engine.external`` for one change another process made, when only plain
+    subscriptions (a ``Route``) or nobody hear its path: delivered from the route as a
+    local write's would be, without planning. False (nothing done): take the engine's round.
+
+    A watching backend's follower calls this once per remote commit, so its cost is most of
+    what a subscriber process spends per delivery (docs/backends.md, "Delivery").
+    """
+    if engine.batches.depth or not engine.direct_writes:
+        return False
+    heard = engine.audience.known.get(parts)
+    if heard is None:
+        heard = engine.audience.route(parts)
+    if heard is True or (heard is not False and heard.below and _dicts(old, new)):
+        return False
+    if heard is False and not engine.listeners:
+        return True
+    scheduler = engine.scheduler
+    scheduler.external = True  # what a tracked function a callback wakes reports as its cause
+    try:
+        _deliver(engine, heard or None, parts, old, new, payload)
+    finally:
+        scheduler.external = False
+    return True
+
+
+def _dicts(old: Any, new: Any) -> bool:
+    return type(old) is dict or type(new) is dict
 
 
 def _write_blind(engine: Engine, parts: Parts, value: Any) -> bool:

@@ -21,9 +21,10 @@ Optional capabilities, found with ``getattr`` and never required:
 ``watch(on_changes) -> unwatch``
     For backends shared by several processes (Redis). ``on_changes`` is called, from any
     thread, with a list of ``(path, prev_value, new_value)`` for writes made *by other
-    processes* (``MISSING`` for a missing node); the controller then runs its subscriptions,
-    derivations and tracked functions as if the writes were local. Returns a callable that
-    stops watching.
+    processes* (``MISSING`` for a missing node), optionally with a fourth element, the
+    ``payload`` of the events (Redis marks a resync's changes with it); the controller then
+    runs its subscriptions, derivations and tracked functions as if the writes were local.
+    Returns a callable that stops watching.
 
 ``exists(path) -> bool`` (``async def`` on an ``AsyncBackend``)
     Exactly ``read(path, MISSING) is not MISSING``, answered without reading the subtree

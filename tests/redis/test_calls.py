@@ -49,7 +49,7 @@ def test_a_connection_the_server_closed_is_reopened_once_and_the_write_applied_o
     backend.write("/n", 0)
     killed = 0
     for client in raw.client_list():
-        if client["name"] == "" and client["cmd"] == "evalsha":
+        if client["name"] == "" and client["cmd"] == "fcall":
             killed += raw.client_kill_filter(_id=client["id"])
     assert killed == 1
     entries = raw.xlen(f"{{{prefix}}}:changes")
@@ -97,3 +97,17 @@ def test_a_follower_reads_the_stream_in_either_protocol(url, prefix, other, prot
         while seen[-1][-1] != ("/a/b", 1, 2):
             seen.append(got.get(timeout=30))
         assert [c for call in seen for c in call] == [("/a", MISSING, {"b": 1}), ("/a/b", 1, 2)]
+
+
+def test_a_command_is_packed_byte_for_byte_as_redis_py_packs_it_unicode_and_numbers_included():
+    from redis.connection import PythonRespSerializer
+
+    from restate.backends.redis.calls import pack
+
+    words = ["FCALL", "f", "1", "{k}:changes", "", "é✓ naïve", 5, "/a/b", '{"x":"\\u00e9"}']
+
+    def encode(word: object) -> bytes:
+        return word if isinstance(word, bytes) else str(word).encode()
+
+    expected = b"".join(PythonRespSerializer(65536, encode).pack(*words))
+    assert pack(words) == expected

@@ -17,7 +17,8 @@ from redis.cluster import RedisCluster
 
 from restate import ControllerSync
 from restate.backends.base import MISSING
-from restate.backends.redis import RedisAsyncBackend, RedisBackend
+from restate.backends.redis import RESYNCED, RedisAsyncBackend, RedisBackend
+from restate.backends.redis.scripts import LIBRARY_NAME
 from restate.errors import BackendError
 from tests.redis_fixture import RedisClusterServers, start_redis_cluster
 
@@ -110,6 +111,30 @@ def primary_of(cluster: RedisClusterServers, key: str) -> tuple[int, int]:
     raise AssertionError(f"no shard with a replica serves {key!r}")
 
 
+def test_the_functions_library_is_on_every_master_and_replica_and_reloaded_once_deleted(cluster):
+    def everywhere() -> bool:
+        for node in cluster.nodes:
+            client = redis.Redis(port=node.port, decode_responses=True)
+            try:
+                listed = [dict(zip(x[::2], x[1::2], strict=True)) for x in client.function_list()]
+            finally:
+                client.close()
+            if LIBRARY_NAME not in [lib["library_name"] for lib in listed]:
+                return False
+        return True
+
+    with RedisBackend(cluster.url, name()) as backend:
+        backend.write("/n", 1)
+        deadline = time.monotonic() + 20
+        while not everywhere():  # replicas receive the library asynchronously
+            assert time.monotonic() < deadline, "the library did not reach every node"
+            time.sleep(0.05)
+        backend._client.function_delete(LIBRARY_NAME)  # every master (and replica) forgets it
+        assert backend.swap("/n", 2) == 1
+        assert backend._library.functions is True
+        assert backend.read("/n") == 2
+
+
 def test_a_failover_of_the_shard_holding_a_tree_loses_no_write_and_no_event(cluster):
     prefix = name()
     with RedisBackend(cluster.url, prefix) as writer, RedisBackend(cluster.url, prefix) as reader:
@@ -188,11 +213,12 @@ def test_killing_the_master_of_a_tree_promotes_its_replica_and_its_followers_cat
                 time.sleep(0.1)
         writer.write("/n", 2)
         value: object = 0
-        while value != 2:  # each event follows the last, or one resync restates the tree
-            [(path, prev, new)] = got.get(timeout=30)
-            if path == "/":
-                assert prev is MISSING and "n" in new
-                value = new["n"]
+        while value != 2:  # each event follows the last, or one resync restates what changed
+            [change] = got.get(timeout=30)
+            path, prev, new = change[:3]
+            if len(change) == 4:  # (or the whole tree, when it cannot tell what changed)
+                assert change[3] is RESYNCED and prev is MISSING
+                value = new["n"] if path == "/" else new
             else:
                 assert (path, prev) == ("/n", value)
                 value = new

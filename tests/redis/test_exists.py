@@ -48,7 +48,7 @@ def test_occupied_is_one_script_reading_no_subtree(backend, raw):
     assert backend._occupied("/big", frozenset({"1", "2"})) is True
     assert backend._occupied("/", frozenset({"big"})) is False
     stats = calls(raw)
-    assert stats["evalsha"] == 2 and "eval" not in stats
+    assert stats["fcall"] == 2 and "eval" not in stats and "evalsha" not in stats
     assert "hgetall" not in stats and "hscan" not in stats and stats["hlen"] == 2
 
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from restate.backends.base import MISSING
-from restate.backends.redis import RedisBackend
+from restate.backends.redis import RESYNCED, RedisBackend
 from restate.errors import BackendError
 from tests.redis_fixture import start_redis_server
 
@@ -83,28 +83,63 @@ def test_a_follower_catches_up_after_the_server_restarts_with_its_data(tmp_path)
         server.stop()
 
 
-def test_a_follower_that_missed_trimmed_entries_gets_the_whole_tree_once(url, prefix, backend):
+def test_a_follower_that_missed_trimmed_entries_gets_what_changed_since_once(url, prefix, backend):
+    got: queue.Queue = queue.Queue()
+    hold, busy = threading.Event(), threading.Event()
+
+    def slow_handler(changes):
+        got.put(changes)
+        if hold.is_set():
+            busy.wait(5)  # the follower reads nothing while its handler runs
+
+    unwatch = backend.watch(slow_handler)
+    with RedisBackend(url, prefix, stream_maxlen=10) as writer:
+        writer.write("/kept", {"a": 1})
+        assert drain(got, 1) == [[("/kept", MISSING, {"a": 1})]]
+        hold.set()
+        writer.write("/n", 0)
+        assert drain(got, 1) == [[("/n", MISSING, 0)]]
+        with writer.transaction():
+            writer.write("/other", "x")
+            writer.write("/other2", {"deep": 1})
+        for i in range(1, 400):
+            writer.write("/n", i)
+        writer.write("/other2/deep", 2)  # under a path already changed: delivered with it
+        busy.set()
+        [resync] = drain(got, 1)
+        assert sorted(resync) == [  # marked: their prev values are not known any more
+            ("/n", MISSING, 399, RESYNCED),
+            ("/other", MISSING, "x", RESYNCED),
+            ("/other2", MISSING, {"deep": 2}, RESYNCED),
+        ]
+        writer.write("/n", 400)
+        assert drain(got, 1) == [[("/n", 399, 400)]]
+    time.sleep(0.1)
+    assert got.empty()
+    unwatch()
+
+
+def test_a_follower_behind_what_the_change_index_remembers_gets_the_whole_tree_once(
+    url, prefix, backend, raw
+):
     got: queue.Queue = queue.Queue()
     busy = threading.Event()
 
     def slow_handler(changes):
         got.put(changes)
-        busy.wait(5)  # the follower reads nothing while its handler runs
+        busy.wait(5)
 
     unwatch = backend.watch(slow_handler)
-    with RedisBackend(url, prefix, stream_maxlen=10) as writer:
+    with RedisBackend(url, prefix, stream_maxlen=1) as writer:  # remembers ~10 paths
         writer.write("/n", 0)
         assert drain(got, 1) == [[("/n", MISSING, 0)]]
-        with writer.transaction():
-            writer.write("/other", "x")
-        for i in range(1, 400):
-            writer.write("/n", i)
+        for i in range(150):  # past sequence number 100: the oldest paths are dropped
+            writer.write(f"/p{i}", i)
+        assert raw.zcard(f"{{{prefix}}}:since") < 151
+        assert int(raw.get(f"{{{prefix}}}:floor")) > 1  # the follower's last: 1
         busy.set()
-        assert drain(got, 1) == [[("/", MISSING, {"n": 399, "other": "x"})]]
-        writer.write("/n", 400)
-        assert drain(got, 1) == [[("/n", 399, 400)]]
-    time.sleep(0.1)
-    assert got.empty()
+        [[(path, prev, tree, payload)]] = drain(got, 1)
+        assert (path, prev, len(tree), payload) == ("/", MISSING, 151, RESYNCED)
     unwatch()
 
 
@@ -119,9 +154,33 @@ def test_a_server_restarted_without_its_data_makes_followers_start_over(tmp_path
             assert drain(got, 2) == [[("/n", MISSING, 1)], [("/n", 1, 2)]]
             server.restart()
             writer.write("/m", 1)
-            assert drain(got, 1) == [[("/", MISSING, {"m": 1})]]
+            assert drain(got, 1) == [[("/", MISSING, {"m": 1}, RESYNCED)]]
             writer.write("/m", 2)
             assert drain(got, 1) == [[("/m", 1, 2)]]
             unwatch()
     finally:
         server.stop()
+
+
+def test_a_follower_resyncs_the_whole_tree_when_the_change_index_began_after_its_last_entry(
+    url, prefix, backend, raw
+):
+    got: queue.Queue = queue.Queue()
+    busy = threading.Event()
+
+    def slow_handler(changes):
+        got.put(changes)
+        busy.wait(5)
+
+    unwatch = backend.watch(slow_handler)
+    with RedisBackend(url, prefix, stream_maxlen=1) as writer:
+        writer.write("/n", 0)
+        assert drain(got, 1) == [[("/n", MISSING, 0)]]
+        writer.write("/gone", 1)
+        raw.delete(f"{{{prefix}}}:since")  # evicted, or a tree written before it existed
+        for i in range(1, 300):  # (the stream is trimmed by whole nodes of ~100 entries)
+            writer.write("/n", i)
+        busy.set()
+        [[(path, prev, tree, payload)]] = drain(got, 1)  # not just /n: /gone is unknown
+        assert (path, prev, tree, payload) == ("/", MISSING, {"n": 299, "gone": 1}, RESYNCED)
+    unwatch()

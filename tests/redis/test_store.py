@@ -21,7 +21,9 @@ def hashes(raw: redis.Redis, prefix: str) -> dict[str, dict[str, str]]:
 
 def scripts_run(raw: redis.Redis) -> int:
     stats = raw.info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+    return sum(
+        stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("fcall", "evalsha", "eval")
+    )
 
 
 def test_a_dict_written_at_a_path_becomes_a_subtree_readable_at_every_level(backend):
@@ -105,7 +107,8 @@ def test_deleting_removes_the_subtree_and_a_missing_path_is_a_no_op(backend, raw
     backend.delete("/")
     assert backend.read("/") == {}
     last_write = f"{{{prefix}}}:w:{backend.origin}"  # expires after a minute
-    assert keys_of(raw, prefix) == {f"{{{prefix}}}:changes", f"{{{prefix}}}:seq", last_write}
+    kept = {f"{{{prefix}}}:{name}" for name in ("changes", "seq", "since", "floor")}  # resyncs
+    assert keys_of(raw, prefix) == {*kept, last_write}
 
 
 def test_each_directory_is_one_hash_and_overwriting_a_subtree_drops_its_hashes(
@@ -114,8 +117,10 @@ def test_each_directory_is_one_hash_and_overwriting_a_subtree_drops_its_hashes(
     backend.write("/users", {"1": {"name": "ann", "tags": {"x": 1}}, "2": {"name": "bob"}})
     n = f"{{{prefix}}}:n:"
     assert keys_of(raw, prefix) == {
-        f"{{{prefix}}}:changes", f"{{{prefix}}}:seq", n + "/", n + "/users", n + "/users/1",
-        n + "/users/1/tags", n + "/users/2", f"{{{prefix}}}:w:{backend.origin}",
+        f"{{{prefix}}}:changes", f"{{{prefix}}}:seq", f"{{{prefix}}}:since",
+        f"{{{prefix}}}:floor", n + "/",
+        n + "/users", n + "/users/1", n + "/users/1/tags", n + "/users/2",
+        f"{{{prefix}}}:w:{backend.origin}",
     }  # fmt: skip
     assert raw.hget(n + "/users/1", "name") == '"ann"'
     backend.write("/users/1", "gone")

@@ -115,3 +115,39 @@ def test_a_controller_runs_subscribers_derivations_and_tracked_functions_for_oth
     ]
     assert other.read("/count") == 1
     controller.close()
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "redis-py"])
+def test_a_follower_reads_the_same_with_or_without_hiredis(url, prefix, other, monkeypatch, parser):
+    from restate.backends.redis import xread
+
+    if parser == "redis-py":
+        monkeypatch.setattr(xread, "HIREDIS", False)
+    elif not xread.HIREDIS:
+        pytest.skip("hiredis is not installed")
+    with RedisBackend(url, prefix) as store:
+        got, unwatch = collect(store)
+        other.write("/a", {"b": [1, "é"]})
+        other.write("/a/c", None)
+        assert got.get(timeout=30) == [("/a", MISSING, {"b": [1, "é"]})]
+        assert got.get(timeout=30) == [("/a/c", MISSING, None)]
+        started = time.monotonic()
+        unwatch()  # the follower blocks in XREAD (no socket timeout): stop() wakes it
+        assert time.monotonic() - started < 5
+
+
+def test_a_follower_works_over_a_unix_socket(tmp_path):
+    from tests.redis_fixture import RedisServer
+
+    path = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path, extra=("--unixsocket", str(path), "--unixsocketperm", "700"))
+    server.start()
+    try:
+        url = f"unix://{path}?db=0"
+        with RedisBackend(url, "sock") as store, RedisBackend(url, "sock") as writer:
+            got, unwatch = collect(store)
+            writer.write("/a", 1)
+            assert got.get(timeout=30) == [("/a", MISSING, 1)]
+            unwatch()
+    finally:
+        server.stop()

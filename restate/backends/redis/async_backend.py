@@ -7,7 +7,7 @@ import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aredis
@@ -19,6 +19,8 @@ from ...paths import to_parts
 from ..base import AsyncBackend
 from .async_clients import check_async_client, describe_async, drop_async_client, sync_settings
 from .core import Exchange
+from .driving import adrive, call
+from .library import AsyncClientScripts
 from .shell import Shell, client_options
 
 __all__ = ["RedisAsyncBackend"]
@@ -60,6 +62,9 @@ class RedisAsyncBackend(Shell, AsyncBackend):
             return aredis.RedisCluster.from_url(self.url, **options)
         options["retry"] = AsyncRetry(ExponentialBackoff(cap=0.05, base=0.01), 1)
         return aredis.Redis.from_url(self.url, **options)
+
+    def _script_runner(self) -> Any:
+        return AsyncClientScripts(self._client, self._library)
 
     def _check_client(self, client: Any) -> None:
         check_async_client(client)
@@ -134,32 +139,13 @@ class RedisAsyncBackend(Shell, AsyncBackend):
     async def _run(self, op: Exchange[T]) -> T:
         if not self._home:
             self._home.append(asyncio.get_running_loop())
-        reply, error = None, None
-        while True:
-            try:
-                command = op.send(reply) if error is None else op.throw(error)
-            except StopIteration as stop:
-                return cast(T, stop.value)  # what the generator returned: its Exchange[T]
-            try:
-                reply, error = await self._execute(command), None
-            except BaseException as exc:
-                reply, error = None, exc
+        return await adrive(op, self._execute)
 
     async def _execute(self, command: tuple[Any, ...]) -> Any:
-        kind = command[0]
+        if command[0] == "renew":
+            return self._start_renewer()
         try:
-            client = self._client
-            if kind == "eval":
-                return await self._scripts[command[1]](keys=self._keys, args=command[2])
-            if kind == "blpop":
-                return await client.blpop([command[1]], timeout=max(command[2], 0.001))
-            if kind == "get":
-                return await client.get(command[1])
-            if kind == "hget":
-                return await client.hget(command[1], command[2])
-            if kind == "hscan":
-                return await client.hscan(command[1], command[2], count=command[3])
-            return await client.hexists(command[1], command[2])
+            return await call(self._client, self._scripts, self._keys, command)
         except redis.RedisError as exc:
             raise self._error(exc) from exc
         except BaseException:

@@ -42,7 +42,8 @@ from ...missing import MISSING
 from ...paths import to_parts
 from ..base import Backend
 from .core import Exchange
-from .follower import disconnect, drive, execute
+from .driving import call, drive
+from .follower import disconnect
 from .shell import Shell
 
 __all__ = ["RedisBackend"]
@@ -59,7 +60,11 @@ class RedisBackend(Shell, Backend):
         prefix: names the tree; every key starts with ``{prefix}`` (a cluster hash tag).
         client: a ready ``redis.Redis`` or ``redis.cluster.RedisCluster`` (with
             ``decode_responses=True``) instead of ``url``; ``close()`` leaves it open.
-        stream_maxlen: approximate bound of the change stream, in entries.
+        stream_maxlen: bound of the change stream, in entries (approximate, unless
+            ``stream_maxbytes`` is given).
+        stream_maxbytes: bound of the change stream, in bytes of its entries (at least
+            1024; default: none); with it both bounds are kept exactly (docs/backends.md,
+            "Sizing the stream").
         connect_timeout: seconds to wait for a connection.
         socket_timeout: seconds to wait for a reply.
         lease_timeout: seconds a transaction's leases live without renewal (they are renewed
@@ -133,10 +138,12 @@ class RedisBackend(Shell, Backend):
         return drive(op, self._execute)
 
     def _execute(self, command: tuple[Any, ...]) -> Any:
+        if command[0] == "renew":
+            return self._start_renewer()
         try:
             if self._calls is not None and command[0] == "eval":
                 return self._calls.call(command[1], command[2])
-            return execute(self._client, self._scripts, self._keys, command)
+            return call(self._client, self._scripts, self._keys, command)
         except redis.RedisError as exc:
             raise self._error(exc) from exc
         except BaseException:

@@ -1,16 +1,17 @@
 """Script calls on a plain ``redis.Redis`` without redis-py's per-command machinery.
 
-Every read and write of the backend is one EVALSHA of ~20 short string arguments. Through
-``Script.__call__`` redis-py spends more client CPU around that call than the call itself:
-it encodes each argument with a chain of isinstance checks, checks a connection out of its
-pool (peeking at the socket for stale data) and back in, and wraps it all in retry and
-metrics layers (profiled: ~45 % of a controller write's client CPU). Here a backend keeps a
-few connections of the client's pool checked out, packs the command itself (its arguments
-are always ``str``) and reads the reply with the connection's own parser.
+Every read and write of the backend is one FCALL (or EVALSHA, see ``library.py``) of ~20
+short string arguments. Through ``Script.__call__`` redis-py spends more client CPU around
+that call than the call itself: it encodes each argument with a chain of isinstance checks,
+checks a connection out of its pool (peeking at the socket for stale data) and back in, and
+wraps it all in retry and metrics layers (profiled: ~45 % of a controller write's client
+CPU). Here a backend keeps a few connections of the client's pool checked out, packs the
+command itself (its arguments are always ``str``) and reads the reply with the connection's
+own parser.
 
 What redis-py did that still holds: one retry after a connection error (safe: every write
-carries a write id, so a retried write is applied once), loading a script the server
-forgot (``NOSCRIPT`` after a restart or ``SCRIPT FLUSH``), and a connection interrupted
+carries a write id, so a retried write is applied once), loading the library or a script
+the server lacks (after a restart or a flush; ``library.py``), and a connection interrupted
 between sending and reading (Ctrl-C) is dropped, never reused with a reply still due.
 """
 
@@ -21,7 +22,8 @@ import time
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
+
+from .library import Library
 
 __all__ = ["ScriptCalls"]
 
@@ -29,20 +31,22 @@ RETRY_PAUSE = 0.01  # seconds before the one retry (what the clients we make wai
 
 
 def pack(words: list[Any]) -> bytes:
-    """The RESP encoding of a command (its words are ``str``, or numbers)."""
-    out = [f"*{len(words)}\r\n".encode()]
+    """The RESP encoding of a command (its words are ``str``, or numbers): built as text and
+    encoded once; a word's byte length is its length unless it is not ASCII."""
+    out = [f"*{len(words)}\r\n"]
+    append = out.append
     for word in words:
-        data = (word if type(word) is str else str(word)).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
+        text = word if type(word) is str else str(word)
+        append(f"${len(text) if text.isascii() else len(text.encode())}\r\n{text}\r\n")
+    return "".join(out).encode()
 
 
 class ScriptCalls:
-    """EVALSHA of registered scripts on connections checked out of ``client``'s pool."""
+    """Script calls (``library.py``) on connections checked out of ``client``'s pool."""
 
-    def __init__(self, client: redis.Redis, sources: dict[str, str], key: str) -> None:
+    def __init__(self, client: redis.Redis, library: Library, key: str) -> None:
         self._pool = client.connection_pool
-        self._scripts = {name: client.register_script(s) for name, s in sources.items()}
+        self.library = library
         self._key = key
         self._idle: list[Any] = []  # list.pop/append are atomic: no lock on the hot path
         self._lock = threading.Lock()  # guards _held and closing only
@@ -50,15 +54,11 @@ class ScriptCalls:
         self._closed = False
 
     def call(self, name: str, args: list[Any]) -> Any:
-        script = self._scripts[name]
-        words = ["EVALSHA", script.sha, "1", self._key, *args]
         conn = self._checkout()
         try:
-            try:
-                reply = self._roundtrip(conn, words)
-            except NoScriptError:
-                self._roundtrip(conn, ["SCRIPT", "LOAD", script.script])
-                reply = self._roundtrip(conn, words)
+            reply = self.library.call(
+                lambda words: self._roundtrip(conn, words), name, self._key, args
+            )
         except redis.ResponseError:  # the whole reply was read: the connection is fine
             self._idle.append(conn)
             raise

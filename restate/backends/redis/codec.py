@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.scanner
 from typing import Any
 
 from ...errors import PathConflictError
@@ -15,6 +16,9 @@ __all__ = ["MARK", "conflict_error", "decode_changes", "encode_delete", "encode_
 MARK = "\0"  # the field value of a child directory: a NUL byte is never valid JSON
 
 _json_key = json.JSONEncoder(ensure_ascii=False).encode
+# the C scanner without json.loads' wrappers (two regex matches for surrounding whitespace):
+# stream entries are written by our own scripts, a JSON array from its first character
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 def encode_write(parts: Parts, value: Any) -> list[str]:
@@ -97,5 +101,5 @@ def decode_changes(fields: dict[str, str], origin: str) -> list[tuple[str, Any, 
     """The changes of one stream entry, or None when ``origin`` wrote it (already seen)."""
     if fields.get("o") == origin:
         return None
-    entries = json.loads(fields.get("c", "[]"))
+    entries = _scan(fields.get("c", "[]"), 0)[0]
     return [(c["p"], c.get("o", MISSING), c.get("n", MISSING)) for c in entries]

@@ -1,14 +1,15 @@
 """Sans-IO operations of the Redis backends, shared by the sync and the async twin.
 
 Each operation is a generator that yields Redis commands and receives their replies, so
-``RedisBackend`` drives it with blocking calls and ``RedisAsyncBackend`` with awaits; the
-logic exists once. Commands:
+``RedisBackend`` drives it with blocking calls and ``RedisAsyncBackend`` with awaits
+(``driving.py``: one dispatch, two thin drivers); the logic exists once. Commands:
 
 - ``("eval", name, args)``: run the Lua script ``name`` (see ``scripts.py``) with its one
   declared key, the stream; reply back;
 - ``("hexists", key, field)``, ``("hget", key, field)``, ``("get", key)``,
-  ``("hscan", key, cursor, count)``: those commands;
-- ``("blpop", key, seconds)``: wait for a wake-up pushed by a released lease.
+  ``("hscan", key, cursor, count)``, ``("zrangebyscore", key, min, max)``: those commands;
+- ``("blpop", key, seconds)``: wait for a wake-up pushed by the release of a lease;
+- ``("renew",)``: make sure the lease renewer runs (a big write holds a lease: big.py).
 
 Transactions (leases, isolation) are in ``leases.py``; this module is the keyspace and the
 plain reads and writes, which consult an open transaction when there is one.
@@ -17,7 +18,6 @@ plain reads and writes, which consult an open transaction when there is one.
 from __future__ import annotations
 
 import itertools
-import random
 import re
 import threading
 import time
@@ -31,7 +31,7 @@ from ...missing import MISSING
 from ...paths import Parts, parts_to_str
 from ...tree import get_in
 from ..probe import holds
-from . import walk
+from . import big, walk
 from .codec import conflict_error, encode_delete, encode_write, loads
 from .leases import Txn
 from .transaction import Known, merge
@@ -44,6 +44,7 @@ T = TypeVar("T")
 Exchange = Generator[tuple[Any, ...], Any, T]
 
 _TAGGED = re.compile(r"\{[^{}]+\}")
+POLL = 0.1  # seconds a waiter blocks before asking again (its place in line lasts 0.3 s)
 
 
 def keyspace_of(prefix: str) -> str:
@@ -67,17 +68,28 @@ class RedisCore:
     """Key names and the plain operations of one backend instance."""
 
     def __init__(
-        self, prefix: str, stream_maxlen: int, lease_timeout: float, lock_wait: float
+        self,
+        prefix: str,
+        stream_maxlen: int,
+        lease_timeout: float,
+        lock_wait: float,
+        stream_maxbytes: int | None = None,
     ) -> None:
         self.keyspace = keyspace_of(prefix)
         self.prefix = prefix
         self.origin = uuid.uuid4().hex
         self.stream = f"{self.keyspace}:changes"
         self.seq_key = f"{self.keyspace}:seq"
-        self.wake_key = f"{self.keyspace}:wake"
         if int(stream_maxlen) < 1:
             raise ValueError(f"stream_maxlen must be at least 1, not {stream_maxlen!r}")
         self.maxlen = str(int(stream_maxlen))
+        if stream_maxbytes is not None and (
+            not isinstance(stream_maxbytes, int) or stream_maxbytes < 1024
+        ):
+            raise ValueError(
+                f"stream_maxbytes must be None or an int of at least 1024, not {stream_maxbytes!r}"
+            )
+        self.maxbytes = "" if stream_maxbytes is None else str(stream_maxbytes)
         if not lease_timeout > 0:
             raise ValueError(f"lease_timeout must be positive, not {lease_timeout!r}")
         self.lease_ms = max(10, int(lease_timeout * 1000))
@@ -169,7 +181,7 @@ class RedisCore:
         op = encode_write(parts, value)  # validates before anything is sent
         txn = self.txn.get()
         if txn is None:
-            prev = yield from self.apply(op, "", want_prev)
+            prev = yield from self._plain(parts, op, want_prev)
             return loads(prev) if want_prev else None
         prev = (yield from self.read(parts)) if want_prev else None
         yield from txn.write(self, parts, value)
@@ -178,17 +190,27 @@ class RedisCore:
     def delete(self, parts: Parts) -> Exchange[None]:
         txn = self.txn.get()
         if txn is None:
-            yield from self.apply(encode_delete(parts), "")
+            yield from self._plain(parts, encode_delete(parts), False)
             return
         yield from txn.delete(self, parts)
+
+    def _plain(self, parts: Parts, op: list[str], want_prev: bool) -> Exchange[str | None]:
+        """A write or delete outside a transaction: one script, or in chunks when it stores
+        or replaces more than ``big.BIG`` fields (``big.py``)."""
+        if big.fields_of(op) <= big.BIG:
+            try:
+                return (yield from self.apply(op, "", want_prev))
+            except big.TooBig:
+                pass
+        return (yield from big.apply_big(self, parts, op, self.write_id()))
 
     def apply(self, ops: list[str], token: str, want_prev: bool = False) -> Exchange[str | None]:
         """Run APPLY until it is not kept waiting by another client's lease; the previous JSON
         text of the first op (None when missing, or when not ``want_prev``)."""
         deadline = time.monotonic() + self.lock_wait
-        delay = 0.002
         wid = self.write_id()  # the same for every retry of this write: applied at most once
-        args = [self.origin, self.maxlen, token, wid, "1" if want_prev else "0", *ops]
+        want = "1" if want_prev else "0"
+        args = [self.origin, self.maxlen, self.maxbytes, token, wid, want, "", *ops]
         while True:
             reply = yield ("eval", "apply", args)
             kind = reply[0]
@@ -200,7 +222,10 @@ class RedisCore:
                 raise conflict_error(reply[1], int(reply[2]))
             if kind == "lost":
                 raise self.lost_error()
-            delay = yield from self.pause(deadline, delay)
+            if kind == "big":
+                raise big.TooBig()
+            args[6] = reply[3]  # it waits in that path's line now (scripts.py)
+            yield from self.pause(deadline, f"{self.origin}:{wid}")
 
     def lost_error(self) -> BackendError:
         return BackendError(
@@ -209,16 +234,19 @@ class RedisCore:
             f"of it was written"
         )
 
-    def pause(self, deadline: float, delay: float) -> Exchange[float]:
-        if time.monotonic() > deadline:
+    def pause(self, deadline: float, waiter: str) -> Exchange[None]:
+        """Wait for this waiter's turn: the release of the lease it waits for (or a waiter
+        ahead of it leaving the line) pushes a wake-up to ``T:wake:<waiter>`` (scripts.py).
+        At most ``POLL`` seconds: a holder killed never releases, its lease expires; asking
+        again keeps the waiter's place in line."""
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise BackendError(
                 f"waited {self.lock_wait:g} s for the transaction of another client on "
                 f"{self.keyspace!r} to finish; nothing was written"
             )
-        # wait for a release (each pushes one wake-up; the longest waiter gets it first), or
-        # at most ``delay``: a wake-up taken by a waiter for other paths costs one more poll
-        yield ("blpop", self.wake_key, delay * (0.75 + random.random() / 2))
-        return min(delay * 2, 0.01)
+        poll = min(POLL, self.lease_ms / 10_000, left)
+        yield ("blpop", f"{self.keyspace}:wake:{waiter}", poll)
 
     # -- transactions (leases.py) -------------------------------------------------------------
     def begin(self) -> Txn:
@@ -244,6 +272,8 @@ class RedisCore:
         if exc is None:
             try:
                 yield from txn.commit(self)
+            except GeneratorExit:  # closed unfinished (its driver was interrupted): no yield
+                raise
             except BaseException:
                 yield from self._release_quietly(txn)
                 raise

@@ -21,9 +21,24 @@ from typing import Any
 from ...missing import MISSING
 from .codec import decode_changes
 
-__all__ = ["Burst", "StreamCursor"]
+__all__ = ["RESYNCED", "Burst", "StreamCursor"]
 
-Changes = list[tuple[str, Any, Any]]
+Changes = list[tuple[Any, ...]]
+
+
+class _Resynced:
+    """The payload of the events of a resync: their ``prev_value`` is not known (None)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RESYNCED"
+
+    def __reduce__(self) -> str:
+        return "RESYNCED"
+
+
+RESYNCED: Any = _Resynced()
 
 
 def related(a: str, b: str) -> bool:
@@ -84,30 +99,69 @@ class StreamCursor:
         self.origin = origin
         self.last_id = last_id
         self.seq = seq
+        # at a gap forward (entries trimmed): the last sequence number delivered, from which
+        # a resync can re-read only what changed; None when the sequence went back
+        self.behind: int | None = None
         self._delay = self.MIN_DELAY
 
-    def take(self, reply: Any) -> list[Any]:
-        """The deliveries of an XREAD reply from other origins, in order, ending with
-        ``RESYNC`` at a gap; advances ``last_id``. This process's own entries are skipped
-        before their changes are decoded."""
+    def take(self, entries: list[tuple[str, Any]]) -> list[Any]:
+        """The deliveries of the entries of one XREAD (``(id, fields)``, fields a flat list or
+        a dict) from other origins, in order, ending with ``RESYNC`` at a gap; advances
+        ``last_id``. This process's own entries are skipped before their changes are
+        decoded."""
+        if len(entries) == 1:  # a paced writer: one entry per wake-up, no merging to do
+            return self._one(*entries[0])
         burst = Burst()
-        if isinstance(reply, dict):  # RESP3
-            reply = reply.items()
-        for _stream, entries in reply or ():
-            for entry_id, fields in entries:
-                seq = int(fields.get("s", 0))
-                if self.seq is not None and seq != self.seq + 1:
-                    return [*burst.done(), self.RESYNC]
-                self.last_id, self.seq = entry_id, seq
-                changes = decode_changes(fields, self.origin)
-                if changes:
-                    burst.add(changes)
+        for entry_id, flat in entries:
+            fields = flat if type(flat) is dict else dict(zip(flat[::2], flat[1::2], strict=True))
+            seq = int(fields.get("s", 0))
+            if self.seq is not None and seq != self.seq + 1:
+                return [*burst.done(), self._gap(seq)]
+            self.last_id, self.seq = entry_id, seq
+            changes = decode_changes(fields, self.origin)
+            if changes:
+                burst.add(changes)
         return burst.done()
+
+    def _one(self, entry_id: str, flat: Any) -> list[Any]:
+        """``take`` of one entry (a paced writer: one per wake-up), inline."""
+        if type(flat) is dict:
+            fields = flat
+        elif len(flat) == 6 and flat[0] == "o" and flat[2] == "s" and flat[4] == "c":
+            fields = {"o": flat[1], "s": flat[3], "c": flat[5]}  # as the write script adds
+        else:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        seq = int(fields.get("s", 0))
+        if self.seq is not None and seq != self.seq + 1:
+            return [self._gap(seq)]
+        self.last_id, self.seq = entry_id, seq
+        changes = decode_changes(fields, self.origin)
+        if not changes:
+            return []
+        if len(changes) == 1:
+            _path, prev, new = changes[0]
+            return [] if _same(prev, new) else [changes]
+        burst = Burst()
+        burst.add(changes)
+        return burst.done()
+
+    def _gap(self, seq: int) -> Any:
+        self.behind = self.seq if self.seq is not None and seq > self.seq else None
+        return self.RESYNC
 
     def restart(self, position: tuple[str, int, Any]) -> Changes:
         """Continue after a resync's position (``walk.resync``); the root change to deliver."""
         self.last_id, self.seq, tree = position
-        return [("/", MISSING, tree)]
+        self.behind = None
+        return [("/", MISSING, tree, RESYNCED)]
+
+    def restart_since(self, position: tuple[str, int, list[tuple[str, Any]]]) -> Changes:
+        """Continue after a resync of the paths changed since ``behind`` (``changed_since``):
+        one change per path, from ``MISSING`` (what it was is not known any more), with the
+        payload ``RESYNCED``."""
+        self.last_id, self.seq, found = position
+        self.behind = None
+        return [(path, MISSING, value, RESYNCED) for path, value in found]
 
     def backoff(self) -> float:
         delay, self._delay = self._delay, min(self._delay * 2, self.MAX_DELAY)

@@ -79,9 +79,9 @@ class Txn:
                 return ["ok", (yield ("hexists", core.hash_key(parts[:-1]), parts[-1]))]
             return ["ok", 1]  # 'none', or whether the root exists: always
         deadline = time.monotonic() + core.lock_wait
-        delay = 0.002
+        waited = ""
         while True:
-            reply = yield ("eval", "lease", self._args(core, path, mode, extra))
+            reply = yield ("eval", "lease", self._args(core, path, waited, mode, extra))
             if reply[0] == "ok":
                 self.leased.add(parts)
                 return list(reply)
@@ -94,11 +94,15 @@ class Txn:
                     f"older transaction holds while it may wait for this one: it gives way "
                     f"(nothing was written); retry it"
                 )
-            delay = yield from core.pause(deadline, delay)
+            waited = reply[3]
+            yield from core.pause(deadline, self.token)
 
-    def _args(self, core: RedisCore, path: str, mode: str, extra: list[str] | None) -> list[str]:
+    def _args(
+        self, core: RedisCore, path: str, waited: str, mode: str, extra: list[str] | None
+    ) -> list[str]:
         first = "0" if self.leased else "1"
-        return [self.token, str(core.lease_ms), self.start, first, mode, path, *(extra or ())]
+        token, ttl = self.token, str(core.lease_ms)
+        return [token, ttl, self.start, first, waited, mode, path, *(extra or ())]
 
     def write(self, core: RedisCore, parts: Parts, value: Any) -> Exchange[None]:
         value = copy_in(value, parts)

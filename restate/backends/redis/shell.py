@@ -23,7 +23,8 @@ from .async_clients import make_sync
 from .calls import ScriptCalls
 from .core import RedisCore
 from .cursor import StreamCursor
-from .follower import SCRIPTS, Follower, OnChanges
+from .follower import Follower, OnChanges
+from .library import ClientScripts, Library
 
 __all__ = ["OnChanges", "Shell"]
 
@@ -102,6 +103,7 @@ class Shell:
         *,
         client: Any = None,
         stream_maxlen: int = 10_000,
+        stream_maxbytes: int | None = None,
         connect_timeout: float = 1.0,
         socket_timeout: float = 5.0,
         lease_timeout: float = 1.0,
@@ -109,7 +111,7 @@ class Shell:
     ) -> None:
         if url is not None and client is not None:
             raise ValueError("pass a url or a client, not both")
-        self._core = RedisCore(prefix, stream_maxlen, lease_timeout, lock_wait)
+        self._core = RedisCore(prefix, stream_maxlen, lease_timeout, lock_wait, stream_maxbytes)
         self._timeouts = (connect_timeout, socket_timeout)
         self._followers: list[Follower] = []
         self._renewer: list[Renewer] = []
@@ -124,10 +126,11 @@ class Shell:
             self._cluster, self.url = self._adopt(client)
         self._owns_client = client is None
         self._keys = [self._core.stream]
-        self._scripts = {name: self._client.register_script(s) for name, s in SCRIPTS.items()}
+        self._library = Library()  # Functions until the server refuses them (library.py)
+        self._scripts = self._script_runner()
         self._calls: ScriptCalls | None = None
         if not self._ASYNC and not self._cluster:  # the fast path of every read and write
-            self._calls = ScriptCalls(self._client, SCRIPTS, self._core.stream)
+            self._calls = ScriptCalls(self._client, self._library, self._core.stream)
         own = self._client if client is None and not self._ASYNC else None
         self._finalizer = weakref.finalize(
             self, _release, self._followers, self._renewer, self._calls, own
@@ -135,6 +138,10 @@ class Shell:
 
     def _make_client(self, socket_timeout: float) -> Any:
         return self._sync_client(socket_timeout)
+
+    def _script_runner(self) -> Any:
+        """``runner[name](keys=..., args=...)`` on the client (a cluster's, or the async one)."""
+        return ClientScripts(self._client, self._library)
 
     def _adopt(self, client: Any) -> tuple[bool, str]:
         """Whether a client passed in talks to a cluster, and a name for it in messages."""
