@@ -59,6 +59,7 @@ class FileTransactions:
     @contextmanager
     def locked(self, exclusive: bool) -> Iterator[None]:
         """Hold the directory lock; the first holder undoes what a killed process left."""
+        self.drop_lost_hold()
         depth = self.dirlock.depth
         # One try from the acquire to the yield: with two, a KeyboardInterrupt landing on
         # the second ``try:`` (after the acquire, outside both) kept the lock held for good,
@@ -69,6 +70,18 @@ class FileTransactions:
             yield
         finally:
             self.dirlock.release_to(depth)
+
+    def drop_lost_hold(self) -> None:
+        """Give back a hold of the directory lock an interrupt made us lose track of.
+
+        A KeyboardInterrupt landing on the first bytecode of a ``finally`` (or of a ``with``
+        statement's exit) skips it, so the release there never runs and the hold stays
+        counted -- other processes would wait for it forever. Called with the backend's lock
+        held at the start of every lock-taking operation: then, with no journal level open,
+        nothing of ours can legitimately hold the lock (a transaction's operations run with
+        its level open), so a hold still counted is a lost one."""
+        if self.dirlock.depth and not self.journal.active:
+            self.dirlock.release_to(0)
 
     def recover(self) -> None:
         # Every lock taken asks this; a stat by path (the same lookup as opening the root)
@@ -107,6 +120,7 @@ class FileTransactions:
 
     def begin(self, record: bool = True) -> None:
         with self.lock:
+            self.drop_lost_hold()
             depth = self.dirlock.depth
             try:
                 if self.dirlock.acquire(exclusive=True):
