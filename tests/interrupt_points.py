@@ -87,6 +87,26 @@ def record(operation: Callable[[], object]) -> list[Point]:
     return points
 
 
+def interrupt_on(operation: Callable[[], object], point: Point) -> bool:
+    """Run ``operation`` with a KeyboardInterrupt raised the first time ``point`` (a path
+    below restate/ and a line) runs; True when it did (the interrupt is caught here)."""
+    hit = []
+
+    def on_line(frame: FrameType) -> None:
+        at = (frame.f_code.co_filename[len(PACKAGE) :], frame.f_lineno)
+        if not hit and at == point:
+            hit.append(point)
+            raise KeyboardInterrupt(f"interrupt at {point}")
+
+    with _traced(on_line):
+        try:
+            operation()
+        except KeyboardInterrupt:
+            if not hit:
+                raise
+    return bool(hit)
+
+
 def interrupt_at(operation: Callable[[], object], k: int) -> Point | None:
     """Run ``operation`` with a KeyboardInterrupt raised at its ``k``-th line event (0-based).
     Returns where it landed, or None when the operation ended first (no interrupt raised).

@@ -13,10 +13,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.interrupt_points import OPERATIONS, STORES, run_points
+from restate import ControllerSync
+from tests.interrupt_points import (
+    OPERATIONS,
+    PACKAGE,
+    SETUP,
+    STORES,
+    Run,
+    files_store,
+    interrupt_on,
+    run_points,
+)
 
 ALL = os.environ.get("RESTATE_ALL_POINTS") == "1"
 # share of the points tried in the default run (a point is ~5-15 ms under load)
@@ -57,3 +68,60 @@ def check(store: str, operation: str, tmp_path: Path, share: float) -> None:
         f"({outcome.points} line events):\n" + "\n".join(outcome.failures)
     )
     assert outcome.landed >= outcome.tried // 2, outcome  # the interrupts did land
+
+
+# ----- the points that were bugs, each aimed at directly ---------------------------------------
+
+
+def _line_of(module: str, text: str, within: str = "") -> tuple[str, int]:
+    """(path below restate/, line number) of the first line of ``module`` containing
+    ``text`` after the line containing ``within``."""
+    source = (Path(PACKAGE) / module).read_text().splitlines()
+    start = next(n for n, line in enumerate(source) if within in line)
+    found = next(n for n, line in enumerate(source[start:], start + 1) if text in line)
+    return module, found
+
+
+def _failing_batch(c: ControllerSync) -> None:
+    with c.batch():
+        c.set_state("/a/x", 2)
+        c.set_state("/a/new", {"deep": 1})
+        raise LookupError("the batch fails")
+
+
+def _interrupt_on(make_op: Any, line: tuple[str, int], tmp_path: Path) -> Run:
+    """A fresh file store whose ``make_op`` is interrupted the first time ``line`` runs."""
+    run = Run(files_store(tmp_path / "store"))
+    assert interrupt_on(lambda: _swallow(lambda: make_op(run.c)), line), f"{line} never ran"
+    return run
+
+
+def _swallow(fn: Any) -> None:
+    try:
+        fn()
+    except LookupError:
+        pass
+
+
+def test_an_interrupt_on_the_first_line_of_a_file_batch_s_rollback_leaves_no_journal_active(
+    tmp_path: Path,
+) -> None:
+    # the first bytecode of scope()'s ``except`` block: the rollback in it never ran, the
+    # journal stayed active and every later write joined a batch that never ended
+    line = _line_of("backends/filesystem/transactions.py", "rollback=True)", "def scope(")
+    run = _interrupt_on(_failing_batch, line, tmp_path)
+    assert run.c.get_state("/") == SETUP  # rolled back at the next operation
+    run.store.idle()
+    run.c.set_state("/a/x", 3)
+    assert run.store.reread() == {**SETUP, "a": {**SETUP["a"], "x": 3}}
+    run.store.idle()
+    run.close()
+
+
+def test_an_interrupt_on_the_release_of_the_read_lock_does_not_keep_it(tmp_path: Path) -> None:
+    # the first bytecode of locked()'s ``finally``: the shared lock stayed held for good
+    line = _line_of("backends/filesystem/transactions.py", "release_to(depth)", "def locked(")
+    run = _interrupt_on(lambda c: c.get_state("/a"), line, tmp_path)
+    run.c.get_state("/")
+    run.store.idle()  # another process can take the lock
+    run.close()
