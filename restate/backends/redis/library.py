@@ -17,12 +17,16 @@ its lifetime, to ``EVALSHA`` of the same scripts (loaded with ``SCRIPT LOAD`` on
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
-from redis.exceptions import NoPermissionError, NoScriptError
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, NoPermissionError, NoScriptError, SlotNotCoveredError
 
 from .scripts import LIBRARY, SOURCES, function_name
 
@@ -32,6 +36,12 @@ _SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SOU
 _FUNCTIONS = {name: function_name(name) for name in SOURCES}
 
 Words = list[Any]
+
+# an FCALL sent to the master of its key is retried after these (redis-py rediscovers the
+# cluster's slots when a node fails; a write carries a write id: applied once)
+CLUSTER_RETRY = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, SlotNotCoveredError)
+CLUSTER_ATTEMPTS = 3
+CLUSTER_PAUSE = 0.05
 
 
 class Library:
@@ -122,9 +132,27 @@ class ClientScripts:
 
     def __init__(self, client: Any, library: Library) -> None:
         self._client, self.library = client, library
+        self._cluster = isinstance(client, RedisCluster | AsyncRedisCluster)
+
+    def _route(self, words: Words) -> dict[str, Any]:
+        """On a cluster, the master of an FCALL's key, found locally: for FCALL (whose keys
+        it cannot parse) redis-py asks ``COMMAND GETKEYS`` of its default node on every call
+        -- a round trip, and a dead end when that node is the one that died."""
+        if self._cluster and words[0] == "FCALL":
+            return {"target_nodes": self._client.get_node_from_key(words[3])}
+        return {}
 
     def _send(self, words: Words) -> Any:
-        return self._client.execute_command(*client_words(words))
+        if not self._cluster:
+            return self._client.execute_command(*client_words(words))
+        for attempt in range(CLUSTER_ATTEMPTS):
+            try:  # a node given, redis-py does not retry: after a failure it rediscovers
+                return self._client.execute_command(*client_words(words), **self._route(words))
+            except CLUSTER_RETRY:  # the slots (a failover): retried like redis-py would
+                if attempt == CLUSTER_ATTEMPTS - 1:
+                    raise
+                time.sleep(CLUSTER_PAUSE)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         def run(keys: list[str], args: list[Any]) -> Any:
@@ -137,7 +165,20 @@ class AsyncClientScripts(ClientScripts):
     """The same on a ``redis.asyncio`` client: ``await scripts[name](keys=..., args=...)``."""
 
     async def _asend(self, words: Words) -> Any:
-        return await self._client.execute_command(*client_words(words))
+        if not self._cluster:
+            return await self._client.execute_command(*client_words(words))
+        for attempt in range(CLUSTER_ATTEMPTS):
+            try:
+                if self._client._initialize:  # its slots are learnt on first use
+                    await self._client.initialize()
+                return await self._client.execute_command(
+                    *client_words(words), **self._route(words)
+                )
+            except CLUSTER_RETRY:
+                if attempt == CLUSTER_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(CLUSTER_PAUSE)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         async def run(keys: list[str], args: list[Any]) -> Any:
