@@ -87,24 +87,25 @@ def record(operation: Callable[[], object]) -> list[Point]:
     return points
 
 
-def interrupt_on(operation: Callable[[], object], point: Point) -> bool:
-    """Run ``operation`` with a KeyboardInterrupt raised the first time ``point`` (a path
+def interrupt_on(operation: Callable[[], object], point: Point, nth: int = 1) -> bool:
+    """Run ``operation`` with a KeyboardInterrupt raised the ``nth`` time ``point`` (a path
     below restate/ and a line) runs; True when it did (the interrupt is caught here)."""
     hit = []
 
     def on_line(frame: FrameType) -> None:
         at = (frame.f_code.co_filename[len(PACKAGE) :], frame.f_lineno)
-        if not hit and at == point:
+        if at == point:
             hit.append(point)
-            raise KeyboardInterrupt(f"interrupt at {point}")
+            if len(hit) == nth:
+                raise KeyboardInterrupt(f"interrupt at {point}")
 
     with _traced(on_line):
         try:
             operation()
         except KeyboardInterrupt:
-            if not hit:
+            if len(hit) < nth:
                 raise
-    return bool(hit)
+    return len(hit) >= nth
 
 
 def interrupt_at(operation: Callable[[], object], k: int) -> Point | None:
@@ -121,7 +122,7 @@ def interrupt_at(operation: Callable[[], object], k: int) -> Point | None:
             where.append((frame.f_code.co_filename[len(PACKAGE) :], frame.f_lineno))
             raise KeyboardInterrupt(f"interrupt point {k}")
 
-    with _unraisable() as finalising, _traced(on_line):
+    with unraisable() as finalising, _traced(on_line):
         try:
             operation()
         except KeyboardInterrupt:
@@ -136,14 +137,17 @@ def interrupt_at(operation: Callable[[], object], k: int) -> Point | None:
 
 
 @contextmanager
-def _unraisable() -> Iterator[list[str]]:
+def unraisable() -> Iterator[list[str]]:
     """What ``sys.unraisablehook`` gets meanwhile (e.g. a generator whose close() raised)."""
     raised: list[str] = []
     previous = sys.unraisablehook
 
     def hook(info: Any) -> None:
         raised.append(f"{type(info.exc_value).__name__}: {info.exc_value} in {info.object!r}")
+        if getattr(previous, "nested", False):
+            previous(info)  # an enclosing unraisable() sees it too
 
+    hook.nested = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
     try:
         yield raised
@@ -396,7 +400,7 @@ def run_points(
         fds = open_fds()
         run = Run(make(where))
         try:
-            with _unraisable() as raised:
+            with unraisable() as raised:
                 at = interrupt_at(lambda: operation(run.c), k)  # noqa: B023 - called here
                 landed += at is not None
                 check_point(run, old, new)

@@ -11,6 +11,7 @@ counts file descriptors (open: a few interrupt points of the file backend leak o
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.interrupt_points import (
     files_store,
     interrupt_on,
     run_points,
+    unraisable,
 )
 
 ALL = os.environ.get("RESTATE_ALL_POINTS") == "1"
@@ -125,3 +127,24 @@ def test_an_interrupt_on_the_release_of_the_read_lock_does_not_keep_it(tmp_path:
     run.c.get_state("/")
     run.store.idle()  # another process can take the lock
     run.close()
+
+
+def test_closing_an_update_its_driver_left_after_an_interrupt_raises_nothing(
+    tmp_path: Path,
+) -> None:
+    # An interrupt in the driver's own loop (between two requests) leaves the engine's
+    # update generator suspended inside its batch; the driver resets the batch. Closing that
+    # generator later (the garbage collector) ran its rollback against the reset log:
+    # "IndexError: pop from empty list" in BatchLog.end, reported as unraisable.
+    line = _line_of("controller.py", "error = None", "def _steps(")
+    for nth in range(1, 6):  # after each request of the update in turn
+        run = Run(STORES["memory"](tmp_path / str(nth)))
+        with unraisable() as raised:
+            c = run.c
+            assert interrupt_on(lambda: c.update("/a/x", lambda v: v + 1), line, nth)  # noqa: B023
+            assert run.c.get_state("/a/x") in (1, 2)
+            run.c.update("/a/x", lambda v: 10)  # the next update commits
+            gc.collect()
+        assert not raised, f"after request {nth}"
+        assert run.c.get_state("/a/x") == 10
+        run.close()
