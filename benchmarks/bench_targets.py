@@ -3,11 +3,22 @@
 Run: ``.venv/bin/python benchmarks/bench_targets.py [--quick]`` (bench_core.py prints it too).
 Each pair of operations is timed in alternating rounds (A, B, A, B, ...) with
 ``time.process_time``; the figure is the median per operation, the ratio restate ÷ reference.
+
+With the compiled build installed (``RESTATE_COMPILE=1 pip install .``, docs/development.md)
+it reports both builds: each row runs here (compiled) and in a subprocess that imports the
+pure sources of this checkout, one after the other. Two gains: ``by ratio`` is the pure
+ratio ÷ the compiled ratio (each against the same reference timed in its own process, so the
+machine's load between the two runs cancels out; meaningless for the batch rows, whose
+reference is restate itself), ``by time`` restate's time in the pure build ÷ in the compiled
+one (compare the reference columns to see how much the load moved).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -154,16 +165,50 @@ ROWS: list[tuple[str, Callable[[], tuple[float, float]], str, float]] = [
 ]  # fmt: skip
 
 
+def compiled() -> bool:
+    """Whether the restate imported here is the compiled build (its engine an extension)."""
+    import restate._engine.engine as engine
+
+    return not engine.__file__.endswith(".py")
+
+
+def pure_row(index: int) -> tuple[float, float]:
+    """Row ``index`` measured in a subprocess that imports this checkout's pure sources."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    args = [sys.executable, __file__, "--row", str(index), *sys.argv[1:]]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    ours, ref, was_compiled = json.loads(done.stdout)
+    if was_compiled:
+        raise SystemExit(f"the subprocess imported a compiled restate, not {root}'s sources")
+    return ours, ref
+
+
 def main() -> None:
-    print(
-        f"{'target (CPU time, interleaved)':58} {'restate':>10} {'reference':>10} "
-        f"{'ratio':>7}  target"
-    )
-    for name, bench, target, limit in ROWS:
+    if "--row" in sys.argv:  # one row for the comparison of builds: print it as JSON
+        ours, ref = ROWS[int(sys.argv[sys.argv.index("--row") + 1])][1]()
+        print(json.dumps([ours, ref, compiled()]))
+        return
+    both = compiled()
+    head = f"{'target (CPU time, interleaved)':58} {'restate':>10} {'reference':>10} {'ratio':>7}"
+    extra = "       pure  pure ref  ratio  gain: by ratio, by time" if both else ""
+    print(head + extra + "  target")
+    for index, (name, bench, target, limit) in enumerate(ROWS):
         ours, ref = bench()
         ratio = ours / ref
         mark = "met" if ratio <= limit else "MISSED"
-        print(f"{name:58} {ours * 1e6:8.2f}µs {ref * 1e6:8.2f}µs {ratio:6.2f}×  {target} {mark}")
+        line = f"{name:58} {ours * 1e6:8.2f}µs {ref * 1e6:8.2f}µs {ratio:6.2f}×"
+        if both:
+            pure_ours, pure_ref = pure_row(index)
+            pure = pure_ours / pure_ref
+            line += (
+                f" {pure_ours * 1e6:8.2f}µs {pure_ref * 1e6:7.2f}µs {pure:5.2f}×"
+                f"        {pure / ratio:5.2f}×  {pure_ours / ours:5.2f}×"
+            )
+        print(f"{line}  {target} {mark}")
+    if both:
+        print("restate, reference, ratio: the compiled build; pure, pure ref, ratio: this")
+        print("checkout's sources in a subprocess; gains: see this script's docstring")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from ._engine.requests import (
 )
 from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import record_read, recording
+from ._engine.tracking import Footprint, record_read, recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller import abandon_engine_batch, is_open
@@ -54,6 +54,10 @@ class _TaskLock:
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None
         self._depth = 0
+
+    def locked(self) -> bool:
+        """Whether a task holds the lock (or is between acquiring it and its first step)."""
+        return self._lock.locked()
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
@@ -121,6 +125,7 @@ class ControllerAsync(ControllerBase):
         self._unwatch: Callable[[], Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early: list[list[Change]] = []
+        self._sync_reads = False  # the store reads without awaiting (set by _attach)
         self._attach(InMemoryBackend() if backend is None else backend)
 
     @property
@@ -132,8 +137,10 @@ class ControllerAsync(ControllerBase):
         engine = self._engine
         if isinstance(backend, AsyncBackend) or inspect.iscoroutinefunction(backend.read):
             engine.io.read = engine.io.write = None  # requests go through the awaiting driver
+            self._sync_reads = False
         else:  # a sync store needs no awaiting: the hot path calls it directly
             engine.io.read, engine.io.write = self._read_root, self._write
+            self._sync_reads = True
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -278,8 +285,20 @@ class ControllerAsync(ControllerBase):
     async def get_state(
         self, path: PathLike, default: Any = None, write_default: bool = False
     ) -> Any:
-        """The value at ``path`` (an isolated copy), or ``default`` when missing."""
+        """The value at ``path`` (an isolated copy), or ``default`` when missing.
+
+        A read never sees another task's write or batch half done: it waits for the lock --
+        except on a store that reads without awaiting (the memory store, a sync backend)
+        while no task holds the lock, where nothing else can run until the read returns.
+        """
         parts = to_parts(path)
+        if self._sync_reads and not write_default and not self._lock.locked():
+            if Footprint.active:  # (record_read's own first check, without the call)
+                record_read(self, parts)
+            value = self._read(parts)  # no await from the check to the return
+            if value is MISSING:
+                return default if parts else {}
+            return user_value(value) if self._engine.aliasing else value
         async with self._lock.held():
             record_read(self, parts)
             value = await _maybe_await(self._read(parts))

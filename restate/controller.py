@@ -3,6 +3,8 @@
 Thread safety: every operation (a write with its whole dispatch, a batch from enter to exit,
 a read) holds the controller's RLock, so writes from many threads never interleave. A
 callback therefore must not wait for another thread that writes to the same controller.
+The one exception, a leaf read of the memory store while nothing runs, reads without the
+lock and checks that nothing ran meanwhile (a seqlock: see ``get_state``).
 """
 
 from __future__ import annotations
@@ -40,13 +42,18 @@ from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
 from .errors import CycleError, StateError
 from .missing import MISSING
-from .paths import PathLike, parts_to_path, to_parts
+from .paths import Parts, PathLike, parts_to_path, plain_cache, to_parts
 from .tree import IMMUTABLE, copy_out
 
 __all__ = ["ControllerSync"]
 
 log = logging.getLogger("restate")
 T = TypeVar("T")
+
+# The lock-free read relies on the GIL running the reader's and the writer's steps one at a
+# time, in program order; a free-threaded build (no GIL) always reads under the lock.
+LOCK_FREE_READS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
+_dict_get = dict.get
 
 
 class ControllerSync(ControllerBase):
@@ -72,6 +79,10 @@ class ControllerSync(ControllerBase):
         # (forgotten before _owners changes: a later write from that frame needs no walk)
         self._inside: Any = None
         self._unwatch: Callable[[], Any] | None = None
+        # the lock-free read (see get_state): odd while an operation that may change the
+        # state runs, and 2 more after it than before it
+        self._version = 0
+        self._memory: InMemoryBackend | None = None
         self._attach(InMemoryBackend() if backend is None else backend)
 
     # ----- backend plumbing ----------------------------------------------------------------
@@ -95,6 +106,8 @@ class ControllerSync(ControllerBase):
             io.read = backend._get
             if type(backend)._set is InMemoryBackend._set:  # (a subclass may watch writes)
                 io.replace = backend._replace
+        # exactly the memory store: a subclass may read differently from its _root
+        self._memory = backend if type(backend) is InMemoryBackend and LOCK_FREE_READS else None
         io.exists, io.drive = self._exists, self._drive
         swap = getattr(backend, "swap", None)  # an optional capability (backends/base.py)
         io.swap = (lambda p, v: swap(parts_to_path(p), v)) if callable(swap) else None
@@ -106,10 +119,15 @@ class ControllerSync(ControllerBase):
             if self._engine.batches.depth:
                 raise StateError("cannot switch backends inside a batch")
             old = self._drive(self._engine.snapshot(()))
-            self.close()
-            self._attach(backend)
-            new = self._drive(self._engine.snapshot(()))
-            self._drive(self._engine.external([Change((), old, new)]))
+            version = self._version  # the swap and the reaction are one change for readers
+            self._version = version | 1
+            try:
+                self.close()
+                self._attach(backend)
+                new = self._drive(self._engine.snapshot(()))
+                self._drive(self._engine.external([Change((), old, new)]))
+            finally:
+                self._version = version + 2
 
     def close(self) -> None:
         """Stop following the backend's changes (it stays open; close it yourself)."""
@@ -139,13 +157,18 @@ class ControllerSync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     def _drive(self, gen: Steps[T]) -> T:
-        if self._owners or self._txns:
-            self._check_batch(sys._getframe(1))
+        version = self._version  # odd from before anything changes (see get_state)
+        self._version = version | 1
         try:
-            return self._steps(gen)
+            if self._owners or self._txns:
+                self._check_batch(sys._getframe(1))
+            try:
+                return self._steps(gen)
+            finally:
+                if self._engine.batches.depth != len(self._owners) or self._txns:
+                    self._heal()  # an interrupt may have cut a batch short: see _open_txn
         finally:
-            if self._engine.batches.depth != len(self._owners) or self._txns:
-                self._heal()  # an interrupt may have cut a batch short: see _open_txn
+            self._version = version + 2
 
     def _check_batch(self, caller: Any) -> None:
         """Before an operation from ``caller``'s frame: heal a batch whose with statement is
@@ -269,8 +292,39 @@ class ControllerSync(ControllerBase):
         """The value at ``path`` (an isolated copy), or ``default`` when missing.
 
         With ``write_default=True`` a missing node is written with ``default`` (notifying).
+
+        A read never sees a write, its dispatch or a batch of another thread half done. On
+        the memory store an immutable leaf is read without the lock when no operation or
+        batch is running (checked before and after the read); anything else waits for the
+        lock.
         """
-        parts = to_parts(path)
+        try:
+            parts = plain_cache[path]  # type: ignore[index]  # a str seen before, else to_parts
+        except (KeyError, TypeError):
+            parts = to_parts(path)
+        # The lock-free read, inline (the hot path): a seqlock. Everything that may change the
+        # state (_drive, the direct write, set_backend) makes _version odd before its first
+        # change and, after its last, sets it to 2 more than it found (a nested operation
+        # found it odd and leaves it odd); a batch is in _owners from begin to end. A read
+        # that finds _version even and no batch open before it, and _version unchanged after
+        # it, overlapped no change: it saw a settled state. Otherwise it takes the lock, as
+        # do tracked reads (Footprint.active) and dicts and lists (copied out). (An interrupt
+        # landing right after a mark, before its try, leaves _version odd: every later read
+        # then takes the lock -- slower, never wrong.)
+        seen = self._version
+        store = self._memory
+        if store is not None and not (seen & 1 or self._owners or Footprint.active):
+            node: Any = store._root
+            try:  # the store's containers are plain dicts (copy_in): dict.get walks them,
+                for seg in parts:  # and raises TypeError on a leaf or MISSING
+                    node = _dict_get(node, seg, MISSING)
+            except TypeError:
+                node = MISSING
+            if type(node) in IMMUTABLE and self._version == seen:
+                return node
+        return self._locked_read(parts, default, write_default)
+
+    def _locked_read(self, parts: Parts, default: Any, write_default: bool) -> Any:
         with self._lock:
             if self._owners:
                 self._close_left_batches()
@@ -317,20 +371,27 @@ class ControllerSync(ControllerBase):
                 )
             # the same steps without a generator (_engine/direct.py), guarded as _drive is
             owners, quiet = self._owners, False
-            if owners or self._txns:
-                quiet = eq_func is None and engine.batches.depth > 0  # calls nothing of the user's
-                if not owners:
-                    self._heal()
-                elif sys._getframe(1) is not self._inside:  # (written again and again from
-                    self._enter_check(sys._getframe(1))  # one frame inside the batch, usually)
+            version = self._version  # as in _drive: odd while it runs (see get_state)
+            self._version = version | 1
             try:
-                return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
+                if owners or self._txns:
+                    quiet = (
+                        eq_func is None and engine.batches.depth > 0
+                    )  # calls nothing of the user's
+                    if not owners:
+                        self._heal()
+                    elif sys._getframe(1) is not self._inside:  # (written again and again from
+                        self._enter_check(sys._getframe(1))  # one frame inside the batch, usually)
+                try:
+                    return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
+                finally:
+                    # a quiet write (batched: its delivery waits for the batch's end) runs no
+                    # code that could leave a batch() of its own behind: only an interrupt can
+                    # make the count and the open batch() contexts disagree
+                    if engine.batches.depth != len(owners) or (self._txns and not quiet):
+                        self._heal()  # see _open_txn
             finally:
-                # a quiet write (batched: its delivery waits for the batch's end) runs no
-                # code that could leave a batch() of its own behind: only an interrupt can
-                # make the count and the open batch() contexts disagree
-                if engine.batches.depth != len(owners) or (self._txns and not quiet):
-                    self._heal()  # see _open_txn
+                self._version = version + 2
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
         """Delete the node at ``path`` and its subtree; False when it was missing."""

@@ -96,7 +96,10 @@ class StateEvent(Generic[C]):
             self._prev_copied = True
         return self._prev
 
-    old_value = prev_value
+    @property
+    def old_value(self) -> Any:
+        """The same as ``prev_value`` (the original API's name)."""
+        return self.prev_value
 
     @property
     def new_value(self) -> Any:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = ["MISSING", "Missing"]
 
 
 class Missing:
     """The type of ``MISSING``: what a backend read returns for a node that does not exist."""
 
-    _instance: Missing | None = None
+    _instance: ClassVar[Missing | None] = None
 
     def __new__(cls) -> Missing:
         if cls._instance is None:

@@ -36,6 +36,10 @@ _plain_cache: dict[str, Parts] = {}
 _wild_cache: dict[str, Parts] = {}
 _path_cache: dict[Parts, PurePosixPath] = {}
 
+#: ``to_parts``'s cache of plain (no wildcard) str paths: a hot caller looks a str up here
+#: first and calls ``to_parts`` only on a miss (the dict is cleared, never replaced).
+plain_cache = _plain_cache
+
 
 def to_parts(path: PathLike, *, wildcard: bool = False) -> Parts:
     """Return the normalised segments of ``path``.

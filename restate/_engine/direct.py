@@ -66,9 +66,8 @@ def set_direct(
     io, batches = engine.io, engine.batches
     heard: Heard = False  # in a batch nobody hears the write before the batch ends
     if not batches.depth:
-        heard = engine.audience.known.get(parts)  # type: ignore[assignment]
-        if heard is None:
-            heard = engine.audience.route(parts)
+        known = engine.audience.known.get(parts)  # (not into heard: mypyc checks its type)
+        heard = known if known is not None else engine.audience.route(parts)
         if heard is True or io.swap is not None:  # the planner's, or the backend's swap()
             gen = engine.set_state(parts, value, eq_func, default, payload, skip_notify)
             return bool(io.drive(gen))  # type: ignore[misc]

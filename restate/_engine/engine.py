@@ -49,7 +49,6 @@ from .batching import BatchLog
 from .callbacks import CallbackRegistry
 from .dispatch import Dispatcher, Plan
 from .graph import Derivation, DerivationGraph
-from .registries import Registries
 from .requests import (
     CALL,
     DELETE,
@@ -71,7 +70,7 @@ from .tracking import Footprint, Tracker, record_write
 __all__ = ["Engine"]
 
 
-class Engine(Registries, Settling):
+class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
     """The operations over the registries, each a generator of I/O requests.
 
     Responsibilities:

@@ -150,7 +150,9 @@ class Scheduler:
         return f"thread {threading.current_thread().name}"
 
     def _label(self) -> str | None:
-        namer = self.writer_name
+        # typed to return object, not str | None: the compiled build checks a declared type
+        # on the call's result (and a wrong one would then count as the namer raising)
+        namer: Callable[[], object] | None = self.writer_name
         try:
             label = namer() if namer is not None else None
         except Exception:  # a label is not worth failing the write for

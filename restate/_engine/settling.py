@@ -10,19 +10,21 @@ from ..derived import DeriveData
 from ..missing import MISSING
 from ..paths import parts_to_str
 from ..tree import IMMUTABLE, copy_in, copy_out, values_equal
-from .graph import Derivation, DerivationGraph
+from .graph import Derivation
+from .registries import Registries
 from .requests import CALL, READ, WRITE, Gen, user_value
-from .scheduler import Scheduler
 from .subscriptions import Change
 
 __all__ = ["Settling"]
 
 
-class Settling:
-    """``Engine``'s derivation settling; the engine sets these attributes up."""
+class Settling(Registries):
+    """``Engine``'s derivation settling; the engine sets these attributes up.
 
-    graph: DerivationGraph
-    scheduler: Scheduler
+    (One chain of bases, Registries -> Settling -> Engine, not two mixins: the compiled
+    build's mypyc supports single inheritance only.)
+    """
+
     aliasing: bool
 
     def _settle(self, changes: list[Change], errors: list[Exception]) -> Gen:
