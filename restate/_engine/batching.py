@@ -80,6 +80,12 @@ class BatchLog:
         roots nobody hears are not coalesced; None: everyone hears everything, e.g.
         listeners). ``merge``: siblings heard only above them may become one change at their
         parent (roots.py); the parents that did are left in ``merged``."""
+        if exc is not None and not self._marks:
+            # No batch is open, yet a failed one ends: the generator running it was left by
+            # its driver (an interrupt landed in the driver's own loop), which reset this log
+            # (controller.abandon_engine_batch) and rolled the store back; it is being closed
+            # now (GeneratorExit, often by the garbage collector). Nothing is left to end.
+            return []
         mark = self._marks.pop()
         self.depth -= 1
         if not self.depth:

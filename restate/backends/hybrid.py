@@ -20,6 +20,8 @@ keeps its undo log for batches. ``close()`` closes every store.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import PurePosixPath
@@ -28,6 +30,7 @@ from typing import Any
 from ..errors import PathConflictError
 from ..paths import Parts, is_prefix, parts_to_path, parts_to_str, to_parts
 from ..tree import copy_in, delete_in, get_in, set_in
+from ._interrupts import finish
 from .base import MISSING, AsyncBackend, Backend
 from .probe import exists_plan, probe_async, probe_sync, run_async, run_sync
 
@@ -268,30 +271,63 @@ class HybridSyncBackend(Backend):
     def transaction(self) -> Iterator[HybridSyncBackend]:
         """Group writes and deletes across stores: each store's own ``transaction()`` is
         entered (and rolls back itself); stores without one get an undo log. Nestable. Not
-        atomic across stores if a commit itself fails."""
+        atomic across stores if a commit itself fails.
+
+        KeyboardInterrupt can land between any two bytecodes: the level is registered
+        before any store's transaction opens, and each transaction is listed before it is
+        entered and unlisted only once exited, so ``_unwind`` (run to its end through
+        further interrupts) finds everything that is open."""
+        levels = self._levels
+        depth = len(levels.stack)
         cms: list[Any] = []
+        levels.stack.append((cms, len(levels.undo)))
         try:
             for store in self._mounts.stores():
                 if _has_txn(store):
-                    cm = store.transaction()
-                    cm.__enter__()
-                    cms.append(cm)
-        except BaseException as exc:
-            for cm in reversed(cms):
-                cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        self._levels.stack.append((cms, len(self._levels.undo)))
-        try:
+                    cms.append(store.transaction())
+                    cms[-1].__enter__()
             yield self
         except BaseException as exc:
-            cms, undo = self._levels.pop()
-            for cm in reversed(cms):
-                cm.__exit__(type(exc), exc, exc.__traceback__)
-            self._run([(s, "delete" if v is MISSING else "write", p, v) for s, p, v in undo])
+            finish(functools.partial(self._unwind, depth, exc))
             raise
-        cms, _ = self._levels.pop()
-        for cm in reversed(cms):
-            cm.__exit__(None, None, None)
+        try:
+            # an interrupt between two stores' commits would leave one committed and the
+            # other rolled back: the commits run to their end, then it is raised
+            finish(functools.partial(_commit_all, cms))
+        except BaseException as exc:
+            if cms:  # a store's commit failed: roll the others back
+                finish(functools.partial(self._unwind, depth, exc))
+                raise
+            self._drop_level(depth)
+            raise
+        self._drop_level(depth)
+
+    def _drop_level(self, depth: int) -> None:
+        """Forget a committed level; an outer level may still roll back, undoing this
+        level's undo entries too, so those go only with the outermost level."""
+        levels = self._levels
+        mark = levels.stack[depth][1]
+        del levels.stack[depth:]
+        if not depth:
+            del levels.undo[mark:]
+
+    def _unwind(self, depth: int, exc: BaseException) -> None:
+        """Roll back levels ``depth`` and above, newest first. Resumable: each step is
+        removed only once done, so an interrupted call can be repeated."""
+        levels = self._levels
+        while len(levels.stack) > depth:
+            cms, mark = levels.stack[-1]
+            while cms:
+                _close(cms[-1], exc)
+                cms.pop()
+            while len(levels.undo) > mark:
+                store, rel, prev = levels.undo[-1]
+                if prev is MISSING:
+                    store.delete(parts_to_path(rel))
+                else:
+                    store.write(parts_to_path(rel), prev)
+                levels.undo.pop()
+            levels.stack.pop()
 
     def _remember(self, store: Any, rel: Parts) -> None:
         prev = store.read(parts_to_path(rel), MISSING)
@@ -310,6 +346,34 @@ class HybridSyncBackend(Backend):
                 store.write(parts_to_path(rel), value)
             else:
                 store.delete(parts_to_path(rel))
+
+
+def _commit_all(cms: list[Any]) -> None:
+    """Commit the stores' transactions, newest first (resumable)."""
+    while cms:
+        _close(cms[-1], None)
+        cms.pop()
+
+
+def _close(cm: Any, exc: BaseException | None) -> None:
+    """Exit a store's transaction (committing when ``exc`` is None) unless it never opened
+    or has ended already: safe to repeat after an interruption."""
+    gen = getattr(cm, "gen", None)
+    if gen is not None:
+        state = inspect.getgeneratorstate(gen)
+        if state == inspect.GEN_CREATED:
+            gen.close()
+            return
+        if state == inspect.GEN_CLOSED:
+            return
+    if exc is None:
+        cm.__exit__(None, None, None)
+        return
+    try:
+        cm.__exit__(type(exc), exc, exc.__traceback__)
+    except BaseException as raised:
+        if raised is not exc:
+            raise
 
 
 async def _maybe_await(result: Any) -> Any:

@@ -233,6 +233,16 @@ class SQLiteBackend(Backend):
 
     def _roll_back(self, depth: int) -> None:
         """Undo down to ``depth``; resumable (each step checks what is still open)."""
+        try:
+            open_ = self._db.in_transaction
+        except sqlite3.ProgrammingError:
+            # closed: closing rolled back whatever was open (a transaction an interrupt left
+            # to the garbage collector is finalised after close())
+            self._depth = depth
+            return
+        if not open_:
+            self._depth = depth
+            return
         if depth == 0:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")

@@ -75,6 +75,8 @@ class _Level:
     offset: int  # journal size before this level began
     recording: bool = True  # False: a single-step change, nothing to journal
     seen: set[Rel] = field(default_factory=set)
+    held: int = 0  # the directory lock's depth before this level took it
+    scoped: bool = True  # opened by a ``with`` scope holding the backend's thread lock
 
 
 class Journal:
@@ -97,11 +99,18 @@ class Journal:
         """How many levels are open; the next ``begin()`` opens level ``depth``."""
         return len(self._levels)
 
-    def begin(self, record: bool = True) -> None:
+    def begin(self, record: bool = True, held: int = 0, scoped: bool = True) -> None:
         """Open a level; ``record=False`` journals nothing until ``record()`` (inside a
-        recording level it records anyway)."""
+        recording level it records anyway). ``held``/``scoped``: see ``_Level``."""
         recording = record or (bool(self._levels) and self._levels[-1].recording)
-        self._levels.append(_Level(len(self.records), self._size, recording))
+        self._levels.append(_Level(len(self.records), self._size, recording, set(), held, scoped))
+
+    def first_scoped(self) -> tuple[int, int] | None:
+        """The lowest level opened by a scope, and the lock depth before it; None if none."""
+        for depth, level in enumerate(self._levels):
+            if level.scoped:
+                return depth, level.held
+        return None
 
     @property
     def recording(self) -> bool:

@@ -59,17 +59,39 @@ class FileTransactions:
     @contextmanager
     def locked(self, exclusive: bool) -> Iterator[None]:
         """Hold the directory lock; the first holder undoes what a killed process left."""
+        self.heal()
         depth = self.dirlock.depth
+        # One try from the acquire to the yield: with two, a KeyboardInterrupt landing on
+        # the second ``try:`` (after the acquire, outside both) kept the lock held for good,
+        # and every other process waited on it (tests/interrupt_points.py found it).
         try:
             if self.dirlock.acquire(exclusive):
                 self.recover()
-        except BaseException:
-            self.dirlock.release_to(depth)
-            raise
-        try:
             yield
         finally:
             self.dirlock.release_to(depth)
+
+    def heal(self) -> None:
+        """Undo what an interrupt made us lose track of (call holding the thread lock once).
+
+        A KeyboardInterrupt landing on the first bytecode of an ``except`` or ``finally``
+        block, or of a ``with`` statement's exit, skips that clean-up: a journal level stays
+        open (every later write would join a batch that never ends) or a hold of the
+        directory lock stays counted (other processes would wait for it forever). A scope
+        holds the thread lock from its start to its end, so when this thread holds it only
+        once -- the caller's hold -- no scope is running: a level a scope opened that is still
+        open was lost, and so was any hold of the lock no level accounts for. Roll those back
+        now, before the operation that found them."""
+        count = getattr(self.lock, "_recursion_count", None)
+        if count is None or count() != 1:
+            return  # inside a scope of ours (or no way to tell): nothing was lost
+        lost = self.journal.first_scoped()
+        if lost is not None:
+            level, held = lost
+            finish(lambda: self.journal.rollback(level, self.durable))
+            self.dirlock.release_to(held)
+        elif not self.journal.active:
+            self.dirlock.release_to(0)
 
     def recover(self) -> None:
         # Every lock taken asks this; a stat by path (the same lookup as opening the root)
@@ -97,22 +119,26 @@ class FileTransactions:
         ``record=False``: a plain write or delete, journaled only once it calls
         ``several_steps()`` (before its first change)."""
         with self.lock:
+            self.heal()
             level, held = self.journal.depth, self.dirlock.depth
             try:
-                self.begin(record)
+                self.begin(record, scoped=True)
                 yield
                 self.end(level, held, rollback=False)
             except BaseException:
                 self.end(level, held, rollback=True)
                 raise
 
-    def begin(self, record: bool = True) -> None:
+    def begin(self, record: bool = True, scoped: bool = False) -> None:
+        """Open a journal level under the exclusive lock. ``scoped``: called by ``scope()``,
+        which holds the thread lock until the level ends (the async backend's levels span
+        worker threads: they are not, and ``heal()`` leaves them alone)."""
         with self.lock:
             depth = self.dirlock.depth
             try:
                 if self.dirlock.acquire(exclusive=True):
                     self.recover()
-                self.journal.begin(record)
+                self.journal.begin(record, depth, scoped)
             except BaseException:
                 self.dirlock.release_to(depth)
                 raise

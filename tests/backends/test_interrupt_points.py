@@ -1,0 +1,150 @@
+"""A KeyboardInterrupt at every executed line of restate's code during set_state, a batch
+of several writes with subscribers, update() and delete, on every sync store: the state is
+old or new (all-or-nothing), the events heard agree with it, no transaction, journal or lock
+is left behind, closing an abandoned generator raises nothing, and later operations work.
+The harness is ``tests/interrupt_points.py``.
+
+The default run tries a seeded random share of the points on memory and SQLite;
+``RESTATE_ALL_POINTS=1`` tries every point of every case, files, caching and hybrid included
+(minutes; those still have open findings, marked xfail). ``RESTATE_POINTS_FDS=1`` also
+counts file descriptors (open: a few interrupt points of the file backend leak one)."""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from restate import ControllerSync
+from tests.interrupt_points import (
+    OPERATIONS,
+    PACKAGE,
+    SETUP,
+    STORES,
+    Run,
+    files_store,
+    interrupt_on,
+    run_points,
+    unraisable,
+)
+
+ALL = os.environ.get("RESTATE_ALL_POINTS") == "1"
+# share of the points tried in the default run (a point is ~5-15 ms under load)
+SHARE = {"memory": 0.08, "sqlite": 0.03}
+OPEN = pytest.mark.xfail(
+    run=ALL,
+    strict=False,
+    reason="open findings of this harness, not fixed yet: on files an interrupt in the read "
+    "after a batch's commit can leave the directory's read lock held; on a cache, an "
+    "interrupt between the cache's change and its pending operation leaves the cache "
+    "showing a value the store never gets; runs with RESTATE_ALL_POINTS=1",
+)
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_an_interrupt_at_any_line_leaves_the_store_old_or_new_and_usable(
+    store: str, operation: str, tmp_path: Path
+) -> None:
+    share = 1.0 if ALL else SHARE[store]
+    check(store, operation, tmp_path, share)
+
+
+@OPEN
+@pytest.mark.slow
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize("store", ["files", "caching", "hybrid"])
+def test_an_interrupt_at_any_line_of_a_file_cache_or_hybrid_store_leaves_it_old_or_new(
+    store: str, operation: str, tmp_path: Path
+) -> None:
+    check(store, operation, tmp_path, 1.0)
+
+
+def check(store: str, operation: str, tmp_path: Path, share: float) -> None:
+    outcome = run_points(STORES[store], OPERATIONS[operation], tmp_path, share, seed=14)
+    assert not outcome.failures, (
+        f"{len(outcome.failures)}+ of {outcome.tried} interrupt points failed "
+        f"({outcome.points} line events):\n" + "\n".join(outcome.failures)
+    )
+    assert outcome.landed >= outcome.tried // 2, outcome  # the interrupts did land
+
+
+# ----- the points that were bugs, each aimed at directly ---------------------------------------
+
+
+def _line_of(module: str, text: str, within: str = "") -> tuple[str, int]:
+    """(path below restate/, line number) of the first line of ``module`` containing
+    ``text`` after the line containing ``within``."""
+    source = (Path(PACKAGE) / module).read_text().splitlines()
+    start = next(n for n, line in enumerate(source) if within in line)
+    found = next(n for n, line in enumerate(source[start:], start + 1) if text in line)
+    return module, found
+
+
+def _failing_batch(c: ControllerSync) -> None:
+    with c.batch():
+        c.set_state("/a/x", 2)
+        c.set_state("/a/new", {"deep": 1})
+        raise LookupError("the batch fails")
+
+
+def _interrupt_on(make_op: Any, line: tuple[str, int], tmp_path: Path) -> Run:
+    """A fresh file store whose ``make_op`` is interrupted the first time ``line`` runs."""
+    run = Run(files_store(tmp_path / "store"))
+    assert interrupt_on(lambda: _swallow(lambda: make_op(run.c)), line), f"{line} never ran"
+    return run
+
+
+def _swallow(fn: Any) -> None:
+    try:
+        fn()
+    except LookupError:
+        pass
+
+
+def test_an_interrupt_on_the_first_line_of_a_file_batch_s_rollback_leaves_no_journal_active(
+    tmp_path: Path,
+) -> None:
+    # the first bytecode of scope()'s ``except`` block: the rollback in it never ran, the
+    # journal stayed active and every later write joined a batch that never ended
+    line = _line_of("backends/filesystem/transactions.py", "rollback=True)", "def scope(")
+    run = _interrupt_on(_failing_batch, line, tmp_path)
+    assert run.c.get_state("/") == SETUP  # rolled back at the next operation
+    run.store.idle()
+    run.c.set_state("/a/x", 3)
+    assert run.store.reread() == {**SETUP, "a": {**SETUP["a"], "x": 3}}
+    run.store.idle()
+    run.close()
+
+
+def test_an_interrupt_on_the_release_of_the_read_lock_does_not_keep_it(tmp_path: Path) -> None:
+    # the first bytecode of locked()'s ``finally``: the shared lock stayed held for good
+    line = _line_of("backends/filesystem/transactions.py", "release_to(depth)", "def locked(")
+    run = _interrupt_on(lambda c: c.get_state("/a"), line, tmp_path)
+    run.c.get_state("/")
+    run.store.idle()  # another process can take the lock
+    run.close()
+
+
+def test_closing_an_update_its_driver_left_after_an_interrupt_raises_nothing(
+    tmp_path: Path,
+) -> None:
+    # An interrupt in the driver's own loop (between two requests) leaves the engine's
+    # update generator suspended inside its batch; the driver resets the batch. Closing that
+    # generator later (the garbage collector) ran its rollback against the reset log:
+    # "IndexError: pop from empty list" in BatchLog.end, reported as unraisable.
+    line = _line_of("controller.py", "error = None", "def _steps(")
+    for nth in range(1, 6):  # after each request of the update in turn
+        run = Run(STORES["memory"](tmp_path / str(nth)))
+        with unraisable() as raised:
+            c = run.c
+            assert interrupt_on(lambda: c.update("/a/x", lambda v: v + 1), line, nth)  # noqa: B023
+            assert run.c.get_state("/a/x") in (1, 2)
+            run.c.update("/a/x", lambda v: 10)  # the next update commits
+            gc.collect()
+        assert not raised, f"after request {nth}"
+        assert run.c.get_state("/a/x") == 10
+        run.close()
