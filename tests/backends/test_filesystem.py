@@ -304,3 +304,21 @@ def test_a_symlinked_document_is_not_read_or_updated(fs, base, outside):
 def listed(base: Path) -> list[str]:
     """The names in ``base`` apart from the store's lock file (bookkeeping, never a value)."""
     return [name for name in os.listdir(base) if name != ".restate.lock"]
+
+
+def test_rolling_back_new_nested_paths_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    # The restore of a rolled-back batch asked "is this a directory?" by opening it and never
+    # closed the answer: two descriptors lost per new nested path.
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    c = ControllerSync(FileSystemSyncBackend(str(tmp_path / "s")))
+    c.set_state("/keep", 1)
+    before = open_fds()
+    for i in range(20):
+        with pytest.raises(RuntimeError), c.batch():
+            c.set_state(f"/a{i}/b/c", 1)
+            c.set_state(f"/f{i}", {"x": {"y": 1}})
+            raise RuntimeError("undo")
+    assert c.get_state("/") == {"keep": 1}
+    assert open_fds() == before

@@ -43,6 +43,15 @@ def open_dir(parent: int, name: str) -> int | None:
         raise
 
 
+def is_real_dir(parent: int, name: str) -> bool:
+    """Whether ``name`` below ``parent`` is a directory (not a symlink to one): asked of the
+    name itself, so no descriptor is opened (an answer that opened one had to close it)."""
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
 def read_bytes(parent: int, name: str) -> bytes | None:
     """The bytes of regular file ``name``; None when missing, a symlink or not a file."""
     try:
@@ -140,7 +149,7 @@ def restore(root: int, rel: Sequence[str], pre: PreImage, durable: bool) -> None
     parent = _reopen(root)
     try:
         for name in rel[:-1]:
-            if pre is None and open_dir(parent, name) is None:
+            if pre is None and not is_real_dir(parent, name):
                 return  # nothing to remove below a directory that is not there
             sub = _dir_for_restore(parent, name)
             parent, old = sub, parent  # swapped first: an interrupt never double-closes
@@ -174,7 +183,7 @@ def _restore_name(parent: int, name: str, pre: PreImage, durable: bool) -> None:
         else:
             os.close(fd)
     else:
-        if open_dir(parent, name) is not None:
+        if is_real_dir(parent, name):
             _remove_name(parent, name)  # a directory now stands where the file was
         write_atomic(parent, name, pre, durable)
     if durable:
