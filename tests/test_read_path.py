@@ -281,6 +281,21 @@ def test_a_path_that_is_not_a_str_is_still_parsed_and_checked() -> None:
         c.get_state(["a", "b"])
 
 
+def assert_read_waits(
+    c: ControllerSync, path: str, release: threading.Event, expected: Any, while_: str
+) -> None:
+    """A read of ``path`` from another thread waits (0.2 s) while the writer is held, then,
+    once ``release`` lets the writer finish, gives ``expected``."""
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(c.get_state(path)))
+    reader.start()
+    reader.join(timeout=0.2)
+    assert reader.is_alive() and got == [], f"read {path} {while_}"
+    release.set()
+    reader.join(timeout=30)
+    assert got == [expected]
+
+
 def test_the_read_waits_for_another_threads_open_batch() -> None:
     c = ControllerSync()
     c.set_state("/a", 1)
@@ -295,15 +310,8 @@ def test_the_read_waits_for_another_threads_open_batch() -> None:
     writer = threading.Thread(target=batching)
     writer.start()
     assert inside.wait(30), "the writer never opened its batch"
-    got: list[Any] = []
-    reader = threading.Thread(target=lambda: got.append(c.get_state("/a")))
-    reader.start()
-    reader.join(timeout=0.2)
-    assert reader.is_alive() and got == [], "the read did not wait for the open batch"
-    release.set()
+    assert_read_waits(c, "/a", release, 2, "while another thread's batch was open")
     writer.join(timeout=30)
-    reader.join(timeout=30)
-    assert got == [2]
 
 
 def test_a_free_threaded_build_reads_under_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -328,15 +336,8 @@ def test_the_read_waits_for_another_threads_write_whose_callbacks_are_still_runn
     writer = threading.Thread(target=lambda: c.set_state("/x", 1))
     writer.start()
     assert inside.wait(30), "the write never reached its callback"
-    got: list[Any] = []
-    reader = threading.Thread(target=lambda: got.append(c.get_state("/x")))
-    reader.start()
-    reader.join(timeout=0.2)
-    assert reader.is_alive() and got == [], "read /x while its write was still dispatching"
-    release.set()
+    assert_read_waits(c, "/x", release, 1, "while its write was still dispatching")
     writer.join(timeout=30)
-    reader.join(timeout=30)
-    assert got == [1]
 
 
 def test_the_read_still_waits_after_a_callback_of_that_write_has_written_itself() -> None:
@@ -356,15 +357,8 @@ def test_the_read_still_waits_after_a_callback_of_that_write_has_written_itself(
     writer.start()
     assert inside.wait(30), "the write never reached its second callback"
     assert c._engine.batches.depth == 0 and c.backend.read("/y") == 1  # the inner write ended
-    got: list[Any] = []
-    reader = threading.Thread(target=lambda: got.append(c.get_state("/x")))
-    reader.start()
-    reader.join(timeout=0.2)
-    assert reader.is_alive() and got == [], "read /x while its write was still dispatching"
-    release.set()
+    assert_read_waits(c, "/x", release, 1, "while its write was still dispatching")
     writer.join(timeout=30)
-    reader.join(timeout=30)
-    assert got == [1]
 
 
 def line_of(fn: Callable[..., Any], text: str) -> int:
