@@ -119,8 +119,8 @@ class ControllerSync(ControllerBase):
                 raise StateError("cannot switch backends inside a batch")
             old = self._drive(self._engine.snapshot(()))
             version = self._version  # the swap and the reaction are one change for readers
-            self._version = version | 1
             try:
+                self._version = version | 1  # (marked inside the try: see get_state)
                 self._stop_listening()
                 self._closed = False  # follows the new store if anything listens
                 self._attach(backend)
@@ -162,8 +162,8 @@ class ControllerSync(ControllerBase):
 
     def _drive(self, gen: Steps[T]) -> T:
         version = self._version  # odd from before anything changes (see get_state)
-        self._version = version | 1
         try:
+            self._version = version | 1
             if self._owners or self._txns:
                 self._check_batch(sys._getframe(1))
             try:
@@ -312,9 +312,10 @@ class ControllerSync(ControllerBase):
         # found it odd and leaves it odd); a batch is in _owners from begin to end. A read
         # that finds _version even and no batch open before it, and _version unchanged after
         # it, overlapped no change: it saw a settled state. Otherwise it takes the lock, as
-        # do tracked reads (Footprint.active) and dicts and lists (copied out). (An interrupt
-        # landing right after a mark, before its try, leaves _version odd: every later read
-        # then takes the lock -- slower, never wrong.)
+        # do tracked reads (Footprint.active) and dicts and lists (copied out). (The mark is
+        # made inside the try whose finally unmarks it, so an interrupt cannot land between
+        # them; one landing on the finally's first bytecode leaves _version odd: every later
+        # read then takes the lock -- slower, never wrong.)
         seen = self._version
         store = self._memory
         if store is not None and not (seen & 1 or self._owners or Footprint.active):
@@ -376,8 +377,8 @@ class ControllerSync(ControllerBase):
             # the same steps without a generator (_engine/direct.py), guarded as _drive is
             owners, quiet = self._owners, False
             version = self._version  # as in _drive: odd while it runs (see get_state)
-            self._version = version | 1
             try:
+                self._version = version | 1
                 if owners or self._txns:
                     quiet = (
                         eq_func is None and engine.batches.depth > 0
