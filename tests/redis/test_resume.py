@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -83,16 +84,26 @@ def test_a_follower_catches_up_after_the_server_restarts_with_its_data(tmp_path)
         server.stop()
 
 
-def test_a_follower_that_missed_trimmed_entries_gets_what_changed_since_once(url, prefix, backend):
+def slow_follower(
+    backend: RedisBackend, hold: threading.Event | None = None
+) -> tuple[queue.Queue, threading.Event, Callable[[], None]]:
+    """Watch ``backend`` with a handler that, after each delivery (once ``hold`` is set, if
+    given), waits until ``busy`` is set: the follower reads nothing while its handler runs,
+    so writes meanwhile can be trimmed from the stream. Returns (got, busy, unwatch)."""
     got: queue.Queue = queue.Queue()
-    hold, busy = threading.Event(), threading.Event()
+    busy = threading.Event()
 
     def slow_handler(changes):
         got.put(changes)
-        if hold.is_set():
-            busy.wait(5)  # the follower reads nothing while its handler runs
+        if hold is None or hold.is_set():
+            busy.wait(5)
 
-    unwatch = backend.watch(slow_handler)
+    return got, busy, backend.watch(slow_handler)
+
+
+def test_a_follower_that_missed_trimmed_entries_gets_what_changed_since_once(url, prefix, backend):
+    hold = threading.Event()
+    got, busy, unwatch = slow_follower(backend, hold)
     with RedisBackend(url, prefix, stream_maxlen=10) as writer:
         writer.write("/kept", {"a": 1})
         assert drain(got, 1) == [[("/kept", MISSING, {"a": 1})]]
@@ -122,14 +133,7 @@ def test_a_follower_that_missed_trimmed_entries_gets_what_changed_since_once(url
 def test_a_follower_behind_what_the_change_index_remembers_gets_the_whole_tree_once(
     url, prefix, backend, raw
 ):
-    got: queue.Queue = queue.Queue()
-    busy = threading.Event()
-
-    def slow_handler(changes):
-        got.put(changes)
-        busy.wait(5)
-
-    unwatch = backend.watch(slow_handler)
+    got, busy, unwatch = slow_follower(backend)
     with RedisBackend(url, prefix, stream_maxlen=1) as writer:  # remembers ~10 paths
         writer.write("/n", 0)
         assert drain(got, 1) == [[("/n", MISSING, 0)]]
@@ -165,14 +169,7 @@ def test_a_server_restarted_without_its_data_makes_followers_start_over(tmp_path
 def test_a_follower_resyncs_the_whole_tree_when_the_change_index_began_after_its_last_entry(
     url, prefix, backend, raw
 ):
-    got: queue.Queue = queue.Queue()
-    busy = threading.Event()
-
-    def slow_handler(changes):
-        got.put(changes)
-        busy.wait(5)
-
-    unwatch = backend.watch(slow_handler)
+    got, busy, unwatch = slow_follower(backend)
     with RedisBackend(url, prefix, stream_maxlen=1) as writer:
         writer.write("/n", 0)
         assert drain(got, 1) == [[("/n", MISSING, 0)]]
