@@ -105,6 +105,19 @@ needed_programs() {
   fi
 }
 
+# The packages the test role needs to compile C (tests/test_compiled_build.py builds the
+# opt-in mypyc core): a C compiler with the C library's headers, and Python's own headers.
+build_packages_if_missing() {
+  local py="$1"
+  if ! command -v cc >/dev/null 2>&1 || [[ ! -e /usr/include/stdio.h ]]; then
+    echo build-essential
+  fi
+  "$py" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    2>/dev/null && return 0
+  "$py" -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}-dev")'
+}
+
 # Instructions for installing PROGRAMS where apt-get is not available.
 by_hand_message() {
   local what="$1"
@@ -115,7 +128,8 @@ by_hand_message() {
     *) echo "  with your system's package manager: redis-server (often in a package named redis);" \
       "chromium (only the browser tests need it, at /usr/bin/chromium)" ;;
   esac
-  echo "  a Python virtual environment (python3 -m venv) must work too"
+  echo "  a Python virtual environment (python3 -m venv) must work too; the test command also" \
+    "needs a C compiler and Python's headers (build-essential, pythonX.Y-dev: the compiled build)"
 }
 
 ensure_system_packages() {
@@ -133,6 +147,12 @@ ensure_system_packages() {
   local venv_pkg
   venv_pkg="$(venv_package_if_missing "$py")"
   [[ -n "$venv_pkg" ]] && missing+=("$venv_pkg")
+  if [[ "$role" == test ]]; then
+    local build_pkg
+    while read -r build_pkg; do
+      [[ -n "$build_pkg" ]] && missing+=("$build_pkg")
+    done < <(build_packages_if_missing "$py")
+  fi
   if ((${#missing[@]} == 0)); then
     echo "system packages present ($(needed_programs "$role"))"
     return 0

@@ -76,7 +76,7 @@ def fake_bin(tmp_path: Path, uid: int, extra: dict[str, str], apt: bool = True) 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
-    scripts = {"id": f"echo {uid}", **extra}
+    scripts = {"id": f"echo {uid}", "cc": "exit 0", **extra}  # (a compiler: see below)
     if apt:
         scripts["apt-get"] = f'echo "apt-get $* [DEBIAN_FRONTEND=$DEBIAN_FRONTEND]" >> {log}'
     for name, body in scripts.items():
@@ -144,6 +144,26 @@ def test_a_non_root_user_without_sudo_gets_a_clear_error_and_nothing_runs(tmp_pa
     assert "need root (or sudo) to install system packages" in result.stderr
     assert "chromium" in result.stdout  # what it wanted to install
     assert not (tmp_path / "calls.log").exists()
+
+
+def test_the_test_command_installs_a_c_compiler_when_none_is_there(tmp_path):
+    # tests/test_compiled_build.py compiles the opt-in mypyc core: a fresh Debian has no cc
+    bin_dir = fake_bin(tmp_path, 0, {"redis-server": "exit 0", "chromium": "exit 0"})
+    (bin_dir / "cc").unlink()
+    result = ensure_system_packages(bin_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        (tmp_path / "calls.log")
+        .read_text()
+        .splitlines()[1]
+        .endswith("--no-install-recommends build-essential [DEBIAN_FRONTEND=noninteractive]")
+    )
+    (tmp_path / "run").mkdir()
+    run_bin = fake_bin(tmp_path / "run", 0, {"redis-server": "exit 0"})
+    (run_bin / "cc").unlink()
+    run = ensure_system_packages(run_bin, role="run")  # the notebooks compile nothing
+    assert run.returncode == 0 and "system packages present" in run.stdout, run.stderr
 
 
 def test_the_run_command_needs_only_redis_server_not_chromium(tmp_path):
