@@ -11,7 +11,10 @@ from ...missing import MISSING
 from ...paths import Parts, check_key, parts_to_str
 from ...serializers import json_serializer
 
-__all__ = ["MARK", "conflict_error", "decode_changes", "encode_delete", "encode_write", "loads"]
+__all__ = [
+    "MARK", "conflict_error", "decode_changes", "encode_delete", "encode_write", "first_prev",
+    "loads",
+]  # fmt: skip
 
 MARK = "\0"  # the field value of a child directory: a NUL byte is never valid JSON
 
@@ -95,6 +98,13 @@ def conflict_error(path: str, depth: int) -> PathConflictError:
         f"cannot write {path!r}: {leaf!r} holds a leaf, not a dict; delete it or write the "
         f"dict first"
     )
+
+
+def first_prev(changes: str) -> str | None:
+    """The previous JSON text of the first change of a stream entry's changes (None when it
+    was missing): what a write answers when a resend finds it applied already."""
+    first = _scan(changes, 0)[0][0]
+    return json.dumps(first["o"], ensure_ascii=False) if "o" in first else None
 
 
 def decode_changes(fields: dict[str, str], origin: str) -> list[tuple[str, Any, Any]] | None:

@@ -32,7 +32,7 @@ from ...paths import Parts, parts_to_str
 from ...tree import get_in
 from ..probe import holds
 from . import big, walk
-from .codec import conflict_error, encode_delete, encode_write, loads
+from .codec import MARK, conflict_error, encode_delete, encode_write, first_prev, loads
 from .leases import Txn
 from .transaction import Known, merge
 
@@ -196,7 +196,14 @@ class RedisCore:
 
     def _plain(self, parts: Parts, op: list[str], want_prev: bool) -> Exchange[str | None]:
         """A write or delete outside a transaction: one script, or in chunks when it stores
-        or replaces more than ``big.BIG`` fields (``big.py``)."""
+        or replaces more than ``big.BIG`` fields (``big.py``). A leaf below the root (op
+        ``['w', path, json, '1', dir, '1', name, json]``) goes by PUT: the same, fewer words."""
+        if len(op) == 8 and op[7] != MARK and op[0] == "w" and op[1] != "/":
+            wid = self.write_id()
+            want = "1" if want_prev else "0"
+            args = [self.origin, self.maxlen, self.maxbytes, wid, "", want, "", op[1], op[4]]
+            args += [op[6], op[2]]
+            return (yield from self._write("put", args, wid, 6))
         if big.fields_of(op) <= big.BIG:
             try:
                 return (yield from self.apply(op, "", want_prev))
@@ -207,25 +214,40 @@ class RedisCore:
     def apply(self, ops: list[str], token: str, want_prev: bool = False) -> Exchange[str | None]:
         """Run APPLY until it is not kept waiting by another client's lease; the previous JSON
         text of the first op (None when missing, or when not ``want_prev``)."""
-        deadline = time.monotonic() + self.lock_wait
-        wid = self.write_id()  # the same for every retry of this write: applied at most once
+        wid = self.write_id()  # the same for every resend of this write: applied at most once
         want = "1" if want_prev else "0"
-        args = [self.origin, self.maxlen, self.maxbytes, token, wid, want, "", *ops]
+        args = [self.origin, self.maxlen, self.maxbytes, token, wid, "", want, "", *ops]
+        return (yield from self._write("apply", args, wid, 7))
+
+    def _write(self, name: str, args: list[str], wid: str, waited: int) -> Exchange[str | None]:
+        """Call the write script ``name`` (APPLY or PUT) until no lease keeps it waiting
+        (``args[waited]``: the path whose line it waits in)."""
+        deadline = time.monotonic() + self.lock_wait
         while True:
-            reply = yield ("eval", "apply", args)
+            reply = yield ("eval", name, args)
             kind = reply[0]
             if kind == "ok":
                 return reply[2] if len(reply) > 2 else None
             if kind == "done":
-                return reply[1] or None
+                return first_prev(reply[1])
+            if kind == "unsure":
+                raise self.unsure_error()
             if kind == "conflict":
                 raise conflict_error(reply[1], int(reply[2]))
             if kind == "lost":
                 raise self.lost_error()
             if kind == "big":
                 raise big.TooBig()
-            args[6] = reply[3]  # it waits in that path's line now (scripts.py)
+            args[waited] = reply[3]  # it waits in that path's line now (scripts.py)
             yield from self.pause(deadline, f"{self.origin}:{wid}")
+
+    def unsure_error(self) -> BackendError:
+        return BackendError(
+            f"a write to {self.keyspace!r} lost its reply and cannot tell whether it was "
+            f"applied (the change stream was trimmed past the moment it was sent, or more "
+            f"than 3,000 commits came meanwhile); it was not applied again -- read the value "
+            f"back before repeating it"
+        )
 
     def lost_error(self) -> BackendError:
         return BackendError(

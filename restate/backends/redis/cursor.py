@@ -127,7 +127,7 @@ class StreamCursor:
         """``take`` of one entry (a paced writer: one per wake-up), inline."""
         if type(flat) is dict:
             fields = flat
-        elif len(flat) == 6 and flat[0] == "o" and flat[2] == "s" and flat[4] == "c":
+        elif len(flat) >= 6 and flat[0] == "o" and flat[2] == "s" and flat[4] == "c":
             fields = {"o": flat[1], "s": flat[3], "c": flat[5]}  # as the write script adds
         else:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
