@@ -73,9 +73,7 @@ def test_a_write_that_never_reached_the_server_is_applied_by_its_resend(backend,
     assert stream_len(raw, prefix) == entries + 1
 
 
-def test_a_dict_write_and_a_delete_whose_replies_were_lost_are_applied_once(
-    backend, raw, prefix
-):
+def test_a_dict_write_and_a_delete_whose_replies_were_lost_are_applied_once(backend, raw, prefix):
     backend.write("/d", {"a": 1})
     entries = stream_len(raw, prefix)
     lose_next_reply(backend, applied=True, sent=[])
