@@ -32,7 +32,7 @@ from ...paths import Parts, parts_to_str
 from ...tree import get_in
 from ..probe import holds
 from . import big, walk
-from .codec import MARK, conflict_error, encode_delete, encode_write, first_prev, loads
+from .codec import conflict_error, encode_delete, encode_leaf, encode_write, first_prev, loads
 from .leases import Txn
 from .transaction import Known, merge
 
@@ -178,8 +178,12 @@ class RedisCore:
     def write(self, parts: Parts, value: Any, want_prev: bool = False) -> Exchange[Any]:
         """Store ``value``; with ``want_prev`` return the value it replaced (MISSING when
         there was none) from the same script, else None."""
-        op = encode_write(parts, value)  # validates before anything is sent
         txn = self.txn.get()
+        if txn is None and parts and not isinstance(value, dict):  # the hot path: PUT
+            text = encode_leaf(value, parts)  # validates before anything is sent
+            prev = yield from self.put(parts, text, want_prev)
+            return loads(prev) if want_prev else None
+        op = encode_write(parts, value)  # validates before anything is sent
         if txn is None:
             prev = yield from self._plain(parts, op, want_prev)
             return loads(prev) if want_prev else None
@@ -196,20 +200,22 @@ class RedisCore:
 
     def _plain(self, parts: Parts, op: list[str], want_prev: bool) -> Exchange[str | None]:
         """A write or delete outside a transaction: one script, or in chunks when it stores
-        or replaces more than ``big.BIG`` fields (``big.py``). A leaf below the root (op
-        ``['w', path, json, '1', dir, '1', name, json]``) goes by PUT: the same, fewer words."""
-        if len(op) == 8 and op[7] != MARK and op[0] == "w" and op[1] != "/":
-            wid = self.write_id()
-            want = "1" if want_prev else "0"
-            args = [self.origin, self.maxlen, self.maxbytes, wid, "", want, "", op[1], op[4]]
-            args += [op[6], op[2]]
-            return (yield from self._write("put", args, wid, 6))
+        or replaces more than ``big.BIG`` fields (``big.py``)."""
         if big.fields_of(op) <= big.BIG:
             try:
                 return (yield from self.apply(op, "", want_prev))
             except big.TooBig:
                 pass
         return (yield from big.apply_big(self, parts, op, self.write_id()))
+
+    def put(self, parts: Parts, text: str, want_prev: bool) -> Exchange[str | None]:
+        """Store the leaf JSON ``text`` at ``parts`` (not the root) outside a transaction: APPLY
+        with fewer words, PUT; the previous JSON text as ``apply``."""
+        wid = self.write_id()
+        path = "/" + "/".join(parts)
+        args = [self.origin, self.maxlen, self.maxbytes, wid, "", "1" if want_prev else "0", ""]
+        args += [path, path[: -len(parts[-1]) - 1] or "/", parts[-1], text]
+        return (yield from self._write("put", args, wid, 6))
 
     def apply(self, ops: list[str], token: str, want_prev: bool = False) -> Exchange[str | None]:
         """Run APPLY until it is not kept waiting by another client's lease; the previous JSON

@@ -46,13 +46,19 @@ NO_TIMEOUT_SLACK = 60.0  # seconds a resend may wait in the server when no socke
 
 
 def pack(words: list[Any]) -> bytes:
-    """The RESP encoding of a command (its words are ``str``, or numbers): built as text and
-    encoded once; a word's byte length is its length unless it is not ASCII."""
+    """The RESP encoding of a command (its words are ``str``, or numbers): built as one text
+    and encoded once. When the text is ASCII, a word's byte length is its length (the usual
+    case: one check for the whole command); else each word's is counted."""
+    try:
+        body = "".join([f"${len(word)}\r\n{word}\r\n" for word in words])
+    except TypeError:  # a number among the words
+        body = "\x80"
+    if body.isascii():
+        return f"*{len(words)}\r\n{body}".encode()
     out = [f"*{len(words)}\r\n"]
-    append = out.append
     for word in words:
         text = word if type(word) is str else str(word)
-        append(f"${len(text) if text.isascii() else len(text.encode())}\r\n{text}\r\n")
+        out.append(f"${len(text.encode())}\r\n{text}\r\n")
     return "".join(out).encode()
 
 

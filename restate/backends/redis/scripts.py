@@ -601,9 +601,23 @@ return apply_ops({ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7], ARGV[8]}
 _PUT = r"""
 local done = retried(ARGV[1], ARGV[4], ARGV[5])
 if done then return done end
-local json = ARGV[11]
-return apply_ops({ARGV[1], ARGV[2], ARGV[3], '', ARGV[4], ARGV[6], ARGV[7]},
-  {'w', ARGV[8], json, '1', ARGV[9], '1', ARGV[10], json}, 1)
+local path, dir, name, json, want, waited = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[6], ARGV[7]
+-- the hot path, inline (no tables of ops, changes and paths): a leaf over a leaf while no
+-- transaction holds a lease anywhere in the tree (else apply_ops checks them)
+if waited == '' and redis.call('HLEN', LEASES) == 0 then
+  local k = key(dir)
+  local prev = redis.call('HGET', k, name)
+  if prev and prev ~= MARK then
+    if want == '1' and prev == json then return {'ok', '', prev} end
+    redis.call('HSET', k, name, json)
+    local entry = '[{"p":' .. cjson.encode(path) .. ',"o":' .. prev .. ',"n":' .. json .. '}]'
+    local id = append(KEYS_STREAM, ARGV[1], ARGV[4], ARGV[2], ARGV[3], entry, {path})
+    if want ~= '1' then prev = false end
+    return {'ok', id, prev}
+  end
+end
+return apply_ops({ARGV[1], ARGV[2], ARGV[3], '', ARGV[4], want, waited},
+  {'w', path, json, '1', dir, '1', name, json}, 1)
 """
 # Stage part of a big write (big.py) under T:s:<token>:<dir>, expiring in a minute.
 # ARGV: token, then groups (dir, npairs, name, value, ...). Replies the fields staged.
