@@ -194,3 +194,30 @@ def test_an_async_write_whose_reply_was_lost_is_applied_once(url, prefix, raw, m
         await backend.close()
 
     asyncio.run(main())
+
+
+def test_a_cluster_resend_after_a_failover_says_it_is_one():
+    """ClientScripts on a cluster client: its own retry (redis-py does not retry a call sent
+    to a given node) marks the write it sends again; a read goes again as it was."""
+    from restate.backends.redis.library import ClientScripts, Library
+
+    sent: list[tuple[str, ...]] = []
+
+    class Cluster:
+        def get_node_from_key(self, key):
+            return "node"
+
+        def execute_command(self, *words, target_nodes=None):
+            sent.append(words)
+            if len(sent) % 2 == 1:
+                raise redis.ConnectionError("the master went away")
+            return ["ok", "1-1", False]
+
+    scripts = ClientScripts(Cluster(), Library())
+    scripts._cluster = True
+    args = ["o", "10000", "", "w1", "", "0", "", "/n", "/", "n", "1"]
+    assert scripts["put"](keys=["{t}:changes"], args=args) == ["ok", "1-1", False]
+    first, again = sent
+    assert first[4 + 4] == "" and int(again[4 + 4]) >= 61_000  # no timeout known: a minute
+    assert scripts["read"](keys=["{t}:changes"], args=["/n", "2000"])
+    assert sent[2] == sent[3]
