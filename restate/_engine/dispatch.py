@@ -162,9 +162,7 @@ class Dispatcher:
             if tracker is None or tracker.status.refused is not None:
                 continue
             try:
-                if scheduler.defers(tracker):
-                    scheduler.mark_due(tracker, ch, origin)
-                else:
+                if scheduler.reached(tracker, ch, origin):  # "eager": inside the write
                     yield from self.run_tracker(tracker, ch, scheduler.why(ch, origin))
             except Exception as exc:
                 errors.append(exc)

@@ -108,6 +108,11 @@ class Scheduler:
         # side: ControllerBase.writer_name); None or a None result: the thread's name
         self.writer_name: Callable[[], str | None] | None = None
         self._held: dict[int, int] = {}  # thread id -> depth of deferring()
+        # "now" functions a write reached, per writer (``key()``: a thread, or a task in
+        # ControllerAsync): run by that writer once its outermost write has released the lock
+        self.soon: dict[Hashable, list[Hashable]] = {}
+        self.draining: set[Hashable] = set()  # writers running their ``soon`` functions
+        self.key: Callable[[], Hashable] = threading.get_ident
         self._marked_at: dict[Hashable, int] = {}  # due id -> when (a count of marks)
         self.topology = 0  # bumped when a derivation is added or removed
         self.marks = 0
@@ -135,6 +140,50 @@ class Scheduler:
         if tracker.policy != NOW:
             return tracker.policy != EAGER
         return bool(self._held) and threading.get_ident() in self._held
+
+    def reached(self, tracker: Tracker, change: Change, origin: str | None) -> bool:
+        """A change reached ``tracker`` inside a write: True when it runs there and then
+        (``"eager"``); otherwise it is marked due, and a ``"now"`` one is also queued to run
+        in this writer once its outermost write has released the lock (``take_soon``)."""
+        if self.defers(tracker):
+            self.mark_due(tracker, change, origin)
+            return False
+        if tracker.policy != NOW:
+            return True
+        # (no on_mark: the mark lasts from the write to the end of the write call)
+        self.due[tracker.id] = (change, self.why(change, origin))
+        self.marks += 1
+        self._marked_at[tracker.id] = self.marks
+        self._queue_soon(tracker.id)
+        return False
+
+    def _queue_soon(self, tid: Hashable) -> None:
+        key = self.key()
+        queued = self.soon.get(key)
+        if queued is None:
+            self.soon[key] = [tid]
+        else:
+            queued.append(tid)
+
+    def take_soon(self) -> list[tuple[Tracker, Change, Why]]:
+        """Unmark and return the ``"now"`` functions this writer's writes made due, writers
+        before readers; one running elsewhere is left due (that run is followed by another)."""
+        ids = self.soon.pop(self.key(), None)
+        if ids is None:
+            return []
+        picked: list[Tracker] = []
+        for tid in dict.fromkeys(ids) if len(ids) > 1 else ids:
+            tracker = self.trackers.get(tid)
+            if tracker is None or tid not in self.due or tracker.running:
+                continue
+            if tracker.status.refused is not None:
+                self._unmark(tid)
+            else:
+                picked.append(tracker)
+        taken = [(t, *self.due[t.id]) for t in (self.order(picked) if len(picked) > 1 else picked)]
+        for tracker, _, _ in taken:
+            self._unmark(tracker.id)
+        return taken
 
     def origin(self) -> str:
         """Who is writing now, for the reason a function runs."""
@@ -298,6 +347,10 @@ class Scheduler:
         tracker.runs += 1
         if self.trackers.get(tracker.id) is not tracker:
             return error
+        if self.draining and tracker.id in self.due and tracker.policy == NOW:
+            key = self.key()  # a write reached it while it ran: this writer runs it again
+            if key in self.draining:
+                self._queue_soon(tracker.id)
         self._heard(tracker, footprint)
         self.retrack(tracker, footprint.reads)
         # a failed run may stop before its writes: it still stands for what it usually writes
