@@ -36,7 +36,7 @@ from ._engine.requests import (
 )
 from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import Footprint, record_read, recording
+from ._engine.tracking import Footprint, record_read, start_recording, stop_recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
@@ -609,25 +609,33 @@ class ControllerSync(ControllerBase):
         made inside a callback or a batch: the outermost write runs them) or is running them
         already (a write made by one of them: its next round). Raises ``error`` (what the
         write raised) together with what the runs raised."""
-        scheduler = self._engine.scheduler
+        scheduler, soon = self._engine.scheduler, self._soon
         me = scheduler.key()
-        if me not in self._soon or me in scheduler.draining or _owned(self._lock):
+        if me not in soon or me in scheduler.draining or _owned(self._lock):
             return
         errors: list[Exception] = []
+        rounds = self._engine.max_rounds
         scheduler.draining.add(me)
         try:
-            for _ in range(self._engine.max_rounds):
+            while me in soon:  # (only this thread adds to its own entry: no lock to look)
+                if not rounds:
+                    with self._lock:
+                        left = scheduler.take_soon()
+                        scheduler.restore(left)  # still due, as the error says
+                    if left:
+                        errors.append(CycleError(still_due(left, self._engine.max_rounds)))
+                    break
+                rounds -= 1
                 with self._lock:
                     batch = scheduler.take_soon()
-                if not batch:
-                    break
-                self._run_batch(batch, errors)
-            else:
-                with self._lock:
-                    left = scheduler.take_soon()
-                    scheduler.restore(left)  # still due, as the error says
-                if left:
-                    errors.append(CycleError(still_due(left, self._engine.max_rounds)))
+                    if len(batch) == 1:  # (the usual case: started in the same locked step)
+                        tracker, change, why = batch[0]
+                        event = scheduler.start(tracker, change, why)
+                if len(batch) == 1:
+                    if event is not None:
+                        self._run_started(tracker, event, errors)
+                else:
+                    self._run_batch(batch, errors)
         finally:
             scheduler.draining.discard(me)
         if errors:
@@ -646,13 +654,19 @@ class ControllerSync(ControllerBase):
         return runs
 
     def _run_due(self, tracker: Any, change: Change, why: Any, errors: list[Exception]) -> int:
-        scheduler = self._engine.scheduler
         with self._lock:
-            event = scheduler.start(tracker, change, why)
+            event = self._engine.scheduler.start(tracker, change, why)
         if event is None:
             return 0
+        self._run_started(tracker, event, errors)
+        return 1
+
+    def _run_started(self, tracker: Any, event: Any, errors: list[Exception]) -> None:
+        """One run outside the lock, subscribed as it reads (``Scheduler.listen``)."""
+        scheduler = self._engine.scheduler
         error: Exception | None = None
-        with recording(self, tracker.name) as footprint:
+        footprint, token = start_recording(self, tracker.name)
+        try:
             scheduler.listen(tracker, footprint)
             try:
                 _call(tracker.callback, event)
@@ -662,11 +676,12 @@ class ControllerSync(ControllerBase):
                 with self._lock:
                     scheduler.stopped(tracker, footprint)
                 raise
+        finally:
+            stop_recording(token)
         with self._lock:
             error = scheduler.finish(tracker, footprint, error)
         if error is not None:
             errors.append(error)
-        return 1
 
     @contextmanager
     def deferring(self) -> Iterator[ControllerSync]:

@@ -324,7 +324,7 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
                 heard = route(ch.parts)
                 if heard is False:
                     continue
-                if heard is True or not plan_route(heard, ch, out, seen):
+                if heard is True or not plan_route(heard, ch, out, seen, trackers):
                     subs.plan(ch, out, seen, trackers)
                 if ch.parts in merged:  # as if reached by each sibling: own path and values
                     depth = len(ch.parts)  # (the change's own values already are the parent's)
