@@ -2,7 +2,11 @@
 
 Thread safety: every operation (a write with its whole dispatch, a batch from enter to exit,
 a read) holds the controller's RLock, so writes from many threads never interleave. A
-callback therefore must not wait for another thread that writes to the same controller.
+callback run inside a write (a subscriber, listener, transform or ``"eager"`` tracked
+function) therefore must not wait for another thread that writes to the same controller.
+Tracked functions of the other policies run outside the lock: a ``"now"`` one, re-run by a
+write, runs in the writing thread once the write has released the lock (``_run_soon``),
+before the write call returns.
 The one exception, a leaf read of the memory store while nothing runs, reads without the
 lock and checks that nothing ran meanwhile (a seqlock: see ``get_state``).
 """
@@ -520,18 +524,21 @@ class ControllerSync(ControllerBase):
 
         Args:
             name: how loops, failures and ``trackers()`` name it (default: its qualname).
-            policy: ``"now"`` (re-run inside the write, or marked due inside
-                ``deferring()``), ``"eager"`` (inside the write even in ``deferring()``),
-                ``"deferred"`` (marked due, run by ``run_deferred()``) or ``"lazy"`` (marked
-                stale, run only by ``run_deferred(lazy=True)``); see docs/semantics.md,
-                "Scheduling", and restate/_engine/scheduler.py.
+            policy: ``"now"`` (re-run by the write call once it released the lock, before
+                it returns; marked due inside ``deferring()``), ``"eager"`` (re-run inside
+                the write, under its lock, even in ``deferring()``), ``"deferred"`` (marked
+                due, run by ``run_deferred()``) or ``"lazy"`` (marked stale, run only by
+                ``run_deferred(lazy=True)``); see docs/semantics.md, "Scheduling", and
+                restate/_engine/scheduler.py.
             on_mark: called with the id whenever it is marked due, stale or refused, or a
                 stale mark clears (in the writer's thread, under the lock: keep it short).
+                Not for the brief due mark of a ``"now"`` re-run, from the write to its run.
             raise_errors: False records a failed run (``trackers()`` status ``failed``, its
                 readers ``stale``) without raising it to the writer.
 
-        The first run happens at once, outside the controller's lock as every re-run by
-        ``run_deferred()`` does (it may join a thread that writes state). It is subscribed at
+        The first run happens at once, outside the controller's lock as every re-run of a
+        ``"now"`` function and by ``run_deferred()`` does (it may join a thread that writes
+        state). It is subscribed at
         each path as it reads it: a write from elsewhere that lands during the run makes it
         run again before ``track()`` returns (or marks it due, as its policy says).
 

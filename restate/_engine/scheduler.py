@@ -2,11 +2,17 @@
 
 A change reaches a tracked function (one of the paths its last run read changed). Then:
 
-* policy ``"now"`` (the default): it runs at once, inside the write's dispatch, unless this
-  thread is inside ``controller.deferring()`` or the function is running already (in
-  another thread, or a run of ``run_deferred()``): then it is only marked *due*;
-* policy ``"eager"``: like ``"now"``, also inside ``deferring()`` (a function that acts as a
-  derivation: code after the write must see its result);
+* policy ``"now"`` (the default): it is marked *due* inside the write, and runs in the
+  writing thread (task) as soon as the outermost write call has released the controller's
+  lock -- after the write's subscribers and listeners, before that call returns -- unless
+  this thread is inside ``controller.deferring()`` or the function is running already (in
+  another thread, or a run of ``run_deferred()``): then it only stays due (a run in another
+  thread runs it again after it ends). So its body may start a thread that writes state and
+  join it; code after ``set_state`` still sees its result;
+* policy ``"eager"``: it runs inside the write, under the lock, even inside ``deferring()``
+  (a function that acts as a derivation: the write's subscribers and listeners already see
+  its result; like a derivation's transform, it must not wait for another thread that
+  writes);
 * policy ``"deferred"``: it is marked due, and runs at the next ``run_deferred()`` (the end of
   the outermost ``deferring()`` block calls it);
 * policy ``"lazy"``: it is marked due and shown ``stale``; only ``run_deferred(lazy=True)``
@@ -17,11 +23,16 @@ wins**): 1,000 writes while it waits, or while it runs, cause one more run, whic
 latest state. ``run_deferred()`` runs every due function once per round, writers before
 readers (from the footprints: what each read and wrote in its last run; ties in registration
 order); writes made by those runs mark their readers due for the same or the next round, at
-most ``max_rounds`` rounds. Functions run outside the controller's lock there, so writers
-are never held up by a slow function; so does the first run, inside ``track()`` (held the
-same way: what it makes due runs right after it). A run outside the lock is subscribed at
-each path as it first reads it (``listen``), so a write landing after that read marks it
-due instead of being missed.
+most ``max_rounds`` rounds. The ``"now"`` functions a write reached run the same way, in
+rounds, at the end of the write call (``take_soon``: each writer -- a thread, or a task of
+``ControllerAsync`` -- runs those its own writes reached; a write made by one of them, or
+inside a callback or a batch, only adds to the rounds of the outermost write). Functions
+run outside the controller's lock there, so writers are never held up by a slow function;
+so does the first run, inside ``track()`` (held like a ``run_deferred()`` run: what it makes
+due runs right after it). A run outside the lock is subscribed at each path as it first
+reads it (``listen``), so a write landing after that read marks it due instead of being
+missed; a write landing between the mark and the run replaces the reason, and the run reads
+the latest state.
 
 **Loops are refused from footprints.** After every run the footprint graph (tracked
 functions and derivations; an edge where one writes what another reads) is searched for a
@@ -42,6 +53,8 @@ Worked example (``a`` reads /x and writes /y, ``b`` reads /y and writes /total; 
 ``test_the_worked_example_of_the_scheduler_docstring_holds`` runs it)::
 
     c.track(a); c.track(b)                  # both run once: a, then b
+    c.set_state("/x", 5)                    # a due; the write releases the lock; a runs,
+                                            # its write to /y makes b due; b runs; returns
     with c.deferring():
         c.set_state("/x", 1)                # a due      (reason: /x changed)
         c.set_state("/x", 2)                # a due      (reason replaced: latest wins)
