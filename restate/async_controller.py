@@ -32,7 +32,7 @@ from ._engine.requests import (
 )
 from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import Footprint, record_read, recording
+from ._engine.tracking import Footprint, record_read, start_recording, stop_recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller import abandon_engine_batch, is_open
@@ -59,9 +59,9 @@ class _TaskLock:
         """Whether a task holds the lock (or is between acquiring it and its first step)."""
         return self._lock.locked()
 
-    def owned(self) -> bool:
-        """Whether the current task holds the lock."""
-        return self._owner is not None and self._owner is asyncio.current_task()
+    def owned_by(self, task: Any) -> bool:
+        """Whether ``task`` (the current one) holds the lock."""
+        return self._owner is not None and self._owner is task
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
@@ -470,23 +470,23 @@ class ControllerAsync(ControllerBase):
     async def _run_soon(self, error: Exception | None) -> None:
         """``ControllerSync._run_soon``: after a write released the lock, the ``"now"``
         functions it reached run in this task, outside the lock, round after round."""
-        scheduler = self._engine.scheduler
+        scheduler, soon = self._engine.scheduler, self._soon
         me = scheduler.key()
-        if me not in self._soon or me in scheduler.draining or self._lock.owned():
+        if me not in soon or me in scheduler.draining or self._lock.owned_by(me):
             return
         errors: list[Exception] = []
+        rounds = self._engine.max_rounds
         scheduler.draining.add(me)
         try:
-            for _ in range(self._engine.max_rounds):
-                batch = scheduler.take_soon()
-                if not batch:
+            while me in soon:  # (only this task adds to its own entry)
+                if not rounds:
+                    left = scheduler.take_soon(me)
+                    scheduler.restore(left)  # still due, as the error says
+                    if left:
+                        errors.append(CycleError(still_due(left, self._engine.max_rounds)))
                     break
-                await self._run_batch(batch, errors)
-            else:
-                left = scheduler.take_soon()
-                scheduler.restore(left)  # still due, as the error says
-                if left:
-                    errors.append(CycleError(still_due(left, self._engine.max_rounds)))
+                rounds -= 1
+                await self._run_batch(scheduler.take_soon(me), errors)
         finally:
             scheduler.draining.discard(me)
         if errors:
@@ -512,15 +512,20 @@ class ControllerAsync(ControllerBase):
         if event is None:
             return 0
         error: Exception | None = None
-        with recording(self, tracker.name) as footprint:
+        footprint, token = start_recording(self, tracker.name)
+        try:
             scheduler.listen(tracker, footprint)
             try:
-                await _maybe_await(tracker.callback(event))
+                result = tracker.callback(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
             except Exception as exc:
                 error = exc
             except BaseException:  # cancelled: the run did not finish
                 scheduler.stopped(tracker, footprint)
                 raise
+        finally:
+            stop_recording(token)
         error = scheduler.finish(tracker, footprint, error)
         if error is not None:
             errors.append(error)

@@ -627,14 +627,14 @@ class ControllerSync(ControllerBase):
             while me in soon:  # (only this thread adds to its own entry: no lock to look)
                 if not rounds:
                     with self._lock:
-                        left = scheduler.take_soon()
+                        left = scheduler.take_soon(me)
                         scheduler.restore(left)  # still due, as the error says
                     if left:
                         errors.append(CycleError(still_due(left, self._engine.max_rounds)))
                     break
                 rounds -= 1
                 with self._lock:
-                    batch = scheduler.take_soon()
+                    batch = scheduler.take_soon(me)
                     if len(batch) == 1:  # (the usual case: started in the same locked step)
                         tracker, change, why = batch[0]
                         event = scheduler.start(tracker, change, why)

@@ -178,10 +178,11 @@ class Scheduler:
         else:
             queued.append(tid)
 
-    def take_soon(self) -> list[tuple[Tracker, Change, Why]]:
-        """Unmark and return the ``"now"`` functions this writer's writes made due, writers
-        before readers; one running elsewhere is left due (that run is followed by another)."""
-        ids = self.soon.pop(self.key(), None)
+    def take_soon(self, key: Hashable) -> list[tuple[Tracker, Change, Why]]:
+        """Unmark and return the ``"now"`` functions the writes of writer ``key`` (this one)
+        made due, writers before readers; one running elsewhere is left due (that run is
+        followed by another)."""
+        ids = self.soon.pop(key, None)
         if ids is None:
             return []
         picked: list[Tracker] = []
