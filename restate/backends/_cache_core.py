@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import BackendError, StateError
 from ..paths import Parts, parts_to_path, parts_to_str
 from ..tree import copy_in, copy_out, delete_in, set_in
-from ._interrupts import finish
+from ._interrupts import deferred_interrupts, finish
 from .base import MISSING, AsyncBackend, Backend
 from .memory import InMemoryBackend
 
@@ -50,7 +50,14 @@ class _Queue:
         for i in range(len(parts)):
             self._below[parts[:i]] = self._below.get(parts[:i], 0) + 1
 
+    def discard(self, parts: Parts) -> None:
+        """Forget the operation queued at ``parts`` (applied, or refused by the store)."""
+        if parts in self.ops:
+            self._remove(parts)
+
     def _remove(self, parts: Parts) -> None:
+        # The operation goes first: an interrupt between the two leaves counts too high,
+        # which only makes record() look for queued paths below that are not there.
         del self.ops[parts]
         for i in range(len(parts)):
             left = self._below[parts[:i]] - 1
@@ -113,16 +120,19 @@ class _Cache:
         if check is not None:
             check(parts_to_path(parts), value)
         self.tree._check(parts)
-        self._remember(parts)
-        self.tree._set(parts, value)
-        self.queue.record(parts, "write", copy_out(value))
+        queued = copy_out(value)
+        with deferred_interrupts():  # the cache shows what the store will get, or nothing
+            self._remember(parts)
+            self.tree._set(parts, value)
+            self.queue.record(parts, "write", queued)
 
     def delete(self, parts: Parts) -> None:
         assert self.tree is not None
         if self.tree._get(parts) is not MISSING:  # missing here means missing below too
-            self._remember(parts)
-            self.tree._del(parts)
-            self.queue.record(parts, "delete", None)
+            with deferred_interrupts():
+                self._remember(parts)
+                self.tree._del(parts)
+                self.queue.record(parts, "delete", None)
 
     def _remember(self, parts: Parts) -> None:
         if not self.levels:
@@ -135,6 +145,18 @@ class _Cache:
                     self.undo.append((parts[:depth], MISSING))
                     break
         self.undo.append((parts, prev))
+
+    def heal(self) -> None:
+        """Roll back transaction levels an interrupt left open (call holding ``lock`` once).
+
+        A KeyboardInterrupt landing on the first bytecode of the transaction's ``except``
+        block skips its rollback: the level stays open, nothing is flushed again and the
+        cache keeps the batch's writes. A sync transaction holds ``lock`` from start to end,
+        so when this thread holds it only once -- the caller's hold -- none is running and
+        an open level was lost: roll it back before the operation that found it."""
+        count = getattr(self.lock, "_recursion_count", None)
+        if self.levels and count is not None and count() == 1:
+            self.end(0, rollback=True)
 
     def begin(self) -> None:
         self.levels.append((len(self.undo), self.queue.copy()))
@@ -187,24 +209,29 @@ class _Cache:
 
 
 def _flush_sync(cache: _Cache, inner: Backend) -> None:
+    """Apply the queue in order; an operation leaves the queue only once applied (or refused),
+    so an interrupt at any point leaves the rest, and the one in flight, for the next flush
+    (applying one again has the same outcome)."""
     with cache.lock:
+        cache.heal()
         if cache.levels:
             return  # inside a transaction: flushed after it commits
-        ops = cache.queue.take()
         failed: list[tuple[PendingOp, Exception]] = []
-        for i, op in enumerate(ops):
-            parts, kind, value = op
+        for parts, (kind, value) in list(cache.queue.ops.items()):
             try:
                 path = parts_to_path(parts)
                 inner.write(path, value) if kind == "write" else inner.delete(path)
             except Exception as exc:
-                failed.append((op, exc))
+                failed.append(((parts, kind, value), exc))
                 if _is_rejection(exc):
-                    cache.show(parts, _read_or_missing(inner, parts))
-            except BaseException:  # interrupted, not refused: retried by the next flush
-                cache.queue.restore(ops[i:] + _kept(failed))
-                raise
-        _settle(cache, failed, inner)
+                    shown = _read_or_missing(inner, parts)
+                    with deferred_interrupts():
+                        cache.queue.discard(parts)
+                        cache.show(parts, shown)
+                continue
+            cache.queue.discard(parts)
+        cache.flushed()
+        _raise_failed(failed, inner)
 
 
 def _is_rejection(exc: Exception) -> bool:
@@ -225,10 +252,14 @@ def _read_or_missing(inner: Any, parts: Parts) -> Any:
 
 
 def _settle(cache: _Cache, failed: list[tuple[PendingOp, Exception]], inner: Any) -> None:
-    """After a flush: keep what failed to reach the store pending, and raise one error that
-    names every path that failed. Everything else reached the store."""
+    """After an async flush: keep what failed to reach the store pending, and raise one error
+    that names every path that failed. Everything else reached the store."""
     cache.queue.restore(_kept(failed))
     cache.flushed()
+    _raise_failed(failed, inner)
+
+
+def _raise_failed(failed: list[tuple[PendingOp, Exception]], inner: Any) -> None:
     if not failed:
         return
     lines = []

@@ -20,17 +20,19 @@ keeps its undo log for batches. ``close()`` closes every store.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..errors import StateError
 from ..paths import Parts, parts_to_path, to_parts
 from ..tree import copy_in
-from ._interrupts import finish
+from ._interrupts import deferred_interrupts, finish
 from .base import MISSING, AsyncBackend, Backend
 from .hybrid_async import HybridAsyncBackend
-from .hybrid_levels import _close, _commit_all, _has_txn, _Levels
+from .hybrid_levels import _has_txn, _Levels
 from .hybrid_mounts import (
     Step,
     _check_values,
@@ -60,6 +62,7 @@ class HybridSyncBackend(_HybridBase, Backend):
         _require_sync(root_backend)
         self._mounts = _Mounts(root_backend)
         self._levels = _Levels()
+        self._lock = threading.RLock()  # held by a transaction from start to end: see _heal
 
     def mount(self, path: PurePosixPath | str, backend: Any) -> None:
         """Let ``backend`` own ``path`` and its subtree. Raises ValueError when taken or '/'."""
@@ -68,7 +71,10 @@ class HybridSyncBackend(_HybridBase, Backend):
 
     def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
         parts = to_parts(path)
-        results = [(w, s.read(parts_to_path(r), MISSING)) for s, r, w in self._mounts.reads(parts)]
+        with self._lock:
+            self._heal()
+            plan = self._mounts.reads(parts)
+            results = [(w, s.read(parts_to_path(r), MISSING)) for s, r, w in plan]
         value = _merge(parts, results, parts in self._mounts.table)
         return default if value is MISSING else value
 
@@ -77,20 +83,26 @@ class HybridSyncBackend(_HybridBase, Backend):
         relative path (a mount point: whether its store is non-empty); above mount points,
         whether a store mounted below is non-empty or the owner holds more than empty mounts
         hide. Each store answers with its own ``exists`` (stores without one: a read)."""
-        return run_sync(exists_plan(self._mounts, to_parts(path)))
+        with self._lock:
+            self._heal()
+            return run_sync(exists_plan(self._mounts, to_parts(path)))
 
     def write(self, path: PurePosixPath | str, value: Any) -> None:
         parts = to_parts(path)
         steps = self._mounts.writes(parts, copy_in(value, parts))
         _check_values(steps)
-        for store, rel, at in self._mounts.ancestor_checks(parts):
-            leaf = store.read(parts_to_path(rel), MISSING)
-            if _is_conflict(leaf):
-                raise _leaf_conflict(parts, at, leaf)
-        self._run(steps)
+        with self._lock:
+            self._heal()
+            for store, rel, at in self._mounts.ancestor_checks(parts):
+                leaf = store.read(parts_to_path(rel), MISSING)
+                if _is_conflict(leaf):
+                    raise _leaf_conflict(parts, at, leaf)
+            self._run_all(steps)
 
     def delete(self, path: PurePosixPath | str) -> None:
-        self._run(self._mounts.deletes(to_parts(path)))
+        with self._lock:
+            self._heal()
+            self._run_all(self._mounts.deletes(to_parts(path)))
 
     def close(self) -> None:
         for store in self._mounts.stores():
@@ -99,64 +111,45 @@ class HybridSyncBackend(_HybridBase, Backend):
     @contextmanager
     def transaction(self) -> Iterator[HybridSyncBackend]:
         """Group writes and deletes across stores: each store's own ``transaction()`` is
-        entered (and rolls back itself); stores without one get an undo log. Nestable. Not
-        atomic across stores if a commit itself fails.
+        entered (and rolls back itself); stores without one get an undo log. Nestable.
+
+        All or nothing for an interrupt: the stores commit inside ``deferred_interrupts()``,
+        so a Ctrl-C arriving during the commits is raised once every store has committed
+        (never between two of them). Not atomic across stores if a commit itself fails (a
+        disk error in the second store after the first committed) or the process dies
+        between two stores' commits: ``docs/backends.md#limits``.
 
         KeyboardInterrupt can land between any two bytecodes: the level is registered
         before any store's transaction opens, and each transaction is listed before it is
-        entered and unlisted only once exited, so ``_unwind`` (run to its end through
-        further interrupts) finds everything that is open."""
+        entered and unlisted only once exited, so ``_Levels.unwind`` (run to its end through
+        further interrupts) finds everything that is open. The thread lock is held from
+        start to end, so a level found open when no transaction holds it was lost to an
+        interrupt that skipped the clean-up: the next operation rolls it back (``_heal``)."""
         levels = self._levels
-        depth = len(levels.stack)
-        cms: list[Any] = []
-        levels.stack.append((cms, len(levels.undo)))
-        try:
-            for store in self._mounts.stores():
-                if _has_txn(store):
-                    cms.append(store.transaction())
-                    cms[-1].__enter__()
-            yield self
-        except BaseException as exc:
-            finish(functools.partial(self._unwind, depth, exc))
-            raise
-        try:
-            # an interrupt between two stores' commits would leave one committed and the
-            # other rolled back: the commits run to their end, then it is raised
-            finish(functools.partial(_commit_all, cms))
-        except BaseException as exc:
-            if cms:  # a store's commit failed: roll the others back
-                finish(functools.partial(self._unwind, depth, exc))
+        with self._lock:
+            self._heal()
+            depth = len(levels.stack)
+            cms: list[Any] = []
+            levels.stack.append((cms, len(levels.undo)))
+            try:
+                for store in self._mounts.stores():
+                    if _has_txn(store):
+                        cms.append(store.transaction())
+                        cms[-1].__enter__()
+                yield self
+                with deferred_interrupts():
+                    finish(functools.partial(levels.commit, depth))
+            except BaseException as exc:
+                finish(functools.partial(levels.unwind, depth, exc))  # nothing once committed
                 raise
-            self._drop_level(depth)
-            raise
-        self._drop_level(depth)
 
-    def _drop_level(self, depth: int) -> None:
-        """Forget a committed level; an outer level may still roll back, undoing this
-        level's undo entries too, so those go only with the outermost level."""
-        levels = self._levels
-        mark = levels.stack[depth][1]
-        del levels.stack[depth:]
-        if not depth:
-            del levels.undo[mark:]
-
-    def _unwind(self, depth: int, exc: BaseException) -> None:
-        """Roll back levels ``depth`` and above, newest first. Resumable: each step is
-        removed only once done, so an interrupted call can be repeated."""
-        levels = self._levels
-        while len(levels.stack) > depth:
-            cms, mark = levels.stack[-1]
-            while cms:
-                _close(cms[-1], exc)
-                cms.pop()
-            while len(levels.undo) > mark:
-                store, rel, prev = levels.undo[-1]
-                if prev is MISSING:
-                    store.delete(parts_to_path(rel))
-                else:
-                    store.write(parts_to_path(rel), prev)
-                levels.undo.pop()
-            levels.stack.pop()
+    def _heal(self) -> None:
+        """Roll back levels no running transaction owns (call holding the thread lock once:
+        then no ``transaction()`` of this thread is running, since each holds it)."""
+        count = getattr(self._lock, "_recursion_count", None)
+        if self._levels.stack and count is not None and count() == 1:
+            lost = StateError("a hybrid transaction was interrupted before it could end")
+            finish(functools.partial(self._levels.unwind, 0, lost))
 
     def _remember(self, store: Any, rel: Parts) -> None:
         prev = store.read(parts_to_path(rel), MISSING)
@@ -166,6 +159,15 @@ class HybridSyncBackend(_HybridBase, Backend):
                     self._levels.undo.append((store, rel[:depth], MISSING))
                     break
         self._levels.undo.append((store, rel, prev))
+
+    def _run_all(self, steps: list[Step]) -> None:
+        """Run a write's or delete's steps; several stores' steps as one transaction, so a
+        failure or an interrupt half way leaves none of them applied."""
+        if len(steps) > 1 and not self._levels.stack:
+            with self.transaction():
+                self._run(steps)
+        else:
+            self._run(steps)
 
     def _run(self, steps: list[Step]) -> None:
         for store, kind, rel, value in steps:

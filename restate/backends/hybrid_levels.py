@@ -7,9 +7,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..paths import Parts
+from ..paths import Parts, parts_to_path
+from .base import MISSING
 
-__all__ = ["_Levels", "_close", "_commit_all", "_has_txn"]
+__all__ = ["_Levels", "_close", "_has_txn"]
 
 
 def _has_txn(store: Any) -> bool:
@@ -33,6 +34,36 @@ class _Levels:
         undo = self.undo[mark:][::-1]
         del self.undo[mark:]
         return cms, undo
+
+    def commit(self, depth: int) -> None:
+        """Commit level ``depth``'s stores, newest first, and forget the level. Resumable: a
+        store leaves the list once committed and the level goes last, so an interrupted call
+        can be repeated. An outer level may still roll back, undoing this level's undo
+        entries too, so those go only with the outermost level."""
+        if len(self.stack) <= depth:
+            return
+        cms, mark = self.stack[depth]
+        _commit_all(cms)
+        if not depth:
+            del self.undo[mark:]
+        del self.stack[depth:]
+
+    def unwind(self, depth: int, exc: BaseException) -> None:
+        """Roll back levels ``depth`` and above, newest first. Resumable: each step is
+        removed only once done, so an interrupted call can be repeated."""
+        while len(self.stack) > depth:
+            cms, mark = self.stack[-1]
+            while cms:
+                _close(cms[-1], exc)
+                cms.pop()
+            while len(self.undo) > mark:
+                store, rel, prev = self.undo[-1]
+                if prev is MISSING:
+                    store.delete(parts_to_path(rel))
+                else:
+                    store.write(parts_to_path(rel), prev)
+                self.undo.pop()
+            self.stack.pop()
 
 
 def _commit_all(cms: list[Any]) -> None:

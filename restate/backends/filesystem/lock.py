@@ -65,8 +65,11 @@ class DirLock:
                 raise BackendError(f"cannot write to {self._where!r} while reading it")
             self._depth += 1
             return False
-        self._flock(exclusive)
+        # Counted before it is taken: an interrupt in between leaves a count that the
+        # caller's release_to() gives back (unlocking a lock not taken is harmless); the
+        # other order left a lock taken that no count accounted for, held for good.
         self._depth, self._exclusive = 1, exclusive
+        self._flock(exclusive)
         return True
 
     def release(self) -> None:
