@@ -27,6 +27,7 @@ from tests.interrupt_points import (
     Run,
     files_store,
     interrupt_on,
+    record,
     run_points,
     unraisable,
 )
@@ -148,3 +149,37 @@ def test_closing_an_update_its_driver_left_after_an_interrupt_raises_nothing(
         assert not raised, f"after request {nth}"
         assert run.c.get_state("/a/x") == 10
         run.close()
+
+
+def test_a_ctrl_c_inside_one_store_s_commit_of_a_hybrid_batch_lands_after_every_store_committed(
+    tmp_path: Path,
+) -> None:
+    # The stores commit one after the other (SQLite, then files, then memory): a Ctrl-C in
+    # the files' commit rolled the files back after SQLite had committed. The commits now
+    # run inside deferred_interrupts(): the interrupt is delivered once all have committed.
+    line = _line_of("backends/filesystem/transactions.py", "self.journal.commit(level)")
+    reference = Run(STORES["hybrid"](tmp_path / "reference"))
+    ran = record(lambda: OPERATIONS["batch"](reference.c)).count(line)
+    new = reference.c.get_state("/")
+    reference.close()
+    run = Run(STORES["hybrid"](tmp_path / "store"))
+    # the last time it runs is the batch's own commit (each write inside commits a level)
+    assert interrupt_on(lambda: OPERATIONS["batch"](run.c), line, ran), f"{line} never ran"
+    assert run.c.get_state("/") == new  # every store committed, none rolled back
+    run.store.idle()
+    run.close()
+
+
+def test_a_ctrl_c_between_a_cache_s_change_and_its_queued_write_never_splits_them(
+    tmp_path: Path,
+) -> None:
+    # An interrupt after the cache's tree changed and before the write was queued left the
+    # cache showing a value its store never got.
+    store = STORES["caching"](tmp_path / "store")
+    cache = store.backend
+    cache.read("/")  # loaded
+    line = _line_of("backends/_cache_core.py", 'self.queue.record(parts, "write"')
+    assert interrupt_on(lambda: cache.write("/x", 1), line), f"{line} never ran"
+    assert cache.read("/x") == 1  # the write happened whole: the Ctrl-C came after it
+    assert store.reread is not None and store.reread() == {"x": 1}  # and reaches the store
+    store.close()
