@@ -22,6 +22,7 @@ from .memory import InMemoryBackend
 __all__ = ["PendingOp", "_Cache", "_flush_async", "_flush_at_exit", "_flush_sync"]
 
 PendingOp = tuple[Parts, str, Any]  # (path, "write" | "delete", value)
+_Change = tuple[Parts, str, Any, Any]  # (path, kind, value for the tree, value for the queue)
 
 
 class _Queue:
@@ -66,6 +67,13 @@ class _Queue:
             else:
                 del self._below[parts[:i]]
 
+    def reindex(self) -> None:
+        """Recount the queued paths below each path from ``ops`` itself."""
+        self._below.clear()
+        for parts in self.ops:
+            for i in range(len(parts)):
+                self._below[parts[:i]] = self._below.get(parts[:i], 0) + 1
+
     def copy(self) -> _Queue:
         twin = _Queue()
         twin.ops = {p: (k, copy_out(v)) for p, (k, v) in self.ops.items()}
@@ -97,6 +105,7 @@ class _Cache:
         self.last_flush = time.monotonic()
         self.lock = threading.RLock()
         self.undo: list[tuple[Parts, Any]] = []  # (path, what it held) while in a transaction
+        self.inflight: _Change | None = None  # a change under way (see _change)
         self.levels: list[tuple[int, _Queue]] = []  # per open transaction: undo mark, queue
 
     def load(self, root: Any) -> None:
@@ -120,19 +129,31 @@ class _Cache:
         if check is not None:
             check(parts_to_path(parts), value)
         self.tree._check(parts)
-        queued = copy_out(value)
-        with deferred_interrupts():  # the cache shows what the store will get, or nothing
-            self._remember(parts)
-            self.tree._set(parts, value)
-            self.queue.record(parts, "write", queued)
+        self._change((parts, "write", value, copy_out(value)))
 
     def delete(self, parts: Parts) -> None:
         assert self.tree is not None
         if self.tree._get(parts) is not MISSING:  # missing here means missing below too
-            with deferred_interrupts():
-                self._remember(parts)
-                self.tree._del(parts)
-                self.queue.record(parts, "delete", None)
+            self._change((parts, "delete", MISSING, None))
+
+    def _change(self, change: _Change) -> None:
+        """Change the tree and queue the same change for the store. Noted first, forgotten
+        last: an interrupt in between leaves it to ``heal()`` (or a rollback) to finish,
+        so the cache never shows a change its queue will not write."""
+        self.inflight = change
+        self._remember(change[0])
+        self._apply(change)
+        self.inflight = None
+
+    def _apply(self, change: _Change) -> None:
+        """Idempotent: applying a change again has the same outcome."""
+        assert self.tree is not None
+        parts, kind, value, queued = change
+        if kind == "write":
+            self.tree._set(parts, value)
+        else:
+            self.tree._del(parts)
+        self.queue.record(parts, kind, queued)
 
     def _remember(self, parts: Parts) -> None:
         if not self.levels:
@@ -147,15 +168,25 @@ class _Cache:
         self.undo.append((parts, prev))
 
     def heal(self) -> None:
-        """Roll back transaction levels an interrupt left open (call holding ``lock`` once).
+        """Finish what an interrupt cut short (call holding ``lock`` once).
 
-        A KeyboardInterrupt landing on the first bytecode of the transaction's ``except``
-        block skips its rollback: the level stays open, nothing is flushed again and the
-        cache keeps the batch's writes. A sync transaction holds ``lock`` from start to end,
-        so when this thread holds it only once -- the caller's hold -- none is running and
-        an open level was lost: roll it back before the operation that found it."""
+        A KeyboardInterrupt between a change of the tree and its queued operation leaves
+        ``inflight``: the change is finished now (it may have been half applied; each step
+        is idempotent), undo entry first. One landing on the first bytecode of the
+        transaction's ``except`` block skips its rollback: the level stays open, nothing is
+        flushed again and the cache keeps the batch's writes. A sync transaction holds
+        ``lock`` from start to end, so when this thread holds it only once -- the caller's
+        hold -- none is running and an open level was lost: roll it back."""
         count = getattr(self.lock, "_recursion_count", None)
-        if self.levels and count is not None and count() == 1:
+        if count is None or count() != 1:
+            return
+        change = self.inflight
+        if change is not None:
+            self.queue.reindex()  # an interrupted record() may have left the counts short
+            self._remember(change[0])  # a duplicate entry undoes to the same value
+            self._apply(change)
+            self.inflight = None
+        if self.levels:
             self.end(0, rollback=True)
 
     def begin(self) -> None:
@@ -176,6 +207,7 @@ class _Cache:
         """Undo level ``depth``; resumable (an entry is dropped only once undone)."""
         if len(self.levels) <= depth:
             return
+        self.inflight = None  # a change cut short inside the level: undone with it
         mark, queue = self.levels[depth]
         assert self.tree is not None
         while len(self.undo) > mark:

@@ -164,12 +164,14 @@ def test_a_ctrl_c_between_a_cache_s_change_and_its_queued_write_never_splits_the
     tmp_path: Path,
 ) -> None:
     # An interrupt after the cache's tree changed and before the write was queued left the
-    # cache showing a value its store never got.
+    # cache showing a value its store never got. Now the change is noted first and the
+    # cache's next operation finishes it (heal): the cache and the store agree.
     store = STORES["caching"](tmp_path / "store")
     cache = store.backend
     cache.read("/")  # loaded
-    line = _line_of("backends/_cache_core.py", 'self.queue.record(parts, "write"')
+    line = _line_of("backends/_cache_core.py", "self.queue.record(parts, kind, queued)")
     assert interrupt_on(lambda: cache.write("/x", 1), line), f"{line} never ran"
-    assert cache.read("/x") == 1  # the write happened whole: the Ctrl-C came after it
-    assert store.reread is not None and store.reread() == {"x": 1}  # and reaches the store
+    shown = cache.read("/")
+    assert shown in ({}, {"x": 1})
+    assert store.reread is not None and store.reread() == shown  # flushed: the same
     store.close()
