@@ -47,6 +47,20 @@ async def _exit(cm: Any, exc: BaseException | None) -> None:
         cm.__exit__(*args)
 
 
+async def _commit_all(cms: list[Any]) -> None:
+    """Commit the stores' transactions newest first, every one of them even when the task
+    is cancelled meanwhile (the cancellation is raised after the last): a cancellation
+    landing in one store's commit never keeps the stores after it from committing."""
+    cancelled: asyncio.CancelledError | None = None
+    for cm in reversed(cms):
+        try:
+            await _exit(cm, None)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
+
+
 class HybridAsyncBackend(_HybridBase, AsyncBackend):
     """The async twin of ``HybridSyncBackend``; mounted stores may be sync or async."""
 
@@ -111,8 +125,7 @@ class HybridAsyncBackend(_HybridBase, AsyncBackend):
             await self._run([(s, "delete" if v is MISSING else "write", p, v) for s, p, v in undo])
             raise
         cms, _ = self._levels.pop()
-        for cm in reversed(cms):
-            await _exit(cm, None)
+        await _commit_all(cms)
 
     async def _remember(self, store: Any, rel: Parts) -> None:
         prev = await _maybe_await(store.read(parts_to_path(rel), MISSING))
