@@ -56,6 +56,10 @@ def test_an_interrupt_at_any_line_of_a_file_cache_or_hybrid_store_leaves_it_old_
 
 def check(store: str, operation: str, tmp_path: Path, share: float) -> None:
     outcome = run_points(STORES[store], OPERATIONS[operation], tmp_path, share, seed=14)
+    print(  # the numbers of a run (pytest -rP shows them)
+        f"{store} {operation}: {outcome.points} line events, {outcome.tried} interrupts tried, "
+        f"{outcome.landed} landed inside, {len(outcome.failures)} failures"
+    )
     assert not outcome.failures, (
         f"{len(outcome.failures)}+ of {outcome.tried} interrupt points failed "
         f"({outcome.points} line events):\n" + "\n".join(outcome.failures)
