@@ -13,8 +13,13 @@ mounts are split and merged so the controller sees one tree::
 A mount point holds a dict: writing a leaf there raises ``PathConflictError``, and a mount
 point whose store is empty reads as missing. Data the parent store holds under a mount point
 is hidden while the mount exists. A write is checked (values the stores would reject, leaves
-in the way) before any store changes; across stores it is not atomic, so the controller
-keeps its undo log for batches. ``close()`` closes every store.
+in the way) before any store changes; one that spans stores runs as a transaction of them
+all. ``transaction()`` commits the stores one after the other with Ctrl-C held back until
+the last has committed (``transaction``'s docstring; a crash or a failing commit between
+two stores stays a limit: ``docs/backends.md#limits``). ``close()`` closes every store.
+
+Parts: ``hybrid_mounts.py`` (the mount table, pure planning), ``hybrid_levels.py`` (open
+transactions across stores), ``hybrid_async.py`` (the async twin).
 """
 
 from __future__ import annotations
