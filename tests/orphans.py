@@ -4,9 +4,12 @@ A pytest killed by SIGTERM (a CI timeout, ``kill``) skips fixture teardown, and 
 by SIGKILL runs nothing at all, so the redis-servers and Jupyter servers it started would
 keep running. Two defences:
 
-- ``stop_on_sigterm()`` (``tests/conftest.py`` installs it for the session): SIGTERM ends
-  the session through ``pytest.exit`` -- the fixtures' finalizers run, stopping their servers
-  by pid as usual -- and exits with 128 + 15.
+- ``stop_on_sigterm()`` (``tests/conftest.py`` installs it for the session): SIGTERM raises
+  ``Terminated``, a KeyboardInterrupt, which pytest treats as Ctrl-C: it stops the session
+  and still runs the fixtures' finalizers, stopping their servers by pid as usual; the
+  session then exits with 128 + 15 (``exit_status``). A KeyboardInterrupt, unlike
+  ``pytest.exit``'s ``Exit`` (an ``Exception``), is not swallowed by code under test that
+  catches ``Exception``.
 - ``die_with_parent(sig)``: a ``preexec_fn`` for ``subprocess.Popen`` asking Linux
   (``prctl(PR_SET_PDEATHSIG)``) to send ``sig`` to the server when the thread that started
   it dies, SIGKILL of pytest included. Fixtures start servers from pytest's main thread, so
@@ -23,9 +26,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-import pytest
-
-__all__ = ["die_with_parent", "stop_on_sigterm"]
+__all__ = ["Terminated", "die_with_parent", "exit_status", "stop_on_sigterm"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -56,12 +57,22 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
     return preexec
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the session stops as for Ctrl-C, through teardown."""
+
+
+_RECEIVED: list[int] = []
+
+
 def _terminated(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
-    pytest.exit(
-        "pytest received SIGTERM: stopping, the fixtures stop their servers",
-        returncode=128 + signum,
-    )
+    _RECEIVED.append(signum)
+    raise Terminated("pytest received SIGTERM: stopping; the fixtures stop their servers")
+
+
+def exit_status(status: int) -> int:
+    """128 + the signal when SIGTERM stopped the session, else ``status``."""
+    return 128 + _RECEIVED[0] if _RECEIVED else status
 
 
 def stop_on_sigterm() -> Callable[[], None]:

@@ -33,10 +33,13 @@ from tests.interrupt_points import (
 )
 
 ALL = os.environ.get("RESTATE_ALL_POINTS") == "1"
+# every point of one case takes minutes under load: past the suite's 300 s per test
+NO_TIMEOUT_WHEN_ALL = pytest.mark.timeout(0 if ALL else 300)
 # share of the points tried in the default run (a point is ~5-45 ms under load)
 SHARE = {"memory": 0.08, "sqlite": 0.03, "files": 0.004, "caching": 0.004, "hybrid": 0.004}
 
 
+@NO_TIMEOUT_WHEN_ALL
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
 def test_an_interrupt_at_any_line_leaves_the_store_old_or_new_and_usable(
@@ -46,6 +49,7 @@ def test_an_interrupt_at_any_line_leaves_the_store_old_or_new_and_usable(
 
 
 @pytest.mark.slow
+@NO_TIMEOUT_WHEN_ALL
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 @pytest.mark.parametrize("store", ["files", "caching", "hybrid"])
 def test_an_interrupt_at_any_line_of_a_file_cache_or_hybrid_store_leaves_it_old_or_new(
