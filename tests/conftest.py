@@ -12,7 +12,25 @@ from typing import Any
 import pytest
 
 from restate import ControllerAsync, ControllerSync
+from tests.orphans import exit_status, stop_on_sigterm
 from tests.redis_fixture import redis_server  # noqa: F401
+
+_RESTORE_SIGTERM: list[Any] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # SIGTERM (a CI timeout, a user's kill) ends the session through teardown, so the
+    # servers fixtures started are stopped (tests/orphans.py; they also die with pytest).
+    _RESTORE_SIGTERM.append(stop_on_sigterm())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.exitstatus = exit_status(session.exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _RESTORE_SIGTERM:
+        _RESTORE_SIGTERM.pop()()
 
 
 class Driven:

@@ -9,6 +9,11 @@ interrupt lands). ``check_point`` then checks what the world relies on: the stat
 or the new one (all-or-nothing), the events delivered agree with what is stored, no journal,
 lock, transaction or file descriptor is left behind, and the next operations work.
 
+The interrupt is delivered the way CPython delivers SIGINT: the handler in place is called
+(``signal.getsignal``). The harness's own handler raises KeyboardInterrupt; inside one of
+restate's ``deferred_interrupts()`` sections the section's handler notes it instead, and
+the section raises it once it ends -- as it would for a real Ctrl-C.
+
 Points are line events (the start of each executed line), not every bytecode: an interrupt
 inside a line lands at the same statement boundary a line event sees, or between two
 bytecodes of one expression, which no code here treats differently.
@@ -20,6 +25,7 @@ import fcntl
 import gc
 import os
 import random
+import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -66,6 +72,25 @@ def _tracer(on_line: Callable[[FrameType], None]) -> Callable[..., Any]:
 
 
 @contextmanager
+def _sigint_raises(message: str) -> Iterator[None]:
+    """SIGINT's handler raises ``KeyboardInterrupt(message)`` meanwhile."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(message)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _sigint(frame: FrameType) -> None:
+    """Deliver SIGINT here: call the handler in place, as the interpreter does."""
+    signal.getsignal(signal.SIGINT)(signal.SIGINT, frame)  # type: ignore[operator]
+
+
+@contextmanager
 def _traced(on_line: Callable[[FrameType], None]) -> Iterator[None]:
     previous = sys.gettrace()
     sys.settrace(_tracer(on_line))
@@ -97,9 +122,9 @@ def interrupt_on(operation: Callable[[], object], point: Point, nth: int = 1) ->
         if at == point:
             hit.append(point)
             if len(hit) == nth:
-                raise KeyboardInterrupt(f"interrupt at {point}")
+                _sigint(frame)
 
-    with _traced(on_line):
+    with _sigint_raises(f"interrupt at {point}"), _traced(on_line):
         try:
             operation()
         except KeyboardInterrupt:
@@ -120,9 +145,9 @@ def interrupt_at(operation: Callable[[], object], k: int) -> Point | None:
         seen += 1
         if seen == k + 1:
             where.append((frame.f_code.co_filename[len(PACKAGE) :], frame.f_lineno))
-            raise KeyboardInterrupt(f"interrupt point {k}")
+            _sigint(frame)
 
-    with unraisable() as finalising, _traced(on_line):
+    with unraisable() as finalising, _sigint_raises(f"interrupt point {k}"), _traced(on_line):
         try:
             operation()
         except KeyboardInterrupt:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.orphans import die_with_parent
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
@@ -66,7 +68,9 @@ class RedisServer:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 *persistence, "--daemonize", "no", "--dir", str(self.dir), *self.extra]  # fmt: skip
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the server owns it
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+        )  # dies with pytest, even by SIGKILL (tests/orphans.py)
         log.close()
         deadline = time.monotonic() + 10
         while not _answers_ping(self.port):

@@ -15,13 +15,14 @@ from typing import Any
 from ..errors import BackendError, StateError
 from ..paths import Parts, parts_to_path, parts_to_str
 from ..tree import copy_in, copy_out, delete_in, set_in
-from ._interrupts import finish
+from ._interrupts import deferred_interrupts, finish
 from .base import MISSING, AsyncBackend, Backend
 from .memory import InMemoryBackend
 
 __all__ = ["PendingOp", "_Cache", "_flush_async", "_flush_at_exit", "_flush_sync"]
 
 PendingOp = tuple[Parts, str, Any]  # (path, "write" | "delete", value)
+_Change = tuple[Parts, str, Any, Any]  # (path, kind, value for the tree, value for the queue)
 
 
 class _Queue:
@@ -50,7 +51,14 @@ class _Queue:
         for i in range(len(parts)):
             self._below[parts[:i]] = self._below.get(parts[:i], 0) + 1
 
+    def discard(self, parts: Parts) -> None:
+        """Forget the operation queued at ``parts`` (applied, or refused by the store)."""
+        if parts in self.ops:
+            self._remove(parts)
+
     def _remove(self, parts: Parts) -> None:
+        # The operation goes first: an interrupt between the two leaves counts too high,
+        # which only makes record() look for queued paths below that are not there.
         del self.ops[parts]
         for i in range(len(parts)):
             left = self._below[parts[:i]] - 1
@@ -58,6 +66,13 @@ class _Queue:
                 self._below[parts[:i]] = left
             else:
                 del self._below[parts[:i]]
+
+    def reindex(self) -> None:
+        """Recount the queued paths below each path from ``ops`` itself."""
+        self._below.clear()
+        for parts in self.ops:
+            for i in range(len(parts)):
+                self._below[parts[:i]] = self._below.get(parts[:i], 0) + 1
 
     def copy(self) -> _Queue:
         twin = _Queue()
@@ -90,6 +105,7 @@ class _Cache:
         self.last_flush = time.monotonic()
         self.lock = threading.RLock()
         self.undo: list[tuple[Parts, Any]] = []  # (path, what it held) while in a transaction
+        self.inflight: _Change | None = None  # a change under way (see _change)
         self.levels: list[tuple[int, _Queue]] = []  # per open transaction: undo mark, queue
 
     def load(self, root: Any) -> None:
@@ -113,16 +129,31 @@ class _Cache:
         if check is not None:
             check(parts_to_path(parts), value)
         self.tree._check(parts)
-        self._remember(parts)
-        self.tree._set(parts, value)
-        self.queue.record(parts, "write", copy_out(value))
+        self._change((parts, "write", value, copy_out(value)))
 
     def delete(self, parts: Parts) -> None:
         assert self.tree is not None
         if self.tree._get(parts) is not MISSING:  # missing here means missing below too
-            self._remember(parts)
+            self._change((parts, "delete", MISSING, None))
+
+    def _change(self, change: _Change) -> None:
+        """Change the tree and queue the same change for the store. Noted first, forgotten
+        last: an interrupt in between leaves it to ``heal()`` (or a rollback) to finish,
+        so the cache never shows a change its queue will not write."""
+        self.inflight = change
+        self._remember(change[0])
+        self._apply(change)
+        self.inflight = None
+
+    def _apply(self, change: _Change) -> None:
+        """Idempotent: applying a change again has the same outcome."""
+        assert self.tree is not None
+        parts, kind, value, queued = change
+        if kind == "write":
+            self.tree._set(parts, value)
+        else:
             self.tree._del(parts)
-            self.queue.record(parts, "delete", None)
+        self.queue.record(parts, kind, queued)
 
     def _remember(self, parts: Parts) -> None:
         if not self.levels:
@@ -135,6 +166,28 @@ class _Cache:
                     self.undo.append((parts[:depth], MISSING))
                     break
         self.undo.append((parts, prev))
+
+    def heal(self) -> None:
+        """Finish what an interrupt cut short (call holding ``lock`` once).
+
+        A KeyboardInterrupt between a change of the tree and its queued operation leaves
+        ``inflight``: the change is finished now (it may have been half applied; each step
+        is idempotent), undo entry first. One landing on the first bytecode of the
+        transaction's ``except`` block skips its rollback: the level stays open, nothing is
+        flushed again and the cache keeps the batch's writes. A sync transaction holds
+        ``lock`` from start to end, so when this thread holds it only once -- the caller's
+        hold -- none is running and an open level was lost: roll it back."""
+        count = getattr(self.lock, "_recursion_count", None)
+        if count is None or count() != 1:
+            return
+        change = self.inflight
+        if change is not None:
+            self.queue.reindex()  # an interrupted record() may have left the counts short
+            self._remember(change[0])  # a duplicate entry undoes to the same value
+            self._apply(change)
+            self.inflight = None
+        if self.levels:
+            self.end(0, rollback=True)
 
     def begin(self) -> None:
         self.levels.append((len(self.undo), self.queue.copy()))
@@ -154,6 +207,7 @@ class _Cache:
         """Undo level ``depth``; resumable (an entry is dropped only once undone)."""
         if len(self.levels) <= depth:
             return
+        self.inflight = None  # a change cut short inside the level: undone with it
         mark, queue = self.levels[depth]
         assert self.tree is not None
         while len(self.undo) > mark:
@@ -187,24 +241,29 @@ class _Cache:
 
 
 def _flush_sync(cache: _Cache, inner: Backend) -> None:
+    """Apply the queue in order; an operation leaves the queue only once applied (or refused),
+    so an interrupt at any point leaves the rest, and the one in flight, for the next flush
+    (applying one again has the same outcome)."""
     with cache.lock:
+        cache.heal()
         if cache.levels:
             return  # inside a transaction: flushed after it commits
-        ops = cache.queue.take()
         failed: list[tuple[PendingOp, Exception]] = []
-        for i, op in enumerate(ops):
-            parts, kind, value = op
+        for parts, (kind, value) in list(cache.queue.ops.items()):
             try:
                 path = parts_to_path(parts)
                 inner.write(path, value) if kind == "write" else inner.delete(path)
             except Exception as exc:
-                failed.append((op, exc))
+                failed.append(((parts, kind, value), exc))
                 if _is_rejection(exc):
-                    cache.show(parts, _read_or_missing(inner, parts))
-            except BaseException:  # interrupted, not refused: retried by the next flush
-                cache.queue.restore(ops[i:] + _kept(failed))
-                raise
-        _settle(cache, failed, inner)
+                    shown = _read_or_missing(inner, parts)
+                    with deferred_interrupts():
+                        cache.queue.discard(parts)
+                        cache.show(parts, shown)
+                continue
+            cache.queue.discard(parts)
+        cache.flushed()
+        _raise_failed(failed, inner)
 
 
 def _is_rejection(exc: Exception) -> bool:
@@ -225,10 +284,14 @@ def _read_or_missing(inner: Any, parts: Parts) -> Any:
 
 
 def _settle(cache: _Cache, failed: list[tuple[PendingOp, Exception]], inner: Any) -> None:
-    """After a flush: keep what failed to reach the store pending, and raise one error that
-    names every path that failed. Everything else reached the store."""
+    """After an async flush: keep what failed to reach the store pending, and raise one error
+    that names every path that failed. Everything else reached the store."""
     cache.queue.restore(_kept(failed))
     cache.flushed()
+    _raise_failed(failed, inner)
+
+
+def _raise_failed(failed: list[tuple[PendingOp, Exception]], inner: Any) -> None:
     if not failed:
         return
     lines = []

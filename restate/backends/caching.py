@@ -155,8 +155,11 @@ class CachingSyncBackend(_Options, Backend):
         self._cache.inner.close()
 
     def _ensure_loaded(self) -> None:
+        """Load the store on first use; roll back a transaction an interrupt left open
+        (``_Cache.heal``). Every operation calls it holding the lock."""
         if self._cache.tree is None:
             self._cache.load(self._cache.inner.read(parts_to_path(()), {}))
+        self._cache.heal()
 
     def _maybe_flush(self, trigger: str) -> None:
         if self._cache.queue.ops and self._cache.is_due(trigger):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import os
@@ -362,3 +363,60 @@ def test_hybrid_exists_matches_read_with_nested_mounts_and_data_hidden_below_the
         found = {p: ask(hybrid.exists(p)) for p in paths}
         assert found == {p: ask(hybrid.read(p, MISSING)) is not MISSING for p in paths}, step
     loop.close()
+
+
+class _CancelSafeCommit:
+    """A flat async store whose transaction's commit waits on ``gate`` and, like the file
+    backend's, finishes even when the awaiting task is cancelled meanwhile."""
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self.data: dict[str, Any] = {}
+        self.gate = gate
+        self.in_commit = asyncio.Event()
+        self.committed = 0
+
+    async def read(self, path: Any, default: Any = None) -> Any:
+        return self.data.get(str(path), default)
+
+    async def write(self, path: Any, value: Any) -> None:
+        self.data[str(path)] = value
+
+    async def delete(self, path: Any) -> None:
+        self.data.pop(str(path), None)
+
+    async def close(self) -> None:
+        pass
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> Any:
+        yield self
+        self.in_commit.set()
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+        finally:
+            self.committed += 1
+
+
+def test_an_async_hybrid_batch_cancelled_during_one_store_s_commit_still_commits_the_others() -> (
+    None
+):
+    async def main() -> None:
+        gate = asyncio.Event()
+        root, mounted = _CancelSafeCommit(), _CancelSafeCommit(gate)  # mounted commits first
+        hybrid = HybridAsyncBackend(root)
+        hybrid.mount("/m", mounted)
+
+        async def batch() -> None:
+            async with hybrid.transaction():
+                await hybrid.write("/x", 1)
+                await hybrid.write("/m/y", 2)
+
+        task = asyncio.create_task(batch())
+        await asyncio.wait_for(mounted.in_commit.wait(), 30)
+        task.cancel()  # lands inside the mounted store's commit
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (mounted.committed, root.committed) == (1, 1)  # none left uncommitted
+
+    asyncio.run(main())

@@ -125,7 +125,9 @@ class CountingFiles(FileSystemSyncBackend):
     def __init__(self, base_dir: Path) -> None:
         super().__init__(base_dir)
         old = self._reader
-        self.counts = CountingReader(old.base_dir, old.serializer, old.ext, old.open_base, old.enc)
+        self.counts = CountingReader(
+            old.base_dir, old.serializer, old.ext, old.fds, old.open_base, old.enc
+        )
         self._reader = self.counts
 
 

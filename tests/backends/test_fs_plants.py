@@ -76,7 +76,7 @@ def test_a_symlink_planted_at_the_journal_name_is_removed_never_followed(root, o
 def test_a_journal_name_planted_while_a_batch_runs_is_never_written_through(root, outside):
     fs = FileSystemSyncBackend(root)
     before = snapshot(outside)
-    fs._txns.journal = Journal(fs._open_base)  # a fresh journal that has not created its file
+    fs._txns.journal = Journal(fs._fds, fs._open_base)  # a fresh one: no file created yet
     with fs.transaction():
         (root / JOURNAL_NAME).symlink_to(outside / "journal")  # planted before the first change
         fs.write("/a", 1)

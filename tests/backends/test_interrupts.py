@@ -1,7 +1,8 @@
 """KeyboardInterrupt (Ctrl-C, Jupyter's "interrupt kernel") at random moments of batches on
-SQLite, files and memory, and task cancellation of async file batches: the store is never
-left inside a transaction, the controller stays usable, another process can write, and every
-batch is whole or absent."""
+SQLite, files and memory, a real SIGINT at random moments of batches on a hybrid of three
+stores and on a cache, and task cancellation of async file batches: the store is never left
+inside a transaction, the controller stays usable, another process can write, every batch is
+whole or absent -- in every store of a hybrid -- and a cache agrees with its store."""
 
 from __future__ import annotations
 
@@ -23,7 +24,14 @@ from typing import Any
 import pytest
 
 from restate import ControllerAsync, ControllerSync
-from restate.backends import FileSystemAsyncBackend, FileSystemSyncBackend, SQLiteBackend
+from restate.backends import (
+    CachingSyncBackend,
+    FileSystemAsyncBackend,
+    FileSystemSyncBackend,
+    HybridSyncBackend,
+    InMemoryBackend,
+    SQLiteBackend,
+)
 from restate.backends.filesystem.lock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,16 +40,22 @@ WANT_CANCELLED = 10
 
 
 class Timer:
-    """SIGALRM after a random delay raises KeyboardInterrupt in the main thread, while armed."""
+    """SIGALRM after a random delay raises KeyboardInterrupt in the main thread, while armed;
+    ``sigint=True``: sends a real SIGINT instead (Ctrl-C), which the SIGINT handler in place
+    turns into KeyboardInterrupt -- at once, or after a ``deferred_interrupts()`` section."""
 
-    def __init__(self) -> None:
+    def __init__(self, sigint: bool = False) -> None:
         self.armed = False
         self.fired = 0
+        self.sigint = sigint
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.armed:
             self.armed = False
             self.fired += 1
+            if self.sigint:
+                signal.raise_signal(signal.SIGINT)
+                return
             raise KeyboardInterrupt
 
     @contextmanager
@@ -82,7 +96,9 @@ def check_whole(state: dict[str, Any]) -> int:
 DEADLINE = 600.0  # seconds: generous, for a loaded machine; the usual run takes a few
 
 
-def hammer(c: ControllerSync, not_wedged: Callable[[], None], want: int, seed: int) -> int:
+def hammer(
+    c: ControllerSync, not_wedged: Callable[[], None], want: int, seed: int, sigint: bool = False
+) -> int:
     """Batches, each with a KeyboardInterrupt at a random moment of it (or just after), until
     ``want`` interrupts landed inside one (at least ``4 * want`` batches); after each the
     state is whole and the store takes writes. Returns how many landed.
@@ -96,7 +112,7 @@ def hammer(c: ControllerSync, not_wedged: Callable[[], None], want: int, seed: i
     durations = [_timed(lambda: one_batch(c, 1))]
     committed, landed, i = 1, 0, 1
     start = time.monotonic()
-    with Timer().installed() as timer:
+    with Timer(sigint).installed() as timer:
         while landed < want or i < 4 * want:
             i += 1
             assert time.monotonic() - start < DEADLINE, (
@@ -178,6 +194,60 @@ def test_random_interrupts_during_file_batches_never_wedge_the_directory(tmp_pat
         f"FileSystemSyncBackend({str(base)!r}).write('/other', 1)"
     )
     assert c.get_state("/other") == 1
+
+
+def _files_not_wedged(backend: FileSystemSyncBackend) -> None:
+    assert not backend._txns.journal.active and backend._txns.dirlock.depth == 0
+    fd = os.open(backend.base_dir / LOCK_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if we still held it
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+def test_random_ctrl_c_during_hybrid_batches_leaves_each_whole_in_all_three_stores(
+    tmp_path: Path,
+) -> None:
+    # memory at the root (/flip*), files at /a, SQLite at /doc: every batch spans three
+    # stores, and a Ctrl-C during the commits is delivered only once all have committed
+    files = FileSystemSyncBackend(tmp_path / "fs")
+    db = SQLiteBackend(str(tmp_path / "state.db"))
+    hybrid = HybridSyncBackend(InMemoryBackend())
+    hybrid.mount("/a", files)
+    hybrid.mount("/doc", db)
+    c = ControllerSync(hybrid)
+
+    def not_wedged() -> None:
+        _files_not_wedged(files)
+        assert not db._db.in_transaction
+        # what each store has committed, read behind the hybrid, is the same batch
+        on_disk = FileSystemSyncBackend(tmp_path / "fs").read("/")
+        other = SQLiteBackend(str(tmp_path / "state.db"))
+        try:
+            n = other.read("/")["n"]
+        finally:
+            other.close()
+        assert on_disk == {f"k{j}": n for j in range(KEYS)}, (on_disk, n)
+
+    assert hammer(c, not_wedged, 15, seed=4, sigint=True) >= 15
+
+
+@pytest.mark.slow
+def test_random_ctrl_c_during_batches_on_a_cache_leaves_the_cache_and_its_store_agreeing(
+    tmp_path: Path,
+) -> None:
+    base = tmp_path / "state"
+    inner = FileSystemSyncBackend(base)
+    cache = CachingSyncBackend(inner, flush_interval=0)
+    c = ControllerSync(cache)
+
+    def agree() -> None:
+        _files_not_wedged(inner)
+        cache.flush()  # whatever the cache shows reaches the store, and nothing else
+        assert FileSystemSyncBackend(base).read("/") == c.get_state("/")
+
+    assert hammer(c, agree, 15, seed=6, sigint=True) >= 15
 
 
 def write_from_another_process(code: str) -> None:

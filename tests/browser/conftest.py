@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.orphans import die_with_parent
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -159,7 +162,11 @@ def _running_jupyter(base: Path, frontend: str = "lab") -> Iterator[JupyterServe
     url = f"http://127.0.0.1:{port}"
     lab = JupyterServer(frontend, url, token, dirs["root"], dirs["runtime"], log)
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=base)
+        # SIGTERM when pytest dies, even by SIGKILL: the server then shuts its kernels down
+        stop = die_with_parent(signal.SIGTERM)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=base, preexec_fn=stop
+        )
         try:
             _wait_ready(lab, proc)
             yield lab

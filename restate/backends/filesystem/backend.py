@@ -54,10 +54,10 @@ from ...serializers import Serializer, json_serializer
 from ...tree import copy_in, delete_in, set_in
 from ..base import Backend
 from . import names, probe
+from .descriptors import Descriptors
 from .fileio import (
     DIR_FLAGS,
     TMP_PREFIX,
-    close_all,
     key_bytes,
     open_dir,
     unlink_at,
@@ -93,9 +93,12 @@ class FileSystemSyncBackend(Backend):
         self._lock = threading.RLock()
         self._encoded: dict[str, str] = {}
         self._rels: dict[int, Rel] = {}  # open directory descriptor -> names below base_dir
-        self._reader = FileReader(self.base_dir, serializer, self._ext, self._open_base, self._enc)
+        self._fds = Descriptors()  # what each operation opens (descriptors.py)
+        self._reader = FileReader(
+            self.base_dir, serializer, self._ext, self._fds, self._open_base, self._enc
+        )
         self._txns = FileTransactions(
-            str(self.base_dir), self._open_base, self._lock, self._rels, durable
+            str(self.base_dir), self._fds, self._open_base, self._lock, self._rels, durable
         )
         with self._lock, self._txns.locked(exclusive=True):
             pass  # taking the lock undoes a batch a killed process left half done
@@ -107,6 +110,7 @@ class FileSystemSyncBackend(Backend):
         """Release the directory lock's file descriptor (the backend reopens it if used)."""
         with self._lock:
             self._txns.dirlock.close()
+            self._fds.sweep()
 
     # public contract
     def read(self, path: PurePosixPath | str, default: Any = None) -> Any:
@@ -188,16 +192,17 @@ class FileSystemSyncBackend(Backend):
 
     # files
     def _open_base(self) -> int:
+        base = str(self.base_dir)
         try:
-            fd = os.open(self.base_dir, DIR_FLAGS)
+            fd = self._fds.open(base, DIR_FLAGS)
         except FileNotFoundError:
-            os.makedirs(self.base_dir, exist_ok=True)
-            fd = os.open(self.base_dir, DIR_FLAGS)
+            os.makedirs(base, exist_ok=True)
+            fd = self._fds.open(base, DIR_FLAGS)
         self._rels[fd] = ()
         return fd
 
     def _sub(self, parent: int, name: str) -> int | None:
-        fd = open_dir(parent, name)
+        fd = open_dir(self._fds, parent, name)
         if fd is not None:
             self._rels[fd] = (*self._rels[parent], name)
         return fd
@@ -214,7 +219,7 @@ class FileSystemSyncBackend(Backend):
 
     def _store(self, parent: int, name: str, data: bytes) -> None:
         self._txns.note(parent, name)
-        write_atomic(parent, name, data, self.durable)
+        write_atomic(self._fds, parent, name, data, self.durable)
 
     # write
     def _walk(self, parts: Parts) -> tuple[list[int], Any]:
@@ -231,7 +236,7 @@ class FileSystemSyncBackend(Backend):
                 if doc is not MISSING:
                     return fds, doc
                 try:
-                    sub = os.open(name, DIR_FLAGS, dir_fd=fds[-1])
+                    sub = self._fds.open(name, DIR_FLAGS, fds[-1])
                 except FileNotFoundError:
                     break
                 except OSError as exc:
@@ -244,7 +249,7 @@ class FileSystemSyncBackend(Backend):
                 fds.append(sub)
             return fds, MISSING
         except BaseException:
-            close_all(fds)
+            self._fds.close_all(fds)
             raise
 
     def _write(self, parts: Parts, value: Any) -> None:
@@ -267,7 +272,7 @@ class FileSystemSyncBackend(Backend):
             if has_dir:
                 self._remove_tree(fds[-1], name)
         finally:
-            close_all(fds)
+            self._fds.close_all(fds)
 
     def _write_in_doc(self, parent: int, parts: Parts, depth: int, doc: Any, value: Any) -> None:
         if type(doc) is not dict:
@@ -297,7 +302,7 @@ class FileSystemSyncBackend(Backend):
             pass
         if self.durable:
             os.fsync(parent)
-        fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+        fd = self._fds.open(name, DIR_FLAGS, parent)
         self._rels[fd] = (*self._rels[parent], name)
         return fd
 
@@ -318,7 +323,7 @@ class FileSystemSyncBackend(Backend):
                 self._store(fd, name + self._ext, raw)
                 self._remove_tree(fd, name)
         finally:
-            os.close(fd)
+            self._fds.close(fd)
 
     # delete
     def _delete(self, parts: Parts) -> None:
@@ -328,7 +333,7 @@ class FileSystemSyncBackend(Backend):
             try:
                 self._clear_dir(fd)
             finally:
-                os.close(fd)
+                self._fds.close(fd)
             return
         try:
             fds, doc = self._walk(parts)
@@ -350,7 +355,7 @@ class FileSystemSyncBackend(Backend):
             if self._remove_node(fds[-1], name):
                 self._prune(fds, parts)  # empty directories read as missing: no journal
         finally:
-            close_all(fds)
+            self._fds.close_all(fds)
 
     def _remove_node(self, parent: int, name: str) -> bool:
         removed = self._unlink(parent, name + self._ext)
@@ -370,7 +375,7 @@ class FileSystemSyncBackend(Backend):
         try:
             self._clear_dir(fd)
         finally:
-            os.close(fd)
+            self._fds.close(fd)
         try:
             self._txns.note(parent, name)
             os.rmdir(name, dir_fd=parent)

@@ -6,6 +6,9 @@ planted anywhere below the root, or a directory swapped for one while we work, i
 followed: opening it fails (``ELOOP`` / ``ENOTDIR``) instead of leaving the root. Temporary
 files get unpredictable names and ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a name planted in
 advance makes us pick another one, never write through it.
+
+Descriptors are opened and closed through the backend's ``Descriptors`` (``fds``), so one
+an interrupt cuts loose is closed later (``descriptors.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import stat
 from collections.abc import Sequence
 
 from ...errors import BackendError
+from .descriptors import Descriptors
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
@@ -30,11 +34,11 @@ DIR = "dir"
 PreImage = bytes | str | None
 
 
-def open_dir(parent: int, name: str) -> int | None:
+def open_dir(fds: Descriptors, parent: int, name: str) -> int | None:
     """A descriptor of directory ``name`` below ``parent``; None when missing or not a real
     directory (a symlink, a file)."""
     try:
-        return os.open(name, DIR_FLAGS, dir_fd=parent)
+        return fds.open(name, DIR_FLAGS, parent)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
@@ -52,10 +56,10 @@ def is_real_dir(parent: int, name: str) -> bool:
         return False
 
 
-def read_bytes(parent: int, name: str) -> bytes | None:
+def read_bytes(fds: Descriptors, parent: int, name: str) -> bytes | None:
     """The bytes of regular file ``name``; None when missing, a symlink or not a file."""
     try:
-        fd = os.open(name, READ_FLAGS, dir_fd=parent)
+        fd = fds.open(name, READ_FLAGS, parent)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
@@ -72,7 +76,7 @@ def read_bytes(parent: int, name: str) -> bytes | None:
     except IsADirectoryError:
         return None
     finally:
-        os.close(fd)
+        fds.close(fd)
 
 
 def temp_name() -> str:
@@ -80,13 +84,13 @@ def temp_name() -> str:
     return TMP_PREFIX + secrets.token_hex(8)
 
 
-def create_temp(parent: int) -> tuple[int, str]:
+def create_temp(fds: Descriptors, parent: int) -> tuple[int, str]:
     """A new empty file under an unpredictable name: ``(fd, name)``. A name that exists (a
     plant, however unlikely) is never opened; another is drawn."""
     for _ in range(_TMP_TRIES):
         name = temp_name()
         try:
-            return os.open(name, TMP_FLAGS, 0o666, dir_fd=parent), name
+            return fds.open(name, TMP_FLAGS, parent, 0o666), name
         except FileExistsError:
             continue
     raise BackendError(f"cannot create a temporary file: {_TMP_TRIES} random names were taken")
@@ -98,18 +102,18 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_atomic(parent: int, name: str, data: bytes, durable: bool) -> None:
+def write_atomic(fds: Descriptors, parent: int, name: str, data: bytes, durable: bool) -> None:
     """Replace ``name`` with ``data`` at once: a temporary file in the same directory, then
     ``os.replace`` (which replaces a symlink at ``name`` itself, never its target);
     ``durable`` fsyncs the file before and the directory after."""
-    fd, tmp = create_temp(parent)
+    fd, tmp = create_temp(fds, parent)
     try:
         try:
             write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
-            os.close(fd)
+            fds.close(fd)
         os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
     except BaseException:
         unlink_at(parent, tmp)
@@ -127,7 +131,7 @@ def unlink_at(parent: int, name: str) -> bool:
         return False
 
 
-def pre_image(parent: int, name: str) -> PreImage:
+def pre_image(fds: Descriptors, parent: int, name: str) -> PreImage:
     """What ``name`` holds now, to put back on rollback: ``DIR``, a file's bytes, or None (no
     name, or one we never restore: a symlink, a FIFO)."""
     try:
@@ -136,56 +140,49 @@ def pre_image(parent: int, name: str) -> PreImage:
         return None
     if stat.S_ISDIR(mode):
         return DIR
-    return read_bytes(parent, name) if stat.S_ISREG(mode) else None
+    return read_bytes(fds, parent, name) if stat.S_ISREG(mode) else None
 
 
-def restore(root: int, rel: Sequence[str], pre: PreImage, durable: bool) -> None:
+def restore(fds: Descriptors, root: int, rel: Sequence[str], pre: PreImage, durable: bool) -> None:
     """Put back what ``root/rel`` held: a directory, a file's bytes, or nothing (None).
 
     Walks from ``root`` one descriptor at a time. Whatever stands in the way now -- a planted
     symlink, a file where a directory was -- is removed as a name (a symlink is unlinked,
     never followed), so the restore can neither fail on a plant nor leave the root.
     """
-    parent = _reopen(root)
+    parent = fds.open(".", DIR_FLAGS, root)
     try:
         for name in rel[:-1]:
             if pre is None and not is_real_dir(parent, name):
                 return  # nothing to remove below a directory that is not there
-            sub = _dir_for_restore(parent, name)
+            sub = _dir_for_restore(fds, parent, name)
             parent, old = sub, parent  # swapped first: an interrupt never double-closes
-            os.close(old)
-        _restore_name(parent, rel[-1], pre, durable)
+            fds.close(old)
+        _restore_name(fds, parent, rel[-1], pre, durable)
     finally:
-        os.close(parent)
+        fds.close(parent)
 
 
-def _reopen(fd: int) -> int:
-    return os.open(".", DIR_FLAGS, dir_fd=fd)
-
-
-def _dir_for_restore(parent: int, name: str) -> int:
-    fd = open_dir(parent, name)
+def _dir_for_restore(fds: Descriptors, parent: int, name: str) -> int:
+    fd = open_dir(fds, parent, name)
     if fd is not None:
         return fd
     _remove_name(parent, name)
     os.mkdir(name, 0o777, dir_fd=parent)
-    return os.open(name, DIR_FLAGS, dir_fd=parent)
+    return fds.open(name, DIR_FLAGS, parent)
 
 
-def _restore_name(parent: int, name: str, pre: PreImage, durable: bool) -> None:
+def _restore_name(fds: Descriptors, parent: int, name: str, pre: PreImage, durable: bool) -> None:
     if pre is None:
         _remove_name(parent, name)
     elif isinstance(pre, str):  # DIR
-        fd = open_dir(parent, name)
-        if fd is None:
+        if not is_real_dir(parent, name):
             _remove_name(parent, name)
             os.mkdir(name, 0o777, dir_fd=parent)
-        else:
-            os.close(fd)
     else:
         if is_real_dir(parent, name):
             _remove_name(parent, name)  # a directory now stands where the file was
-        write_atomic(parent, name, pre, durable)
+        write_atomic(fds, parent, name, pre, durable)
     if durable:
         os.fsync(parent)
 
@@ -209,8 +206,3 @@ def _remove_name(parent: int, name: str) -> None:
 
 def key_bytes(key: str) -> bytes:
     return key.encode("utf-8", "surrogatepass")
-
-
-def close_all(fds: list[int]) -> None:
-    for fd in reversed(fds):
-        os.close(fd)

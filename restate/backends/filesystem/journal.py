@@ -55,6 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ...errors import BackendError
+from .descriptors import Descriptors
 from .fileio import _CLOEXEC, DIR, PreImage, read_bytes, restore
 
 __all__ = ["JOURNAL_NAME", "Journal", "Rel", "has_journal", "recover"]
@@ -82,7 +83,10 @@ class _Level:
 class Journal:
     """The records of the transaction in progress (one per backend instance)."""
 
-    def __init__(self, open_root: Callable[[], int], durable: bool = False) -> None:
+    def __init__(
+        self, fds: Descriptors, open_root: Callable[[], int], durable: bool = False
+    ) -> None:
+        self._fds = fds  # the backend's: ``open_root`` opens there, so closes go there
         self._open_root = open_root
         self._durable = durable  # also fsync the root after creating and unlinking
         self.records: list[tuple[Rel, PreImage]] = []
@@ -154,10 +158,10 @@ class Journal:
             try:
                 while len(self.records) > level.count:
                     rel, image = self.records[-1]
-                    restore(root, rel, image, durable)
+                    restore(self._fds, root, rel, image, durable)
                     self.records.pop()
             finally:
-                os.close(root)
+                self._fds.close(root)
         if depth:
             self._truncate(level.offset)
         else:
@@ -176,7 +180,7 @@ class Journal:
             if root is not None:
                 os.fsync(root)  # ... and so is the journal's name
         if root is not None:
-            os.close(root)
+            self._fds.close(root)
 
     def _truncate(self, offset: int) -> None:
         if self._fd is not None and offset < self._size:
@@ -197,9 +201,10 @@ class Journal:
                 if self._durable:
                     os.fsync(root)  # the commit survives power loss
             finally:
-                os.close(root)
+                self._fds.close(root)
+            self._fds.adopt(self._fd)  # an interrupt from here on leaves it to fds.sweep()
             fd, self._fd, self._size = self._fd, None, 0
-            os.close(fd)
+            self._fds.close(fd)
         self.records.clear()
 
 
@@ -212,7 +217,7 @@ def has_journal(root: int) -> bool:
     return True
 
 
-def recover(root: int, durable: bool) -> int:
+def recover(fds: Descriptors, root: int, durable: bool) -> int:
     """Undo the batch a killed process left in ``root`` (call with the exclusive lock held);
     returns how many records were undone. Something else planted under the journal's name
     (a symlink, a directory) is removed as a name, never followed."""
@@ -222,10 +227,10 @@ def recover(root: int, durable: bool) -> int:
         return 0
     if stat.S_ISDIR(st.st_mode):
         raise _in_the_way()
-    raw = read_bytes(root, JOURNAL_NAME)
+    raw = read_bytes(fds, root, JOURNAL_NAME)
     records = _decode(raw) if raw is not None else []
     for rel, image in reversed(records):
-        restore(root, rel, image, durable)
+        restore(fds, root, rel, image, durable)
     os.unlink(JOURNAL_NAME, dir_fd=root)
     if durable:
         os.fsync(root)

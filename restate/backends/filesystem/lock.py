@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 
 from ...errors import BackendError
+from .descriptors import Descriptors
 from .fileio import _CLOEXEC
 
 try:
@@ -42,7 +43,8 @@ class DirLock:
     """``acquire(exclusive)`` / ``release()``; ``on_first(exclusive)`` runs when the lock is
     newly taken (the backend recovers there)."""
 
-    def __init__(self, open_root: Callable[[], int], where: str) -> None:
+    def __init__(self, fds: Descriptors, open_root: Callable[[], int], where: str) -> None:
+        self._fds = fds  # the backend's: the root and the lock file are opened there
         self._open_root = open_root
         self._where = where
         self._fd: int | None = None
@@ -65,8 +67,11 @@ class DirLock:
                 raise BackendError(f"cannot write to {self._where!r} while reading it")
             self._depth += 1
             return False
-        self._flock(exclusive)
+        # Counted before it is taken: an interrupt in between leaves a count that the
+        # caller's release_to() gives back (unlocking a lock not taken is harmless); the
+        # other order left a lock taken that no count accounted for, held for good.
         self._depth, self._exclusive = 1, exclusive
+        self._flock(exclusive)
         return True
 
     def release(self) -> None:
@@ -91,9 +96,10 @@ class DirLock:
         self._exclusive = False
 
     def close(self) -> None:
-        fd, self._fd = self._fd, None  # forgotten first: an interrupt never leaves a closed fd
-        if fd is not None:
-            os.close(fd)
+        if self._fd is not None:
+            self._fds.adopt(self._fd)  # an interrupt from here on leaves it to fds.sweep()
+            fd, self._fd = self._fd, None  # forgotten first: never a closed fd kept
+            self._fds.close(fd)
         self._depth = 0
 
     def _flock(self, exclusive: bool) -> None:
@@ -118,7 +124,7 @@ class DirLock:
         try:
             for _ in range(3):
                 try:
-                    fd = os.open(LOCK_NAME, _FLAGS, 0o666, dir_fd=root)
+                    fd = self._fds.open(LOCK_NAME, _FLAGS, root, 0o666)
                 except OSError as exc:
                     if exc.errno == errno.EISDIR:
                         raise self._in_the_way() from None
@@ -127,13 +133,13 @@ class DirLock:
                     os.unlink(LOCK_NAME, dir_fd=root)  # a planted symlink: remove the name
                     continue
                 if stat.S_ISREG(os.fstat(fd).st_mode):
-                    self._fd = fd
+                    self._fd = self._fds.keep(fd)
                     return fd
-                os.close(fd)  # a FIFO or device planted under our name
+                self._fds.close(fd)  # a FIFO or device planted under our name
                 os.unlink(LOCK_NAME, dir_fd=root)
             raise self._in_the_way()
         finally:
-            os.close(root)
+            self._fds.close(root)
 
     def _in_the_way(self) -> BackendError:
         return BackendError(

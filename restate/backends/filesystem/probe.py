@@ -36,7 +36,7 @@ def exists(fs: FileReader, parts: Parts) -> bool:
         doc = fs.load(fd, fs.enc(parts[depth]) + fs.ext)
         return get_in(doc, parts, depth + 1) is not MISSING
     finally:
-        os.close(fd)
+        fs.fds.close(fd)
 
 
 def occupied(fs: FileReader, parts: Parts, ignore: frozenset[str]) -> bool:
@@ -50,7 +50,7 @@ def occupied(fs: FileReader, parts: Parts, ignore: frozenset[str]) -> bool:
         doc = fs.load(fd, fs.enc(parts[depth]) + fs.ext)
         return holds(get_in(doc, parts, depth + 1), ignore)
     finally:
-        os.close(fd)
+        fs.fds.close(fd)
 
 
 def _descend(fs: FileReader, parts: Parts) -> tuple[int, int | None]:
@@ -62,8 +62,8 @@ def _descend(fs: FileReader, parts: Parts) -> tuple[int, int | None]:
         name = fs.enc(key)
         if _is_value_file(fd, name + fs.ext):
             return depth, fd
-        sub = open_dir(fd, name)
-        os.close(fd)
+        sub = open_dir(fs.fds, fd, name)
+        fs.fds.close(fd)
         if sub is None:
             return depth, None
         fd = sub
@@ -89,10 +89,10 @@ def _dir_holds(fs: FileReader, fd: int, ignore: frozenset[str]) -> bool:
 
 
 def _subdir_holds(fs: FileReader, parent: int, name: str) -> bool:
-    sub = open_dir(parent, name)
+    sub = open_dir(fs.fds, parent, name)
     if sub is None:
         return False
     try:
         return _dir_holds(fs, sub, NOTHING)
     finally:
-        os.close(sub)
+        fs.fds.close(sub)

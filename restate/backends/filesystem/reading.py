@@ -19,6 +19,7 @@ from ...paths import Parts
 from ...serializers import Serializer
 from ...tree import get_in
 from . import names
+from .descriptors import Descriptors
 from .fileio import open_dir, read_bytes
 
 __all__ = ["FileReader"]
@@ -31,6 +32,7 @@ class FileReader:
         base_dir: the root (for error messages); ``open_base()`` opens it.
         serializer: parses value files, whose names end in ``ext``.
         enc: a key -> its file name, without ``ext`` (the backend's cached encoder).
+        fds: the backend's ``Descriptors`` (every descriptor is opened and closed there).
     """
 
     def __init__(
@@ -38,23 +40,25 @@ class FileReader:
         base_dir: Path,
         serializer: Serializer[Any],
         ext: str,
+        fds: Descriptors,
         open_base: Callable[[], int],
         enc: Callable[[str], str],
     ) -> None:
         self.base_dir = base_dir
         self.serializer = serializer
         self.ext = ext
+        self.fds = fds
         self.open_base = open_base
         self.enc = enc
 
     def dec(self, parent: int, name: str) -> str | None:
         if not names.is_hashed(name):
             return names.decode_name(name)
-        raw = read_bytes(parent, names.sidecar(name))
+        raw = read_bytes(self.fds, parent, names.sidecar(name))
         return None if raw is None else raw.decode("utf-8", "surrogatepass")
 
     def load(self, parent: int, name: str) -> Any:
-        raw = read_bytes(parent, name)
+        raw = read_bytes(self.fds, parent, name)
         if raw is None:
             return MISSING
         try:
@@ -72,15 +76,15 @@ class FileReader:
                 value = self.load(fd, name + self.ext)
                 if value is not MISSING:
                     return get_in(value, parts, i + 1)
-                sub = open_dir(fd, name)
+                sub = open_dir(self.fds, fd, name)
                 if sub is None:
                     return MISSING
                 fd, old = sub, fd  # swapped first: an interrupt leaks, never double-closes
-                os.close(old)
+                self.fds.close(old)
             value = self.load_dir(fd)
             return value if value or not parts else MISSING
         finally:
-            os.close(fd)
+            self.fds.close(fd)
 
     def entries(self, fd: int) -> Iterator[tuple[str | None, str, bool]]:
         """``(key, name, is_value_file)`` for each value file and directory in ``fd``; hidden
@@ -112,12 +116,12 @@ class FileReader:
         for key, name in subdirs:
             if key in result:
                 continue  # a file wins over a directory of the same name
-            sub = open_dir(fd, name)
+            sub = open_dir(self.fds, fd, name)
             if sub is not None:
                 try:
                     value = self.load_dir(sub)
                 finally:
-                    os.close(sub)
+                    self.fds.close(sub)
                 if value:
                     result[key] = value
         return result

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .._interrupts import finish
+from .descriptors import Descriptors
 from .fileio import pre_image
 from .journal import JOURNAL_NAME, Journal, Rel, has_journal
 from .journal import recover as recover_dir
@@ -30,6 +31,8 @@ class FileTransactions:
     Args:
         base_dir: the root; ``open_base()`` opens it.
         lock: the backend's lock (threads of one process).
+        fds: the backend's ``Descriptors``: an operation's descriptors are opened there,
+            and those an interrupt left open are closed by ``heal()``.
         rels: the backend's open directory descriptors -> their names below the root
             (``note`` journals by those names).
         durable: fsync the journal and what a rollback puts back.
@@ -38,23 +41,25 @@ class FileTransactions:
     def __init__(
         self,
         base_dir: str,
+        fds: Descriptors,
         open_base: Callable[[], int],
         lock: threading.RLock,
         rels: dict[int, Rel],
         durable: bool,
     ) -> None:
+        self.fds = fds
         self.open_base = open_base
         self.lock = lock
         self.rels = rels
         self.durable = durable
-        self.journal = Journal(open_base, durable)
+        self.journal = Journal(fds, open_base, durable)
         self.journal_path = os.path.join(base_dir, JOURNAL_NAME)
-        self.dirlock = DirLock(open_base, base_dir)
+        self.dirlock = DirLock(fds, open_base, base_dir)
 
     # transactions: the journal (journal.py) under the directory lock (lock.py)
     def note(self, parent: int, name: str) -> None:
         """Journal what ``name`` holds before it changes (every change goes through here)."""
-        self.journal.note((*self.rels[parent], name), lambda: pre_image(parent, name))
+        self.journal.note((*self.rels[parent], name), lambda: pre_image(self.fds, parent, name))
 
     @contextmanager
     def locked(self, exclusive: bool) -> Iterator[None]:
@@ -92,6 +97,8 @@ class FileTransactions:
             self.dirlock.release_to(held)
         elif not self.journal.active:
             self.dirlock.release_to(0)
+        if self.fds:  # descriptors no running operation holds: cut loose by an interrupt
+            self.fds.sweep()
 
     def recover(self) -> None:
         # Every lock taken asks this; a stat by path (the same lookup as opening the root)
@@ -106,12 +113,12 @@ class FileTransactions:
             if not exclusive:
                 self.dirlock.upgrade()
             try:
-                recover_dir(fd, self.durable)
+                recover_dir(self.fds, fd, self.durable)
             finally:
                 if not exclusive:
                     self.dirlock.downgrade()
         finally:
-            os.close(fd)
+            self.fds.close(fd)
 
     @contextmanager
     def scope(self, record: bool) -> Iterator[None]:
