@@ -40,6 +40,7 @@ import itertools
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ..errors import StaleReadError
 from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts
@@ -214,8 +215,8 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
         yield from self._after([Change(parts, value, value, payload, True)], False)
         return None
 
-    def begin_batch(self) -> Gen:
-        yield from self.batches.begin()
+    def begin_batch(self, optimistic: bool = False) -> Gen:
+        yield from self.batches.begin(optimistic)
 
     def end_batch(self, exc: BaseException | None) -> Gen:
         heard = None if self.listeners else self.audience.route
@@ -231,7 +232,21 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
     def update(
         self, parts: Parts, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
     ) -> Gen:
-        yield from self.begin_batch()
+        """Read, ``fn``, write, as one transaction. On a backend with optimistic transactions
+        (Redis) it first runs in one that takes no lease; if another client changed the value
+        before the commit (``StaleReadError``: nothing written, nothing delivered) ``fn`` runs
+        again in an ordinary transaction, in turn: at most twice, one change delivered."""
+        if self.batches.has_optimistic and not self.batches.depth:
+            try:
+                return (yield from self._update(parts, fn, default, payload, True))
+            except StaleReadError:
+                pass
+        return (yield from self._update(parts, fn, default, payload, False))
+
+    def _update(
+        self, parts: Parts, fn: Callable[[Any], Any], default: Any, payload: Any, optimistic: bool
+    ) -> Gen:
+        yield from self.begin_batch(optimistic)
         try:
             prev = yield (READ, parts)
             new = yield (CALL, fn, default if prev is MISSING else user_value(prev))

@@ -105,17 +105,20 @@ class RedisAsyncBackend(Shell, AsyncBackend):
     async def delete(self, path: PurePosixPath | str) -> None:
         await self._run(self._core.delete(to_parts(path)))
 
+    optimistic_transactions = True  # transaction(optimistic=True): backends/base.py
+
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, optimistic: bool = False) -> AsyncIterator[None]:
         """See ``RedisBackend.transaction``."""
         core = self._core
         if core.txn.get() is not None:
             yield
             return
-        txn = core.begin()
+        txn = core.begin(optimistic)
         try:  # a cancellation anywhere in here still ends in the finally
             core.enter(txn)
-            self._start_renewer()
+            if not optimistic:  # an optimistic one starts it at its first lease (leases.py)
+                self._start_renewer()
             try:
                 yield
             except BaseException as exc:

@@ -99,22 +99,29 @@ class RedisBackend(Shell, Backend):
     def delete(self, path: PurePosixPath | str) -> None:
         self._run(self._core.delete(to_parts(path)))
 
+    optimistic_transactions = True  # transaction(optimistic=True): backends/base.py
+
     @contextlib.contextmanager
-    def transaction(self) -> Any:
+    def transaction(self, optimistic: bool = False) -> Any:
         """Make everything inside atomic and serializable across processes (nested ones join).
 
         Entering sends nothing; each path read or written inside takes a lease (in the same
         round trip); leaving commits and drops the leases in one script, or on an exception
         drops them. See ``leases.py``.
+
+        With ``optimistic=True`` a small leaf that nobody leases or waits for is read
+        without a lease, and the commit applies only if it is unchanged; else it raises
+        ``StaleReadError`` and writes nothing (``update()`` then runs again, leased).
         """
         core = self._core
         if core.txn.get() is not None:
             yield
             return
-        txn = core.begin()
+        txn = core.begin(optimistic)
         try:  # an interrupt anywhere in here still ends in the finally: nothing stays open
             core.enter(txn)
-            self._start_renewer()
+            if not optimistic:  # an optimistic one starts it at its first lease (leases.py)
+                self._start_renewer()
             try:
                 yield
             except BaseException as exc:

@@ -26,7 +26,7 @@ from collections.abc import Generator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ...errors import BackendError
+from ...errors import BackendError, StaleReadError
 from ...missing import MISSING
 from ...paths import Parts, parts_to_str
 from ...tree import get_in
@@ -227,6 +227,30 @@ class RedisCore:
             args[6] = reply[3]  # it waits in that path's line now (scripts.py)
             yield from self.pause(deadline, f"{self.origin}:{wid}")
 
+    def apply_checked(self, ops: list[str], token: str, seen: dict[Parts, str]) -> Exchange[None]:
+        """Commit an optimistic transaction: APPLY ``ops`` if every leaf in ``seen`` still
+        holds the JSON text it was read with, nobody else leases it and nobody waits for it
+        (scripts.py, ``commit``); else raise ``StaleReadError`` (nothing written)."""
+        checks = [str(len(seen))]
+        for parts, text in seen.items():
+            checks += [parts_to_str(parts), text]
+        wid = self.write_id()  # a retry after a lost reply is answered 'done': applied once
+        args = [*checks, self.origin, self.maxlen, self.maxbytes, token, wid, "0", "", *ops]
+        reply = yield ("eval", "commit", args)
+        kind = reply[0]
+        if kind in ("ok", "done"):
+            return
+        if kind == "conflict":
+            raise conflict_error(reply[1], int(reply[2]))
+        if kind == "lost":
+            raise self.lost_error()
+        # 'stale'; 'busy' or 'big' cannot happen (leased or checked paths only): the same
+        where = reply[1] if kind in ("stale", "busy") else "a path it read"
+        raise StaleReadError(
+            f"{where!s} on {self.keyspace!r} changed since this optimistic transaction read "
+            f"it; nothing was written"
+        )
+
     def lost_error(self) -> BackendError:
         return BackendError(
             f"the transaction on {self.keyspace!r} lost its lease (it was not renewed for "
@@ -249,9 +273,10 @@ class RedisCore:
         yield ("blpop", f"{self.keyspace}:wake:{waiter}", poll)
 
     # -- transactions (leases.py) -------------------------------------------------------------
-    def begin(self) -> Txn:
-        """A new transaction: sends nothing (its leases are taken by what it touches)."""
-        return Txn()
+    def begin(self, optimistic: bool = False) -> Txn:
+        """A new transaction: sends nothing (its leases are taken by what it touches; an
+        optimistic one reads small unleased leaves without a lease: leases.py)."""
+        return Txn(optimistic)
 
     def enter(self, txn: Txn) -> None:
         """Make ``txn`` the current transaction of this context, renewed until ``leave``."""

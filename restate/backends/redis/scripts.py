@@ -608,6 +608,54 @@ redis.call('SET', LAST, wid .. ' ', 'PX', 60000)
 return {'ok', id}
 """
 
+# Optimistic transactions (leases.py): a read that takes no lease, a commit that applies only
+# if what was read is unchanged. Both are a check in front of an existing script, whose ARGV
+# they pass on untouched.
+
+# Bytes of a leaf read without a lease: a bigger one is leased (its commit would send it back)
+_OPTIMISTIC_MAX = 4096
+
+# ARGV as LEASE's (mode 'read'). A leaf of at most _OPTIMISTIC_MAX bytes that no other
+# transaction leases and nobody waits in line for is read without a lease: {'free', json}.
+# Anything else -- a directory, a missing node, a lease, a line, a waiter asking again -- takes
+# the lease as LEASE does, in this same call.
+_PEEK = (
+    r"""
+if ARGV[5] == '' and ARGV[7] ~= '/' and not blocker(ARGV[7], ARGV[1]) and not turn(ARGV[7]) then
+  local parent, name = split(ARGV[7])
+  local v = redis.call('HGET', key(parent), name)
+  if v and v ~= MARK and #v <= """
+    + str(_OPTIMISTIC_MAX)
+    + r""" then return {'free', v} end
+end
+"""
+    + _LEASE
+)
+
+# ARGV: n, then n pairs (path, the JSON text read there without a lease), then APPLY's ARGV.
+# Replies {'stale', path} -- that path changed, is leased by another transaction, or has
+# writers waiting in line for it (an optimistic commit never goes ahead of them): nothing
+# changed -- or what APPLY replies. A retry of a commit already applied (the same write id,
+# APPLY's ARGV[5]) skips the checks: its own write changed what it read.
+_COMMIT = (
+    r"""
+local n = tonumber(ARGV[1])
+local rest = {}
+for i = 2 + 2 * n, #ARGV do rest[#rest + 1] = ARGV[i] end
+local last = rest[5] ~= '' and redis.call('GET', T .. ':w:' .. rest[1])
+if not (last and string.sub(last, 1, #rest[5] + 1) == rest[5] .. ' ') then
+  for i = 2, 2 * n, 2 do
+    local path = ARGV[i]
+    if blocker(path, rest[4]) or turn(path) then return {'stale', path} end
+    local parent, name = split(path)
+    if redis.call('HGET', key(parent), name) ~= ARGV[i + 1] then return {'stale', path} end
+  end
+end
+local ARGV = rest
+"""
+    + _APPLY
+)
+
 _BODIES = {
     "read": _READ,
     "walk": _WALK,
@@ -619,6 +667,8 @@ _BODIES = {
     "release": _RELEASE,
     "stage": _STAGE,
     "swap": _SWAP,
+    "peek": _PEEK,
+    "commit": _COMMIT,
 }
 
 # Each script as a standalone EVAL script (the fallback where the server has no Functions)
