@@ -147,7 +147,8 @@ def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
         f"{'exact' if stored == total else f'{stored} != {total}'}, p50 "
         f"{statistics.median(flat) * 1e3:.2f} ms p99 {pct(flat, 0.99) * 1e3:.2f} ms; CPU per "
         f"update: writers {cpu / total * 1e6:.0f} µs, server {server / total * 1e6:.0f} µs; "
-        f"{total / cpu:.0f} updates per writer CPU-second"
+        f"{total / cpu:.0f} updates per writer CPU-second, {total / (cpu + server):.0f} per "
+        f"CPU-second of writers + server"
     )
 
 

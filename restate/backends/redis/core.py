@@ -45,6 +45,7 @@ Exchange = Generator[tuple[Any, ...], Any, T]
 
 _TAGGED = re.compile(r"\{[^{}]+\}")
 POLL = 0.1  # seconds a waiter blocks before asking again (its place in line lasts 0.3 s)
+HOT = 1.0  # seconds a contended path is updated under a lease at once (RedisCore.heat)
 
 
 def keyspace_of(prefix: str) -> str:
@@ -97,7 +98,20 @@ class RedisCore:
         self.txn: ContextVar[Txn | None] = ContextVar(f"restate-redis-{self.origin}", default=None)
         self.open: set[Txn] = set()  # the transactions whose leases the renewer keeps alive
         self._ids = itertools.count()
+        # paths found contended by an optimistic update (a stale commit, or a lease or line to
+        # wait for): until when this process's updates of them go straight to a lease. Under
+        # contention an optimistic attempt mostly costs a wasted read, run and commit.
+        self._hot: dict[Parts, float] = {}
         self._id_lock = threading.Lock()
+
+    def is_hot(self, parts: Parts) -> bool:
+        until = self._hot.get(parts)
+        return until is not None and until > time.monotonic()
+
+    def heat(self, parts: Parts) -> None:
+        if len(self._hot) > 1024:  # a bound, not a cache: forgetting costs one conflict
+            self._hot.clear()
+        self._hot[parts] = time.monotonic() + HOT
 
     def write_id(self) -> str:
         with self._id_lock:
@@ -244,6 +258,8 @@ class RedisCore:
             raise conflict_error(reply[1], int(reply[2]))
         if kind == "lost":
             raise self.lost_error()
+        for parts in seen:
+            self.heat(parts)
         # 'stale'; 'busy' or 'big' cannot happen (leased or checked paths only): the same
         where = reply[1] if kind in ("stale", "busy") else "a path it read"
         raise StaleReadError(

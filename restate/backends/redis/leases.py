@@ -91,7 +91,8 @@ class Txn:
             return ["ok", 1]  # 'none', or whether the root exists: always
         deadline = time.monotonic() + core.lock_wait
         waited = ""
-        script = "peek" if self.optimistic and mode == "read" else "lease"
+        optimistic = self.optimistic and mode == "read"
+        script = "peek" if optimistic and not core.is_hot(parts) else "lease"
         while True:
             reply = yield ("eval", script, self._args(core, path, waited, mode, extra))
             if reply[0] == "free":  # a leaf read without a lease: the commit checks it
@@ -111,6 +112,8 @@ class Txn:
                     f"older transaction holds while it may wait for this one: it gives way "
                     f"(nothing was written); retry it"
                 )
+            if optimistic:  # contended: its next updates wait in turn at once (core.py)
+                core.heat(parts)
             waited = reply[3]
             yield from core.pause(deadline, self.token)
 
