@@ -170,17 +170,23 @@ def test_a_stale_commit_writes_nothing_and_raises_stale_read_error(backend, othe
     assert backend._core.txn.get() is None and not lease_keys(raw, prefix)
 
 
-def test_a_commit_retried_after_a_lost_reply_is_applied_once_not_seen_as_stale(
+def test_a_commit_resent_after_a_lost_reply_is_applied_once_not_seen_as_stale(
     backend, raw, prefix
 ):
     backend.write("/n", 1)
     commit = backend._scripts["commit"]
     keys = [f"{{{prefix}}}:changes"]
-    apply_args = [backend.origin, "100", "", "", "optim-1", "0", ""]
     op = ["w", "/n", "2", "1", "/", "1", "n", "2"]
-    args = ["1", "/n", "1", *apply_args, *op]
-    assert commit(keys=keys, args=args)[0] == "ok"
-    assert commit(keys=keys, args=args)[0] == "done"  # what redis-py's retry sends
+
+    def args(wid: str, retry: str) -> list[str]:  # origin, maxlen, maxbytes, token, wid, retry
+        return [backend.origin, "100", "", "", wid, retry, "1", "/n", "1", *op]
+
+    assert commit(keys=keys, args=args("optim-1", ""))[0] == "ok"
+    # what calls.py sends again after a lost reply: the window it may have been applied in
+    assert commit(keys=keys, args=args("optim-1", "60000"))[0] == "done"
+    assert backend.read("/n") == 2 and entries(raw, prefix) == 2
+    # a resend of a commit that was not applied is checked as usual: /n is 2 now, not 1
+    assert commit(keys=keys, args=args("optim-2", "60000")) == ["stale", "/n"]
     assert backend.read("/n") == 2
 
 

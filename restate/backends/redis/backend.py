@@ -8,12 +8,12 @@ tag, so a tree lives in one slot and several trees spread over a cluster's shard
   directory. A directory's hash exists only while it has children, so any node is one
   ``HGET`` on its parent; nothing ever runs KEYS or SCAN.
 - ``{prefix}:changes``: a Stream; every committed write, delete or transaction appends one
-  entry ``{o: origin id, s: sequence number, c: JSON [{"p": path, "o": prev, "n": new}, ...]}``
-  in the same Lua script that changes the data; ``{prefix}:seq`` counts the entries. The
-  stream is trimmed with ``XADD MAXLEN ~ stream_maxlen``.
+  entry ``{o: origin id, s: sequence number, c: JSON [{"p": path, "o": prev, "n": new}, ...],
+  w: write id}`` in the same Lua script that changes the data; ``{prefix}:seq`` counts the
+  entries. The stream is trimmed with ``XADD MAXLEN ~ stream_maxlen``. A write resent after a
+  lost reply looks for its write id there before applying (applied once; scripts.py).
 - ``{prefix}:leases`` and ``{prefix}:lease:<token>``: the leases of open transactions
-  (``leases.py``); ``{prefix}:w:<origin>``: the last write id of a client (a retried write is
-  applied once).
+  (``leases.py``).
 
 Values are JSON: a value the serializer rejects raises ``SerializationError`` before anything
 is sent; tuples come back as lists. Every write and delete is one Lua script: conflict check,

@@ -73,7 +73,10 @@ class StreamReads:
                 reply = reader.gets()
         except OSError as exc:  # (TimeoutError is one: no timeout is set, see _blocking)
             raise redis.ConnectionError(f"reading the change stream: {exc}") from exc
-        if type(reply) is list:  # RESP2: [[stream, entries]]; the one stream read, inline
+        if type(reply) is dict:  # RESP3: {stream: entries}; the one stream read, inline
+            for entries in reply.values():
+                return entries  # type: ignore[no-any-return]
+        if type(reply) is list:  # RESP2: [[stream, entries]]
             return reply[0][1]  # type: ignore[no-any-return]
         if isinstance(reply, Exception):
             raise redis.ResponseError(str(reply))
