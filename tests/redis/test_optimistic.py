@@ -170,9 +170,7 @@ def test_a_stale_commit_writes_nothing_and_raises_stale_read_error(backend, othe
     assert backend._core.txn.get() is None and not lease_keys(raw, prefix)
 
 
-def test_a_commit_resent_after_a_lost_reply_is_applied_once_not_seen_as_stale(
-    backend, raw, prefix
-):
+def test_a_commit_resent_after_a_lost_reply_is_applied_once_not_seen_as_stale(backend, raw, prefix):
     backend.write("/n", 1)
     commit = backend._scripts["commit"]
     keys = [f"{{{prefix}}}:changes"]
