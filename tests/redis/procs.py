@@ -68,7 +68,8 @@ def count(url: str, prefix: str, times: int, key: str) -> None:
 
 
 def inside_update(url: str, prefix: str) -> None:
-    """Stop inside the function of an optimistic ``update("/n")`` (for kill -9)."""
+    """Stop inside the function of an optimistic ``update("/n")`` (for kill -9 or SIGINT);
+    after an interrupt, write /after and report what a fresh client reads back."""
     controller = ControllerSync(RedisBackend(url, prefix, lease_timeout=5))
 
     def wait(n: int) -> int:
@@ -76,7 +77,12 @@ def inside_update(url: str, prefix: str) -> None:
         sys.stdin.read()
         return n + 1
 
-    controller.update("/n", wait)
+    try:
+        controller.update("/n", wait)
+    except KeyboardInterrupt:
+        controller.set_state("/after", 1)
+        with RedisBackend(url, prefix) as fresh:
+            emit(kind="after", n=fresh.read("/n"), after=fresh.read("/after"))
 
 
 def hold(url: str, prefix: str) -> None:

@@ -5,6 +5,7 @@ under a lease (in turn); one change is written and delivered per update."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from typing import Any
 
@@ -231,6 +232,22 @@ def test_a_writer_killed_inside_an_optimistic_update_holds_nobody_back(url, pref
         child.kill()
     with RedisBackend(url, prefix, lock_wait=0.5) as store:  # no lease to wait for
         assert ControllerSync(store).update("/n", lambda n: n + 1) == 2
+
+
+@pytest.mark.slow
+def test_sigint_inside_an_optimistic_update_writes_nothing_and_later_writes_commit(url, prefix):
+    with RedisBackend(url, prefix) as store:
+        store.write("/n", 1)
+    child = spawn("inside_update", url, prefix)
+    try:
+        assert read_line(child) == {"kind": "inside", "n": 1}
+        child.send_signal(signal.SIGINT)
+        assert read_line(child) == {"kind": "after", "n": 1, "after": 1}
+        with RedisBackend(url, prefix, lock_wait=0.5) as store:  # no lease left behind
+            store.write("/n", "free")
+    finally:
+        child.kill()
+        child.wait(5)
 
 
 def test_the_async_twin_reruns_an_async_fn_after_a_conflict(url, prefix, other, raw):

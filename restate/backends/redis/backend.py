@@ -20,8 +20,11 @@ is sent; tuples come back as lists. Every write and delete is one Lua script: co
 data, stream entry, all or nothing, and it returns the value it replaced (``swap``).
 
 Transactions (``transaction()``, used by the controller for batches and ``update()``): short
-leases on the paths touched, renewed while the transaction lives; see ``leases.py`` and
-docs/backends.md for the isolation level.
+leases on the paths touched, renewed while the transaction lives; ``update()`` first tries an
+optimistic one (``transaction(optimistic=True)``: a small leaf nobody leases is read without a
+lease, the commit applies only if it is unchanged, else ``StaleReadError`` and the controller
+runs the function again under a lease). See ``leases.py`` and docs/backends.md for the
+isolation level.
 
 Notifications: ``watch(on_changes)`` follows the stream in a thread (``follower.py``) and
 calls ``on_changes([(path, prev, new), ...])`` for entries written by other backend
