@@ -99,9 +99,10 @@ class Txn:
                 self.seen[parts] = reply[1]
                 return ["ok", reply[1]]
             if reply[0] == "ok":
-                if self.optimistic and not self.leased:
+                first = not self.leased
+                self.leased.add(parts)  # recorded first: an interrupt below still releases it
+                if self.optimistic and first:
                     yield ("renew",)  # its first lease: keep it alive from now on
-                self.leased.add(parts)
                 return list(reply)
             if reply[0] == "lost":
                 self.lost = True
