@@ -236,26 +236,27 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
         (Redis) it first runs in one that takes no lease; if another client changed the value
         before the commit (``StaleReadError``: nothing written, nothing delivered) ``fn`` runs
         again in an ordinary transaction, in turn: at most twice, one change delivered."""
-        if self.batches.has_optimistic and not self.batches.depth:
+        # one generator with a loop, not one delegating to another: compiled by mypyc, a bare
+        # ``raise`` after a ``yield`` in an ``except`` lost its exception under ``yield from``
+        optimistic = self.batches.has_optimistic and not self.batches.depth
+        while True:
+            yield from self.begin_batch(optimistic)
             try:
-                return (yield from self._update(parts, fn, default, payload, True))
+                prev = yield (READ, parts)
+                new = yield (CALL, fn, default if prev is MISSING else user_value(prev))
+                yield from self.set_state(parts, new, None, NO_DEFAULT, payload)
+            except BaseException as exc:
+                yield from self.end_batch(exc)
+                raise
+            if not optimistic:
+                yield from self.end_batch(None)
+                return new
+            try:
+                yield from self.end_batch(None)
             except StaleReadError:
-                pass
-        return (yield from self._update(parts, fn, default, payload, False))
-
-    def _update(
-        self, parts: Parts, fn: Callable[[Any], Any], default: Any, payload: Any, optimistic: bool
-    ) -> Gen:
-        yield from self.begin_batch(optimistic)
-        try:
-            prev = yield (READ, parts)
-            new = yield (CALL, fn, default if prev is MISSING else user_value(prev))
-            yield from self.set_state(parts, new, None, NO_DEFAULT, payload)
-        except BaseException as exc:
-            yield from self.end_batch(exc)
-            raise
-        yield from self.end_batch(None)
-        return new
+                optimistic = False  # nothing was written: run fn again, under leases
+                continue
+            return new
 
     def derive(
         self,
