@@ -32,14 +32,14 @@ from ._engine.requests import (
 )
 from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import Footprint, record_read, recording
+from ._engine.tracking import Footprint, record_read, start_recording, stop_recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller import abandon_engine_batch, is_open
 from .controller_base import ControllerBase
 from .errors import CycleError, StateError
 from .missing import MISSING
-from .paths import PathLike, to_parts
+from .paths import Parts, PathLike, to_parts
 
 __all__ = ["ControllerAsync"]
 
@@ -58,6 +58,10 @@ class _TaskLock:
     def locked(self) -> bool:
         """Whether a task holds the lock (or is between acquiring it and its first step)."""
         return self._lock.locked()
+
+    def owned_by(self, task: Any) -> bool:
+        """Whether ``task`` (the current one) holds the lock."""
+        return self._owner is not None and self._owner is task
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
@@ -99,6 +103,14 @@ async def _roll_back(txn: Any, exc: BaseException) -> None:
         raise stopped
 
 
+def _current_task() -> Hashable:
+    """Who writes, for the scheduler (``Scheduler.key``): the task (None outside one)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop (a registration from plain code)
+        return None
+
+
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
@@ -120,6 +132,9 @@ class ControllerAsync(ControllerBase):
         self._lock = _TaskLock()
         self._guard = nullcontext()
         self._engine = Engine(self, max_rounds)
+        # a write's "now" functions run in the writing task once it has released the lock
+        self._engine.scheduler.key = _current_task
+        self._soon = self._engine.scheduler.soon  # (the same dict, kept: a cheap check)
         self._txns: list[Any] = []
         self._batches = 0  # batch() contexts open on this controller
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,15 +162,22 @@ class ControllerAsync(ControllerBase):
 
     async def set_backend(self, backend: Backend | AsyncBackend) -> None:
         """Swap the store; registrations stay and react to the difference (see ControllerSync)."""
-        async with self._lock.held():
-            if self._engine.batches.depth:
-                raise StateError("cannot switch backends inside a batch")
-            old = await self._drive(self._engine.snapshot(()))
-            self._stop_listening()
-            self._closed = False  # follows the new store if anything listens
-            self._attach(backend)
-            new = await self._drive(self._engine.snapshot(()))
-            await self._drive(self._engine.external([Change((), old, new)]))
+        try:
+            async with self._lock.held():
+                if self._engine.batches.depth:
+                    raise StateError("cannot switch backends inside a batch")
+                old = await self._drive(self._engine.snapshot(()))
+                self._stop_listening()
+                self._closed = False  # follows the new store if anything listens
+                self._attach(backend)
+                new = await self._drive(self._engine.snapshot(()))
+                await self._drive(self._engine.external([Change((), old, new)]))
+        except Exception as exc:
+            if self._soon:
+                await self._run_soon(exc)
+            raise
+        if self._soon:
+            await self._run_soon(None)
 
     def close(self) -> None:
         """Stop following the backend's changes (the backend stays open). As with
@@ -176,8 +198,7 @@ class ControllerAsync(ControllerBase):
 
     async def _react(self, changes: list[Change]) -> None:
         try:
-            async with self._lock.held():
-                await self._drive(self._engine.external(changes))
+            await self._run(self._engine.external(changes))
         except Exception:
             log.exception("a callback failed while reacting to another process's write")
 
@@ -281,8 +302,17 @@ class ControllerAsync(ControllerBase):
             self._txns.pop()
 
     async def _run(self, gen: Steps[T]) -> T:
-        async with self._lock.held():
-            return await self._drive(gen)
+        """Drive a write under the lock, then run the ``"now"`` functions it reached."""
+        try:
+            async with self._lock.held():
+                done = await self._drive(gen)
+        except Exception as exc:
+            if self._soon:
+                await self._run_soon(exc)
+            raise
+        if self._soon:
+            await self._run_soon(None)
+        return done
 
     # ----- state ---------------------------------------------------------------------------
 
@@ -303,16 +333,26 @@ class ControllerAsync(ControllerBase):
             if value is MISSING:
                 return default if parts else {}
             return user_value(value) if self._engine.aliasing else value
+        if write_default:
+            return await self._run(self._read_or_create(parts, default))
         async with self._lock.held():
             record_read(self, parts)
             value = await _maybe_await(self._read(parts))
             if value is MISSING:
-                if not parts:
-                    return {}
-                if write_default:
-                    await self._drive(self._engine.set_state(parts, default))
-                return default
+                return default if parts else {}
             return user_value(value) if self._engine.aliasing else value
+
+    def _read_or_create(self, parts: Parts, default: Any) -> Steps[Any]:
+        """``get_state(path, default, write_default=True)`` as one write: the read and the
+        write of a missing node in one locked step."""
+        record_read(self, parts)
+        value = yield (READ, parts)
+        if value is not MISSING:
+            return user_value(value) if self._engine.aliasing else value
+        if not parts:
+            return {}
+        yield from self._engine.set_state(parts, default)
+        return default
 
     def set_state(
         self,
@@ -423,12 +463,7 @@ class ControllerAsync(ControllerBase):
                 if not batch:
                     break
                 chosen, since = None, later
-                for index, (tracker, change, why) in enumerate(batch):
-                    try:
-                        runs += await self._run_due(tracker, change, why, errors)
-                    except BaseException:  # cancelled: the rest stay due
-                        engine.scheduler.restore(batch[index + 1 :])
-                        raise
+                runs += await self._run_batch(batch, errors)
             else:
                 left = engine.scheduler.take(lazy)
                 if left:
@@ -436,6 +471,43 @@ class ControllerAsync(ControllerBase):
         finally:
             engine.scheduler.release()
         raise_collected(errors)
+        return runs
+
+    async def _run_soon(self, error: Exception | None) -> None:
+        """``ControllerSync._run_soon``: after a write released the lock, the ``"now"``
+        functions it reached run in this task, outside the lock, round after round."""
+        scheduler, soon = self._engine.scheduler, self._soon
+        me = scheduler.key()
+        if me not in soon or me in scheduler.draining or self._lock.owned_by(me):
+            return
+        errors: list[Exception] = []
+        rounds = self._engine.max_rounds
+        scheduler.draining.add(me)
+        try:
+            while me in soon:  # (only this task adds to its own entry)
+                if not rounds:
+                    left = scheduler.take_soon(me)
+                    scheduler.restore(left)  # still due, as the error says
+                    if left:
+                        errors.append(CycleError(still_due(left, self._engine.max_rounds)))
+                    break
+                rounds -= 1
+                await self._run_batch(scheduler.take_soon(me), errors)
+        finally:
+            scheduler.draining.discard(me)
+        if errors:
+            raise_collected([error, *errors] if error is not None else errors)
+
+    async def _run_batch(self, batch: list[Any], errors: list[Exception]) -> int:
+        """Run the functions ``take`` handed out, in order; a cancellation leaves the rest
+        due."""
+        runs = 0
+        for index, (tracker, change, why) in enumerate(batch):
+            try:
+                runs += await self._run_due(tracker, change, why, errors)
+            except BaseException:
+                self._engine.scheduler.restore(batch[index + 1 :])
+                raise
         return runs
 
     async def _run_due(
@@ -446,15 +518,20 @@ class ControllerAsync(ControllerBase):
         if event is None:
             return 0
         error: Exception | None = None
-        with recording(self, tracker.name) as footprint:
+        footprint, token = start_recording(self, tracker.name)
+        try:
             scheduler.listen(tracker, footprint)
             try:
-                await _maybe_await(tracker.callback(event))
+                result = tracker.callback(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
             except Exception as exc:
                 error = exc
             except BaseException:  # cancelled: the run did not finish
                 scheduler.stopped(tracker, footprint)
                 raise
+        finally:
+            stop_recording(token)
         error = scheduler.finish(tracker, footprint, error)
         if error is not None:
             errors.append(error)
@@ -476,6 +553,18 @@ class ControllerAsync(ControllerBase):
     async def batch(self) -> AsyncIterator[ControllerAsync]:
         """``async with controller.batch():`` -- atomic, coalesced, rolled back on exception
         (cancellation included)."""
+        try:
+            async with self._batch_locked():
+                yield self
+        except Exception as exc:
+            if self._soon:
+                await self._run_soon(exc)
+            raise
+        if self._soon:  # the "now" functions its end reached, after the lock is released
+            await self._run_soon(None)
+
+    @asynccontextmanager
+    async def _batch_locked(self) -> AsyncIterator[ControllerAsync]:
         async with self._lock.held():
             self._batches += 1  # counted before the engine counts it (see _drive)
             try:

@@ -2,7 +2,11 @@
 
 Thread safety: every operation (a write with its whole dispatch, a batch from enter to exit,
 a read) holds the controller's RLock, so writes from many threads never interleave. A
-callback therefore must not wait for another thread that writes to the same controller.
+callback run inside a write (a subscriber, listener, transform or ``"eager"`` tracked
+function) therefore must not wait for another thread that writes to the same controller.
+Tracked functions of the other policies run outside the lock: a ``"now"`` one, re-run by a
+write, runs in the writing thread once the write has released the lock (``_run_soon``),
+before the write call returns.
 The one exception, a leaf read of the memory store while nothing runs, reads without the
 lock and checks that nothing ran meanwhile (a seqlock: see ``get_state``).
 """
@@ -36,7 +40,7 @@ from ._engine.requests import (
 )
 from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import Footprint, record_read, recording
+from ._engine.tracking import Footprint, record_read, start_recording, stop_recording
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
@@ -82,6 +86,8 @@ class ControllerSync(ControllerBase):
         # state runs, and 2 more after it than before it
         self._version = 0
         self._memory: InMemoryBackend | None = None
+        # the "now" functions each writer's writes reached, run after the lock is released
+        self._soon = self._engine.scheduler.soon  # (the same dict, kept: a cheap check)
         self._attach(InMemoryBackend() if backend is None else backend)
 
     # ----- backend plumbing ----------------------------------------------------------------
@@ -114,20 +120,30 @@ class ControllerSync(ControllerBase):
     def set_backend(self, backend: Backend) -> None:
         """Swap the store: its content becomes the state. Subscriptions, derivations and
         tracked functions stay; they react to the difference between the old and new state."""
-        with self._lock:
-            if self._engine.batches.depth:
-                raise StateError("cannot switch backends inside a batch")
-            old = self._drive(self._engine.snapshot(()))
-            version = self._version  # the swap and the reaction are one change for readers
-            try:
-                self._version = version | 1  # (marked inside the try: see get_state)
-                self._stop_listening()
-                self._closed = False  # follows the new store if anything listens
-                self._attach(backend)
-                new = self._drive(self._engine.snapshot(()))
-                self._drive(self._engine.external([Change((), old, new)]))
-            finally:
-                self._version = version + 2
+        try:
+            with self._lock:
+                self._switch(backend)
+        except Exception as exc:
+            if self._soon:
+                self._run_soon(exc)
+            raise
+        if self._soon:
+            self._run_soon(None)
+
+    def _switch(self, backend: Backend) -> None:
+        if self._engine.batches.depth:
+            raise StateError("cannot switch backends inside a batch")
+        old = self._drive(self._engine.snapshot(()))
+        version = self._version  # the swap and the reaction are one change for readers
+        try:
+            self._version = version | 1  # (marked inside the try: see get_state)
+            self._stop_listening()
+            self._closed = False  # follows the new store if anything listens
+            self._attach(backend)
+            new = self._drive(self._engine.snapshot(()))
+            self._drive(self._engine.external([Change((), old, new)]))
+        finally:
+            self._version = version + 2
 
     def close(self) -> None:
         """Stop following the backend's changes (it stays open; close it yourself).
@@ -147,16 +163,23 @@ class ControllerSync(ControllerBase):
 
     def _on_external(self, raw: list[tuple[Any, ...]]) -> None:
         try:
-            with self._lock:
-                if len(raw) == 1 and not (self._owners or self._txns):  # one remote commit
-                    path, prev, new, *payload = raw[0]  # heard by plain subscriptions only:
-                    parts, extra = to_parts(path), payload[0] if payload else None  # no round
-                    if deliver_external(self._engine, parts, prev, new, extra):
-                        return
-                changes = [Change(to_parts(c[0]), *c[1:4]) for c in raw]
-                self._drive(self._engine.external(changes))
+            try:
+                with self._lock:
+                    self._react(raw)
+            finally:  # (in the follower's thread, which has no caller to give errors to)
+                if self._soon:
+                    self._run_soon(None)
         except Exception:
             log.exception("a callback failed while reacting to another process's write")
+
+    def _react(self, raw: list[tuple[Any, ...]]) -> None:
+        if len(raw) == 1 and not (self._owners or self._txns):  # one remote commit
+            path, prev, new, *payload = raw[0]  # heard by plain subscriptions only:
+            parts, extra = to_parts(path), payload[0] if payload else None  # no round
+            if deliver_external(self._engine, parts, prev, new, extra):
+                return
+        changes = [Change(to_parts(c[0]), *c[1:4]) for c in raw]
+        self._drive(self._engine.external(changes))
 
     # ----- the driver ------------------------------------------------------------------------
 
@@ -293,6 +316,19 @@ class ControllerSync(ControllerBase):
             _roll_back(txn, StateError("a batch was interrupted before it could end"))
             self._txns.pop()
 
+    def _write_op(self, gen: Steps[T]) -> T:
+        """Drive a write under the lock, then run the ``"now"`` functions it reached."""
+        try:
+            with self._lock:
+                done = self._drive(gen)
+        except Exception as exc:
+            if self._soon:
+                self._run_soon(exc)
+            raise
+        if self._soon:
+            self._run_soon(None)
+        return done
+
     # ----- state ---------------------------------------------------------------------------
 
     def get_state(self, path: PathLike, default: Any = None, write_default: bool = False) -> Any:
@@ -332,7 +368,9 @@ class ControllerSync(ControllerBase):
                 return node
         return self._locked_read(parts, default, write_default)
 
-    def _locked_read(self, parts: Parts, default: Any, write_default: bool) -> Any:
+    def _locked_read(self, parts: Parts, default: Any, write_default: bool = False) -> Any:
+        if write_default:
+            return self._read_or_create(parts, default)
         with self._lock:
             if self._owners:
                 self._close_left_batches()
@@ -340,14 +378,27 @@ class ControllerSync(ControllerBase):
                 record_read(self, parts)
             value = self._read(parts)
             if value is MISSING:
-                if not parts:
-                    return {}
-                if write_default:
-                    self._drive(self._engine.set_state(parts, default))
-                return default
+                return default if parts else {}
             if type(value) in IMMUTABLE or not self._engine.aliasing:
                 return value
             return copy_out(value)
+
+    def _read_or_create(self, parts: Parts, default: Any) -> Any:
+        """``get_state(path, default, write_default=True)``: the read and the write of a
+        missing node in one locked step."""
+        try:
+            with self._lock:
+                value = self._locked_read(parts, MISSING)
+                if value is not MISSING:
+                    return value
+                self._drive(self._engine.set_state(parts, default))
+        except Exception as exc:
+            if self._soon:
+                self._run_soon(exc)
+            raise
+        if self._soon:
+            self._run_soon(None)
+        return default
 
     def set_state(
         self,
@@ -371,41 +422,53 @@ class ControllerSync(ControllerBase):
         it is written, and True returned, even if the same value was there.
         """
         parts = to_parts(path)
-        with self._lock:
-            engine = self._engine
-            if not engine.direct_writes:
-                return self._drive(
-                    engine.set_state(parts, value, eq_func, default, payload, skip_notify)
-                )
-            # the same steps without a generator (_engine/direct.py), guarded as _drive is
-            owners, quiet = self._owners, False
-            version = self._version  # as in _drive: odd while it runs (see get_state)
-            try:
-                self._version = version | 1
-                if owners or self._txns:
-                    quiet = (
-                        eq_func is None and engine.batches.depth > 0
-                    )  # calls nothing of the user's
-                    if not owners:
-                        self._heal()
-                    elif sys._getframe(1) is not self._inside:  # (written again and again from
-                        self._enter_check(sys._getframe(1))  # one frame inside the batch, usually)
+        try:
+            with self._lock:
+                engine = self._engine
+                # the engine's steps without a generator (_engine/direct.py), guarded as
+                # _drive is (the differential tests switch direct_writes off)
+                owners, quiet = self._owners, False
+                version = self._version  # as in _drive: odd while it runs (see get_state)
                 try:
-                    return set_direct(engine, parts, value, eq_func, default, payload, skip_notify)
+                    self._version = version | 1
+                    if owners or self._txns:
+                        quiet = (
+                            eq_func is None and engine.batches.depth > 0
+                        )  # calls nothing of the user's
+                        if not owners:
+                            self._heal()
+                        elif sys._getframe(1) is not self._inside:  # (written again and again
+                            self._enter_check(sys._getframe(1))  # from one frame in the batch)
+                    try:
+                        if engine.direct_writes:
+                            done = set_direct(
+                                engine, parts, value, eq_func, default, payload, skip_notify
+                            )
+                        else:
+                            done = self._drive(
+                                engine.set_state(
+                                    parts, value, eq_func, default, payload, skip_notify
+                                )
+                            )
+                    finally:
+                        # a quiet write (batched: its delivery waits for the batch's end) runs no
+                        # code that could leave a batch() of its own behind: only an interrupt can
+                        # make the count and the open batch() contexts disagree
+                        if engine.batches.depth != len(owners) or (self._txns and not quiet):
+                            self._heal()  # see _open_txn
                 finally:
-                    # a quiet write (batched: its delivery waits for the batch's end) runs no
-                    # code that could leave a batch() of its own behind: only an interrupt can
-                    # make the count and the open batch() contexts disagree
-                    if engine.batches.depth != len(owners) or (self._txns and not quiet):
-                        self._heal()  # see _open_txn
-            finally:
-                self._version = version + 2
+                    self._version = version + 2
+        except Exception as exc:
+            if self._soon:
+                self._run_soon(exc)
+            raise
+        if self._soon:  # "now" functions it reached run here, after the lock is released
+            self._run_soon(None)
+        return done
 
     def del_state(self, path: PathLike, payload: Any = None, skip_notify: bool = False) -> bool:
         """Delete the node at ``path`` and its subtree; False when it was missing."""
-        parts = to_parts(path)
-        with self._lock:
-            return self._drive(self._engine.del_state(parts, payload, skip_notify))
+        return self._write_op(self._engine.del_state(to_parts(path), payload, skip_notify))
 
     def update(
         self, path: PathLike, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
@@ -416,15 +479,11 @@ class ControllerSync(ControllerBase):
         processes (Redis) it may run twice -- once optimistically, and again with the new
         value when another process wrote ``path`` meanwhile. Only the committed result is
         written and notified (one change per update, never one per run)."""
-        parts = to_parts(path)
-        with self._lock:
-            return self._drive(self._engine.update(parts, fn, default, payload))
+        return self._write_op(self._engine.update(to_parts(path), fn, default, payload))
 
     def ping(self, path: PathLike, default: Any = None, payload: Any = None) -> None:
         """Notify ``path`` and its ancestors without writing (prev == new)."""
-        parts = to_parts(path)
-        with self._lock:
-            self._drive(self._engine.ping(parts, default, payload))
+        self._write_op(self._engine.ping(to_parts(path), default, payload))
 
     def derive(
         self,
@@ -441,7 +500,7 @@ class ControllerSync(ControllerBase):
         dest_parts, sources = to_parts(dest), (to_parts(source),)
         with self._lock:
             self._listen()  # before its first read: a write landing after it is heard
-            return self._drive(self._engine.derive(dest_parts, sources, transform, False, payload))
+        return self._write_op(self._engine.derive(dest_parts, sources, transform, False, payload))
 
     def derive_many(
         self,
@@ -454,9 +513,9 @@ class ControllerSync(ControllerBase):
         dest_parts, source_parts = to_parts(dest), self._sources(sources)
         with self._lock:
             self._listen()
-            return self._drive(
-                self._engine.derive(dest_parts, source_parts, transform, True, payload)
-            )
+        return self._write_op(
+            self._engine.derive(dest_parts, source_parts, transform, True, payload)
+        )
 
     def track(
         self,
@@ -473,18 +532,21 @@ class ControllerSync(ControllerBase):
 
         Args:
             name: how loops, failures and ``trackers()`` name it (default: its qualname).
-            policy: ``"now"`` (re-run inside the write, or marked due inside
-                ``deferring()``), ``"eager"`` (inside the write even in ``deferring()``),
-                ``"deferred"`` (marked due, run by ``run_deferred()``) or ``"lazy"`` (marked
-                stale, run only by ``run_deferred(lazy=True)``); see docs/semantics.md,
-                "Scheduling", and restate/_engine/scheduler.py.
+            policy: ``"now"`` (re-run by the write call once it released the lock, before
+                it returns; marked due inside ``deferring()``), ``"eager"`` (re-run inside
+                the write, under its lock, even in ``deferring()``), ``"deferred"`` (marked
+                due, run by ``run_deferred()``) or ``"lazy"`` (marked stale, run only by
+                ``run_deferred(lazy=True)``); see docs/semantics.md, "Scheduling", and
+                restate/_engine/scheduler.py.
             on_mark: called with the id whenever it is marked due, stale or refused, or a
                 stale mark clears (in the writer's thread, under the lock: keep it short).
+                Not for the brief due mark of a ``"now"`` re-run, from the write to its run.
             raise_errors: False records a failed run (``trackers()`` status ``failed``, its
                 readers ``stale``) without raising it to the writer.
 
-        The first run happens at once, outside the controller's lock as every re-run by
-        ``run_deferred()`` does (it may join a thread that writes state). It is subscribed at
+        The first run happens at once, outside the controller's lock as every re-run of a
+        ``"now"`` function and by ``run_deferred()`` does (it may join a thread that writes
+        state). It is subscribed at
         each path as it reads it: a write from elsewhere that lands during the run makes it
         run again before ``track()`` returns (or marks it due, as its policy says).
 
@@ -543,13 +605,7 @@ class ControllerSync(ControllerBase):
                 if not batch:
                     break
                 chosen, since = None, later
-                for index, (tracker, change, why) in enumerate(batch):
-                    try:
-                        runs += self._run_due(tracker, change, why, errors)
-                    except BaseException:  # interrupted: the rest stay due
-                        with self._lock:
-                            engine.scheduler.restore(batch[index + 1 :])
-                        raise
+                runs += self._run_batch(batch, errors)
             else:
                 with self._lock:
                     left = engine.scheduler.take(lazy)
@@ -561,14 +617,71 @@ class ControllerSync(ControllerBase):
         raise_collected(errors)
         return runs
 
+    def _run_soon(self, error: Exception | None) -> None:
+        """After a write released the lock: run the ``"now"`` functions it reached, in this
+        thread, outside the lock (as ``run_deferred()`` runs functions), then what their
+        writes reach, round after round -- unless this thread still holds the lock (a write
+        made inside a callback or a batch: the outermost write runs them) or is running them
+        already (a write made by one of them: its next round). Raises ``error`` (what the
+        write raised) together with what the runs raised."""
+        scheduler, soon = self._engine.scheduler, self._soon
+        me = scheduler.key()
+        if me not in soon or me in scheduler.draining or _owned(self._lock):
+            return
+        errors: list[Exception] = []
+        rounds = self._engine.max_rounds
+        scheduler.draining.add(me)
+        try:
+            while me in soon:  # (only this thread adds to its own entry: no lock to look)
+                if not rounds:
+                    with self._lock:
+                        left = scheduler.take_soon(me)
+                        scheduler.restore(left)  # still due, as the error says
+                    if left:
+                        errors.append(CycleError(still_due(left, self._engine.max_rounds)))
+                    break
+                rounds -= 1
+                with self._lock:
+                    batch = scheduler.take_soon(me)
+                    if len(batch) == 1:  # (the usual case: started in the same locked step)
+                        tracker, change, why = batch[0]
+                        event = scheduler.start(tracker, change, why)
+                if len(batch) == 1:
+                    if event is not None:
+                        self._run_started(tracker, event, errors)
+                else:
+                    self._run_batch(batch, errors)
+        finally:
+            scheduler.draining.discard(me)
+        if errors:
+            raise_collected([error, *errors] if error is not None else errors)
+
+    def _run_batch(self, batch: list[Any], errors: list[Exception]) -> int:
+        """Run the functions ``take`` handed out, in order; an interrupt leaves the rest due."""
+        runs = 0
+        for index, (tracker, change, why) in enumerate(batch):
+            try:
+                runs += self._run_due(tracker, change, why, errors)
+            except BaseException:
+                with self._lock:
+                    self._engine.scheduler.restore(batch[index + 1 :])
+                raise
+        return runs
+
     def _run_due(self, tracker: Any, change: Change, why: Any, errors: list[Exception]) -> int:
-        scheduler = self._engine.scheduler
         with self._lock:
-            event = scheduler.start(tracker, change, why)
+            event = self._engine.scheduler.start(tracker, change, why)
         if event is None:
             return 0
+        self._run_started(tracker, event, errors)
+        return 1
+
+    def _run_started(self, tracker: Any, event: Any, errors: list[Exception]) -> None:
+        """One run outside the lock, subscribed as it reads (``Scheduler.listen``)."""
+        scheduler = self._engine.scheduler
         error: Exception | None = None
-        with recording(self, tracker.name) as footprint:
+        footprint, token = start_recording(self, tracker.name)
+        try:
             scheduler.listen(tracker, footprint)
             try:
                 _call(tracker.callback, event)
@@ -578,11 +691,12 @@ class ControllerSync(ControllerBase):
                 with self._lock:
                     scheduler.stopped(tracker, footprint)
                 raise
+        finally:
+            stop_recording(token)
         with self._lock:
             error = scheduler.finish(tracker, footprint, error)
         if error is not None:
             errors.append(error)
-        return 1
 
     @contextmanager
     def deferring(self) -> Iterator[ControllerSync]:
@@ -607,25 +721,32 @@ class ControllerSync(ControllerBase):
 
     @contextmanager
     def _batch(self, gen: list[Any]) -> Iterator[ControllerSync]:
-        with self._lock:
-            owner = next(_tokens)
-            # one statement, no call: counted with the engine's batch (see _drive)
-            self._inside = None
-            self._owners[owner] = (gen.pop(), sys._getframe(2))
-            try:
-                self._drive(self._engine.begin_batch())
-            except BaseException:
+        try:
+            with self._lock:
+                owner = next(_tokens)
+                # one statement, no call: counted with the engine's batch (see _drive)
                 self._inside = None
-                self._owners.pop(owner, None)
-                if self._is_abandoned():
-                    self._abandon_batch()
-                raise
-            try:
-                yield self
-            except BaseException as exc:
-                self._end_batch(exc, owner)
-                raise
-            self._end_batch(None, owner)
+                self._owners[owner] = (gen.pop(), sys._getframe(2))
+                try:
+                    self._drive(self._engine.begin_batch())
+                except BaseException:
+                    self._inside = None
+                    self._owners.pop(owner, None)
+                    if self._is_abandoned():
+                        self._abandon_batch()
+                    raise
+                try:
+                    yield self
+                except BaseException as exc:
+                    self._end_batch(exc, owner)
+                    raise
+                self._end_batch(None, owner)
+        except Exception as exc:
+            if self._soon:
+                self._run_soon(exc)
+            raise
+        if self._soon:  # the "now" functions its end reached, after the lock is released
+            self._run_soon(None)
 
     def _end_batch(self, exc: BaseException | None, owner: int) -> None:
         if owner not in self._owners:
@@ -658,6 +779,12 @@ class ControllerSync(ControllerBase):
             self._inside = None
             if self._owners.pop(owner, None) is not None:  # its end was cut short
                 self._abandon_batch()
+
+
+def _owned(lock: Any) -> bool:
+    """Whether this thread holds ``lock`` (an RLock: its own check, in CPython's C and
+    Python implementations alike)."""
+    return bool(lock._is_owned())
 
 
 def abandon_engine_batch(engine: Any) -> None:

@@ -8,7 +8,8 @@ decides when it runs; this module only maps kernel events onto it:
   the execution runs them once each, writers before readers. So ``state["/a"] = 1;
   state["/b"] = 2`` re-runs a cell reading both once, after the writing cell;
 * writes from anything else (a widget callback between executions, another thread, another
-  process) re-run the cell at once, inside the write;
+  process) re-run the cell at once, in the writing thread, once the write has released the
+  controller's lock (so its body may join a thread that writes state);
 * derive cells (``%%restate derive DEST``) are ``"eager"``: they re-run inside the write even
   during an execution, so code after the write in the same cell sees the new DEST;
 * ``--lazy`` cells are ``"lazy"``: a change marks them stale (their status line says which

@@ -393,11 +393,13 @@ def test_the_worked_example_of_the_scheduler_docstring_holds(controller: Any) ->
 
     controller.track(a)
     controller.track(b)
+    controller.set_state("/x", 5)  # a, then b, run before the write call returns
+    assert (runs, controller.get_state("/total")) == (["a", "b", "a", "b"], 60)
     with controller.deferring():
         controller.set_state("/x", 1)
         controller.set_state("/x", 2)
         assert [t.status for t in controller.trackers()] == ["due", "ok"]
-    assert (runs, controller.get_state("/total")) == (["a", "b", "a", "b"], 30)
+    assert (runs[4:], controller.get_state("/total")) == (["a", "b"], 30)
     with pytest.raises(CycleError) as caught:
         controller.track(feedback, name="<lambda>")
     assert str(caught.value).startswith(
@@ -406,7 +408,7 @@ def test_the_worked_example_of_the_scheduler_docstring_holds(controller: Any) ->
         "run again until tracked again."
     )
     assert (controller.get_state("/x"), controller.get_state("/total")) == (30, 30)
-    assert runs == ["a", "b", "a", "b"]
+    assert runs == ["a", "b"] * 3
 
 
 # ----- failures --------------------------------------------------------------------------

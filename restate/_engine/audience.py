@@ -6,12 +6,13 @@ and remembered until a registration changes (subscribe, unsubscribe, a tracked f
 new reads, derive, underive). A write heard by nobody then skips planning entirely, and
 costs the same however many unrelated registrations exist elsewhere in the tree.
 
-For a path heard only by plain subscriptions the answer is a ``Route``: those
-subscriptions in delivery order (the written path, then its ancestors, innermost first --
-what ``SubscriptionIndex.plan_one`` would produce). The engine's direct write path
+For a path heard only by plain subscriptions and tracked functions the answer is a
+``Route``: those subscriptions in delivery order (the written path, then its ancestors,
+innermost first -- what ``SubscriptionIndex.plan_one`` would produce) and the tracked
+functions that read the path or above it. The engine's direct write path
 (``Engine.set_direct``) delivers from it without planning. Anything else that hears the path
--- a derivation source, a tracked function, a ``*`` subscription that may match it -- makes
-the answer ``True``: "heard, ask the planner".
+-- a derivation source, a ``*`` subscription that may match it -- makes the answer
+``True``: "heard, ask the planner".
 """
 
 from __future__ import annotations
@@ -38,17 +39,25 @@ class Route:
     ancestors innermost first. ``below``: subscriptions lie under the path, so a write whose
     old or new value is a dict needs the planner (it diffs the dicts to find them).
     ``above_only``: every subscription that hears the path lies above it (a batch may merge
-    such siblings into one change at their parent: batching.py).
+    such siblings into one change at their parent: batching.py). ``trackers``: the ids of
+    the tracked functions that read the path or one above it, innermost first.
     """
 
-    __slots__ = ("above_only", "below", "subs")
+    __slots__ = ("above_only", "below", "subs", "trackers")
 
     def __init__(
-        self, subs: tuple[tuple[Hashable, _Node, Parts], ...], below: bool, depth: int
+        self,
+        subs: tuple[tuple[Hashable, _Node, Parts], ...],
+        below: bool,
+        depth: int,
+        trackers: tuple[Hashable, ...] = (),
     ) -> None:
         self.subs = subs
         self.below = below
-        self.above_only = not below and all(len(current) < depth for _, _, current in subs)
+        self.trackers = trackers
+        self.above_only = (
+            not below and not trackers and all(len(current) < depth for _, _, current in subs)
+        )
 
 
 # False: nobody hears; a Route: only these plain subscriptions; True: ask the planner
@@ -96,25 +105,36 @@ class Audience:
         if any(node.wild is not None for node in chain[: len(parts)]):
             return True  # a ``*`` subscription may match this path: the planner's walk
         found: list[tuple[Hashable, _Node, Parts]] = []
+        trackers: list[Hashable] = []
         for depth in range(len(chain) - 1, -1, -1):
             node = chain[depth]
             current = parts if depth == len(parts) else parts[:depth]
             for cid, kind in node.entries.items():
                 if kind == TRACK:
-                    return True
-                found.append((cid, node, current))
+                    if cid not in trackers:
+                        trackers.append(cid)
+                else:
+                    found.append((cid, node, current))
         last = chain[-1]
         below = len(chain) == len(parts) + 1 and bool(last.children or last.wild)
-        return Route(tuple(found), below, len(parts))
+        return Route(tuple(found), below, len(parts), tuple(trackers))
 
 
-def plan_route(route: Route, change: Change, out: list[Delivery], seen: Seen) -> bool:
+def plan_route(
+    route: Route,
+    change: Change,
+    out: list[Delivery],
+    seen: Seen,
+    trackers: dict[Hashable, Change],
+) -> bool:
     """``SubscriptionIndex.plan`` for a change whose path has a ``Route``: the same
-    deliveries, without walking the trie. False (nothing planned) when the change needs the
-    planner after all: a dict written where subscriptions lie below."""
+    deliveries and tracked functions, without walking the trie. False (nothing planned) when
+    the change needs the planner after all: a dict written where subscriptions lie below."""
     prev, new = change.prev, change.new
     if route.below and not change.ping and (type(prev) is dict or type(new) is dict):
         return False
+    for tid in route.trackers:
+        trackers.setdefault(tid, change)
     parts, payload = change.parts, change.payload
     bubble = [0]
     for cid, node, current in route.subs:

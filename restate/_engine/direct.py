@@ -3,7 +3,7 @@
 The sans-IO engine (engine.py) stays the single source of truth; this module is a shortcut
 through the same steps for a driver whose I/O needs no awaiting (``DirectIO.drive`` set: the
 sync controller). A write takes it when the path's audience (audience.py, one dict lookup)
-is nobody or a ``Route`` of plain subscriptions:
+is nobody or a ``Route`` of plain subscriptions and tracked functions:
 
 1. read, compare, write -- the same steps, in the same order, as ``Engine.set_state``; on
    the memory store an immutable value over an existing node takes one walk for all three
@@ -11,12 +11,14 @@ is nobody or a ``Route`` of plain subscriptions:
    holds an equal object of the same type; an equal one of another type, ``1`` where
    ``True`` is, is written and put back, so the stored object stays as a read first keeps it);
 2. deliver straight from the route: one ``StateEvent`` per subscription, innermost first,
-   ``stop_bubbling`` honoured, then the ``on_changes`` listeners. A delivery made while a
+   ``stop_bubbling`` honoured, then the tracked functions (``Scheduler.reached``: a
+   ``"now"`` one is only marked, and runs once the write has released the lock; an
+   ``"eager"`` one runs here), then the ``on_changes`` listeners. A delivery made while a
    dispatch runs (a callback wrote) is queued as a ``Plan``, like the engine's; later rounds
    go through ``Dispatcher.more_rounds`` driven by ``DirectIO.drive``.
 
 Everything else goes to the engine's generator, driven by ``DirectIO.drive``: a path a
-derivation, tracked function or ``*`` subscription may hear, a dict written where
+derivation or ``*`` subscription may hear, a dict written where
 subscriptions lie below (only the planner diffs dicts), and every write outside a batch to
 a store with ``swap()`` (the engine writes and gets the previous value in one round trip).
 
@@ -217,7 +219,9 @@ def _deliver(
     if dispatcher.active:  # a callback wrote: delivered in the next round, as planned ones
         subs = route.subs if route is not None else ()
         out = [(cid, node, parts, cur, old, new, payload, bubble) for cid, node, cur in subs]
-        dispatcher.enqueue(Plan(out, {}, [Change(parts, old, new, payload)]), [])
+        change = Change(parts, old, new, payload)
+        reached = {tid: change for tid in route.trackers} if route is not None else {}
+        dispatcher.enqueue(Plan(out, reached, [change]), [])
         return
     errors: list[Exception] = []
     dispatcher.active, dispatcher.collected = True, errors  # dispatcher.start, inline
@@ -237,6 +241,8 @@ def _deliver(
                         settle(result, callback)  # type: ignore[misc]
                 except Exception as exc:
                     errors.append(exc)
+            if route.trackers:
+                _reach(engine, route.trackers, Change(parts, old, new, payload), errors)
         if engine.listeners:
             dispatcher.call_listeners([Change(parts, old, new, payload)], errors)
         if dispatcher.queue:  # callbacks wrote: their rounds, as the engine runs them
@@ -247,3 +253,20 @@ def _deliver(
             dispatcher.stop()
     if errors:
         raise_collected(errors)
+
+
+def _reach(engine: Engine, ids: tuple[Any, ...], change: Change, errors: list[Exception]) -> None:
+    """The tracked functions a write reached (``Dispatcher._run_trackers``, for a route): each
+    marked due -- a ``"now"`` one runs once the write released the lock -- or, ``"eager"``,
+    run here."""
+    scheduler, trackers = engine.scheduler, engine.trackers
+    for tid in ids:
+        tracker = trackers.get(tid)
+        if tracker is None or tracker.status.refused is not None:
+            continue
+        try:
+            if scheduler.reached(tracker, change, None):
+                run = engine.dispatcher.run_tracker(tracker, change, scheduler.why(change))
+                engine.io.drive(run)  # type: ignore[misc]
+        except Exception as exc:
+            errors.append(exc)

@@ -1,5 +1,9 @@
 """Dispatch: calling subscribers, tracked functions and listeners, round after round.
 
+A tracked function a round reaches is handed to the scheduler (``Scheduler.reached``): an
+``"eager"`` one runs in the round; the others are marked due (a ``"now"`` one runs after the
+write call released the controller's lock).
+
 Writes made by callbacks are applied at once, but their deliveries are queued for the next
 round; after ``max_rounds`` rounds a ``CycleError`` names the paths still changing. Errors
 are collected and raised after the last round: one as is, several as an ``ExceptionGroup``.
@@ -162,9 +166,7 @@ class Dispatcher:
             if tracker is None or tracker.status.refused is not None:
                 continue
             try:
-                if scheduler.defers(tracker):
-                    scheduler.mark_due(tracker, ch, origin)
-                else:
+                if scheduler.reached(tracker, ch, origin):  # "eager": inside the write
                     yield from self.run_tracker(tracker, ch, scheduler.why(ch, origin))
             except Exception as exc:
                 errors.append(exc)

@@ -13,8 +13,9 @@ What one write does, in order (a batch does the same once, at its end; batching.
 1. apply the write (a batch logs the previous value for rollback and coalescing);
 2. settle derivations: each affected one recomputed once, in topological order (glitch-free);
 3. plan deliveries for every changed root (subscriptions.py gives the order);
-4. dispatch (dispatch.py): call subscribers, then tracked functions, then ``on_changes``
-   listeners.
+4. dispatch (dispatch.py): call subscribers, then tracked functions (an ``"eager"`` one
+   runs here; a ``"now"`` one is only marked due: the controller runs it once the write call
+   has released its lock, scheduler.py), then ``on_changes`` listeners.
    Writes made by callbacks are applied at once (and settle their derivations at once), but
    their deliveries are queued for the next *round*; after ``max_rounds`` rounds a
    ``CycleError`` names the paths still changing. Errors are collected and raised after
@@ -340,7 +341,7 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
                 heard = route(ch.parts)
                 if heard is False:
                     continue
-                if heard is True or not plan_route(heard, ch, out, seen):
+                if heard is True or not plan_route(heard, ch, out, seen, trackers):
                     subs.plan(ch, out, seen, trackers)
                 if ch.parts in merged:  # as if reached by each sibling: own path and values
                     depth = len(ch.parts)  # (the change's own values already are the parent's)

@@ -153,6 +153,6 @@ def _siblings(
     route = heard(parent)
     if not route:
         return {}, {}
-    if type(route) is bool or route.below:
+    if type(route) is bool or route.below or route.trackers:
         return None
     return {parent: log[0].payload}, {parent: children}

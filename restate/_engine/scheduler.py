@@ -2,11 +2,17 @@
 
 A change reaches a tracked function (one of the paths its last run read changed). Then:
 
-* policy ``"now"`` (the default): it runs at once, inside the write's dispatch, unless this
-  thread is inside ``controller.deferring()`` or the function is running already (in
-  another thread, or a run of ``run_deferred()``): then it is only marked *due*;
-* policy ``"eager"``: like ``"now"``, also inside ``deferring()`` (a function that acts as a
-  derivation: code after the write must see its result);
+* policy ``"now"`` (the default): it is marked *due* inside the write, and runs in the
+  writing thread (task) as soon as the outermost write call has released the controller's
+  lock -- after the write's subscribers and listeners, before that call returns -- unless
+  this thread is inside ``controller.deferring()`` or the function is running already (in
+  another thread, or a run of ``run_deferred()``): then it only stays due (a run in another
+  thread runs it again after it ends). So its body may start a thread that writes state and
+  join it; code after ``set_state`` still sees its result;
+* policy ``"eager"``: it runs inside the write, under the lock, even inside ``deferring()``
+  (a function that acts as a derivation: the write's subscribers and listeners already see
+  its result; like a derivation's transform, it must not wait for another thread that
+  writes);
 * policy ``"deferred"``: it is marked due, and runs at the next ``run_deferred()`` (the end of
   the outermost ``deferring()`` block calls it);
 * policy ``"lazy"``: it is marked due and shown ``stale``; only ``run_deferred(lazy=True)``
@@ -17,11 +23,16 @@ wins**): 1,000 writes while it waits, or while it runs, cause one more run, whic
 latest state. ``run_deferred()`` runs every due function once per round, writers before
 readers (from the footprints: what each read and wrote in its last run; ties in registration
 order); writes made by those runs mark their readers due for the same or the next round, at
-most ``max_rounds`` rounds. Functions run outside the controller's lock there, so writers
-are never held up by a slow function; so does the first run, inside ``track()`` (held the
-same way: what it makes due runs right after it). A run outside the lock is subscribed at
-each path as it first reads it (``listen``), so a write landing after that read marks it
-due instead of being missed.
+most ``max_rounds`` rounds. The ``"now"`` functions a write reached run the same way, in
+rounds, at the end of the write call (``take_soon``: each writer -- a thread, or a task of
+``ControllerAsync`` -- runs those its own writes reached; a write made by one of them, or
+inside a callback or a batch, only adds to the rounds of the outermost write). Functions
+run outside the controller's lock there, so writers are never held up by a slow function;
+so does the first run, inside ``track()`` (held like a ``run_deferred()`` run: what it makes
+due runs right after it). A run outside the lock is subscribed at each path as it first
+reads it (``listen``), so a write landing after that read marks it due instead of being
+missed; a write landing between the mark and the run replaces the reason, and the run reads
+the latest state.
 
 **Loops are refused from footprints.** After every run the footprint graph (tracked
 functions and derivations; an edge where one writes what another reads) is searched for a
@@ -42,6 +53,8 @@ Worked example (``a`` reads /x and writes /y, ``b`` reads /y and writes /total; 
 ``test_the_worked_example_of_the_scheduler_docstring_holds`` runs it)::
 
     c.track(a); c.track(b)                  # both run once: a, then b
+    c.set_state("/x", 5)                    # a due; the write releases the lock; a runs,
+                                            # its write to /y makes b due; b runs; returns
     with c.deferring():
         c.set_state("/x", 1)                # a due      (reason: /x changed)
         c.set_state("/x", 2)                # a due      (reason replaced: latest wins)
@@ -108,6 +121,11 @@ class Scheduler:
         # side: ControllerBase.writer_name); None or a None result: the thread's name
         self.writer_name: Callable[[], str | None] | None = None
         self._held: dict[int, int] = {}  # thread id -> depth of deferring()
+        # "now" functions a write reached, per writer (``key()``: a thread, or a task in
+        # ControllerAsync): run by that writer once its outermost write has released the lock
+        self.soon: dict[Hashable, list[Hashable]] = {}
+        self.draining: set[Hashable] = set()  # writers running their ``soon`` functions
+        self.key: Callable[[], Hashable] = threading.get_ident
         self._marked_at: dict[Hashable, int] = {}  # due id -> when (a count of marks)
         self.topology = 0  # bumped when a derivation is added or removed
         self.marks = 0
@@ -135,6 +153,51 @@ class Scheduler:
         if tracker.policy != NOW:
             return tracker.policy != EAGER
         return bool(self._held) and threading.get_ident() in self._held
+
+    def reached(self, tracker: Tracker, change: Change, origin: str | None) -> bool:
+        """A change reached ``tracker`` inside a write: True when it runs there and then
+        (``"eager"``); otherwise it is marked due, and a ``"now"`` one is also queued to run
+        in this writer once its outermost write has released the lock (``take_soon``)."""
+        if self.defers(tracker):
+            self.mark_due(tracker, change, origin)
+            return False
+        if tracker.policy != NOW:
+            return True
+        # (no on_mark: the mark lasts from the write to the end of the write call)
+        self.due[tracker.id] = (change, self.why(change, origin))
+        self.marks += 1
+        self._marked_at[tracker.id] = self.marks
+        self._queue_soon(tracker.id)
+        return False
+
+    def _queue_soon(self, tid: Hashable) -> None:
+        key = self.key()
+        queued = self.soon.get(key)
+        if queued is None:
+            self.soon[key] = [tid]
+        else:
+            queued.append(tid)
+
+    def take_soon(self, key: Hashable) -> list[tuple[Tracker, Change, Why]]:
+        """Unmark and return the ``"now"`` functions the writes of writer ``key`` (this one)
+        made due, writers before readers; one running elsewhere is left due (that run is
+        followed by another)."""
+        ids = self.soon.pop(key, None)
+        if ids is None:
+            return []
+        picked: list[Tracker] = []
+        for tid in dict.fromkeys(ids) if len(ids) > 1 else ids:
+            tracker = self.trackers.get(tid)
+            if tracker is None or tid not in self.due or tracker.running:
+                continue
+            if tracker.status.refused is not None:
+                self._unmark(tid)
+            else:
+                picked.append(tracker)
+        taken = [(t, *self.due[t.id]) for t in (self.order(picked) if len(picked) > 1 else picked)]
+        for tracker, _, _ in taken:
+            self._unmark(tracker.id)
+        return taken
 
     def origin(self) -> str:
         """Who is writing now, for the reason a function runs."""
@@ -298,6 +361,10 @@ class Scheduler:
         tracker.runs += 1
         if self.trackers.get(tracker.id) is not tracker:
             return error
+        if self.draining and tracker.id in self.due and tracker.policy == NOW:
+            key = self.key()  # a write reached it while it ran: this writer runs it again
+            if key in self.draining:
+                self._queue_soon(tracker.id)
         self._heard(tracker, footprint)
         self.retrack(tracker, footprint.reads)
         # a failed run may stop before its writes: it still stands for what it usually writes

@@ -109,3 +109,50 @@ def test_status_shows_the_graph_as_mermaid_with_marks_and_as_text(
     assert 'n0 -->|"/b"| n1' in markdown and 'p0(["/a"]) --> n0' in markdown
     assert "class n1 stale" in markdown
     assert "cell #2 [In[3]] (lazy)  reads /b  ⚠ stale: /b changed (cell [2]" in text
+
+
+JOINING_CELL = """%%restate track
+level = state["/level"]
+if level > 1:  # a re-run: a helper thread writes state, and the cell waits for it
+    helper = threading.Thread(target=lambda: state.__setitem__("/echo", level))
+    helper.start(); helper.join(timeout=10)
+    print("level", level, "joined", not helper.is_alive())
+else:
+    print("level", level)"""
+
+
+@pytest.mark.slow
+def test_a_cell_rerun_by_a_thread_or_a_widget_may_join_a_thread_that_writes_state(
+    kernel_path: Path, tmp_path: Path
+) -> None:
+    cells = [
+        "%load_ext restate_nb\nimport threading, ipywidgets, restate_nb",  # 0
+        'state["/level"] = 1',  # 1
+        JOINING_CELL,  # 2
+        "worker = threading.Thread(target=lambda: state.__setitem__('/level', 2), name='feeder')"
+        '\nworker.start(); worker.join(timeout=30)\nprint("worker done", not worker.is_alive(), '
+        'state.get("/echo"))',  # 3
+        'slider = ipywidgets.IntSlider()\nrestate_nb.bind(slider, "/level")\nslider',  # 4
+        'print("after widget", state["/level"], state.get("/echo"))',  # 5
+    ]
+    during: dict[str, str] = {}
+
+    def drag_slider(run: Run) -> None:
+        [model_id] = run.widget_ids(4)
+        run.send_widget_update(model_id, {"value": 7})  # the re-run happens in this handler
+
+    run = run_notebook(
+        cells, tmp_path, {3: lambda r: during.update(thread=r.seen(2)), 4: drag_slider}
+    )
+    # re-run in the writer's thread after its write released the lock: the helper's write
+    # went through (under the lock it waited until join() gave up: "joined False")
+    assert re.fullmatch(
+        rf"↻ ran because /level changed \(thread feeder, {STAMP}\)\nlevel 2 joined True\n",
+        during["thread"],
+    )
+    assert run.seen(3) == "worker done True 2\n"  # the re-run ended before the write returned
+    assert re.fullmatch(
+        rf"↻ ran because /level changed \(a widget, {STAMP}\)\nlevel 7 joined True\n",
+        run.seen(2),
+    )
+    assert run.seen(5) == "after widget 7 7\n"

@@ -221,3 +221,35 @@ def test_a_cluster_resend_after_a_failover_says_it_is_one():
     assert first[4 + 4] == "" and int(again[4 + 4]) >= 61_000  # no timeout known: a minute
     assert scripts["read"](keys=["{t}:changes"], args=["/n", "2000"])
     assert sent[2] == sent[3]
+
+
+def test_a_big_write_whose_last_script_lost_its_reply_is_applied_once(backend, raw, prefix):
+    from restate.backends.redis.big import BIG
+
+    old = {f"k{i}": i for i in range(BIG + 10)}
+    new = {f"k{i}": -i for i in range(BIG + 10)}
+    backend.write("/t", old)
+    entries = stream_len(raw, prefix)
+    calls = backend._calls
+    conn = calls._checkout()  # the one connection this thread's calls use
+    calls._idle.append(conn)
+    real_send, real_read = conn.send_packed_command, conn.read_response
+    state = {"last": "", "lost": 0}
+
+    def send(packed, check_health=True):
+        state["last"] = packed[0].decode(errors="replace")[:200]
+        return real_send(packed, check_health=check_health)
+
+    def read(*args, **kwargs):
+        reply = real_read(*args, **kwargs)
+        if _FUNCTIONS["swap"] in state["last"] and not state["lost"]:
+            state["lost"] += 1
+            raise redis.ConnectionError("connection reset before the reply came back")
+        return reply
+
+    conn.send_packed_command, conn.read_response = send, read
+    assert backend.swap("/t", new) == old
+    assert state["lost"] == 1
+    assert backend.read("/t") == new
+    assert stream_len(raw, prefix) == entries + 1
+    assert raw.hlen(f"{{{prefix}}}:leases") == 0

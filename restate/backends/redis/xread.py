@@ -64,7 +64,7 @@ class StreamReads:
         reader, buffer = self._reader, self._buffer
         try:
             sock.sendall(command)
-            reply = reader.gets()
+            reply: Any = False  # (the reader is empty: each reply is read whole before the next)
             while reply is False:  # hiredis: not enough data yet
                 size = sock.recv_into(buffer)
                 if not size:
