@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,14 @@ import redis
 
 from restate import ControllerSync
 from restate.backends.redis import RedisBackend
-from tests.interrupt_points import interrupt_at, record, sample, unraisable
+from tests.interrupt_points import (
+    PACKAGE,
+    interrupt_at,
+    interrupt_on,
+    record,
+    sample,
+    unraisable,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -106,3 +114,23 @@ def test_an_interrupt_at_any_line_of_an_optimistic_update_leaves_it_old_or_commi
             case.close()
     assert not failures, "\n".join(failures)
     assert landed >= len(chosen) // 2
+
+
+def test_an_interrupt_while_the_renewer_starts_leaves_its_lock_free(
+    url: str, redis_server: Any
+) -> None:
+    # a KeyboardInterrupt at the 'try:' that starts the renewer once skipped the 'with' that
+    # releases the renewer lock (CPython 3.11): the next transaction then hung on that lock
+    source = (Path(PACKAGE) / "backends/redis/shell.py").read_text().splitlines()
+    start = next(n for n, line in enumerate(source) if line.startswith("def _launch("))
+    line = next(n for n, text in enumerate(source[start:], start + 1) if text.strip() == "try:")
+    case = Case(url, redis_server.unique_prefix())
+    try:
+        assert interrupt_on(lambda: racing(case), ("backends/redis/shell.py", line))
+        assert case.backend._renewer_lock.acquire(blocking=False), "the renewer lock was kept"
+        case.backend._renewer_lock.release()
+        with case.c.batch():  # a transaction starts the renewer again
+            case.c.set_state("/n", 7)
+        assert case.c.get_state("/n") == 7
+    finally:
+        case.close()
