@@ -118,8 +118,9 @@ class Follower(threading.Thread):
         """Read and deliver until stopped; a connection error ends it (``run`` reconnects).
 
         At 100 writes/s every write wakes every subscriber process for one entry, so this
-        loop's fixed cost per wake-up is most of what a delivery costs: the read, the take and
-        the handler's call are one frame here (docs/backends.md, "What one delivery costs").
+        loop's fixed cost per wake-up is most of what a delivery costs: it makes three Python
+        calls per wake-up (read, take, the handler's), each costly on a cold wake-up
+        (docs/backends.md, "Subscribers, fourth pass").
         """
         cursor = self.cursor
         take = cursor.take
