@@ -117,12 +117,17 @@ controller = ControllerSync(RedisBackend(sys.argv[1], sys.argv[2]))
 key, seconds = sys.argv[3], float(sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()
+runs = 0
+def bump(n):
+    global runs
+    runs += 1
+    return n + 1
 lat, end, cpu = [], time.monotonic() + seconds, time.process_time()
 while time.monotonic() < end:
     t = time.perf_counter()
-    controller.update(key, lambda n: n + 1, default=0)
+    controller.update(key, bump, default=0)
     lat.append(time.perf_counter() - t)
-print(json.dumps({"lat": lat, "cpu": time.process_time() - cpu}), flush=True)
+print(json.dumps({"lat": lat, "cpu": time.process_time() - cpu, "runs": runs}), flush=True)
 """
 
 
@@ -275,12 +280,14 @@ def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
         stored = sum((backend.read("/", {}) or {}).values())
     flat = [x for lat in lats for x in lat]
     kind = "distinct keys" if distinct else "one key"
+    runs = sum(r.get("runs", total) for r in reports) / total  # type: ignore[attr-defined]
     return (
         f"W={w} {kind:<13}: {total / seconds:>6.0f} updates/s, stored total "
         f"{'exact' if stored == total else f'{stored} != {total}'}, p50 "
         f"{statistics.median(flat) * 1e3:.2f} ms p99 {pct(flat, 0.99) * 1e3:.2f} ms; CPU per "
         f"update: writers {cpu / total * 1e6:.0f} µs, server {server / total * 1e6:.0f} µs; "
-        f"{total / cpu:.0f} updates per writer CPU-second"
+        f"{total / cpu:.0f} updates per writer CPU-second, {total / (cpu + server):.0f} per "
+        f"CPU-second of writers + server; fn runs per update {runs:.3f}"
     )
 
 

@@ -253,7 +253,7 @@ class ControllerAsync(ControllerBase):
         if kind == DELETE:
             return await _maybe_await(self._delete(op[1]))
         if kind == BEGIN:
-            await self._open_txn()
+            await self._open_txn(op[1])
         elif kind in (COMMIT, ROLLBACK):
             await self._close_txn(op[1] if kind == ROLLBACK else None)
         return None
@@ -261,9 +261,12 @@ class ControllerAsync(ControllerBase):
     # ----- the backend's transaction: recorded before it opens, rolled back if orphaned by a
     # cancellation or KeyboardInterrupt (see ControllerSync._open_txn) -------------------------
 
-    async def _open_txn(self) -> None:
+    async def _open_txn(self, optimistic: bool = False) -> None:
         await self._drop_orphans()
-        txn = self._backend.transaction()  # type: ignore[union-attr]
+        if optimistic:  # update() on a backend that offers it (backends/base.py)
+            txn = self._backend.transaction(optimistic=True)  # type: ignore[union-attr]
+        else:
+            txn = self._backend.transaction()  # type: ignore[union-attr]
         self._txns.append(txn)
         enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
         try:
@@ -373,7 +376,10 @@ class ControllerAsync(ControllerBase):
     def update(
         self, path: PathLike, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
     ) -> Awaitable[Any]:
-        """Atomically write ``fn(current value or default)`` (fn may be async); returns it."""
+        """Atomically write ``fn(current value or default)`` (fn may be async); returns it.
+
+        ``fn`` may run twice on a backend shared by several processes (Redis): see
+        ``ControllerSync.update``. Only the committed result is written and notified."""
         return self._run(self._engine.update(to_parts(path), fn, default, payload))
 
     def ping(self, path: PathLike, default: Any = None, payload: Any = None) -> Awaitable[None]:

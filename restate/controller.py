@@ -254,7 +254,7 @@ class ControllerSync(ControllerBase):
         if kind == DELETE:
             return self._delete(op[1])
         if kind == BEGIN:
-            self._open_txn()
+            self._open_txn(op[1])
         elif kind == COMMIT:
             self._close_txn(None)
         elif kind == ROLLBACK:
@@ -267,9 +267,12 @@ class ControllerSync(ControllerBase):
     # interrupt cut short is rolled back when the drive ends or the next batch begins -- so a
     # store is never left inside a transaction that later writes silently join.
 
-    def _open_txn(self) -> None:
+    def _open_txn(self, optimistic: bool = False) -> None:
         self._drop_orphans()
-        txn = self._backend.transaction()  # type: ignore[attr-defined]
+        if optimistic:  # update() on a backend that offers it (backends/base.py)
+            txn = self._backend.transaction(optimistic=True)  # type: ignore[attr-defined]
+        else:
+            txn = self._backend.transaction()  # type: ignore[attr-defined]
         self._txns.append(txn)
         try:
             txn.__enter__()
@@ -470,7 +473,12 @@ class ControllerSync(ControllerBase):
     def update(
         self, path: PathLike, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
     ) -> Any:
-        """Atomically write ``fn(current value or default)`` at ``path``; returns it."""
+        """Atomically write ``fn(current value or default)`` at ``path``; returns it.
+
+        ``fn`` should be a pure function of its argument: on a backend shared by several
+        processes (Redis) it may run twice -- once optimistically, and again with the new
+        value when another process wrote ``path`` meanwhile. Only the committed result is
+        written and notified (one change per update, never one per run)."""
         return self._write_op(self._engine.update(to_parts(path), fn, default, payload))
 
     def ping(self, path: PathLike, default: Any = None, payload: Any = None) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Generator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ...errors import BackendError
+from ...errors import BackendError, StaleReadError
 from ...missing import MISSING
 from ...paths import Parts, parts_to_str
 from ...tree import get_in
@@ -45,6 +45,7 @@ Exchange = Generator[tuple[Any, ...], Any, T]
 
 _TAGGED = re.compile(r"\{[^{}]+\}")
 POLL = 0.1  # seconds a waiter blocks before asking again (its place in line lasts 0.3 s)
+HOT = 1.0  # seconds a contended path is updated under a lease at once (RedisCore.heat)
 
 
 def keyspace_of(prefix: str) -> str:
@@ -97,7 +98,20 @@ class RedisCore:
         self.txn: ContextVar[Txn | None] = ContextVar(f"restate-redis-{self.origin}", default=None)
         self.open: set[Txn] = set()  # the transactions whose leases the renewer keeps alive
         self._ids = itertools.count()
+        # paths found contended by an optimistic update (a stale commit, or a lease or line to
+        # wait for): until when this process's updates of them go straight to a lease. Under
+        # contention an optimistic attempt mostly costs a wasted read, run and commit.
+        self._hot: dict[Parts, float] = {}
         self._id_lock = threading.Lock()
+
+    def is_hot(self, parts: Parts) -> bool:
+        until = self._hot.get(parts)
+        return until is not None and until > time.monotonic()
+
+    def heat(self, parts: Parts) -> None:
+        if len(self._hot) > 1024:  # a bound, not a cache: forgetting costs one conflict
+            self._hot.clear()
+        self._hot[parts] = time.monotonic() + HOT
 
     def write_id(self) -> str:
         with self._id_lock:
@@ -247,6 +261,33 @@ class RedisCore:
             args[waited] = reply[3]  # it waits in that path's line now (scripts.py)
             yield from self.pause(deadline, f"{self.origin}:{wid}")
 
+    def apply_checked(self, ops: list[str], token: str, seen: dict[Parts, str]) -> Exchange[None]:
+        """Commit an optimistic transaction: APPLY ``ops`` if every leaf in ``seen`` still
+        holds the JSON text it was read with, nobody else leases it and nobody waits for it
+        (scripts.py, ``commit``); else raise ``StaleReadError`` (nothing written)."""
+        wid = self.write_id()  # the same for a resend after a lost reply: applied once
+        args = [self.origin, self.maxlen, self.maxbytes, token, wid, "", str(len(seen))]
+        for parts, text in seen.items():
+            args += [parts_to_str(parts), text]
+        reply = yield ("eval", "commit", [*args, *ops])
+        kind = reply[0]
+        if kind in ("ok", "done"):
+            return
+        if kind == "unsure":
+            raise self.unsure_error()
+        if kind == "conflict":
+            raise conflict_error(reply[1], int(reply[2]))
+        if kind == "lost":
+            raise self.lost_error()
+        for parts in seen:
+            self.heat(parts)
+        # 'stale'; 'busy' or 'big' cannot happen (leased or checked paths only): the same
+        where = reply[1] if kind in ("stale", "busy") else "a path it read"
+        raise StaleReadError(
+            f"{where!s} on {self.keyspace!r} changed since this optimistic transaction read "
+            f"it; nothing was written"
+        )
+
     def unsure_error(self) -> BackendError:
         return BackendError(
             f"a write to {self.keyspace!r} lost its reply and cannot tell whether it was "
@@ -277,9 +318,10 @@ class RedisCore:
         yield ("blpop", f"{self.keyspace}:wake:{waiter}", poll)
 
     # -- transactions (leases.py) -------------------------------------------------------------
-    def begin(self) -> Txn:
-        """A new transaction: sends nothing (its leases are taken by what it touches)."""
-        return Txn()
+    def begin(self, optimistic: bool = False) -> Txn:
+        """A new transaction: sends nothing (its leases are taken by what it touches; an
+        optimistic one reads small unleased leaves without a lease: leases.py)."""
+        return Txn(optimistic)
 
     def enter(self, txn: Txn) -> None:
         """Make ``txn`` the current transaction of this context, renewed until ``leave``."""

@@ -38,7 +38,7 @@ _FUNCTIONS = {name: function_name(name) for name in SOURCES}
 # Where the write scripts take their ``retry`` argument (scripts.py, ``replayed``): a resend
 # of a write whose reply was lost says so there, with the milliseconds in which the first
 # sending may have been applied, and the script looks for its write id in the stream
-_RETRY_AT = {"apply": 5, "put": 4, "swap": 5}
+_RETRY_AT = {"apply": 5, "put": 4, "swap": 5, "commit": 5}
 _WRITES = {
     called: _RETRY_AT[name] for name in _RETRY_AT for called in (_FUNCTIONS[name], _SHAS[name])
 }

@@ -680,6 +680,49 @@ if entry == '' then return {'ok', ''} end
 return {'ok', append(KEYS[1], origin, wid, maxlen, maxbytes, entry, {path})}
 """
 
+# Optimistic transactions (leases.py): a read that takes no lease (a check in front of LEASE,
+# whose ARGV it takes as is), a commit that applies only if what was read is unchanged (checks
+# in front of APPLY's ``apply_ops``).
+
+# Bytes of a leaf read without a lease: a bigger one is leased (its commit would send it back)
+_OPTIMISTIC_MAX = 4096
+
+# ARGV as LEASE's (mode 'read'). A leaf of at most _OPTIMISTIC_MAX bytes that no other
+# transaction leases and nobody waits in line for is read without a lease: {'free', json}.
+# Anything else -- a directory, a missing node, a lease, a line, a waiter asking again -- takes
+# the lease as LEASE does, in this same call.
+_PEEK = (
+    r"""
+if ARGV[5] == '' and ARGV[7] ~= '/' and not blocker(ARGV[7], ARGV[1]) and not turn(ARGV[7]) then
+  local parent, name = split(ARGV[7])
+  local v = redis.call('HGET', key(parent), name)
+  if v and v ~= MARK and #v <= """
+    + str(_OPTIMISTIC_MAX)
+    + r""" then return {'free', v} end
+end
+"""
+    + _LEASE
+)
+
+# ARGV: origin, stream maxlen, stream maxbytes, token ('' when it holds no lease), write id,
+# retry (as APPLY's), n, then n pairs (path, the JSON text read there without a lease), then
+# APPLY's ops. Replies {'stale', path} -- that path changed, is leased by another transaction,
+# or has writers waiting in line for it (an optimistic commit never goes ahead of them):
+# nothing changed -- or what APPLY replies. A resend of a commit already applied is answered
+# from the stream first (``retried``): its own write changed what it read.
+_COMMIT = r"""
+local done = retried(ARGV[1], ARGV[5], ARGV[6])
+if done then return done end
+local n = tonumber(ARGV[7])
+for i = 8, 6 + 2 * n, 2 do
+  local path = ARGV[i]
+  if blocker(path, ARGV[4]) or turn(path) then return {'stale', path} end
+  local parent, name = split(path)
+  if redis.call('HGET', key(parent), name) ~= ARGV[i + 1] then return {'stale', path} end
+end
+return apply_ops({ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '0', ''}, ARGV, 8 + 2 * n)
+"""
+
 _BODIES = {
     "read": _READ,
     "walk": _WALK,
@@ -692,6 +735,8 @@ _BODIES = {
     "release": _RELEASE,
     "stage": _STAGE,
     "swap": _SWAP,
+    "peek": _PEEK,
+    "commit": _COMMIT,
 }
 
 # Each script as a standalone EVAL script (the fallback where the server has no Functions)
