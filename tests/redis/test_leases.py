@@ -45,12 +45,14 @@ def test_a_lease_on_a_directory_holds_back_writes_below_it_and_above_it(url, pre
 
 def test_a_transaction_outliving_many_lease_timeouts_keeps_its_leases_and_commits(url, prefix):
     with (
-        RedisBackend(url, prefix, lease_timeout=0.05) as slow,
-        RedisBackend(url, prefix, lock_wait=0.05) as impatient,
+        # leases of 0.25 s, not less: a renewer starved longer than a lease's life loses it
+        # (as documented), which a loaded 2-core CI machine did to 0.05 s leases
+        RedisBackend(url, prefix, lease_timeout=0.25) as slow,
+        RedisBackend(url, prefix, lock_wait=0.25) as impatient,
     ):
         with slow.transaction():
             slow.write("/n", 1)
-            for _ in range(4):  # 4 x 0.1 s of waiting = 8 lease lifetimes: renewed
+            for _ in range(6):  # >= 6 x 0.25 s of waiting = 6 lease lifetimes: renewed
                 with pytest.raises(BackendError, match="waited"):
                     impatient.write("/n", 2)
         assert impatient.read("/n") == 1
