@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import bench_scale  # beside this file (the script's directory is on sys.path)
 import bench_targets
+from _cli import options
 
 from restate import ControllerAsync, ControllerSync
 
-REPEATS = 3 if "--quick" in sys.argv else 7
+REPEATS = 3 if options(__doc__, {"quick": "fewer repeats"}).quick else 7
 
 
 def per_op(fn: Callable[[], Any], number: int) -> float:

@@ -26,6 +26,8 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _cli import options  # noqa: E402  (this script's own folder)
+
 from restate import ControllerSync  # noqa: E402
 from restate.backends.redis import RedisBackend  # noqa: E402
 from restate.backends.redis.xread import HIREDIS  # noqa: E402
@@ -377,21 +379,26 @@ def big_write(url: str, leaves: int) -> str:
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
+    args = options(__doc__, {
+        "quick": "fewer writes and subscribers (N = 1, 4)",
+        "writers": "only the writer rows: write cost, writer scaling, big writes",
+        "scaling": "only the writer-scaling rows",
+        "fanout": "only the fan-out rows",
+        "wakeup": "one subscriber wake-up taken apart",
+    })  # fmt: skip
+    quick = args.quick
     server = start_redis_server(Path(tempfile.mkdtemp(prefix="bench-redis-")))
     lines: list[str] = []
     try:
         url = server.url
-        if "--wakeup" in sys.argv:
+        if args.wakeup:
             lines += wake_up(url, 3, 300 if quick else 1000)
             return
-        fanout_only = "--fanout" in sys.argv
-        scaling_only = "--scaling" in sys.argv  # the writer-scaling rows alone
+        fanout_only = args.fanout
+        scaling_only = args.scaling  # the writer-scaling rows alone
         if not fanout_only and not scaling_only:
             lines.append(write_cost(url, 2000 if quick else 5000))
-        sizes = (
-            () if "--writers" in sys.argv or scaling_only else (1, 4) if quick else (1, 4, 16, 32)
-        )
+        sizes = () if args.writers or scaling_only else (1, 4) if quick else (1, 4, 16, 32)
         # paced rows first: an unpaced row's N busy processes linger in the load average
         for pace in (0.01, None):
             for n in sizes:

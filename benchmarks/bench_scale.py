@@ -27,11 +27,13 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from _cli import options  # beside this file (the script's directory is on sys.path)
+
 import restate.tree
 from restate import ControllerSync
 from restate.tree import IMMUTABLE
 
-QUICK = "--quick" in sys.argv
+QUICK = options(__doc__, {"quick": "fewer repeats"}).quick
 ROUNDS = 3 if QUICK else 7
 
 

@@ -15,14 +15,15 @@ repeats, per operation:
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from _cli import options  # beside this file (the script's directory is on sys.path)
+
 from restate import ControllerSync, CycleError
 
-REPEATS = 3 if "--quick" in sys.argv else 7
+REPEATS = 3 if options(__doc__, {"quick": "fewer repeats"}).quick else 7
 
 
 def per_op(fn: Callable[[], Any], number: int) -> float:

@@ -26,10 +26,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _cli import options  # beside this file (the script's directory is on sys.path)
+
 from restate import ControllerSync
 from restate.backends import FileSystemSyncBackend, SQLiteBackend
 
-ROUNDS = 3 if "--quick" in sys.argv else 9
+ARGS = options(__doc__, {
+    "quick": "fewer rounds",
+    "row=N": "measure row N alone, print it as JSON (for the comparison of builds)",
+})  # fmt: skip
+ROUNDS = 3 if ARGS.quick else 9
 Op = Callable[[], Any]
 
 
@@ -185,8 +191,8 @@ def pure_row(index: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    if "--row" in sys.argv:  # one row for the comparison of builds: print it as JSON
-        ours, ref = ROWS[int(sys.argv[sys.argv.index("--row") + 1])][1]()
+    if ARGS.row is not None:  # one row for the comparison of builds: print it as JSON
+        ours, ref = ROWS[ARGS.row][1]()
         print(json.dumps([ours, ref, compiled()]))
         return
     both = compiled()
