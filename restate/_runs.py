@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._calling import _call
 from ._engine.requests import raise_collected
-from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import Tracker, start_recording, stop_recording
+from ._engine.tracking import Tracker, Why, start_recording, stop_recording
 from .errors import CycleError
 
 if TYPE_CHECKING:
@@ -326,3 +325,19 @@ class AsyncRuns:
             outermost = self._engine.scheduler.release()
         if outermost:
             await self.run_deferred()
+
+
+def note_still_tracked(tracker: Tracker, errors: list[Exception]) -> None:
+    """Add to what the run at registration raised that the function stays tracked."""
+    for error in errors:
+        if not isinstance(error, CycleError):  # (a CycleError says what happened to it)
+            error.add_note(f"(the function stays tracked as id {tracker.id!r}; untrack() it)")
+
+
+def still_due(left: list[tuple[Tracker, Change, Why]], rounds: int) -> str:
+    names = ", ".join(t.name for t, _, _ in left)
+    return (
+        f"tracked functions kept making each other due for {rounds} rounds of "
+        f"run_deferred(): {names} (still due). Make them stop writing what they read, or "
+        f"raise max_rounds."
+    )
