@@ -130,7 +130,7 @@ class SyncBatches:
         try:
             with self._lock:
                 owner = next(_tokens)
-                # one statement, no call: counted with the engine's batch (see _drive)
+                # one statement, no call: counted with the engine's batch (ControllerSync._drive)
                 self.inside = None
                 self.owners[owner] = (gen.pop(), sys._getframe(2))
                 try:
@@ -243,14 +243,14 @@ class AsyncBatches:
         self.count = 0  # batch() contexts open on this controller
 
     async def abandon_batch(self) -> None:
-        """See ``ControllerSync._abandon_batch``."""
+        """See ``SyncBatches._abandon_batch``."""
         if self.count:
             return
         await self._drop_orphans()
         abandon_engine_batch(self._engine)
 
     # ----- the backend's transaction: recorded before it opens, rolled back if orphaned by a
-    # cancellation or KeyboardInterrupt (see ControllerSync._open_txn) -------------------------
+    # cancellation or KeyboardInterrupt (see SyncBatches.open_txn) ----------------------------
 
     async def open_txn(self) -> None:
         await self._drop_orphans()
@@ -292,7 +292,7 @@ class AsyncBatches:
     @asynccontextmanager
     async def batch_locked(self) -> AsyncIterator[ControllerAsync]:
         async with self._lock.held():
-            self.count += 1  # counted before the engine counts it (see _drive)
+            self.count += 1  # counted before the engine counts it (see ControllerAsync._drive)
             try:
                 await self._controller._drive(self._engine.begin_batch())
             except BaseException:

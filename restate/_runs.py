@@ -51,20 +51,7 @@ class SyncRuns:
         return tracker.id
 
     def run_deferred(self, *, lazy: bool = False, only: Iterable[Hashable] | None = None) -> int:
-        """Run the tracked functions marked due, each once per round, writers before readers;
-        returns how many runs there were.
-
-        The functions run outside the controller's lock: other threads keep writing, and a
-        function they make due again runs once more afterwards, for the latest value.
-
-        Args:
-            lazy: run the stale ``"lazy"`` functions too.
-            only: run just these ids (lazy ones included), e.g. one debounced function.
-
-        Raises:
-            CycleError: still due after ``max_rounds`` rounds, or a run closed a loop.
-            Exception: what the runs raised (several: an ``ExceptionGroup``); all ran.
-        """
+        """``ControllerSync.run_deferred``: rounds of ``take``, each run outside the lock."""
         engine, chosen = self._engine, None if only is None else set(only)
         # with ``only``: the first round runs those, later rounds what they made due
         since, later = 0, engine.scheduler.marks if only is not None else 0
@@ -224,10 +211,7 @@ class AsyncRuns:
     async def run_deferred(
         self, *, lazy: bool = False, only: Iterable[Hashable] | None = None
     ) -> int:
-        """Run the tracked functions marked due (see ``ControllerSync.run_deferred``).
-
-        The functions are awaited without holding the controller's lock: other tasks keep
-        writing, and a function they make due again runs once more, for the latest value."""
+        """``ControllerAsync.run_deferred``: the ``SyncRuns`` rounds, each run awaited."""
         engine, chosen = self._engine, None if only is None else set(only)
         # with ``only``: the first round runs those, later rounds what they made due
         since, later = 0, engine.scheduler.marks if only is not None else 0
@@ -251,7 +235,7 @@ class AsyncRuns:
         return runs
 
     async def run_soon(self, error: Exception | None) -> None:
-        """``ControllerSync._run_soon``: after a write released the lock, the ``"now"``
+        """``SyncRuns.run_soon``: after a write released the lock, the ``"now"``
         functions it reached run in this task, outside the lock, round after round."""
         scheduler, soon = self._engine.scheduler, self._soon
         me = scheduler.key()

@@ -192,7 +192,7 @@ class ControllerSync(ControllerBase):
                 return self._steps(gen)
             finally:
                 if self._engine.batches.depth != len(self._owners) or self._txns:
-                    self._batching.heal()  # an interrupt may have cut a batch short: see _open_txn
+                    self._batching.heal()  # an interrupt may have cut a batch short (_healing.py)
         finally:
             self._version = version + 2
 
@@ -375,7 +375,7 @@ class ControllerSync(ControllerBase):
                         # code that could leave a batch() of its own behind: only an interrupt can
                         # make the count and the open batch() contexts disagree
                         if engine.batches.depth != len(owners) or (self._txns and not quiet):
-                            self._batching.heal()  # see _open_txn
+                            self._batching.heal()  # (_healing.py)
                 finally:
                     self._version = version + 2
         except Exception as exc:

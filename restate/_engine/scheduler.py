@@ -93,11 +93,13 @@ class Scheduler:
         - for each tracked function a change reaches: run now, or mark it due (its policy,
           a ``deferring()`` block in this thread, a run already in progress);
         - keep the due ones (the latest change wins) and hand them out writers first;
-        - after every run: store its footprint, refuse a loop the footprint closes, and
-          record a failure (dependents become stale) or a recovery (their marks clear).
+        - after every run: store its footprint, and have ``statuses`` (a ``Statuses``,
+          statuses.py) refuse a loop the footprint closes, and record a failure
+          (dependents become stale) or a recovery (their marks clear).
 
-    It shares the engine's registries (``trackers``, ``graph``) and updates subscriptions
-    through ``retrack(tracker, reads)``.
+    The controllers run the functions it hands out (restate/_runs.py). It shares the
+    engine's registries (``trackers``, ``graph``) and updates subscriptions through
+    ``retrack(tracker, reads)``.
     """
 
     def __init__(
