@@ -8,27 +8,58 @@ import asyncio
 import itertools
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._calling import _maybe_await
+from ._engine.engine import Engine
+from ._engine.requests import Steps
+from .backends.base import AsyncBackend, Backend
 from .errors import StateError
-
-if TYPE_CHECKING:
-    from .async_controller import ControllerAsync
-    from .controller import ControllerSync
 
 __all__ = ["AsyncBatches", "SyncBatches", "abandon_engine_batch", "is_open"]
 
 log = logging.getLogger("restate")
+T = TypeVar("T")
 
 
-class SyncBatches:
+class SyncHolder(Protocol):
+    """What ``SyncBatches`` uses of the ``ControllerSync`` that holds it."""
+
+    @property
+    def _engine(self) -> Engine: ...
+    @property
+    def _lock(self) -> Any: ...
+    @property
+    def _soon(self) -> dict[Hashable, list[Hashable]]: ...
+    @property
+    def _backend(self) -> Backend: ...
+    def _drive(self, gen: Steps[T]) -> T: ...
+    def _run_soon(self, error: Exception | None) -> None: ...
+
+
+class AsyncHolder(Protocol):
+    """What ``AsyncBatches`` uses of the ``ControllerAsync`` that holds it."""
+
+    @property
+    def _engine(self) -> Engine: ...
+    @property
+    def _lock(self) -> Any: ...
+    @property
+    def _backend(self) -> Backend | AsyncBackend: ...
+    async def _drive(self, gen: Steps[T]) -> T: ...
+
+
+S = TypeVar("S", bound=SyncHolder)
+A = TypeVar("A", bound=AsyncHolder)
+
+
+class SyncBatches(Generic[S]):
     """The ``batch()`` contexts and backend transactions of one ``ControllerSync``, kept
     consistent through interrupts (the controller's lock is held by the caller)."""
 
-    def __init__(self, controller: ControllerSync) -> None:
+    def __init__(self, controller: S) -> None:
         self._controller = controller
         self._engine = controller._engine
         self._lock = controller._lock
@@ -118,7 +149,7 @@ class SyncBatches:
             _roll_back(txn, StateError("a batch was interrupted before it could end"))
             self.txns.pop()
 
-    def batch(self) -> AbstractContextManager[ControllerSync]:
+    def batch(self) -> AbstractContextManager[S]:
         """Apply the writes inside at once; notify once at the end; roll back on exception."""
         gen: list[Any] = []
         cm = self._batch(gen)
@@ -126,7 +157,7 @@ class SyncBatches:
         return cm
 
     @contextmanager
-    def _batch(self, gen: list[Any]) -> Iterator[ControllerSync]:
+    def _batch(self, gen: list[Any]) -> Iterator[S]:
         try:
             with self._lock:
                 owner = next(_tokens)
@@ -231,11 +262,11 @@ def _roll_back(txn: Any, exc: BaseException) -> None:
         return
 
 
-class AsyncBatches:
+class AsyncBatches(Generic[A]):
     """The ``batch()`` contexts (counted) and backend transactions of one ``ControllerAsync``,
     kept consistent through cancellations and interrupts (the caller holds its lock)."""
 
-    def __init__(self, controller: ControllerAsync) -> None:
+    def __init__(self, controller: A) -> None:
         self._controller = controller
         self._engine = controller._engine
         self._lock = controller._lock
@@ -290,7 +321,7 @@ class AsyncBatches:
             self.txns.pop()
 
     @asynccontextmanager
-    async def batch_locked(self) -> AsyncIterator[ControllerAsync]:
+    async def batch_locked(self) -> AsyncIterator[A]:
         async with self._lock.held():
             self.count += 1  # counted before the engine counts it (see ControllerAsync._drive)
             try:

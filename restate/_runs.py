@@ -7,25 +7,36 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._calling import _call
+from ._engine.engine import Engine
 from ._engine.requests import raise_collected
 from ._engine.subscriptions import Change
 from ._engine.tracking import Tracker, Why, start_recording, stop_recording
 from .errors import CycleError
 
-if TYPE_CHECKING:
-    from .async_controller import ControllerAsync
-    from .controller import ControllerSync
-
 __all__ = ["AsyncRuns", "SyncRuns"]
 
 
-class SyncRuns:
+class Holder(Protocol):
+    """What the runs use of the controller that holds them (either controller)."""
+
+    @property
+    def _engine(self) -> Engine: ...
+    @property
+    def _lock(self) -> Any: ...  # an RLock (sync) or a _TaskLock (async)
+    @property
+    def _soon(self) -> dict[Hashable, list[Hashable]]: ...
+
+
+C = TypeVar("C", bound=Holder)
+
+
+class SyncRuns(Generic[C]):
     """Runs the due tracked functions of one ``ControllerSync``, each outside its lock."""
 
-    def __init__(self, controller: ControllerSync) -> None:
+    def __init__(self, controller: C) -> None:
         self._controller = controller
         self._engine = controller._engine
         self._lock = controller._lock
@@ -160,7 +171,7 @@ class SyncRuns:
             errors.append(error)
 
     @contextmanager
-    def deferring(self) -> Iterator[ControllerSync]:
+    def deferring(self) -> Iterator[C]:
         """Inside the block, writes from this thread only mark tracked functions due; the
         end of the outermost block runs them (``run_deferred()``), each once."""
         with self._lock:
@@ -180,11 +191,11 @@ def _owned(lock: Any) -> bool:
     return bool(lock._is_owned())
 
 
-class AsyncRuns:
+class AsyncRuns(Generic[C]):
     """Runs the due tracked functions of one ``ControllerAsync``, each awaited without its
     lock (the ``SyncRuns`` steps, awaited)."""
 
-    def __init__(self, controller: ControllerAsync) -> None:
+    def __init__(self, controller: C) -> None:
         self._controller = controller
         self._engine = controller._engine
         self._lock = controller._lock
@@ -299,7 +310,7 @@ class AsyncRuns:
         return 1
 
     @asynccontextmanager
-    async def deferring(self) -> AsyncIterator[ControllerAsync]:
+    async def deferring(self) -> AsyncIterator[C]:
         """``async with controller.deferring():`` writes from this thread's tasks only mark
         tracked functions due; the end of the outermost block awaits ``run_deferred()``."""
         self._engine.scheduler.hold()
