@@ -4,13 +4,15 @@ controller write against a raw HSET, and the longest server-blocking command of 
 
 Run: ``.venv/bin/python benchmarks/bench_redis.py [--quick] [--writers | --scaling | --fanout]``
 (``--writers``: only the writer rows -- write cost, writer scaling, big writes; ``--scaling``:
-only writer scaling; ``--fanout``: only the fan-out rows; each row shows the load average it
-ran under)
+only writer scaling; ``--fanout``: only the fan-out rows; ``--wakeup``: one subscriber
+wake-up taken apart; each row shows the load average it ran under, the fan-out rows also the
+cores other work used meanwhile)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,6 +31,12 @@ from restate.backends.redis import RedisBackend  # noqa: E402
 from restate.backends.redis.xread import HIREDIS  # noqa: E402
 from tests.redis_fixture import start_redis_server  # noqa: E402
 
+# A subscriber process as a kernel or service is one: its main thread blocks (here in
+# ``readline``, in a kernel in its zmq poll) and holds no GIL, so the follower thread wakes on
+# each write without waiting for it. The handler notes the moment it is called first (the
+# delivery), then reads the value once. Both sides use CLOCK_MONOTONIC (one clock for every
+# process on the machine); the writer's stamp is taken before its ``set_state``, so a delay
+# includes the write's own round trip.
 SUBSCRIBER = """
 import json, sys, time
 from restate import ControllerSync
@@ -36,13 +44,70 @@ from restate.backends.redis import RedisBackend
 got = []
 controller = ControllerSync(RedisBackend(sys.argv[1], sys.argv[2]))
 def on_ping(e):
-    got.append((e.new_value["i"], e.new_value["t"], time.time()))
+    now = time.monotonic()
+    value = e.new_value
+    got.append((value["i"], value["t"], now))
 controller.subscribe("/ping", on_ping)
 cpu = time.process_time()
 print("ready", flush=True)
 sys.stdin.readline()
 print(json.dumps({"got": got, "cpu": time.process_time() - cpu}), flush=True)
 """
+# One subscriber wake-up taken apart (``--wakeup``): processes that each do part of what a
+# subscriber does run side by side on the same paced writes, and the differences of their CPU
+# per write are what each part costs. "bare" is a Python thread doing only the follower's
+# socket work (a pre-packed XREAD, recv, hiredis); "json" adds the entry's decoding;
+# "watch" is RedisBackend.watch() with a handler that counts; "subscribe: no-op" a
+# controller with one subscription that does nothing; "subscribe" the fan-out rows' handler.
+WAKE = """
+import json, socket, sys, threading, time
+import hiredis, redis
+from restate import ControllerSync
+from restate.backends.redis import RedisBackend
+from restate.backends.redis.codec import _scan
+part, url, prefix = sys.argv[1:4]
+count = [0]
+if part in ("bare", "json"):
+    stream = "{%s}:changes" % prefix
+    raw = redis.Redis.from_url(url, decode_responses=True)
+    last = [(raw.xrevrange(stream, count=1) or [("0-0", 0)])[0][0]]
+    sock = socket.create_connection((url.split(":")[1][2:], int(url.split(":")[2][:-2])))
+    head = b"".join(b"$%d\\r\\n%b\\r\\n" % (len(w), w) for w in (
+        b"XREAD", b"COUNT", b"1000", b"BLOCK", b"2000", b"STREAMS", stream.encode()))
+    def loop():
+        reader, buffer = hiredis.Reader(encoding="utf-8"), bytearray(65536)
+        while True:
+            entry = last[0].encode()
+            sock.sendall(b"*8\\r\\n" + head + b"$%d\\r\\n%b\\r\\n" % (len(entry), entry))
+            reply = False
+            while reply is False:
+                reader.feed(buffer, 0, sock.recv_into(buffer))
+                reply = reader.gets()
+            for entry_id, fields in reply[0][1]:
+                last[0] = entry_id
+                if part == "json":
+                    _scan(fields[5], 0)
+                count[0] += 1
+    threading.Thread(target=loop, daemon=True).start()
+elif part == "watch":
+    backend = RedisBackend(url, prefix)
+    backend.watch(lambda changes: count.__setitem__(0, count[0] + 1))
+else:
+    controller = ControllerSync(RedisBackend(url, prefix))
+    got = []
+    def on_ping(e):
+        now = time.monotonic()
+        value = e.new_value
+        got.append((value["i"], value["t"], now))
+    controller.subscribe("/ping", on_ping if part == "subscribe" else lambda e: None)
+cpu = time.process_time()
+print("ready", flush=True)
+sys.stdin.readline()
+print(json.dumps({"cpu": time.process_time() - cpu}), flush=True)
+"""
+WAKE_PARTS = ("bare", "json", "watch", "subscribe: no-op", "subscribe")
+
+WARMUP = 20  # first writes of a row: delivered and counted, their delays left out (cold code)
 
 WRITER = """
 import json, sys, time
@@ -52,12 +117,17 @@ controller = ControllerSync(RedisBackend(sys.argv[1], sys.argv[2]))
 key, seconds = sys.argv[3], float(sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()
+runs = 0
+def bump(n):
+    global runs
+    runs += 1
+    return n + 1
 lat, end, cpu = [], time.monotonic() + seconds, time.process_time()
 while time.monotonic() < end:
     t = time.perf_counter()
-    controller.update(key, lambda n: n + 1, default=0)
+    controller.update(key, bump, default=0)
     lat.append(time.perf_counter() - t)
-print(json.dumps({"lat": lat, "cpu": time.process_time() - cpu}), flush=True)
+print(json.dumps({"lat": lat, "cpu": time.process_time() - cpu, "runs": runs}), flush=True)
 """
 
 
@@ -99,31 +169,99 @@ def fan_out(url: str, n: int, writes: int, pace: float | None) -> str:
         assert sub.stdout.readline().strip() == "ready"
     with RedisBackend(url, prefix) as backend:
         controller = ControllerSync(backend)
-        started = time.perf_counter()
+        server, started = server_cpu(url), time.perf_counter()
+        machine, mine = machine_busy(), time.process_time()
+        due = time.monotonic()
         for i in range(writes):
-            controller.set_state("/ping", {"i": i, "t": time.time()})
-            if pace:
-                time.sleep(pace)
+            controller.set_state("/ping", {"i": i, "t": time.monotonic()})
+            if pace:  # on a fixed schedule: a slow write does not stretch the period
+                due += pace
+                time.sleep(max(0.0, due - time.monotonic()))
         wrote = time.perf_counter() - started
         time.sleep(1.0)
+        server = server_cpu(url) - server
+        mine = time.process_time() - mine
+        busy, wall = (now - then for now, then in zip(machine_busy(), machine, strict=True))
         controller.close()
     reports = collect(subs)
     got = [r["got"] for r in reports]  # type: ignore[index]
     sub_cpu = sum(r["cpu"] for r in reports)  # type: ignore[index]
-    delays = [recv - sent for events in got for _i, sent, recv in events]
+    delays = [recv - sent for events in got for i, sent, recv in events if i >= WARMUP]
     complete = sum(1 for events in got if events and events[-1][0] == writes - 1)
     calls = sum(len(events) for events in got)
     per_core = writes * n / sub_cpu  # writes delivered per CPU-second of the subscribers
-    cpu = f"subscriber CPU {sub_cpu / (writes * n) * 1e6:.0f} µs/write = {per_core:,.0f}/core-s"
+    others = max(0.0, busy - sub_cpu - server - mine) / wall  # cores busy with other work
+    cpu = (f"CPU per write: subscriber {sub_cpu / (writes * n) * 1e6:.0f} µs = "
+           f"{per_core:,.0f}/core-s, server {server / writes * 1e6:.0f} µs; other work "
+           f"{others:.2f} of {CORES} cores")  # fmt: skip
     if pace:
+        last = last_delays(got, writes)  # per write: when its last subscriber heard it
         return (f"N={n:>2} paced 100/s: {complete}/{n} saw the last write, {calls / n:.0f} "
                 f"deliveries each of {writes}; delay p50 {statistics.median(delays) * 1e3:.2f} ms "
-                f"p99 {pct(delays, 0.99) * 1e3:.2f} ms; {cpu}")  # fmt: skip
+                f"p99 {pct(delays, 0.99) * 1e3:.2f} ms, last subscriber's p50 "
+                f"{statistics.median(last) * 1e3:.2f} ms p99 {pct(last, 0.99) * 1e3:.2f} ms; "
+                f"{cpu}")  # fmt: skip
     spans = [events[-1][2] - events[0][1] for events in got if events]
     rate = writes * n / max(spans)
     return (f"N={n:>2} unpaced: writer {writes / wrote:.0f} writes/s; {complete}/{n} saw the last;"
             f" {calls / n:.0f} calls each; entries consumed {rate:.0f}/s over all subscribers; "
             f"delay p99 {pct(delays, 0.99) * 1e3:.1f} ms; {cpu}")  # fmt: skip
+
+
+CORES = os.cpu_count() or 1
+
+
+def machine_busy() -> tuple[float, float]:
+    """(CPU seconds every process on the machine has used, seconds of wall time), from
+    /proc/stat: with this benchmark's own CPU subtracted, what other work took of the cores
+    while a row ran (a load average lags by a minute and counts sleeping I/O)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / tick, time.monotonic()
+
+
+def last_delays(got: list[list[list[float]]], writes: int) -> list[float]:
+    """Per write after the warm-up, the delay of the subscriber that heard it last."""
+    last: dict[int, float] = {}
+    for events in got:
+        for i, sent, recv in events:
+            if i >= WARMUP:
+                last[i] = max(last.get(i, 0.0), recv - sent)
+    return list(last.values())
+
+
+def wake_up(url: str, copies: int, writes: int) -> list[str]:
+    """CPU per write of each part of a subscriber (``WAKE``), ``copies`` processes of each
+    side by side; medians."""
+    prefix = "wake"
+    with RedisBackend(url, prefix) as backend:
+        controller = ControllerSync(backend)
+        controller.set_state("/ping", {"i": -1, "t": 0.0})
+        procs = [
+            (part, spawn(WAKE, part, url, prefix)) for _ in range(copies) for part in WAKE_PARTS
+        ]
+        for _part, proc in procs:
+            assert proc.stdout.readline().strip() == "ready"
+        before = load()
+        due = time.monotonic()
+        for i in range(writes):
+            controller.set_state("/ping", {"i": i, "t": time.monotonic()})
+            due += 0.01
+            time.sleep(max(0.0, due - time.monotonic()))
+        time.sleep(0.5)
+        controller.close()
+    reports = collect([proc for _part, proc in procs])
+    cpu: dict[str, list[float]] = {}
+    for (part, _proc), report in zip(procs, reports, strict=True):
+        cpu.setdefault(part, []).append(report["cpu"] / writes * 1e6)  # type: ignore[index]
+    out, floor = [], None
+    for part in WAKE_PARTS:
+        median = statistics.median(cpu[part])
+        extra = "" if floor is None else f" (+{median - floor:.0f})"
+        floor = median
+        out.append(f"wake-up, {part}: {median:.0f} µs per write{extra}; load {before}")
+    return out
 
 
 def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
@@ -142,12 +280,14 @@ def writers(url: str, w: int, distinct: bool, seconds: float) -> str:
         stored = sum((backend.read("/", {}) or {}).values())
     flat = [x for lat in lats for x in lat]
     kind = "distinct keys" if distinct else "one key"
+    runs = sum(r.get("runs", total) for r in reports) / total  # type: ignore[attr-defined]
     return (
         f"W={w} {kind:<13}: {total / seconds:>6.0f} updates/s, stored total "
         f"{'exact' if stored == total else f'{stored} != {total}'}, p50 "
         f"{statistics.median(flat) * 1e3:.2f} ms p99 {pct(flat, 0.99) * 1e3:.2f} ms; CPU per "
         f"update: writers {cpu / total * 1e6:.0f} µs, server {server / total * 1e6:.0f} µs; "
-        f"{total / cpu:.0f} updates per writer CPU-second"
+        f"{total / cpu:.0f} updates per writer CPU-second, {total / (cpu + server):.0f} per "
+        f"CPU-second of writers + server; fn runs per update {runs:.3f}"
     )
 
 
@@ -242,6 +382,9 @@ def main() -> None:
     lines: list[str] = []
     try:
         url = server.url
+        if "--wakeup" in sys.argv:
+            lines += wake_up(url, 3, 300 if quick else 1000)
+            return
         fanout_only = "--fanout" in sys.argv
         scaling_only = "--scaling" in sys.argv  # the writer-scaling rows alone
         if not fanout_only and not scaling_only:

@@ -103,9 +103,12 @@ class SyncBatches(Generic[S]):
     # interrupt cut short is rolled back when the drive ends or the next batch begins -- so a
     # store is never left inside a transaction that later writes silently join.
 
-    def open_txn(self) -> None:
+    def open_txn(self, optimistic: bool = False) -> None:
         self._drop_orphans()
-        txn = self._controller._backend.transaction()  # type: ignore[attr-defined]
+        if optimistic:  # update() on a backend that offers it (backends/base.py)
+            txn = self._controller._backend.transaction(optimistic=True)  # type: ignore[attr-defined]
+        else:
+            txn = self._controller._backend.transaction()  # type: ignore[attr-defined]
         self.txns.append(txn)
         try:
             txn.__enter__()
@@ -283,9 +286,12 @@ class AsyncBatches(Generic[A]):
     # ----- the backend's transaction: recorded before it opens, rolled back if orphaned by a
     # cancellation or KeyboardInterrupt (see SyncBatches.open_txn) ----------------------------
 
-    async def open_txn(self) -> None:
+    async def open_txn(self, optimistic: bool = False) -> None:
         await self._drop_orphans()
-        txn = self._controller._backend.transaction()  # type: ignore[union-attr]
+        if optimistic:  # update() on a backend that offers it (backends/base.py)
+            txn = self._controller._backend.transaction(optimistic=True)  # type: ignore[union-attr]
+        else:
+            txn = self._controller._backend.transaction()  # type: ignore[union-attr]
         self.txns.append(txn)
         enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
         try:

@@ -224,7 +224,7 @@ class ControllerAsync(ControllerBase):
         if kind == DELETE:
             return await _maybe_await(self._delete(op[1]))
         if kind == BEGIN:
-            await self._batching.open_txn()
+            await self._batching.open_txn(op[1])
         elif kind in (COMMIT, ROLLBACK):
             await self._batching.close_txn(op[1] if kind == ROLLBACK else None)
         return None
@@ -304,7 +304,10 @@ class ControllerAsync(ControllerBase):
     def update(
         self, path: PathLike, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
     ) -> Awaitable[Any]:
-        """Atomically write ``fn(current value or default)`` (fn may be async); returns it."""
+        """Atomically write ``fn(current value or default)`` (fn may be async); returns it.
+
+        ``fn`` may run twice on a backend shared by several processes (Redis): see
+        ``ControllerSync.update``. Only the committed result is written and notified."""
         return self._run(self._engine.update(to_parts(path), fn, default, payload))
 
     def ping(self, path: PathLike, default: Any = None, payload: Any = None) -> Awaitable[None]:

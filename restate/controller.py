@@ -228,7 +228,7 @@ class ControllerSync(ControllerBase):
         if kind == DELETE:
             return self._delete(op[1])
         if kind == BEGIN:
-            self._batching.open_txn()
+            self._batching.open_txn(op[1])
         elif kind == COMMIT:
             self._batching.close_txn(None)
         elif kind == ROLLBACK:
@@ -393,7 +393,12 @@ class ControllerSync(ControllerBase):
     def update(
         self, path: PathLike, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
     ) -> Any:
-        """Atomically write ``fn(current value or default)`` at ``path``; returns it."""
+        """Atomically write ``fn(current value or default)`` at ``path``; returns it.
+
+        ``fn`` should be a pure function of its argument: on a backend shared by several
+        processes (Redis) it may run twice -- once optimistically, and again with the new
+        value when another process wrote ``path`` meanwhile. Only the committed result is
+        written and notified (one change per update, never one per run)."""
         return self._write_op(self._engine.update(to_parts(path), fn, default, payload))
 
     def ping(self, path: PathLike, default: Any = None, payload: Any = None) -> None:

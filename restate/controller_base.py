@@ -169,6 +169,7 @@ class ControllerBase:
         engine = self._engine
         engine.aliasing = isinstance(backend, InMemoryBackend)
         engine.batches.has_txn = callable(getattr(backend, "transaction", None))
+        engine.batches.has_optimistic = getattr(backend, "optimistic_transactions", False) is True
         if isinstance(backend, InMemoryBackend):
             self._read, self._write, self._delete = backend._get, backend._set, backend._del
             self._exists = lambda parts: backend._get(parts) is not MISSING

@@ -9,6 +9,7 @@ __all__ = [
     "InvalidPathError",
     "PathConflictError",
     "SerializationError",
+    "StaleReadError",
     "StateError",
 ]
 
@@ -39,3 +40,9 @@ class CallbackIdError(StateError, ValueError):
 
 class BackendError(StateError, OSError):
     """A backend cannot reach or use its storage (an unreachable server, a lost connection)."""
+
+
+class StaleReadError(BackendError):
+    """An optimistic transaction's commit found a value it had read changed by another client;
+    nothing was written. ``update()`` catches it and runs its function again under leases
+    (see ``transaction(optimistic=True)`` in ``restate/backends/base.py``)."""

@@ -58,15 +58,17 @@ class BatchLog:
     def __init__(self) -> None:
         self.depth = 0
         self.has_txn = False  # the backend has transaction(): BEGIN/COMMIT/ROLLBACK
+        # and transaction(optimistic=True): update() tries it first (engine.py)
+        self.has_optimistic = False
         self.log: list[Entry] = []
         self._existing: set[Parts] = set()  # paths the batch knows exist (no EXISTS needed)
         self._marks: list[int] = []
         self.merged: frozenset[Parts] = frozenset()  # the roots the last end merged
 
-    def begin(self) -> Gen:
+    def begin(self, optimistic: bool = False) -> Gen:
         if self.depth == 0:
             if self.has_txn:
-                yield (BEGIN,)
+                yield (BEGIN, optimistic)
             self.log = []
             self._existing.clear()
         self._marks.append(len(self.log))

@@ -41,6 +41,7 @@ import itertools
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ..errors import StaleReadError
 from ..events import StateChange
 from ..missing import MISSING
 from ..paths import Parts
@@ -215,8 +216,8 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
         yield from self._after([Change(parts, value, value, payload, True)], False)
         return None
 
-    def begin_batch(self) -> Gen:
-        yield from self.batches.begin()
+    def begin_batch(self, optimistic: bool = False) -> Gen:
+        yield from self.batches.begin(optimistic)
 
     def end_batch(self, exc: BaseException | None) -> Gen:
         heard = None if self.listeners else self.audience.route
@@ -232,16 +233,31 @@ class Engine(Settling):  # Registries, then Settling (one chain: see Settling)
     def update(
         self, parts: Parts, fn: Callable[[Any], Any], default: Any = None, payload: Any = None
     ) -> Gen:
-        yield from self.begin_batch()
-        try:
-            prev = yield (READ, parts)
-            new = yield (CALL, fn, default if prev is MISSING else user_value(prev))
-            yield from self.set_state(parts, new, None, NO_DEFAULT, payload)
-        except BaseException as exc:
-            yield from self.end_batch(exc)
-            raise
-        yield from self.end_batch(None)
-        return new
+        """Read, ``fn``, write, as one transaction. On a backend with optimistic transactions
+        (Redis) it first runs in one that takes no lease; if another client changed the value
+        before the commit (``StaleReadError``: nothing written, nothing delivered) ``fn`` runs
+        again in an ordinary transaction, in turn: at most twice, one change delivered."""
+        # one generator with a loop, not one delegating to another: compiled by mypyc, a bare
+        # ``raise`` after a ``yield`` in an ``except`` lost its exception under ``yield from``
+        optimistic = self.batches.has_optimistic and not self.batches.depth
+        while True:
+            yield from self.begin_batch(optimistic)
+            try:
+                prev = yield (READ, parts)
+                new = yield (CALL, fn, default if prev is MISSING else user_value(prev))
+                yield from self.set_state(parts, new, None, NO_DEFAULT, payload)
+            except BaseException as exc:
+                yield from self.end_batch(exc)
+                raise
+            if not optimistic:
+                yield from self.end_batch(None)
+                return new
+            try:
+                yield from self.end_batch(None)
+            except StaleReadError:
+                optimistic = False  # nothing was written: run fn again, under leases
+                continue
+            return new
 
     def derive(
         self,

@@ -7,7 +7,8 @@ A request is a tuple whose first item says what to do (see engine.py)::
     (WRITE, parts, value)    -> None
     (DELETE, parts)          -> None
     (CALL, fn, arg)          -> fn(arg), awaited by the async controller
-    (BEGIN,) / (COMMIT,) / (ROLLBACK, exc)   the backend's transaction(), when it has one
+    (BEGIN, optimistic) / (COMMIT,) / (ROLLBACK, exc)   the backend's transaction(), when
+                             it has one (optimistic: transaction(optimistic=True))
 """
 
 from __future__ import annotations

@@ -18,6 +18,12 @@ Optional capabilities, found with ``getattr`` and never required:
     exception the backend rolls back itself (SQLite, Redis). Without it the controller keeps
     an undo log and restores the previous values on rollback.
 
+``transaction(optimistic=True)`` with ``optimistic_transactions = True``
+    A transaction that may read without locking and fails at its commit, writing nothing,
+    with ``restate.errors.StaleReadError`` when what it read changed meanwhile (Redis).
+    ``update()`` outside a batch opens one first and, on that error, runs its function again
+    in an ordinary ``transaction()``; batches never use it.
+
 ``watch(on_changes) -> unwatch``
     For backends shared by several processes (Redis). ``on_changes`` is called, from any
     thread, with a list of ``(path, prev_value, new_value)`` for writes made *by other

@@ -1,5 +1,5 @@
-"""Child processes for the Redis tests: ``follow URL PREFIX``, ``increment URL PREFIX N`` and
-``hold URL PREFIX``.
+"""Child processes for the Redis tests: ``follow URL PREFIX``, ``increment URL PREFIX N``,
+``count URL PREFIX N KEY``, ``inside_update URL PREFIX`` and ``hold URL PREFIX``.
 
 ``follow`` prints one JSON line per event its subscriber of ``/msg`` or its tracked function
 sees, with the receive time; ``increment`` runs ``update("/n", +1)`` N times.
@@ -52,6 +52,39 @@ def increment(url: str, prefix: str, times: int) -> None:
     emit(kind="done")
 
 
+def count(url: str, prefix: str, times: int, key: str) -> None:
+    """``update(key, +1)`` ``times`` times; report how often the function ran."""
+    controller = ControllerSync(RedisBackend(url, prefix))
+    calls = 0
+
+    def bump(n: int) -> int:
+        nonlocal calls
+        calls += 1
+        return n + 1
+
+    for _ in range(times):
+        controller.update(key, bump, default=0)
+    emit(kind="done", calls=calls)
+
+
+def inside_update(url: str, prefix: str) -> None:
+    """Stop inside the function of an optimistic ``update("/n")`` (for kill -9 or SIGINT);
+    after an interrupt, write /after and report what a fresh client reads back."""
+    controller = ControllerSync(RedisBackend(url, prefix, lease_timeout=5))
+
+    def wait(n: int) -> int:
+        emit(kind="inside", n=n)
+        sys.stdin.read()
+        return n + 1
+
+    try:
+        controller.update("/n", wait)
+    except KeyboardInterrupt:
+        controller.set_state("/after", 1)
+        with RedisBackend(url, prefix) as fresh:
+            emit(kind="after", n=fresh.read("/n"), after=fresh.read("/after"))
+
+
 def hold(url: str, prefix: str) -> None:
     """Open a batch that writes /n, say so, then wait inside it (for kill -9 or SIGINT); after
     an interrupt, write /after and report what a fresh client reads back."""
@@ -75,5 +108,9 @@ if __name__ == "__main__":
         hold(*args)
     elif command == "fan":
         fan(args[0], args[1], int(args[2]))
+    elif command == "count":
+        count(args[0], args[1], int(args[2]), args[3])
+    elif command == "inside_update":
+        inside_update(*args)
     else:
         increment(args[0], args[1], int(args[2]))

@@ -99,12 +99,20 @@ def test_a_follower_reads_the_stream_in_either_protocol(url, prefix, other, prot
         assert [c for call in seen for c in call] == [("/a", MISSING, {"b": 1}), ("/a/b", 1, 2)]
 
 
-def test_a_command_is_packed_byte_for_byte_as_redis_py_packs_it_unicode_and_numbers_included():
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["FCALL", "f", "1", "{k}:changes", "", "é✓ naïve", 5, "/a/b", '{"x":"\\u00e9"}'],
+        ["FCALL", "f", "1", "{k}:changes", "", "é✓ naïve", "/a/b"],  # unicode, no numbers
+        ["FCALL", "f", "1", "{k}:changes", "", "/a/b", "12"],  # ASCII only: the fast path
+    ],
+)
+def test_a_command_is_packed_byte_for_byte_as_redis_py_packs_it_unicode_and_numbers_included(
+    words,
+):
     from redis.connection import PythonRespSerializer
 
     from restate.backends.redis.calls import pack
-
-    words = ["FCALL", "f", "1", "{k}:changes", "", "é✓ naïve", 5, "/a/b", '{"x":"\\u00e9"}']
 
     def encode(word: object) -> bytes:
         return word if isinstance(word, bytes) else str(word).encode()

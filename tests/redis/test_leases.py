@@ -167,10 +167,11 @@ def test_an_interrupt_while_the_lease_renewer_starts_reaches_the_caller_as_keybo
     backend = RedisBackend(url, prefix, lease_timeout=0.2)
     controller = ControllerSync(backend)
     controller.set_state("/n", 0)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), controller.batch():  # a batch starts the renewer
         controller.update("/n", lambda n: n + 1)
     assert backend._core.txn.get() is None
-    controller.update("/n", lambda n: n + 1)
+    with controller.batch():
+        controller.update("/n", lambda n: n + 1)
     assert controller.get_state("/n") == 1
     assert backend._renewer and backend._renewer[0].is_alive()
     controller.close()

@@ -1,5 +1,5 @@
-"""One round trip per controller write, retried writes applied once, and a controller dropped
-without close() releasing its connections and thread."""
+"""One round trip per controller write and a controller dropped without close() releasing its
+connections and thread (resent writes: test_resend.py)."""
 
 from __future__ import annotations
 
@@ -49,33 +49,6 @@ def test_swap_returns_missing_for_a_new_node_and_an_identical_value_appends_no_e
     assert controller.set_state("/a/x", 2) is False
     assert raw.xlen(f"{{{prefix}}}:changes") == entries
     controller.close()
-
-
-def test_a_write_retried_after_a_lost_reply_is_applied_once(backend, raw, prefix):
-    backend.write("/n", 0)
-    args = [
-        backend.origin,
-        "100",
-        "",
-        "",
-        "retry-1",
-        "1",
-        "",
-        "w",
-        "/n",
-        "1",
-        "1",
-        "/",
-        "1",
-        "n",
-        "1",
-    ]
-    apply = backend._scripts["apply"]
-    first = apply(keys=[f"{{{prefix}}}:changes"], args=args)
-    again = apply(keys=[f"{{{prefix}}}:changes"], args=args)  # what redis-py's retry sends
-    assert first[0] == "ok" and again == ["done", "0"]
-    assert raw.xlen(f"{{{prefix}}}:changes") == 2  # the first write and this one, not three
-    assert backend.read("/n") == 1
 
 
 def follower_connections(raw: redis.Redis, origin: str) -> int:

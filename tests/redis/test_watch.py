@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -95,6 +96,43 @@ def test_a_handler_that_raises_does_not_stop_the_follower(backend, other, caplog
     assert got == [[("/a", MISSING, 1)], [("/a", 1, 2)]]
     assert "handler bug" in caplog.text
     unwatch()
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.got: queue.Queue = queue.Queue()
+
+    def on_changes(self, changes) -> None:
+        self.got.put(changes)
+
+
+def follower_threads(store: RedisBackend) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.endswith(store.origin[:8])]
+
+
+@pytest.mark.parametrize("writes", [False, True], ids=["nothing written", "written"])
+def test_a_follower_whose_listener_was_collected_ends_and_calls_nothing(
+    backend, other, monkeypatch, writes
+):
+    """A bound method is held weakly: once its object is gone the follower ends -- at the
+    next entry, or when its blocking read times out if nothing is written."""
+    from restate.backends.redis import shell
+
+    monkeypatch.setattr(shell, "BLOCK_MS", 200)  # the read's timeout: the quiet case's wait
+    listener = Listener()
+    backend.watch(listener.on_changes)
+    other.write("/a", 1)
+    assert listener.got.get(timeout=30) == [("/a", MISSING, 1)]
+    [thread] = follower_threads(backend)
+    got = listener.got
+    del listener
+    gc.collect()
+    if writes:
+        other.write("/a", 2)
+    thread.join(10)
+    assert not thread.is_alive(), "the follower outlived its listener"
+    assert got.empty()
+    assert not backend._followers  # it took itself off its backend's list
 
 
 def test_a_controller_runs_subscribers_derivations_and_tracked_functions_for_other_writers(

@@ -105,23 +105,28 @@ class RedisAsyncBackend(Shell, AsyncBackend):
     async def delete(self, path: PurePosixPath | str) -> None:
         await self._run(self._core.delete(to_parts(path)))
 
+    optimistic_transactions = True  # transaction(optimistic=True): backends/base.py
+
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, optimistic: bool = False) -> AsyncIterator[None]:
         """See ``RedisBackend.transaction``."""
         core = self._core
         if core.txn.get() is not None:
             yield
             return
-        txn = core.begin()
-        try:  # a cancellation anywhere in here still ends in the finally
+        txn = core.begin(optimistic)
+        # one try, not two nested: CPython 3.11 runs no outer handler for an exception raised
+        # at the line of an inner ``try:`` (a trace function's interrupt, tests/redis)
+        try:  # an interrupt or cancellation anywhere in here still ends in the finally
             core.enter(txn)
-            self._start_renewer()
-            try:
-                yield
-            except BaseException as exc:
-                core.leave(txn)
-                await self._run(core.finish(txn, exc))
-                raise
+            if not optimistic:  # an optimistic one starts it at its first lease (leases.py)
+                self._start_renewer()
+            yield
+        except BaseException as exc:
+            core.leave(txn)
+            await self._run(core.finish(txn, exc))
+            raise
+        else:
             core.leave(txn)
             await self._run(core.finish(txn, None))
         finally:

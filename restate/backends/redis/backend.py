@@ -8,20 +8,23 @@ tag, so a tree lives in one slot and several trees spread over a cluster's shard
   directory. A directory's hash exists only while it has children, so any node is one
   ``HGET`` on its parent; nothing ever runs KEYS or SCAN.
 - ``{prefix}:changes``: a Stream; every committed write, delete or transaction appends one
-  entry ``{o: origin id, s: sequence number, c: JSON [{"p": path, "o": prev, "n": new}, ...]}``
-  in the same Lua script that changes the data; ``{prefix}:seq`` counts the entries. The
-  stream is trimmed with ``XADD MAXLEN ~ stream_maxlen``.
+  entry ``{o: origin id, s: sequence number, c: JSON [{"p": path, "o": prev, "n": new}, ...],
+  w: write id}`` in the same Lua script that changes the data; ``{prefix}:seq`` counts the
+  entries. The stream is trimmed with ``XADD MAXLEN ~ stream_maxlen``. A write resent after a
+  lost reply looks for its write id there before applying (applied once; scripts.py).
 - ``{prefix}:leases`` and ``{prefix}:lease:<token>``: the leases of open transactions
-  (``leases.py``); ``{prefix}:w:<origin>``: the last write id of a client (a retried write is
-  applied once).
+  (``leases.py``).
 
 Values are JSON: a value the serializer rejects raises ``SerializationError`` before anything
 is sent; tuples come back as lists. Every write and delete is one Lua script: conflict check,
 data, stream entry, all or nothing, and it returns the value it replaced (``swap``).
 
 Transactions (``transaction()``, used by the controller for batches and ``update()``): short
-leases on the paths touched, renewed while the transaction lives; see ``leases.py`` and
-docs/backends.md for the isolation level.
+leases on the paths touched, renewed while the transaction lives; ``update()`` first tries an
+optimistic one (``transaction(optimistic=True)``: a small leaf nobody leases is read without a
+lease, the commit applies only if it is unchanged, else ``StaleReadError`` and the controller
+runs the function again under a lease). See ``leases.py`` and docs/backends.md for the
+isolation level.
 
 Notifications: ``watch(on_changes)`` follows the stream in a thread (``follower.py``) and
 calls ``on_changes([(path, prev, new), ...])`` for entries written by other backend
@@ -99,28 +102,37 @@ class RedisBackend(Shell, Backend):
     def delete(self, path: PurePosixPath | str) -> None:
         self._run(self._core.delete(to_parts(path)))
 
+    optimistic_transactions = True  # transaction(optimistic=True): backends/base.py
+
     @contextlib.contextmanager
-    def transaction(self) -> Any:
+    def transaction(self, optimistic: bool = False) -> Any:
         """Make everything inside atomic and serializable across processes (nested ones join).
 
         Entering sends nothing; each path read or written inside takes a lease (in the same
         round trip); leaving commits and drops the leases in one script, or on an exception
         drops them. See ``leases.py``.
+
+        With ``optimistic=True`` a small leaf that nobody leases or waits for is read
+        without a lease, and the commit applies only if it is unchanged; else it raises
+        ``StaleReadError`` and writes nothing (``update()`` then runs again, leased).
         """
         core = self._core
         if core.txn.get() is not None:
             yield
             return
-        txn = core.begin()
-        try:  # an interrupt anywhere in here still ends in the finally: nothing stays open
+        txn = core.begin(optimistic)
+        # one try, not two nested: CPython 3.11 runs no outer handler for an exception raised
+        # at the line of an inner ``try:`` (a trace function's interrupt, tests/redis)
+        try:  # an interrupt or cancellation anywhere in here still ends in the finally
             core.enter(txn)
-            self._start_renewer()
-            try:
-                yield
-            except BaseException as exc:
-                core.leave(txn)
-                self._run(core.finish(txn, exc))
-                raise
+            if not optimistic:  # an optimistic one starts it at its first lease (leases.py)
+                self._start_renewer()
+            yield
+        except BaseException as exc:
+            core.leave(txn)
+            self._run(core.finish(txn, exc))
+            raise
+        else:
             core.leave(txn)
             self._run(core.finish(txn, None))
         finally:

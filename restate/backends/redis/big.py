@@ -63,7 +63,7 @@ def apply_big(core: RedisCore, parts: Parts, op: list[str], wid: str) -> Exchang
         path = parts_to_str(parts)
         prev, old, dirs = yield from _old(core, parts, path)
         staged = (yield from _stage(txn.token, op)) if op[0] == "w" else []
-        args = [core.origin, core.maxlen, core.maxbytes, txn.token, wid, path, op[0]]
+        args = [core.origin, core.maxlen, core.maxbytes, txn.token, wid, "", path, op[0]]
         args += [entry(path, prev, op), old, str(len(dirs)), *dirs, *staged]
         reply = yield ("eval", "swap", args)
         if reply[0] == "conflict":  # nothing changed: the lease is dropped below
@@ -81,7 +81,9 @@ def apply_big(core: RedisCore, parts: Parts, op: list[str], wid: str) -> Exchang
     core.open.discard(txn)
     if reply[0] == "lost":
         raise core.lost_error()
-    return prev
+    if reply[0] == "unsure":
+        raise core.unsure_error()
+    return prev  # 'ok', or 'done': a resend found it applied
 
 
 def entry(path: str, prev: str | None, op: list[str]) -> str:

@@ -9,8 +9,9 @@ CPU). Here a backend keeps a few connections of the client's pool checked out, p
 command itself (its arguments are always ``str``) and reads the reply with the connection's
 own parser.
 
-What redis-py did that still holds: one retry after a connection error (safe: every write
-carries a write id, so a retried write is applied once), loading the library or a script
+What redis-py did that still holds: one retry after a connection error (safe: a write's resend
+says it is one, and the script looks for its write id in the stream before applying it:
+``library.resend``), loading the library or a script
 the server lacks (after a restart or a flush; ``library.py``), and a connection interrupted
 between sending and reading (Ctrl-C) is dropped, never reused with a reply still due.
 """
@@ -23,22 +24,11 @@ from typing import Any
 
 import redis
 
-from .library import Library
+from .library import Library, pack, resend
 
-__all__ = ["ScriptCalls"]
+__all__ = ["ScriptCalls", "pack"]
 
 RETRY_PAUSE = 0.01  # seconds before the one retry (what the clients we make wait, too)
-
-
-def pack(words: list[Any]) -> bytes:
-    """The RESP encoding of a command (its words are ``str``, or numbers): built as text and
-    encoded once; a word's byte length is its length unless it is not ASCII."""
-    out = [f"*{len(words)}\r\n"]
-    append = out.append
-    for word in words:
-        text = word if type(word) is str else str(word)
-        append(f"${len(text) if text.isascii() else len(text.encode())}\r\n{text}\r\n")
-    return "".join(out).encode()
 
 
 class ScriptCalls:
@@ -70,14 +60,15 @@ class ScriptCalls:
         return reply
 
     def _roundtrip(self, conn: Any, words: list[Any]) -> Any:
-        packed = pack(words)
+        sent = time.monotonic()
         try:
-            conn.send_packed_command([packed], check_health=False)
+            conn.send_packed_command([pack(words)], check_health=False)
             return conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError):
             conn.disconnect()  # the server restarted or dropped us: reconnect once
             time.sleep(RETRY_PAUSE)
-            conn.send_packed_command([packed], check_health=False)
+            again = resend(words, time.monotonic() - sent, conn.socket_timeout)
+            conn.send_packed_command([pack(again)], check_health=False)
             return conn.read_response()
 
     def _checkout(self) -> Any:

@@ -11,11 +11,17 @@ from ...missing import MISSING
 from ...paths import Parts, check_key, parts_to_str
 from ...serializers import json_serializer
 
-__all__ = ["MARK", "conflict_error", "decode_changes", "encode_delete", "encode_write", "loads"]
+__all__ = [
+    "MARK", "conflict_error", "decode_changes", "encode_delete", "encode_leaf", "encode_write",
+    "first_prev", "loads",
+]  # fmt: skip
 
 MARK = "\0"  # the field value of a child directory: a NUL byte is never valid JSON
 
 _json_key = json.JSONEncoder(ensure_ascii=False).encode
+# json_serializer.dumps makes a JSONEncoder per call (json.dumps with options); the same
+# encoder made once, for the leaves of the write hot path (measured: 3.3 vs 7.5 us per int)
+_leaf_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 # the C scanner without json.loads' wrappers (two regex matches for surrounding whitespace):
 # stream entries are written by our own scripts, a JSON array from its first character
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
@@ -67,10 +73,21 @@ def _encode_dir(value: dict[str, Any], parts: Parts, groups: list[tuple[str, lis
     return "{" + ",".join(items) + "}"
 
 
-def _encode_leaf(value: Any, parts: Parts) -> str:
+def encode_leaf(value: Any, parts: Parts) -> str:
+    """The JSON text of a leaf (a value that is not a dict), as ``json_serializer.dumps``
+    makes it; raises SerializationError or InvalidPathError."""
     if isinstance(value, list | tuple):
         _check_nested_keys(value, parts)
-    return json_serializer.dumps(value)
+    try:
+        text = _leaf_json(value)
+    except Exception:  # the serializer raises the error users know, with its message
+        return json_serializer.dumps(value)
+    if not text.isascii():  # a lone surrogate: the serializer escapes it
+        return json_serializer.dumps(value)
+    return text
+
+
+_encode_leaf = encode_leaf
 
 
 def _check_nested_keys(value: Any, parts: Parts) -> None:
@@ -85,8 +102,18 @@ def _check_nested_keys(value: Any, parts: Parts) -> None:
 
 
 def loads(text: str | None) -> Any:
-    """A stored JSON text as a value; ``None`` (the node is missing) as ``MISSING``."""
-    return MISSING if text is None else json.loads(text)
+    """A stored JSON text as a value; ``None`` (the node is missing) as ``MISSING``.
+
+    The texts are our own (no surrounding whitespace): the C scanner reads them without
+    ``json.loads``' wrappers; anything it does not read whole goes to ``json.loads``, which
+    raises its usual error."""
+    if text is None:
+        return MISSING
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def conflict_error(path: str, depth: int) -> PathConflictError:
@@ -95,6 +122,13 @@ def conflict_error(path: str, depth: int) -> PathConflictError:
         f"cannot write {path!r}: {leaf!r} holds a leaf, not a dict; delete it or write the "
         f"dict first"
     )
+
+
+def first_prev(changes: str) -> str | None:
+    """The previous JSON text of the first change of a stream entry's changes (None when it
+    was missing): what a write answers when a resend finds it applied already."""
+    first = _scan(changes, 0)[0][0]
+    return json.dumps(first["o"], ensure_ascii=False) if "o" in first else None
 
 
 def decode_changes(fields: dict[str, str], origin: str) -> list[tuple[str, Any, Any]] | None:

@@ -26,13 +26,13 @@ from collections.abc import Generator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ...errors import BackendError
+from ...errors import BackendError, StaleReadError
 from ...missing import MISSING
 from ...paths import Parts, parts_to_str
 from ...tree import get_in
 from ..probe import holds
 from . import big, walk
-from .codec import conflict_error, encode_delete, encode_write, loads
+from .codec import conflict_error, encode_delete, encode_leaf, encode_write, first_prev, loads
 from .leases import Txn
 from .transaction import Known, merge
 
@@ -45,6 +45,7 @@ Exchange = Generator[tuple[Any, ...], Any, T]
 
 _TAGGED = re.compile(r"\{[^{}]+\}")
 POLL = 0.1  # seconds a waiter blocks before asking again (its place in line lasts 0.3 s)
+HOT = 1.0  # seconds a contended path is updated under a lease at once (RedisCore.heat)
 
 
 def keyspace_of(prefix: str) -> str:
@@ -97,7 +98,20 @@ class RedisCore:
         self.txn: ContextVar[Txn | None] = ContextVar(f"restate-redis-{self.origin}", default=None)
         self.open: set[Txn] = set()  # the transactions whose leases the renewer keeps alive
         self._ids = itertools.count()
+        # paths found contended by an optimistic update (a stale commit, or a lease or line to
+        # wait for): until when this process's updates of them go straight to a lease. Under
+        # contention an optimistic attempt mostly costs a wasted read, run and commit.
+        self._hot: dict[Parts, float] = {}
         self._id_lock = threading.Lock()
+
+    def is_hot(self, parts: Parts) -> bool:
+        until = self._hot.get(parts)
+        return until is not None and until > time.monotonic()
+
+    def heat(self, parts: Parts) -> None:
+        if len(self._hot) > 1024:  # a bound, not a cache: forgetting costs one conflict
+            self._hot.clear()
+        self._hot[parts] = time.monotonic() + HOT
 
     def write_id(self) -> str:
         with self._id_lock:
@@ -178,8 +192,12 @@ class RedisCore:
     def write(self, parts: Parts, value: Any, want_prev: bool = False) -> Exchange[Any]:
         """Store ``value``; with ``want_prev`` return the value it replaced (MISSING when
         there was none) from the same script, else None."""
-        op = encode_write(parts, value)  # validates before anything is sent
         txn = self.txn.get()
+        if txn is None and parts and not isinstance(value, dict):  # the hot path: PUT
+            text = encode_leaf(value, parts)  # validates before anything is sent
+            prev = yield from self.put(parts, text, want_prev)
+            return loads(prev) if want_prev else None
+        op = encode_write(parts, value)  # validates before anything is sent
         if txn is None:
             prev = yield from self._plain(parts, op, want_prev)
             return loads(prev) if want_prev else None
@@ -204,28 +222,79 @@ class RedisCore:
                 pass
         return (yield from big.apply_big(self, parts, op, self.write_id()))
 
+    def put(self, parts: Parts, text: str, want_prev: bool) -> Exchange[str | None]:
+        """Store the leaf JSON ``text`` at ``parts`` (not the root) outside a transaction: APPLY
+        with fewer words, PUT; the previous JSON text as ``apply``."""
+        wid = self.write_id()
+        path = "/" + "/".join(parts)
+        args = [self.origin, self.maxlen, self.maxbytes, wid, "", "1" if want_prev else "0", ""]
+        args += [path, path[: -len(parts[-1]) - 1] or "/", parts[-1], text]
+        return (yield from self._write("put", args, wid, 6))
+
     def apply(self, ops: list[str], token: str, want_prev: bool = False) -> Exchange[str | None]:
         """Run APPLY until it is not kept waiting by another client's lease; the previous JSON
         text of the first op (None when missing, or when not ``want_prev``)."""
-        deadline = time.monotonic() + self.lock_wait
-        wid = self.write_id()  # the same for every retry of this write: applied at most once
+        wid = self.write_id()  # the same for every resend of this write: applied at most once
         want = "1" if want_prev else "0"
-        args = [self.origin, self.maxlen, self.maxbytes, token, wid, want, "", *ops]
+        args = [self.origin, self.maxlen, self.maxbytes, token, wid, "", want, "", *ops]
+        return (yield from self._write("apply", args, wid, 7))
+
+    def _write(self, name: str, args: list[str], wid: str, waited: int) -> Exchange[str | None]:
+        """Call the write script ``name`` (APPLY or PUT) until no lease keeps it waiting
+        (``args[waited]``: the path whose line it waits in)."""
+        deadline = time.monotonic() + self.lock_wait
         while True:
-            reply = yield ("eval", "apply", args)
+            reply = yield ("eval", name, args)
             kind = reply[0]
             if kind == "ok":
                 return reply[2] if len(reply) > 2 else None
             if kind == "done":
-                return reply[1] or None
+                return first_prev(reply[1])
+            if kind == "unsure":
+                raise self.unsure_error()
             if kind == "conflict":
                 raise conflict_error(reply[1], int(reply[2]))
             if kind == "lost":
                 raise self.lost_error()
             if kind == "big":
                 raise big.TooBig()
-            args[6] = reply[3]  # it waits in that path's line now (scripts.py)
+            args[waited] = reply[3]  # it waits in that path's line now (scripts.py)
             yield from self.pause(deadline, f"{self.origin}:{wid}")
+
+    def apply_checked(self, ops: list[str], token: str, seen: dict[Parts, str]) -> Exchange[None]:
+        """Commit an optimistic transaction: APPLY ``ops`` if every leaf in ``seen`` still
+        holds the JSON text it was read with, nobody else leases it and nobody waits for it
+        (scripts.py, ``commit``); else raise ``StaleReadError`` (nothing written)."""
+        wid = self.write_id()  # the same for a resend after a lost reply: applied once
+        args = [self.origin, self.maxlen, self.maxbytes, token, wid, "", str(len(seen))]
+        for parts, text in seen.items():
+            args += [parts_to_str(parts), text]
+        reply = yield ("eval", "commit", [*args, *ops])
+        kind = reply[0]
+        if kind in ("ok", "done"):
+            return
+        if kind == "unsure":
+            raise self.unsure_error()
+        if kind == "conflict":
+            raise conflict_error(reply[1], int(reply[2]))
+        if kind == "lost":
+            raise self.lost_error()
+        for parts in seen:
+            self.heat(parts)
+        # 'stale'; 'busy' or 'big' cannot happen (leased or checked paths only): the same
+        where = reply[1] if kind in ("stale", "busy") else "a path it read"
+        raise StaleReadError(
+            f"{where!s} on {self.keyspace!r} changed since this optimistic transaction read "
+            f"it; nothing was written"
+        )
+
+    def unsure_error(self) -> BackendError:
+        return BackendError(
+            f"a write to {self.keyspace!r} lost its reply and cannot tell whether it was "
+            f"applied (the change stream was trimmed past the moment it was sent, or more "
+            f"than 3,000 commits came meanwhile); it was not applied again -- read the value "
+            f"back before repeating it"
+        )
 
     def lost_error(self) -> BackendError:
         return BackendError(
@@ -249,9 +318,10 @@ class RedisCore:
         yield ("blpop", f"{self.keyspace}:wake:{waiter}", poll)
 
     # -- transactions (leases.py) -------------------------------------------------------------
-    def begin(self) -> Txn:
-        """A new transaction: sends nothing (its leases are taken by what it touches)."""
-        return Txn()
+    def begin(self, optimistic: bool = False) -> Txn:
+        """A new transaction: sends nothing (its leases are taken by what it touches; an
+        optimistic one reads small unleased leaves without a lease: leases.py)."""
+        return Txn(optimistic)
 
     def enter(self, txn: Txn) -> None:
         """Make ``txn`` the current transaction of this context, renewed until ``leave``."""

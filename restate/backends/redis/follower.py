@@ -60,17 +60,20 @@ class Follower(threading.Thread):
         self._client, self._owns = client, owns_client
         self._core = core
         self._stream = core.stream
-        self._handler: Callable[[], OnChanges | None]
+        # a bound method is called as function(owner, changes), its owner held weakly: the
+        # same as a WeakMethod, without its Python-level __call__ on every delivery
+        self._owner: Callable[[], Any] | None = None
+        self._function: Callable[..., Any] = on_changes
         if inspect.ismethod(on_changes):
-            self._handler = weakref.WeakMethod(on_changes)
-        else:
-            self._handler = lambda: on_changes
+            self._owner = weakref.ref(on_changes.__self__)
+            self._function = on_changes.__func__
         self._loop = loop
         self._block_ms = block_ms
         self._registry = registry
         self._rebuild = rebuild
         self.cursor = cursor
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # waited on; ``_halt`` says the same, cheaper
+        self._halt = False
         self._scripts = ClientScripts(client, Library())
         self._reads: StreamReads | None = None
         if owns_client and isinstance(client, redis.Redis):  # closed with the pool
@@ -78,11 +81,11 @@ class Follower(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self._stopped.is_set() and self._handler() is not None:
+            while not self._halt and self._alive():
                 try:
                     self._follow()
                 except Exception as exc:  # also socket errors of a stop() racing the read
-                    if self._stopped.is_set():
+                    if self._halt:
                         break
                     log.warning("restate: lost the Redis change stream (%s); reconnecting", exc)
                     self._reconnect()
@@ -107,28 +110,46 @@ class Follower(threading.Thread):
         self._client = fresh
         self._scripts = ClientScripts(fresh, self._scripts.library)
 
-    def _follow(self) -> None:
-        cursor, reads = self.cursor, self._reads
-        reply = self._read() if reads is None else reads.read(cursor.last_id)
-        cursor.connected()
-        deliveries = cursor.take(reply)
-        for changes in deliveries:
-            if self._stopped.is_set():
-                return
-            self._deliver(self._resync() if changes is StreamCursor.RESYNC else changes)
-        if reply and not deliveries:
-            # only this process's own entries: let a run of them gather instead of waking
-            # (and taking the GIL from the writing thread) once per write
-            self._stopped.wait(OWN_LINGER)
+    def _alive(self) -> bool:
+        """False once the handler's owner (the controller) was collected."""
+        return self._owner is None or self._owner() is not None
 
-    def _read(self) -> list[tuple[str, Any]]:
-        """One XREAD: on its own plain client through ``StreamReads`` (xread.py), whose
-        fixed cost per wake-up is a fraction of redis-py's; else through the client."""
-        if self._reads is not None:
-            return self._reads.read(self.cursor.last_id)
-        reply = self._client.xread(
-            {self._stream: self.cursor.last_id}, count=BATCH, block=self._block_ms
-        )
+    def _follow(self) -> None:
+        """Read and deliver until stopped; a connection error ends it (``run`` reconnects).
+
+        At 100 writes/s every write wakes every subscriber process for one entry, so this
+        loop's fixed cost per wake-up is most of what a delivery costs: the read, the take and
+        the handler's call are one frame here (docs/backends.md, "What one delivery costs").
+        """
+        cursor = self.cursor
+        take = cursor.take
+        read = self._read if self._reads is None else self._reads.read
+        connected = False
+        while not self._halt:
+            reply = read(cursor.last_id)
+            if not connected:
+                cursor.connected()  # (resets the back-off of reconnections)
+                connected = True
+            deliveries = take(reply)
+            if not deliveries:
+                if reply:  # only this process's own entries: let a run of them gather
+                    self._stopped.wait(OWN_LINGER)  # instead of taking the GIL once per write
+                elif not self._alive():  # the block timed out: is anyone still listening?
+                    return
+                continue
+            for changes in deliveries:
+                if self._halt:
+                    return
+                if changes is StreamCursor.RESYNC:
+                    changes = self._resync()
+                if not self._deliver(changes):
+                    return
+
+    def _read(self, last_id: str) -> list[tuple[str, Any]]:
+        """One XREAD through the client: a shared one, or a cluster's (on a plain client of
+        its own, ``StreamReads`` reads instead: xread.py; its fixed cost per wake-up is a
+        fraction of redis-py's)."""
+        reply = self._client.xread({self._stream: last_id}, count=BATCH, block=self._block_ms)
         if isinstance(reply, dict):  # RESP3
             reply = reply.items()
         return [entry for _stream, entries in reply or () for entry in entries]
@@ -157,13 +178,21 @@ class Follower(threading.Thread):
         )
         return self.cursor.restart(drive(resync(self._core), run))
 
-    def _deliver(self, changes: list[tuple[str, Any, Any]]) -> None:
-        handler = self._handler()
-        if handler is None:  # the controller was dropped without close()
-            self._stopped.set()
-            return
+    def _deliver(self, changes: list[tuple[str, Any, Any]]) -> bool:
+        """Call the handler with ``changes``; False when its owner was collected (the
+        controller was dropped without ``close()``): the follower stops."""
+        owner = self._owner
         try:
-            result = handler(changes)
+            if owner is None:
+                result = self._function(changes)
+            else:
+                target = owner()
+                if target is None:
+                    self._halt = True
+                    self._stopped.set()
+                    return False
+                result = self._function(target, changes)
+                del target  # not kept alive while the next read blocks
             if result is not None and inspect.isawaitable(result):  # None: a sync handler
                 if self._loop is None or self._loop.is_closed():
                     raise TypeError(
@@ -172,11 +201,11 @@ class Follower(threading.Thread):
                 asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).result()
         except Exception:
             log.exception("restate: a Redis change handler raised")
-        finally:
-            del handler
+        return True
 
     def stop(self) -> None:
         """End the thread (waits for it unless called from it) and release its connection."""
+        self._halt = True
         self._stopped.set()
         deadline = time.monotonic() + 5
         while threading.current_thread() is not self and time.monotonic() < deadline:

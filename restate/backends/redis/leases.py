@@ -15,6 +15,14 @@ async twin), so a process killed or stopped inside a transaction stalls others f
 about ``lease_timeout``, and a transaction that lost its lease fails at commit, writing
 nothing.
 
+An *optimistic* transaction (``transaction(optimistic=True)``, what ``update()`` opens first)
+reads a small leaf that no other transaction leases and nobody waits for without a lease
+(script ``peek``; anything else it leases as above, in the same call) and remembers the JSON
+text it read; its commit (script ``commit``) applies only if each of those texts is still
+stored, unleased and without a line, else raises ``StaleReadError`` and writes nothing. Reads
+under leases cannot change before the commit, the others are checked by it, and the commit is
+one script: such a transaction is serializable too, at its commit.
+
 Deadlocks are impossible by the wait-die rule: a transaction that already holds a lease and
 wants one held by an *older* transaction fails at once with ``BackendError`` (nothing
 written) instead of waiting; a younger holder, or holding nothing yet, means waiting.
@@ -42,9 +50,12 @@ __all__ = ["Txn"]
 class Txn:
     """One open transaction: its token, age, leases and buffered writes."""
 
-    __slots__ = ("leased", "lost", "overlay", "start", "texts", "token")
+    __slots__ = ("leased", "lost", "optimistic", "overlay", "seen", "start", "texts", "token")
 
-    def __init__(self) -> None:
+    def __init__(self, optimistic: bool = False) -> None:
+        self.optimistic = optimistic
+        # leaves read without a lease (optimistic): path -> the JSON text the commit checks
+        self.seen: dict[Parts, str] = {}
         self.token = uuid.uuid4().hex
         self.start = f"{time.time():.6f}"  # the wait-die age; ties broken by token
         self.leased: set[Parts] = set()
@@ -80,10 +91,18 @@ class Txn:
             return ["ok", 1]  # 'none', or whether the root exists: always
         deadline = time.monotonic() + core.lock_wait
         waited = ""
+        optimistic = self.optimistic and mode == "read"
+        script = "peek" if optimistic and not core.is_hot(parts) else "lease"
         while True:
-            reply = yield ("eval", "lease", self._args(core, path, waited, mode, extra))
+            reply = yield ("eval", script, self._args(core, path, waited, mode, extra))
+            if reply[0] == "free":  # a leaf read without a lease: the commit checks it
+                self.seen[parts] = reply[1]
+                return ["ok", reply[1]]
             if reply[0] == "ok":
-                self.leased.add(parts)
+                first = not self.leased
+                self.leased.add(parts)  # recorded first: an interrupt below still releases it
+                if self.optimistic and first:
+                    yield ("renew",)  # its first lease: keep it alive from now on
                 return list(reply)
             if reply[0] == "lost":
                 self.lost = True
@@ -94,6 +113,8 @@ class Txn:
                     f"older transaction holds while it may wait for this one: it gives way "
                     f"(nothing was written); retry it"
                 )
+            if optimistic:  # contended: its next updates wait in turn at once (core.py)
+                core.heat(parts)
             waited = reply[3]
             yield from core.pause(deadline, self.token)
 
@@ -121,6 +142,8 @@ class Txn:
     def _creating(self, core: RedisCore, parts: Parts, depth: int) -> Exchange[int | None]:
         """Lease ``parts``; when ancestors are missing, also lease the highest missing one (the
         commit writes it whole); the depth from which ancestors are created, or None."""
+        if parts in self.seen:  # read as a leaf: its parent is a directory, the commit checks
+            return None
         if len(parts) == 1 or self.texts.get(parts) is not None:
             # no strict ancestor but the root, or read here as present: they are directories
             if not self.covers(parts):
@@ -164,7 +187,10 @@ class Txn:
             ops += encode_delete(parts) if value is MISSING else encode_write(parts, value)
         if self.lost:
             raise core.lost_error()
-        if ops:
+        if ops and self.seen:
+            token = self.token if self.leased else ""
+            yield from core.apply_checked(ops, token, self.seen)
+        elif ops:
             yield from core.apply(ops, self.token)
         elif self.leased:
             yield from self.release()

@@ -30,10 +30,51 @@ from redis.exceptions import ClusterDownError, NoPermissionError, NoScriptError,
 
 from .scripts import LIBRARY, SOURCES, function_name
 
-__all__ = ["Library"]
+__all__ = ["Library", "pack", "resend"]
 
 _SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SOURCES.items()}
 _FUNCTIONS = {name: function_name(name) for name in SOURCES}
+
+# Where the write scripts take their ``retry`` argument (scripts.py, ``replayed``): a resend
+# of a write whose reply was lost says so there, with the milliseconds in which the first
+# sending may have been applied, and the script looks for its write id in the stream
+_RETRY_AT = {"apply": 5, "put": 4, "swap": 5, "commit": 5}
+_WRITES = {
+    called: _RETRY_AT[name] for name in _RETRY_AT for called in (_FUNCTIONS[name], _SHAS[name])
+}
+NO_TIMEOUT_SLACK = 60.0  # seconds a resend may wait in the server when no socket timeout bounds it
+
+
+def pack(words: list[Any]) -> bytes:
+    """The RESP encoding of a command (its words are ``str``, or numbers): built as one text
+    and encoded once. When the text is ASCII, a word's byte length is its length (the usual
+    case: one check for the whole command); else each word's is counted."""
+    try:
+        body = "".join([f"${len(word)}\r\n{word}\r\n" for word in words])
+    except TypeError:  # a number among the words
+        body = "\x80"
+    if body.isascii():
+        return f"*{len(words)}\r\n{body}".encode()
+    out = [f"*{len(words)}\r\n"]
+    for word in words:
+        text = word if type(word) is str else str(word)
+        out.append(f"${len(text.encode())}\r\n{text}\r\n")
+    return "".join(out).encode()
+
+
+def resend(words: Words, elapsed: float, timeout: float | None) -> Words:
+    """``words`` to send again after the connection failed ``elapsed`` seconds after they were
+    first sent: a write script's resend carries its window (the time since the first sending,
+    plus how long the resend itself may take to run: the socket timeout and a second) so that
+    the script applies it only if the first sending was not; anything else is sent as is."""
+    at = _WRITES.get(words[1]) if len(words) > 4 else None
+    if at is None:
+        return words
+    window = elapsed + (NO_TIMEOUT_SLACK if timeout is None else timeout) + 1.0
+    marked = list(words)
+    marked[4 + at] = str(int(window * 1000))
+    return marked
+
 
 Words = list[Any]
 
@@ -126,6 +167,19 @@ def client_words(words: Words) -> tuple[Any, ...]:
     return tuple(words)
 
 
+def socket_timeout_of(client: Any) -> float | None:
+    """The socket timeout of ``client``'s connections (None: none, or not known)."""
+    try:
+        if isinstance(client, RedisCluster | AsyncRedisCluster):
+            kwargs = client.get_connection_kwargs()
+        else:
+            kwargs = client.connection_pool.connection_kwargs
+        timeout = kwargs.get("socket_timeout")
+    except Exception:  # a client of another make: the resend scans a longer window
+        return None
+    return None if timeout is None else float(timeout)
+
+
 class ClientScripts:
     """``scripts[name](keys=[key], args=[...])`` on a blocking redis-py client (a cluster
     client included), as ``driving.call`` runs them."""
@@ -133,6 +187,7 @@ class ClientScripts:
     def __init__(self, client: Any, library: Library) -> None:
         self._client, self.library = client, library
         self._cluster = isinstance(client, RedisCluster | AsyncRedisCluster)
+        self._timeout = socket_timeout_of(client)
 
     def _route(self, words: Words) -> dict[str, Any]:
         """On a cluster, the master of an FCALL's key, found locally: for FCALL (whose keys
@@ -145,13 +200,15 @@ class ClientScripts:
     def _send(self, words: Words) -> Any:
         if not self._cluster:
             return self._client.execute_command(*client_words(words))
+        sent, again = time.monotonic(), words
         for attempt in range(CLUSTER_ATTEMPTS):
             try:  # a node given, redis-py does not retry: after a failure it rediscovers
-                return self._client.execute_command(*client_words(words), **self._route(words))
+                return self._client.execute_command(*client_words(again), **self._route(again))
             except CLUSTER_RETRY:  # the slots (a failover): retried like redis-py would
                 if attempt == CLUSTER_ATTEMPTS - 1:
                     raise
                 time.sleep(CLUSTER_PAUSE)
+                again = resend(words, time.monotonic() - sent, self._timeout)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
@@ -162,26 +219,58 @@ class ClientScripts:
 
 
 class AsyncClientScripts(ClientScripts):
-    """The same on a ``redis.asyncio`` client: ``await scripts[name](keys=..., args=...)``."""
+    """The same on a ``redis.asyncio`` client: ``await scripts[name](keys=..., args=...)``.
+
+    On a single server the script calls bypass redis-py's retry (whose resend of a write could
+    not say that it is one): a connection of the client's pool, one resend of our own."""
 
     async def _asend(self, words: Words) -> Any:
         if not self._cluster:
-            return await self._client.execute_command(*client_words(words))
+            return await self._asend_plain(words)
+        sent, again = time.monotonic(), words
         for attempt in range(CLUSTER_ATTEMPTS):
             try:
                 if self._client._initialize:  # its slots are learnt on first use
                     await self._client.initialize()
                 return await self._client.execute_command(
-                    *client_words(words), **self._route(words)
+                    *client_words(again), **self._route(again)
                 )
             except CLUSTER_RETRY:
                 if attempt == CLUSTER_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(CLUSTER_PAUSE)
+                again = resend(words, time.monotonic() - sent, self._timeout)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _asend_plain(self, words: Words) -> Any:
+        client = self._client
+        if client.single_connection_client or words[0] not in ("FCALL", "EVALSHA"):
+            return await client.execute_command(*client_words(words))
+        pool = client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            sent = time.monotonic()
+            try:
+                return await _roundtrip(conn, words)
+            except (redis.ConnectionError, redis.TimeoutError):
+                await conn.disconnect()  # the server restarted or dropped us: reconnect once
+                await asyncio.sleep(CLUSTER_PAUSE / 5)
+                return await _roundtrip(conn, resend(words, time.monotonic() - sent, self._timeout))
+        except redis.ResponseError:  # the whole reply was read: the connection is fine
+            raise
+        except BaseException:
+            await conn.disconnect()  # a reply may still be due (cancelled): never reuse it
+            raise
+        finally:
+            await pool.release(conn)
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         async def run(keys: list[str], args: list[Any]) -> Any:
             return await self.library.acall(self._asend, name, keys[0], args)
 
         return run
+
+
+async def _roundtrip(conn: Any, words: Words) -> Any:
+    await conn.send_packed_command(pack(words), check_health=False)
+    return await conn.read_response()

@@ -28,6 +28,7 @@ __all__ = [
     "OCCUPIED",
     "POSITION",
     "PROBE",
+    "PUT",
     "READ",
     "RELEASE",
     "SOURCES",
@@ -39,10 +40,11 @@ _HEADER = r"""
 local MARK = '\0'
 -- the keyspace of the call, set by bind() first thing in every script: a Functions library
 -- defines these helpers once, so they read it from here rather than from KEYS
-local T, LEASES
+local T, LEASES, KEYS_STREAM
 local function bind(stream)
   T = string.sub(stream, 1, #stream - 8)
   LEASES = T .. ':leases'
+  KEYS_STREAM = stream
 end
 local function key(path) return T .. ':n:' .. path end
 local function child(path, name)
@@ -292,28 +294,32 @@ local function trim(stream, maxlen, maxbytes, added)
   redis.call('XTRIM', stream, 'MINID', keep)
   redis.call('SET', BYTES, math.max(total, 0))
 end
--- append the stream record of one change (JSON texts; false: missing) to changes
-local function record(changes, path, prev, new)
+-- append the stream record of one change (JSON texts; false: missing) to changes, its path
+-- to paths (for remember())
+local function record(changes, paths, path, prev, new)
   local s = '{"p":' .. cjson.encode(path)
   if prev then s = s .. ',"o":' .. prev end
   if new then s = s .. ',"n":' .. new end
   changes[#changes + 1] = s .. '}'
-  changes[-#changes] = path  -- the paths, for remember()
+  paths[#paths + 1] = path
 end
 
 -- T:since scores each path written with the sequence number of its last change, so a
 -- follower that missed trimmed entries re-reads only what changed (walk.py, changed_since).
 -- Past 10 x maxlen paths the oldest go; T:floor keeps the highest score dropped (or, when
--- T:since is new -- a tree from before it, an evicted key --, the last one it did not see).
-local function remember(changes, seq, maxlen)
-  local since, z = T .. ':since', {}
-  if redis.call('EXISTS', since) == 0 then redis.call('SET', T .. ':floor', seq - 1) end
-  for i = 1, #changes do
+-- T:since is new -- a tree from before it, an evicted key --, the last one it did not see:
+-- every member added and the set holding only those means it was new).
+local function remember(paths, seq, maxlen)
+  local since, z, added = T .. ':since', {}, 0
+  for i = 1, #paths do
     z[#z + 1] = seq
-    z[#z + 1] = changes[-i]
-    if #z >= 1000 then redis.call('ZADD', since, unpack(z)); z = {} end
+    z[#z + 1] = paths[i]
+    if #z >= 1000 then added = added + redis.call('ZADD', since, unpack(z)); z = {} end
   end
-  if #z > 0 then redis.call('ZADD', since, unpack(z)) end
+  if #z > 0 then added = added + redis.call('ZADD', since, unpack(z)) end
+  if added > 0 and added == redis.call('ZCARD', since) then
+    redis.call('SET', T .. ':floor', seq - 1)
+  end
   if seq % 100 == 0 then
     local extra = redis.call('ZCARD', since) - 10 * tonumber(maxlen)
     if extra > 0 then
@@ -322,22 +328,160 @@ local function remember(changes, seq, maxlen)
     end
   end
 end
--- one stream entry for the changes of a commit, or the entry text the client built (bounded
--- by maxlen, or exactly by maxlen and maxbytes); its id
-local function append(stream, origin, maxlen, maxbytes, changes, text)
+-- one stream entry {o: origin, s: sequence number, c: JSON text of the changes, w: write id}
+-- (bounded by maxlen, or exactly by maxlen and maxbytes); its id
+local function append(stream, origin, wid, maxlen, maxbytes, entry, paths)
   local seq = redis.call('INCR', T .. ':seq')
-  local entry, id = text or '[' .. table.concat(changes, ',') .. ']', nil
+  local id
   if maxbytes == '' then
-    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'o', origin, 's', seq, 'c', entry)
+    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'o', origin, 's', seq,
+      'c', entry, 'w', wid)
   else
-    id = redis.call('XADD', stream, '*', 'o', origin, 's', seq, 'c', entry)
+    id = redis.call('XADD', stream, '*', 'o', origin, 's', seq, 'c', entry, 'w', wid)
     trim(stream, tonumber(maxlen), tonumber(maxbytes), #entry + ENTRY_BYTES)
   end
-  remember(changes, seq, maxlen)
+  remember(paths, seq, maxlen)
   return id
+end
+
+-- Idempotent retries. A write whose reply was lost (the connection dropped) is sent again
+-- with retry = the milliseconds it may have been applied in (calls.py); its write id rides in
+-- its stream entry ('w'), so the resend looks for it among the entries of that window instead
+-- of every write recording its id. Returns the changes of its entry (applied already), nil
+-- (not applied: the stream covers the window and it is not there) or false (cannot tell: the
+-- stream was trimmed inside the window, or more than SCAN_MAX entries are in it).
+local SCAN_MAX, SCAN_STEP = 3000, 250
+local function replayed(stream, origin, wid, window)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(window)
+  local bound = string.format('%.0f', math.max(ms, 0))
+  local top, seen = '+', 0
+  while seen < SCAN_MAX do
+    local batch = redis.call('XREVRANGE', stream, top, bound, 'COUNT', SCAN_STEP)
+    for _, e in ipairs(batch) do
+      local f = e[2]  -- o, origin, s, seq, c, changes, w, wid (append)
+      if f[2] == origin and f[8] == wid then return f[6] end
+    end
+    seen = seen + #batch
+    if #batch < SCAN_STEP then
+      -- the whole window is read when the stream holds an entry before it, or was never
+      -- trimmed (its first entry is the first commit); else entries of it may be gone
+      local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+      if not first then
+        if redis.call('EXISTS', T .. ':seq') == 0 then return nil end
+        return false
+      end
+      local first_ms = tonumber(string.match(first[1], '^(%d+)'))
+      if first_ms < ms or first[2][4] == '1' then return nil end
+      return false
+    end
+    top = '(' .. batch[#batch][1]
+  end
+  return false
 end
 -- fields a plain write or delete may replace in one script (a few ms); beyond, big.py
 local BIG = 5000
+
+-- A write's retry check (see replayed): a reply for the caller, or nil to go on
+local function retried(origin, wid, retry)
+  if retry == '' then return nil end
+  local done = replayed(KEYS_STREAM, origin, wid, retry)
+  if done then return {'done', done} end
+  if done == false then return {'unsure'} end
+  return nil
+end
+
+-- Run the ops of ARGV from index i (see APPLY) for a write A = {origin, maxlen, maxbytes,
+-- token, wid, want, waited}; the reply of APPLY
+local function apply_ops(A, ARGV, i)
+  local origin, token, wid, want, waited = A[1], A[4], A[5], A[6], A[7]
+  if token ~= '' and redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
+  -- a plain write kept waiting by a lease waits in line for it (never ahead of it: it takes
+  -- no lease, so nobody waits for it), as origin:wid
+  local function busy(holder, since, held)
+    enqueue(held, origin .. ':' .. wid, '0')
+    return {'busy', holder, since, held}
+  end
+  local changes, paths, first_prev = {}, {}, false
+  -- the hot path: one leaf written over a leaf ('w', path, json, '1', dir, '1', name, json);
+  -- a leaf's parent exists, so nothing needs probing, creating or removing
+  local leaf = #ARGV == i + 7 and ARGV[i] == 'w' and ARGV[i + 1] ~= '/' and ARGV[i + 3] == '1'
+    and ARGV[i + 5] == '1' and ARGV[i + 7] ~= MARK
+  local prev
+  if leaf then
+    if token == '' then
+      local holder, since, held = blocker(ARGV[i + 1], token)
+      if holder then return busy(holder, since, held) end
+    end
+    prev = redis.call('HGET', key(ARGV[i + 4]), ARGV[i + 6])
+    leaf = prev and prev ~= MARK
+  end
+  if leaf then
+    if want == '1' and prev == ARGV[i + 2] then
+      if waited ~= '' then dequeue(waited, origin .. ':' .. wid, true) end
+      return {'ok', '', prev}
+    end
+    redis.call('HSET', key(ARGV[i + 4]), ARGV[i + 6], ARGV[i + 2])
+    first_prev = prev
+    record(changes, paths, ARGV[i + 1], prev, ARGV[i + 2])
+  else
+    local ops = {}
+    while i <= #ARGV do
+      local op = {kind = ARGV[i], path = ARGV[i + 1]}
+      if token == '' then
+        local holder, since, held = blocker(op.path, token)
+        if holder then return busy(holder, since, held) end
+      end
+      if op.kind == 'w' then
+        op.json, op.first = ARGV[i + 2], i + 4
+        i = i + 4
+        for _ = 1, tonumber(ARGV[op.first - 1]) do i = i + 2 + 2 * tonumber(ARGV[i + 1]) end
+        op.last = i - 1
+        local kind, depth = probe(op.path)
+        if kind == 'leaf' then return {'conflict', op.path, depth} end
+      else
+        i = i + 2
+      end
+      ops[#ops + 1] = op
+    end
+
+    -- a swap of a leaf by the very same JSON text changes nothing: no write, no entry
+    if want == '1' and #ops == 1 and ops[1].kind == 'w' and ops[1].path ~= '/' then
+      local parent, name = split(ops[1].path)
+      local v = redis.call('HGET', key(parent), name)
+      if v and v == ops[1].json then
+        if waited ~= '' then dequeue(waited, origin .. ':' .. wid, true) end
+        return {'ok', '', v}
+      end
+    end
+
+    -- a plain write or delete replacing more than BIG fields is done in chunks (big.py)
+    local budget = nil
+    if token == '' and #ops == 1 then budget = {BIG} end
+    for n, op in ipairs(ops) do
+      local prev = remove(op.path, budget)
+      if prev == nil then return {'big'} end
+      if n == 1 then first_prev = prev end
+      if op.kind == 'w' then
+        make_parents(op.path)
+        store(ARGV, op.first, op.last)
+        record(changes, paths, op.path, prev, op.json)
+      elseif op.path == '/' then
+        if prev ~= '{}' then record(changes, paths, '/', prev, '{}') end
+      elseif prev then
+        record(changes, paths, op.path, prev, false)
+      end
+    end
+  end
+
+  if token ~= '' then release(token) end
+  if waited ~= '' then dequeue(waited, origin .. ':' .. wid, true) end
+  if want ~= '1' then first_prev = false end
+  if #changes == 0 then return {'ok', '', first_prev} end
+  local entry = '[' .. table.concat(changes, ',') .. ']'
+  local id = append(KEYS_STREAM, origin, wid, A[2], A[3], entry, paths)
+  return {'ok', id, first_prev}
+end
 """
 
 # ARGV: path, budget (fields). The node's JSON text, false when missing, or {'big'} when its
@@ -434,115 +578,47 @@ return 1
 """
 
 # ARGV: origin, stream maxlen, stream maxbytes ('' for none), token ('' outside a
-# transaction), write id ('' for none),
-# want ('1': reply with the previous JSON text of the only op), waited (the path whose line
-# this write waited in after a 'busy' reply, or ''), then the ops:
+# transaction), write id, retry ('' unless this is a resend of a write whose reply was lost:
+# then the milliseconds in which it may have been applied, see ``replayed``), want ('1': reply
+# with the previous JSON text of the only op), waited (the path whose line this write waited
+# in after a 'busy' reply, or ''), then the ops:
 #   'w', path, json, ngroups, (dir, npairs, name, value, name, value, ...) * ngroups
 #   'd', path
 # Replies {'ok', id, prev}, {'busy', holder, start, path} (a transaction of another client holds a
-# lease on a written path), {'lost'} (this transaction's lease expired), {'done', prev} (the
-# write id was already applied: a retry) or {'conflict', path, depth}; nothing is changed
-# unless the reply is 'ok'. ``T:w:<origin>`` keeps the origin's last write id and the previous
-# value it replaced, so a retried call answers {'done', prev} instead of applying twice. A
-# transaction's commit also releases its leases.
+# lease on a written path), {'lost'} (this transaction's lease expired), {'done', changes} (a
+# resend whose first sending was applied: the changes of its stream entry), {'unsure'} (a
+# resend that cannot tell whether it was applied) or {'conflict', path, depth}; nothing is
+# changed unless the reply is 'ok'. A transaction's commit also releases its leases.
 _APPLY = r"""
-local origin, maxlen, maxbytes, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local wid, want, waited = ARGV[5], ARGV[6], ARGV[7]
-local LAST = T .. ':w:' .. origin
-if token ~= '' and redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
-if wid ~= '' then
-  local last = redis.call('GET', LAST)
-  if last and string.sub(last, 1, #wid + 1) == wid .. ' ' then
-    return {'done', string.sub(last, #wid + 2)}
-  end
-end
-
--- a plain write kept waiting by a lease waits in line for it (never ahead of it: it takes no
--- lease, so nobody waits for it), as origin:wid
-local function busy(holder, since, held)
-  enqueue(held, origin .. ':' .. wid, '0')
-  return {'busy', holder, since, held}
-end
-
-local changes, first_prev = {}, false
--- the hot path: one leaf written over a leaf ('w', path, json, '1', dir, '1', name, json);
--- a leaf's parent exists, so nothing needs probing, creating or removing
-local leaf = #ARGV == 15 and ARGV[8] == 'w' and ARGV[9] ~= '/' and ARGV[11] == '1'
-  and ARGV[13] == '1' and ARGV[15] ~= MARK
-local prev
-if leaf then
-  if token == '' then
-    local holder, since, held = blocker(ARGV[9], token)
-    if holder then return busy(holder, since, held) end
-  end
-  prev = redis.call('HGET', key(ARGV[12]), ARGV[14])
-  leaf = prev and prev ~= MARK
-end
-if leaf then
-  if want == '1' and prev == ARGV[10] then return {'ok', '', prev} end
-  redis.call('HSET', key(ARGV[12]), ARGV[14], ARGV[10])
-  first_prev = prev
-  record(changes, ARGV[9], prev, ARGV[10])
-else
-  local ops, i = {}, 8
-  while i <= #ARGV do
-    local op = {kind = ARGV[i], path = ARGV[i + 1]}
-    if token == '' then
-      local holder, since, held = blocker(op.path, token)
-      if holder then return busy(holder, since, held) end
-    end
-    if op.kind == 'w' then
-      op.json, op.first = ARGV[i + 2], i + 4
-      i = i + 4
-      for _ = 1, tonumber(ARGV[op.first - 1]) do i = i + 2 + 2 * tonumber(ARGV[i + 1]) end
-      op.last = i - 1
-      local kind, depth = probe(op.path)
-      if kind == 'leaf' then return {'conflict', op.path, depth} end
-    else
-      i = i + 2
-    end
-    ops[#ops + 1] = op
-  end
-
-  -- a swap of a leaf by the very same JSON text changes nothing: no write, no entry
-  if want == '1' and #ops == 1 and ops[1].kind == 'w' and ops[1].path ~= '/' then
-    local parent, name = split(ops[1].path)
-    local v = redis.call('HGET', key(parent), name)
-    if v and v == ops[1].json then return {'ok', '', v} end
-  end
-
-  -- a plain write or delete replacing more than BIG fields is done in chunks (big.py)
-  local budget = nil
-  if token == '' and #ops == 1 then budget = {BIG} end
-  for n, op in ipairs(ops) do
-    local prev = remove(op.path, budget)
-    if prev == nil then return {'big'} end
-    if n == 1 then first_prev = prev end
-    if op.kind == 'w' then
-      make_parents(op.path)
-      store(ARGV, op.first, op.last)
-      record(changes, op.path, prev, op.json)
-    elseif op.path == '/' then
-      if prev ~= '{}' then record(changes, '/', prev, '{}') end
-    elseif prev then
-      record(changes, op.path, prev, false)
-    end
-  end
-end
-
-if token ~= '' then release(token) end
-if waited ~= '' then dequeue(waited, origin .. ':' .. wid, true) end
-if want ~= '1' then first_prev = false end
-if #changes == 0 then return {'ok', '', first_prev} end
-local id = append(KEYS[1], origin, maxlen, maxbytes, changes)
-if wid ~= '' then
-  -- this origin's last write id (and the previous value it replaced) for a minute: a
-  -- retry of this very call after a lost reply must not apply it twice
-  redis.call('SET', LAST, wid .. ' ' .. (first_prev or ''), 'PX', 60000)
-end
-return {'ok', id, first_prev}
+local done = retried(ARGV[1], ARGV[5], ARGV[6])
+if done then return done end
+return apply_ops({ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7], ARGV[8]}, ARGV, 9)
 """
 
+# A plain write of a leaf (a value that is not a dict) below the root: APPLY with fewer
+# words, the hot path of ``set_state``. ARGV: origin, maxlen, maxbytes, write id, retry, want,
+# waited (as APPLY), path, its parent directory, its name, JSON text. Replies as APPLY.
+_PUT = r"""
+local done = retried(ARGV[1], ARGV[4], ARGV[5])
+if done then return done end
+local path, dir, name, json, want, waited = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[6], ARGV[7]
+-- the hot path, inline (no tables of ops, changes and paths): a leaf over a leaf while no
+-- transaction holds a lease anywhere in the tree (else apply_ops checks them)
+if waited == '' and redis.call('HLEN', LEASES) == 0 then
+  local k = key(dir)
+  local prev = redis.call('HGET', k, name)
+  if prev and prev ~= MARK then
+    if want == '1' and prev == json then return {'ok', '', prev} end
+    redis.call('HSET', k, name, json)
+    local entry = '[{"p":' .. cjson.encode(path) .. ',"o":' .. prev .. ',"n":' .. json .. '}]'
+    local id = append(KEYS_STREAM, ARGV[1], ARGV[4], ARGV[2], ARGV[3], entry, {path})
+    if want ~= '1' then prev = false end
+    return {'ok', id, prev}
+  end
+end
+return apply_ops({ARGV[1], ARGV[2], ARGV[3], '', ARGV[4], want, waited},
+  {'w', path, json, '1', dir, '1', name, json}, 1)
+"""
 # Stage part of a big write (big.py) under T:s:<token>:<dir>, expiring in a minute.
 # ARGV: token, then groups (dir, npairs, name, value, ...). Replies the fields staged.
 _STAGE = r"""
@@ -564,19 +640,19 @@ return count
 # The last step of a big write or delete (big.py), under the lease of token on path: the old
 # directories go (UNLINK: freed in the background), the staged ones take their names (RENAME),
 # one stream entry whose JSON text the client built (no big string is built here). ARGV:
-# origin, maxlen, maxbytes, token, wid, path, kind ('w' or 'd'), entry ('' when nothing
-# changes), old ('small': this script drops it; 'walked': the listed directories; 'missing'),
-# the number of old directories, the old directories, then the staged ones. Replies {'ok',
-# id}, {'done'} (a retry of an applied call), {'lost'} or {'conflict', path, depth}.
+# origin, maxlen, maxbytes, token, wid, retry (as APPLY), path, kind ('w' or 'd'), entry (''
+# when nothing changes), old ('small': this script drops it; 'walked': the listed
+# directories; 'missing'), the number of old directories, the old directories, then the
+# staged ones. Replies {'ok', id}, {'done', changes} / {'unsure'} (a resend, as APPLY),
+# {'lost'} or {'conflict', path, depth}.
 _SWAP = r"""
 local origin, maxlen, maxbytes, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local wid, path, kind, entry, old = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local n_old = tonumber(ARGV[10])
-local LAST = T .. ':w:' .. origin
-local last = redis.call('GET', LAST)
-if last and last == wid .. ' ' then return {'done'} end
+local wid, path, kind, entry, old = ARGV[5], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local done = retried(origin, wid, ARGV[6])
+if done then return done end
+local n_old = tonumber(ARGV[11])
 if redis.call('EXISTS', T .. ':lease:' .. token) == 0 then return {'lost'} end
-for i = 11 + n_old, #ARGV do  -- staged parts that expired: nothing may change
+for i = 12 + n_old, #ARGV do  -- staged parts that expired: nothing may change
   if redis.call('EXISTS', T .. ':s:' .. token .. ':' .. ARGV[i]) == 0 then return {'lost'} end
 end
 if kind == 'w' then
@@ -588,12 +664,12 @@ if path ~= '/' then parent, name = split(path) end
 if old == 'small' then
   if path == '/' or redis.call('HGET', key(parent), name) == MARK then drop(path) end
 else
-  for i = 11, 10 + n_old do redis.call('UNLINK', key(ARGV[i])) end
+  for i = 12, 11 + n_old do redis.call('UNLINK', key(ARGV[i])) end
 end
 if path ~= '/' then redis.call('HDEL', key(parent), name) end
 if kind == 'w' then
   make_parents(path)
-  for i = 11 + n_old, #ARGV do
+  for i = 12 + n_old, #ARGV do
     redis.call('RENAME', T .. ':s:' .. token .. ':' .. ARGV[i], key(ARGV[i]))
     redis.call('PERSIST', key(ARGV[i]))
   end
@@ -601,11 +677,50 @@ if kind == 'w' then
 end
 release(token)
 if entry == '' then return {'ok', ''} end
-local changes = {true}
-changes[-1] = path  -- for remember()
-local id = append(KEYS[1], origin, maxlen, maxbytes, changes, entry)
-redis.call('SET', LAST, wid .. ' ', 'PX', 60000)
-return {'ok', id}
+return {'ok', append(KEYS[1], origin, wid, maxlen, maxbytes, entry, {path})}
+"""
+
+# Optimistic transactions (leases.py): a read that takes no lease (a check in front of LEASE,
+# whose ARGV it takes as is), a commit that applies only if what was read is unchanged (checks
+# in front of APPLY's ``apply_ops``).
+
+# Bytes of a leaf read without a lease: a bigger one is leased (its commit would send it back)
+_OPTIMISTIC_MAX = 4096
+
+# ARGV as LEASE's (mode 'read'). A leaf of at most _OPTIMISTIC_MAX bytes that no other
+# transaction leases and nobody waits in line for is read without a lease: {'free', json}.
+# Anything else -- a directory, a missing node, a lease, a line, a waiter asking again -- takes
+# the lease as LEASE does, in this same call.
+_PEEK = (
+    r"""
+if ARGV[5] == '' and ARGV[7] ~= '/' and not blocker(ARGV[7], ARGV[1]) and not turn(ARGV[7]) then
+  local parent, name = split(ARGV[7])
+  local v = redis.call('HGET', key(parent), name)
+  if v and v ~= MARK and #v <= """
+    + str(_OPTIMISTIC_MAX)
+    + r""" then return {'free', v} end
+end
+"""
+    + _LEASE
+)
+
+# ARGV: origin, stream maxlen, stream maxbytes, token ('' when it holds no lease), write id,
+# retry (as APPLY's), n, then n pairs (path, the JSON text read there without a lease), then
+# APPLY's ops. Replies {'stale', path} -- that path changed, is leased by another transaction,
+# or has writers waiting in line for it (an optimistic commit never goes ahead of them):
+# nothing changed -- or what APPLY replies. A resend of a commit already applied is answered
+# from the stream first (``retried``): its own write changed what it read.
+_COMMIT = r"""
+local done = retried(ARGV[1], ARGV[5], ARGV[6])
+if done then return done end
+local n = tonumber(ARGV[7])
+for i = 8, 6 + 2 * n, 2 do
+  local path = ARGV[i]
+  if blocker(path, ARGV[4]) or turn(path) then return {'stale', path} end
+  local parent, name = split(path)
+  if redis.call('HGET', key(parent), name) ~= ARGV[i + 1] then return {'stale', path} end
+end
+return apply_ops({ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '0', ''}, ARGV, 8 + 2 * n)
 """
 
 _BODIES = {
@@ -615,16 +730,20 @@ _BODIES = {
     "probe": _PROBE,
     "occupied": _OCCUPIED,
     "apply": _APPLY,
+    "put": _PUT,
     "lease": _LEASE,
     "release": _RELEASE,
     "stage": _STAGE,
     "swap": _SWAP,
+    "peek": _PEEK,
+    "commit": _COMMIT,
 }
 
 # Each script as a standalone EVAL script (the fallback where the server has no Functions)
 SOURCES = {name: _HEADER + "bind(KEYS[1])\n" + body for name, body in _BODIES.items()}
 READ, WALK, POSITION, PROBE = (SOURCES[n] for n in ("read", "walk", "position", "probe"))
 OCCUPIED, APPLY, LEASE, RELEASE = (SOURCES[n] for n in ("occupied", "apply", "lease", "release"))
+PUT = SOURCES["put"]
 
 
 def _library() -> tuple[str, str]:

@@ -64,7 +64,7 @@ class StreamReads:
         reader, buffer = self._reader, self._buffer
         try:
             sock.sendall(command)
-            reply = reader.gets()
+            reply: Any = False  # (the reader is empty: each reply is read whole before the next)
             while reply is False:  # hiredis: not enough data yet
                 size = sock.recv_into(buffer)
                 if not size:
@@ -73,7 +73,10 @@ class StreamReads:
                 reply = reader.gets()
         except OSError as exc:  # (TimeoutError is one: no timeout is set, see _blocking)
             raise redis.ConnectionError(f"reading the change stream: {exc}") from exc
-        if type(reply) is list:  # RESP2: [[stream, entries]]; the one stream read, inline
+        if type(reply) is dict:  # RESP3: {stream: entries}; the one stream read, inline
+            for entries in reply.values():
+                return entries  # type: ignore[no-any-return]
+        if type(reply) is list:  # RESP2: [[stream, entries]]
             return reply[0][1]  # type: ignore[no-any-return]
         if isinstance(reply, Exception):
             raise redis.ResponseError(str(reply))
