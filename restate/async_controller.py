@@ -111,6 +111,7 @@ class ControllerAsync(ControllerBase):
         self._engine.scheduler.key = _current_task
         self._soon = self._engine.scheduler.soon  # (the same dict, kept: a cheap check)
         self._runs = AsyncRuns(self)  # due tracked functions, awaited outside the lock
+        self._run_soon = self._runs.run_soon  # (as ControllerSync's: no extra coroutine)
         # batch() contexts and backend transactions, mended after interrupts (_healing.py)
         self._batching = AsyncBatches(self)
         self._txns = self._batching.txns  # (the same list)
@@ -368,11 +369,6 @@ class ControllerAsync(ControllerBase):
         The functions are awaited without holding the controller's lock: other tasks keep
         writing, and a function they make due again runs once more, for the latest value."""
         return await self._runs.run_deferred(lazy=lazy, only=only)
-
-    async def _run_soon(self, error: Exception | None) -> None:
-        """``ControllerSync._run_soon``: after a write released the lock, the ``"now"``
-        functions it reached run in this task, outside the lock (``AsyncRuns.run_soon``)."""
-        await self._runs.run_soon(error)
 
     def deferring(self) -> AbstractAsyncContextManager[ControllerAsync]:
         """``async with controller.deferring():`` writes from this thread's tasks only mark

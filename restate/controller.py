@@ -87,6 +87,9 @@ class ControllerSync(ControllerBase):
         self._txns = self._batching.txns
         self._owners = self._batching.owners
         self._runs = SyncRuns(self)  # due tracked functions, run outside the lock (_runs.py)
+        # after a write released the lock, the "now" functions it reached: the runs' own
+        # method, so the hand-over costs a write no extra call
+        self._run_soon = self._runs.run_soon
         self._attach(InMemoryBackend() if backend is None else backend)
 
     # ----- backend plumbing ----------------------------------------------------------------
@@ -499,11 +502,6 @@ class ControllerSync(ControllerBase):
             Exception: what the runs raised (several: an ``ExceptionGroup``); all ran.
         """
         return self._runs.run_deferred(lazy=lazy, only=only)
-
-    def _run_soon(self, error: Exception | None) -> None:
-        """After a write released the lock: run the ``"now"`` functions it reached
-        (``SyncRuns.run_soon``); raises ``error`` together with what the runs raised."""
-        self._runs.run_soon(error)
 
     def deferring(self) -> AbstractContextManager[ControllerSync]:
         """Inside the block, writes from this thread only mark tracked functions due; the
