@@ -12,9 +12,10 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar, cast
 
+from ._calling import _maybe_await
 from ._engine.engine import Engine
 from ._engine.requests import (
     BEGIN,
@@ -27,17 +28,16 @@ from ._engine.requests import (
     ROLLBACK,
     WRITE,
     Steps,
-    raise_collected,
     user_value,
 )
-from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import Footprint, record_read, start_recording, stop_recording
+from ._engine.tracking import Footprint, record_read
+from ._healing import AsyncBatches
+from ._runs import AsyncRuns
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
-from .controller import abandon_engine_batch, is_open
 from .controller_base import ControllerBase
-from .errors import CycleError, StateError
+from .errors import StateError
 from .missing import MISSING
 from .paths import Parts, PathLike, to_parts
 
@@ -82,37 +82,12 @@ class _TaskLock:
             self._lock.release()
 
 
-async def _roll_back(txn: Any, exc: BaseException) -> None:
-    """Exit ``txn`` with ``exc`` (rolling it back) to the end, through KeyboardInterrupt and
-    cancellation (re-raised afterwards)."""
-    exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
-    stopped: BaseException | None = None
-    while is_open(txn) or getattr(txn, "gen", None) is None:
-        try:
-            await _maybe_await(exit_(type(exc), exc, exc.__traceback__))
-        except (KeyboardInterrupt, asyncio.CancelledError) as again:
-            if again is exc:
-                break
-            stopped = again
-            continue
-        except BaseException as raised:
-            if raised is not exc:
-                log.error("rolling back an interrupted batch failed", exc_info=raised)
-        break
-    if stopped is not None:
-        raise stopped
-
-
 def _current_task() -> Hashable:
     """Who writes, for the scheduler (``Scheduler.key``): the task (None outside one)."""
     try:
         return asyncio.current_task()
     except RuntimeError:  # no running loop (a registration from plain code)
         return None
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 class ControllerAsync(ControllerBase):
@@ -135,8 +110,11 @@ class ControllerAsync(ControllerBase):
         # a write's "now" functions run in the writing task once it has released the lock
         self._engine.scheduler.key = _current_task
         self._soon = self._engine.scheduler.soon  # (the same dict, kept: a cheap check)
-        self._txns: list[Any] = []
-        self._batches = 0  # batch() contexts open on this controller
+        self._runs = AsyncRuns(self)  # due tracked functions, awaited outside the lock
+        self._run_soon = self._runs.run_soon  # (as ControllerSync's: no extra coroutine)
+        # batch() contexts and backend transactions, mended after interrupts (_healing.py)
+        self._batching = AsyncBatches(self)
+        self._txns = self._batching.txns  # (the same list)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early: list[list[Change]] = []
         self._sync_reads = False  # the store reads without awaiting (set by _attach)
@@ -205,20 +183,14 @@ class ControllerAsync(ControllerBase):
     # ----- the driver ------------------------------------------------------------------------
 
     async def _drive(self, gen: Steps[T]) -> T:
-        if self._is_abandoned():
-            await self._abandon_batch()
+        batching = self._batching
+        if batching.is_abandoned():
+            await batching.abandon_batch()
         try:
             return await self._steps(gen)
         finally:
-            if self._is_abandoned():
-                await self._abandon_batch()  # an interrupt cut a batch short
-
-    async def _abandon_batch(self) -> None:
-        """See ``ControllerSync._abandon_batch``."""
-        if self._batches:
-            return
-        await self._drop_orphans()
-        abandon_engine_batch(self._engine)
+            if batching.is_abandoned():
+                await batching.abandon_batch()  # an interrupt cut a batch short
 
     async def _steps(self, gen: Steps[T]) -> T:
         if self._loop is None:
@@ -253,53 +225,10 @@ class ControllerAsync(ControllerBase):
         if kind == DELETE:
             return await _maybe_await(self._delete(op[1]))
         if kind == BEGIN:
-            await self._open_txn(op[1])
+            await self._batching.open_txn(op[1])
         elif kind in (COMMIT, ROLLBACK):
-            await self._close_txn(op[1] if kind == ROLLBACK else None)
+            await self._batching.close_txn(op[1] if kind == ROLLBACK else None)
         return None
-
-    # ----- the backend's transaction: recorded before it opens, rolled back if orphaned by a
-    # cancellation or KeyboardInterrupt (see ControllerSync._open_txn) -------------------------
-
-    async def _open_txn(self, optimistic: bool = False) -> None:
-        await self._drop_orphans()
-        if optimistic:  # update() on a backend that offers it (backends/base.py)
-            txn = self._backend.transaction(optimistic=True)  # type: ignore[union-attr]
-        else:
-            txn = self._backend.transaction()  # type: ignore[union-attr]
-        self._txns.append(txn)
-        enter = txn.__aenter__ if hasattr(txn, "__aenter__") else txn.__enter__
-        try:
-            await _maybe_await(enter())
-        except BaseException:
-            if not is_open(txn):
-                self._txns.remove(txn)
-            raise
-
-    async def _close_txn(self, exc: BaseException | None) -> None:
-        txn = self._txns[-1]
-        args = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
-        exit_ = txn.__aexit__ if hasattr(txn, "__aexit__") else txn.__exit__
-        try:
-            await _maybe_await(exit_(*args))
-        except BaseException as failed:
-            if is_open(txn):  # cancelled before the backend could finish: roll back
-                await _roll_back(txn, failed)
-            raise
-        finally:
-            if self._txns and self._txns[-1] is txn:
-                self._txns.pop()
-
-    def _is_abandoned(self) -> bool:
-        """Whether the engine's batch count or an open transaction has no batch() behind it."""
-        depth = self._engine.batches.depth
-        return depth != self._batches or (depth == 0 and bool(self._txns))
-
-    async def _drop_orphans(self) -> None:
-        while self._txns:
-            error = StateError("a batch was cancelled or interrupted before it could end")
-            await _roll_back(self._txns[-1], error)
-            self._txns.pop()
 
     async def _run(self, gen: Steps[T]) -> T:
         """Drive a write under the lock, then run the ``"now"`` functions it reached."""
@@ -430,19 +359,7 @@ class ControllerAsync(ControllerBase):
         )
         scheduler, since = self._engine.scheduler, self._engine.scheduler.marks
         scheduler.hold()  # its writes mark their readers due, as in run_deferred()
-        errors: list[Exception] = []
-        try:
-            await self._run_due(tracker, *scheduler.first_run(), errors)
-        finally:
-            woken = scheduler.woken(since, scheduler.release())
-        note_still_tracked(tracker, errors)
-        if woken:
-            try:
-                await self.run_deferred(only=woken)
-            except Exception as exc:
-                errors.append(exc)
-        raise_collected(errors)
-        return tracker.id
+        return await self._runs.first_run(tracker, since)
 
     async def run_deferred(
         self, *, lazy: bool = False, only: Iterable[Hashable] | None = None
@@ -451,110 +368,19 @@ class ControllerAsync(ControllerBase):
 
         The functions are awaited without holding the controller's lock: other tasks keep
         writing, and a function they make due again runs once more, for the latest value."""
-        engine, chosen = self._engine, None if only is None else set(only)
-        # with ``only``: the first round runs those, later rounds what they made due
-        since, later = 0, engine.scheduler.marks if only is not None else 0
-        errors: list[Exception] = []
-        runs = 0
-        engine.scheduler.hold()
-        try:
-            for _ in range(engine.max_rounds):
-                batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
-                if not batch:
-                    break
-                chosen, since = None, later
-                runs += await self._run_batch(batch, errors)
-            else:
-                left = engine.scheduler.take(lazy)
-                if left:
-                    errors.append(CycleError(still_due(left, engine.max_rounds)))
-        finally:
-            engine.scheduler.release()
-        raise_collected(errors)
-        return runs
+        return await self._runs.run_deferred(lazy=lazy, only=only)
 
-    async def _run_soon(self, error: Exception | None) -> None:
-        """``ControllerSync._run_soon``: after a write released the lock, the ``"now"``
-        functions it reached run in this task, outside the lock, round after round."""
-        scheduler, soon = self._engine.scheduler, self._soon
-        me = scheduler.key()
-        if me not in soon or me in scheduler.draining or self._lock.owned_by(me):
-            return
-        errors: list[Exception] = []
-        rounds = self._engine.max_rounds
-        scheduler.draining.add(me)
-        try:
-            while me in soon:  # (only this task adds to its own entry)
-                if not rounds:
-                    left = scheduler.take_soon(me)
-                    scheduler.restore(left)  # still due, as the error says
-                    if left:
-                        errors.append(CycleError(still_due(left, self._engine.max_rounds)))
-                    break
-                rounds -= 1
-                await self._run_batch(scheduler.take_soon(me), errors)
-        finally:
-            scheduler.draining.discard(me)
-        if errors:
-            raise_collected([error, *errors] if error is not None else errors)
-
-    async def _run_batch(self, batch: list[Any], errors: list[Exception]) -> int:
-        """Run the functions ``take`` handed out, in order; a cancellation leaves the rest
-        due."""
-        runs = 0
-        for index, (tracker, change, why) in enumerate(batch):
-            try:
-                runs += await self._run_due(tracker, change, why, errors)
-            except BaseException:
-                self._engine.scheduler.restore(batch[index + 1 :])
-                raise
-        return runs
-
-    async def _run_due(
-        self, tracker: Any, change: Change, why: Any, errors: list[Exception]
-    ) -> int:
-        scheduler = self._engine.scheduler
-        event = scheduler.start(tracker, change, why)
-        if event is None:
-            return 0
-        error: Exception | None = None
-        footprint, token = start_recording(self, tracker.name)
-        try:
-            scheduler.listen(tracker, footprint)
-            try:
-                result = tracker.callback(event)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                error = exc
-            except BaseException:  # cancelled: the run did not finish
-                scheduler.stopped(tracker, footprint)
-                raise
-        finally:
-            stop_recording(token)
-        error = scheduler.finish(tracker, footprint, error)
-        if error is not None:
-            errors.append(error)
-        return 1
-
-    @asynccontextmanager
-    async def deferring(self) -> AsyncIterator[ControllerAsync]:
+    def deferring(self) -> AbstractAsyncContextManager[ControllerAsync]:
         """``async with controller.deferring():`` writes from this thread's tasks only mark
         tracked functions due; the end of the outermost block awaits ``run_deferred()``."""
-        self._engine.scheduler.hold()
-        try:
-            yield self
-        finally:
-            outermost = self._engine.scheduler.release()
-        if outermost:
-            await self.run_deferred()
+        return self._runs.deferring()
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[ControllerAsync]:
         """``async with controller.batch():`` -- atomic, coalesced, rolled back on exception
         (cancellation included)."""
         try:
-            async with self._batch_locked():
+            async with self._batching.batch_locked():
                 yield self
         except Exception as exc:
             if self._soon:
@@ -562,29 +388,3 @@ class ControllerAsync(ControllerBase):
             raise
         if self._soon:  # the "now" functions its end reached, after the lock is released
             await self._run_soon(None)
-
-    @asynccontextmanager
-    async def _batch_locked(self) -> AsyncIterator[ControllerAsync]:
-        async with self._lock.held():
-            self._batches += 1  # counted before the engine counts it (see _drive)
-            try:
-                await self._drive(self._engine.begin_batch())
-            except BaseException:
-                self._batches -= 1
-                if self._is_abandoned():
-                    await self._abandon_batch()
-                raise
-            try:
-                yield self
-            except BaseException as exc:
-                await self._end_batch(exc)
-                raise
-            await self._end_batch(None)
-
-    async def _end_batch(self, exc: BaseException | None) -> None:
-        try:
-            await self._drive(self._engine.end_batch(exc))
-        finally:
-            self._batches -= 1
-            if self._is_abandoned():
-                await self._abandon_batch()

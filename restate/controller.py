@@ -13,16 +13,14 @@ lock and checks that nothing ran meanwhile (a seqlock: see ``get_state``).
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import itertools
 import logging
 import sys
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Hashable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar, cast
 
+from ._calling import _call, _settle
 from ._engine.direct import deliver_external, set_direct
 from ._engine.engine import Engine
 from ._engine.requests import (
@@ -36,15 +34,17 @@ from ._engine.requests import (
     ROLLBACK,
     WRITE,
     Steps,
-    raise_collected,
 )
-from ._engine.scheduler import note_still_tracked, still_due
 from ._engine.subscriptions import Change
-from ._engine.tracking import Footprint, record_read, start_recording, stop_recording
+from ._engine.tracking import Footprint, record_read
+from ._healing import SyncBatches
+from ._healing import abandon_engine_batch as abandon_engine_batch  # (imported from here)
+from ._healing import is_open as is_open
+from ._runs import SyncRuns
 from .backends.base import AsyncBackend, Backend
 from .backends.memory import InMemoryBackend
 from .controller_base import ControllerBase
-from .errors import CycleError, StateError
+from .errors import StateError
 from .missing import MISSING
 from .paths import Parts, PathLike, parts_to_path, plain_cache, to_parts
 from .tree import IMMUTABLE, copy_out
@@ -75,19 +75,21 @@ class ControllerSync(ControllerBase):
         self._lock = threading.RLock()
         self._guard = self._lock
         self._engine = Engine(self, max_rounds)
-        self._txns: list[Any] = []
-        # the batch() contexts open, innermost last: token -> (its generator, the frame of its
-        # with statement); their number is the engine's batch depth when all is well
-        self._owners: dict[int, tuple[Any, Any]] = {}
-        # the last set_state caller found running inside the innermost batch's with statement
-        # (forgotten before _owners changes: a later write from that frame needs no walk)
-        self._inside: Any = None
         # the lock-free read (see get_state): odd while an operation that may change the
         # state runs, and 2 more after it than before it
         self._version = 0
         self._memory: InMemoryBackend | None = None
         # the "now" functions each writer's writes reached, run after the lock is released
         self._soon = self._engine.scheduler.soon  # (the same dict, kept: a cheap check)
+        # batch() contexts and backend transactions, mended after interrupts (_healing.py);
+        # its containers are read here too (the same objects: cheap checks on the hot path)
+        self._batching = SyncBatches(self)
+        self._txns = self._batching.txns
+        self._owners = self._batching.owners
+        self._runs = SyncRuns(self)  # due tracked functions, run outside the lock (_runs.py)
+        # after a write released the lock, the "now" functions it reached: the runs' own
+        # method, so the hand-over costs a write no extra call
+        self._run_soon = self._runs.run_soon
         self._attach(InMemoryBackend() if backend is None else backend)
 
     # ----- backend plumbing ----------------------------------------------------------------
@@ -188,39 +190,14 @@ class ControllerSync(ControllerBase):
         try:
             self._version = version | 1
             if self._owners or self._txns:
-                self._check_batch(sys._getframe(1))
+                self._batching.check_batch(sys._getframe(1))
             try:
                 return self._steps(gen)
             finally:
                 if self._engine.batches.depth != len(self._owners) or self._txns:
-                    self._heal()  # an interrupt may have cut a batch short: see _open_txn
+                    self._batching.heal()  # an interrupt may have cut a batch short (_healing.py)
         finally:
             self._version = version + 2
-
-    def _check_batch(self, caller: Any) -> None:
-        """Before an operation from ``caller``'s frame: heal a batch whose with statement is
-        no longer running (not on the caller's stack), or a transaction left open."""
-        if self._owners:
-            frame = next(reversed(self._owners.values()))[1]
-            f: Any = caller
-            while f is not None and f is not frame:
-                f = f.f_back
-            if f is None:
-                self._heal()
-        elif self._txns:
-            self._heal()
-
-    def _enter_check(self, caller: Any) -> None:
-        """``_check_batch`` for set_state, remembering a caller found inside the batch."""
-        self._check_batch(caller)
-        if self._owners:
-            self._inside = caller
-
-    def _heal(self) -> None:
-        if self._owners:
-            self._close_left_batches()
-        if self._is_abandoned():
-            self._abandon_batch()
 
     def _steps(self, gen: Steps[T]) -> T:
         value: Any = None
@@ -254,67 +231,12 @@ class ControllerSync(ControllerBase):
         if kind == DELETE:
             return self._delete(op[1])
         if kind == BEGIN:
-            self._open_txn(op[1])
+            self._batching.open_txn(op[1])
         elif kind == COMMIT:
-            self._close_txn(None)
+            self._batching.close_txn(None)
         elif kind == ROLLBACK:
-            self._close_txn(op[1])
+            self._batching.close_txn(op[1])
         return None
-
-    # ----- the backend's transaction (an optional capability, backends/base.py) -------------
-    # KeyboardInterrupt can land between any two bytecodes. A transaction is recorded in
-    # _txns *before* it opens, leaves it only once closed, and one left open by a batch an
-    # interrupt cut short is rolled back when the drive ends or the next batch begins -- so a
-    # store is never left inside a transaction that later writes silently join.
-
-    def _open_txn(self, optimistic: bool = False) -> None:
-        self._drop_orphans()
-        if optimistic:  # update() on a backend that offers it (backends/base.py)
-            txn = self._backend.transaction(optimistic=True)  # type: ignore[attr-defined]
-        else:
-            txn = self._backend.transaction()  # type: ignore[attr-defined]
-        self._txns.append(txn)
-        try:
-            txn.__enter__()
-        except BaseException:
-            if not is_open(txn):
-                self._txns.remove(txn)
-            raise
-
-    def _close_txn(self, exc: BaseException | None) -> None:
-        txn = self._txns[-1]
-        try:
-            if exc is None:
-                txn.__exit__(None, None, None)
-            else:
-                txn.__exit__(type(exc), exc, exc.__traceback__)
-        except BaseException as failed:
-            if is_open(txn):  # interrupted before the backend could finish: roll back
-                _roll_back(txn, failed)
-            raise
-        finally:
-            if self._txns and self._txns[-1] is txn:
-                self._txns.pop()
-
-    def _abandon_batch(self) -> None:
-        """An interrupt landed inside the engine's batch bookkeeping (no batch() of ours is
-        open, yet the engine counts one): roll back the transaction it left open and reset
-        the count, so later writes commit instead of joining a batch that never ends."""
-        if self._owners:
-            return  # the open batch() ends it, committing or rolling back
-        self._drop_orphans()
-        abandon_engine_batch(self._engine)
-
-    def _is_abandoned(self) -> bool:
-        """Whether the engine's batch count or an open transaction has no batch() behind it."""
-        depth = self._engine.batches.depth
-        return depth != len(self._owners) or (depth == 0 and bool(self._txns))
-
-    def _drop_orphans(self) -> None:
-        while self._txns:
-            txn = self._txns[-1]
-            _roll_back(txn, StateError("a batch was interrupted before it could end"))
-            self._txns.pop()
 
     def _write_op(self, gen: Steps[T]) -> T:
         """Drive a write under the lock, then run the ``"now"`` functions it reached."""
@@ -373,7 +295,7 @@ class ControllerSync(ControllerBase):
             return self._read_or_create(parts, default)
         with self._lock:
             if self._owners:
-                self._close_left_batches()
+                self._batching.close_left_batches()
             if Footprint.active:  # (record_read's own first check, without the call)
                 record_read(self, parts)
             value = self._read(parts)
@@ -435,10 +357,11 @@ class ControllerSync(ControllerBase):
                         quiet = (
                             eq_func is None and engine.batches.depth > 0
                         )  # calls nothing of the user's
+                        batching = self._batching
                         if not owners:
-                            self._heal()
-                        elif sys._getframe(1) is not self._inside:  # (written again and again
-                            self._enter_check(sys._getframe(1))  # from one frame in the batch)
+                            batching.heal()
+                        elif sys._getframe(1) is not batching.inside:  # (written again and
+                            batching.enter_check(sys._getframe(1))  # again from one frame)
                     try:
                         if engine.direct_writes:
                             done = set_direct(
@@ -455,7 +378,7 @@ class ControllerSync(ControllerBase):
                         # code that could leave a batch() of its own behind: only an interrupt can
                         # make the count and the open batch() contexts disagree
                         if engine.batches.depth != len(owners) or (self._txns and not quiet):
-                            self._heal()  # see _open_txn
+                            self._batching.heal()  # (_healing.py)
                 finally:
                     self._version = version + 2
         except Exception as exc:
@@ -561,20 +484,7 @@ class ControllerSync(ControllerBase):
             )
             scheduler, since = self._engine.scheduler, self._engine.scheduler.marks
             scheduler.hold()  # its writes mark their readers due, as in run_deferred()
-        errors: list[Exception] = []
-        try:
-            self._run_due(tracker, *scheduler.first_run(), errors)
-        finally:
-            with self._lock:
-                woken = scheduler.woken(since, scheduler.release())
-        note_still_tracked(tracker, errors)
-        if woken:
-            try:
-                self.run_deferred(only=woken)
-            except Exception as exc:
-                errors.append(exc)
-        raise_collected(errors)
-        return tracker.id
+        return self._runs.first_run(tracker, since)
 
     def run_deferred(self, *, lazy: bool = False, only: Iterable[Hashable] | None = None) -> int:
         """Run the tracked functions marked due, each once per round, writers before readers;
@@ -591,277 +501,13 @@ class ControllerSync(ControllerBase):
             CycleError: still due after ``max_rounds`` rounds, or a run closed a loop.
             Exception: what the runs raised (several: an ``ExceptionGroup``); all ran.
         """
-        engine, chosen = self._engine, None if only is None else set(only)
-        # with ``only``: the first round runs those, later rounds what they made due
-        since, later = 0, engine.scheduler.marks if only is not None else 0
-        errors: list[Exception] = []
-        runs = 0
-        with self._lock:
-            engine.scheduler.hold()
-        try:
-            for _ in range(engine.max_rounds):
-                with self._lock:
-                    batch = engine.scheduler.take(lazy or chosen is not None, chosen, since)
-                if not batch:
-                    break
-                chosen, since = None, later
-                runs += self._run_batch(batch, errors)
-            else:
-                with self._lock:
-                    left = engine.scheduler.take(lazy)
-                if left:
-                    errors.append(CycleError(still_due(left, engine.max_rounds)))
-        finally:
-            with self._lock:
-                engine.scheduler.release()
-        raise_collected(errors)
-        return runs
+        return self._runs.run_deferred(lazy=lazy, only=only)
 
-    def _run_soon(self, error: Exception | None) -> None:
-        """After a write released the lock: run the ``"now"`` functions it reached, in this
-        thread, outside the lock (as ``run_deferred()`` runs functions), then what their
-        writes reach, round after round -- unless this thread still holds the lock (a write
-        made inside a callback or a batch: the outermost write runs them) or is running them
-        already (a write made by one of them: its next round). Raises ``error`` (what the
-        write raised) together with what the runs raised."""
-        scheduler, soon = self._engine.scheduler, self._soon
-        me = scheduler.key()
-        if me not in soon or me in scheduler.draining or _owned(self._lock):
-            return
-        errors: list[Exception] = []
-        rounds = self._engine.max_rounds
-        scheduler.draining.add(me)
-        try:
-            while me in soon:  # (only this thread adds to its own entry: no lock to look)
-                if not rounds:
-                    with self._lock:
-                        left = scheduler.take_soon(me)
-                        scheduler.restore(left)  # still due, as the error says
-                    if left:
-                        errors.append(CycleError(still_due(left, self._engine.max_rounds)))
-                    break
-                rounds -= 1
-                with self._lock:
-                    batch = scheduler.take_soon(me)
-                    if len(batch) == 1:  # (the usual case: started in the same locked step)
-                        tracker, change, why = batch[0]
-                        event = scheduler.start(tracker, change, why)
-                if len(batch) == 1:
-                    if event is not None:
-                        self._run_started(tracker, event, errors)
-                else:
-                    self._run_batch(batch, errors)
-        finally:
-            scheduler.draining.discard(me)
-        if errors:
-            raise_collected([error, *errors] if error is not None else errors)
-
-    def _run_batch(self, batch: list[Any], errors: list[Exception]) -> int:
-        """Run the functions ``take`` handed out, in order; an interrupt leaves the rest due."""
-        runs = 0
-        for index, (tracker, change, why) in enumerate(batch):
-            try:
-                runs += self._run_due(tracker, change, why, errors)
-            except BaseException:
-                with self._lock:
-                    self._engine.scheduler.restore(batch[index + 1 :])
-                raise
-        return runs
-
-    def _run_due(self, tracker: Any, change: Change, why: Any, errors: list[Exception]) -> int:
-        with self._lock:
-            event = self._engine.scheduler.start(tracker, change, why)
-        if event is None:
-            return 0
-        self._run_started(tracker, event, errors)
-        return 1
-
-    def _run_started(self, tracker: Any, event: Any, errors: list[Exception]) -> None:
-        """One run outside the lock, subscribed as it reads (``Scheduler.listen``)."""
-        scheduler = self._engine.scheduler
-        error: Exception | None = None
-        footprint, token = start_recording(self, tracker.name)
-        try:
-            scheduler.listen(tracker, footprint)
-            try:
-                _call(tracker.callback, event)
-            except Exception as exc:
-                error = exc
-            except BaseException:
-                with self._lock:
-                    scheduler.stopped(tracker, footprint)
-                raise
-        finally:
-            stop_recording(token)
-        with self._lock:
-            error = scheduler.finish(tracker, footprint, error)
-        if error is not None:
-            errors.append(error)
-
-    @contextmanager
-    def deferring(self) -> Iterator[ControllerSync]:
+    def deferring(self) -> AbstractContextManager[ControllerSync]:
         """Inside the block, writes from this thread only mark tracked functions due; the
         end of the outermost block runs them (``run_deferred()``), each once."""
-        with self._lock:
-            self._engine.scheduler.hold()
-        try:
-            yield self
-        finally:
-            with self._lock:
-                outermost = self._engine.scheduler.release()
-        if outermost:
-            self.run_deferred()
+        return self._runs.deferring()
 
     def batch(self) -> AbstractContextManager[ControllerSync]:
         """Apply the writes inside at once; notify once at the end; roll back on exception."""
-        gen: list[Any] = []
-        cm = self._batch(gen)
-        gen.append(cm.gen)
-        return cm
-
-    @contextmanager
-    def _batch(self, gen: list[Any]) -> Iterator[ControllerSync]:
-        try:
-            with self._lock:
-                owner = next(_tokens)
-                # one statement, no call: counted with the engine's batch (see _drive)
-                self._inside = None
-                self._owners[owner] = (gen.pop(), sys._getframe(2))
-                try:
-                    self._drive(self._engine.begin_batch())
-                except BaseException:
-                    self._inside = None
-                    self._owners.pop(owner, None)
-                    if self._is_abandoned():
-                        self._abandon_batch()
-                    raise
-                try:
-                    yield self
-                except BaseException as exc:
-                    self._end_batch(exc, owner)
-                    raise
-                self._end_batch(None, owner)
-        except Exception as exc:
-            if self._soon:
-                self._run_soon(exc)
-            raise
-        if self._soon:  # the "now" functions its end reached, after the lock is released
-            self._run_soon(None)
-
-    def _end_batch(self, exc: BaseException | None, owner: int) -> None:
-        if owner not in self._owners:
-            return  # already ended by _close_left_batches
-        try:
-            self._drive(self._engine.end_batch(exc))
-        finally:
-            self._inside = None
-            self._owners.pop(owner, None)
-            if self._is_abandoned():
-                self._abandon_batch()
-
-    # An interrupt that lands on the first bytecode of contextlib's __exit__ skips our end of
-    # the batch; the suspended generator then lives as long as anything holds it (IPython
-    # keeps the last traceback), with the batch -- and the store's transaction -- open. So
-    # _owners holds each batch's generator and the frame of its with statement; an operation
-    # that finds a suspended batch whose frame is gone from its own stack closes the
-    # generator, which rolls the batch back.
-
-    def _close_left_batches(self) -> None:
-        while self._owners:
-            owner = next(reversed(self._owners))
-            gen, frame = self._owners[owner]
-            if gen.gi_running:
-                return  # ending itself right now
-            if gen.gi_frame is not None:  # suspended at its yield
-                if _on_stack(frame):
-                    return
-                gen.close()  # GeneratorExit at its yield: the batch ends, rolled back
-            self._inside = None
-            if self._owners.pop(owner, None) is not None:  # its end was cut short
-                self._abandon_batch()
-
-
-def _owned(lock: Any) -> bool:
-    """Whether this thread holds ``lock`` (an RLock: its own check, in CPython's C and
-    Python implementations alike)."""
-    return bool(lock._is_owned())
-
-
-def abandon_engine_batch(engine: Any) -> None:
-    """Reset the engine's batch count and log after an interrupt cut its bookkeeping short
-    (the backend's transaction, if any, was rolled back by the caller)."""
-    batches = engine.batches
-    batches.depth = 0
-    batches.log = []
-    batches._marks.clear()
-    batches._existing.clear()
-
-
-_tokens = itertools.count()
-
-
-def _on_stack(frame: Any) -> bool:
-    """Whether ``frame`` is running in the current thread."""
-    f: Any = sys._getframe(2)
-    while f is not None:
-        if f is frame:
-            return True
-        f = f.f_back
-    return False
-
-
-def is_open(txn: Any) -> bool:
-    """Whether a ``@contextmanager`` / ``@asynccontextmanager`` transaction has not finished
-    (its generator still has a frame); one of another kind counts as closed once exited."""
-    gen = getattr(txn, "gen", None)
-    frame = getattr(gen, "gi_frame", None) or getattr(gen, "ag_frame", None)
-    return frame is not None
-
-
-def _roll_back(txn: Any, exc: BaseException) -> None:
-    """Exit ``txn`` with ``exc`` (rolling it back), retrying through KeyboardInterrupt."""
-    while is_open(txn) or getattr(txn, "gen", None) is None:
-        try:
-            txn.__exit__(type(exc), exc, exc.__traceback__)
-        except KeyboardInterrupt:
-            continue
-        except BaseException as raised:
-            if raised is not exc:
-                log.error("rolling back an interrupted batch failed", exc_info=raised)
-        return
-
-
-def _call(fn: Callable[[Any], Any], arg: Any) -> Any:
-    result = fn(arg)
-    if result is None or type(result) in _PLAIN:  # (inspect.isawaitable is slow for these)
-        return result
-    return _run_awaitable(result, fn) if inspect.isawaitable(result) else result
-
-
-def _settle(result: Any, fn: Callable[[Any], Any]) -> Any:
-    """What ``_call`` does with a result that is not None (``DirectIO.settle``)."""
-    if type(result) in _PLAIN:
-        return result
-    return _run_awaitable(result, fn) if inspect.isawaitable(result) else result
-
-
-_PLAIN = IMMUTABLE | {dict, list, tuple, set}  # results that are never awaitable
-
-
-def _run_awaitable(awaitable: Any, fn: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_wrap(awaitable))
-    if inspect.iscoroutine(awaitable):
-        awaitable.close()
-    name = getattr(fn, "__qualname__", repr(fn))
-    raise StateError(
-        f"{name} is a coroutine function, and ControllerSync cannot run it inside a running "
-        f"event loop (this thread has one, as Jupyter does); use ControllerAsync, or make "
-        f"the callback a plain function"
-    )
-
-
-async def _wrap(awaitable: Any) -> Any:
-    return await awaitable
+        return self._batching.batch()

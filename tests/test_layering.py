@@ -8,7 +8,8 @@ Layers of ``restate`` (each may import its own layer and those listed for it):
     backends     restate.backends.*                       -> errors, missing, paths, tree,
                                                              serializers (never the engine
                                                              or a controller)
-    controllers  controller_base, controller, async_controller -> all of the above
+    controllers  controller_base, controller, async_controller and their parts
+                 (_runs, _healing, _calling)              -> all of the above
     api          restate/__init__.py                      -> anything in restate
 
 ``restate`` never imports ``restate_nb`` and, at import time (module level), none of IPython,
@@ -31,6 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 CORE = {"errors", "missing", "paths", "tree", "serializers", "atom", "derived"}
+CONTROLLERS = {"controller_base", "controller", "async_controller", "_runs", "_healing", "_calling"}
 BACKEND_MAY_IMPORT = {"errors", "missing", "paths", "tree", "serializers"}
 LAYER_IMPORTS = {
     "core": {"core"},
@@ -153,7 +155,7 @@ def restate_layer(dotted: str) -> str:
         return name
     if name == "_engine":
         return "engine"
-    if name in ("controller_base", "controller", "async_controller"):
+    if name in CONTROLLERS:
         return "controllers"
     raise AssertionError(f"{dotted} has no layer: add it to tests/test_layering.py")
 

@@ -19,6 +19,7 @@ through them):
 - ``tracking.py``: the footprint recorder (what a tracked function read and wrote) and the
   tracked function's records (``Tracker``, ``Status``, ``Why``, ``TrackerInfo``);
 - ``scheduler.py``: ``Scheduler``, when tracked functions run (policies, ``deferring()``,
-  ``run_deferred()``), loops refused, failure and stale marks;
+  ``run_deferred()``);
+- ``statuses.py``: ``Statuses``, the failure, stale and refused marks (loops refused);
 - ``footprints.py``: the footprint graph the scheduler orders by and searches for loops.
 """

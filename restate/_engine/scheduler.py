@@ -69,19 +69,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable
 from typing import Any
 
-from ..errors import CycleError
 from ..events import StateEvent
 from ..missing import MISSING
-from ..paths import Parts, parts_to_path, parts_to_str
-from .footprints import Node, derivation_name, feeds, find_cycle, footprint_nodes, successors
-from .graph import Derivation, DerivationGraph
+from ..paths import Parts, parts_to_path
+from .footprints import feeds
+from .graph import DerivationGraph
+from .statuses import Statuses, shown
 from .subscriptions import Change
-from .tracking import EAGER, LAZY, NOW, Footprint, Status, Tracker, Why, running_name
+from .tracking import EAGER, LAZY, NOW, Footprint, Tracker, Why, running_name
 
-__all__ = ["Scheduler", "note_still_tracked", "still_due"]
+__all__ = ["Scheduler"]
 
 log = logging.getLogger("restate")
 
@@ -93,11 +93,13 @@ class Scheduler:
         - for each tracked function a change reaches: run now, or mark it due (its policy,
           a ``deferring()`` block in this thread, a run already in progress);
         - keep the due ones (the latest change wins) and hand them out writers first;
-        - after every run: store its footprint, refuse a loop the footprint closes, and
-          record a failure (dependents become stale) or a recovery (their marks clear).
+        - after every run: store its footprint, and have ``statuses`` (a ``Statuses``,
+          statuses.py) refuse a loop the footprint closes, and record a failure
+          (dependents become stale) or a recovery (their marks clear).
 
-    It shares the engine's registries (``trackers``, ``graph``) and updates subscriptions
-    through ``retrack(tracker, reads)``.
+    The controllers run the functions it hands out (restate/_runs.py). It shares the
+    engine's registries (``trackers``, ``graph``) and updates subscriptions through
+    ``retrack(tracker, reads)``.
     """
 
     def __init__(
@@ -114,7 +116,14 @@ class Scheduler:
         self.retrack = retrack
         self.subscribe = subscribe
         self.due: dict[Hashable, tuple[Change, Why]] = {}
-        self.derived: dict[Hashable, Status] = {}  # derivations with a mark (failed, stale...)
+        # failed / stale / refused marks (statuses.py); the engine asks the scheduler about
+        # derivations, so those questions are the statuses' own bound methods, not wrappers
+        self.statuses = statuses = Statuses(trackers, graph, self._unmark)
+        self.is_refused = statuses.is_refused
+        self.writes_own_source = statuses.writes_own_source
+        self.derivation_failed = statuses.derivation_failed
+        self.derivation_ok = statuses.derivation_ok
+        self.derivation_status = statuses.derivation_status
         self.computing: set[Hashable] = set()  # derivations whose transform is running
         self.external = False  # reacting to another process's write
         # names the writer for "why" lines when no tracked function is running (the public
@@ -370,152 +379,26 @@ class Scheduler:
         # a failed run may stop before its writes: it still stands for what it usually writes
         kept = tracker.writes if error is not None else frozenset()
         tracker.writes = kept | frozenset(footprint.writes)
-        status = tracker.status
+        status, statuses = tracker.status, self.statuses
         if error is not None:
             status.error = error
-            self._spread_stale(tracker.id, f"{_shown(tracker.writes)} failed in {tracker.name}")
+            statuses.spread_stale(tracker.id, f"{shown(tracker.writes)} failed in {tracker.name}")
         else:
             status.stale = status.cause = None
             if status.error is not None:
                 status.error = None
-                self._recover(tracker.id)
+                statuses.recover(tracker.id)
         # a loop can only be new when this footprint or the derivations changed
         checked = (tracker.paths, tracker.writes, self.topology)
         if tracker.writes and checked != tracker.checked:
             tracker.checked = checked
-            chain = self.find_cycle(tracker.id)
+            chain = statuses.find_cycle(tracker.id)
             if chain is not None:
-                return self._refuse(chain)
+                return statuses.refuse(chain)
         return error if tracker.raise_errors else None
 
     def forget(self, tid: Hashable) -> None:
         """An untracked function or removed derivation: drop its marks and those it caused."""
         self._unmark(tid)
-        self.derived.pop(tid, None)
-        self._recover(tid)
-
-    # ----- derivations ---------------------------------------------------------------------
-
-    def is_refused(self, d: Derivation) -> bool:
-        status = self.derived.get(d.id) if self.derived else None
-        return status is not None and status.refused is not None
-
-    def writes_own_source(self, d: Derivation) -> CycleError:
-        """``d``'s transform wrote one of its sources (found when the write would recompute
-        ``d`` inside its own transform): refuse ``d``."""
-        name = derivation_name(d)
-        sources = ", ".join(parts_to_str(s) for s in d.sources)
-        error = CycleError(
-            f"a loop: {name} → {sources} → {name} (its transform writes {sources}, which it "
-            f"reads). It was stopped after one pass and does not recompute again; derive it "
-            f"again once the transform no longer writes its sources."
-        )
-        self.derived.setdefault(d.id, Status()).refused = error
-        return error
-
-    def derivation_failed(self, d: Derivation, error: Exception) -> None:
-        status = self.derived.setdefault(d.id, Status())
-        status.error = error
-        self._spread_stale(d.id, f"{parts_to_str(d.dest)} failed in {derivation_name(d)}")
-
-    def derivation_ok(self, d: Derivation) -> None:
-        status = self.derived.get(d.id) if self.derived else None
-        if status is None:
-            return
-        failed = status.error is not None
-        status.error = status.stale = status.cause = None
-        if status.refused is None:
-            del self.derived[d.id]
-        if failed:
-            self._recover(d.id)
-
-    def derivation_status(self, d: Derivation) -> Status:
-        return self.derived.get(d.id) or Status()
-
-    # ----- the footprint graph ---------------------------------------------------------------
-
-    def nodes(self) -> list[Node]:
-        return footprint_nodes(self.trackers, self.graph)
-
-    def find_cycle(self, start: Hashable) -> list[tuple[Node, Parts]] | None:
-        """A loop through ``start``: [(node, path it writes that the next node reads), ...]."""
-        return find_cycle(self.nodes(), start)
-
-    def _refuse(self, chain: list[tuple[Node, Parts]]) -> CycleError:
-        text = " → ".join(f"{node.name} → {parts_to_str(path)}" for node, path in chain)
-        refused = [node for node, _ in chain if node.id in self.trackers]
-        names = list(dict.fromkeys(node.name for node in refused))
-        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-        error = CycleError(
-            f"a loop: {text} → {chain[0][0].name}. Stopped before it could repeat: "
-            f"{chain[0][0].name} ran once and the state is what it left; {listed} will not "
-            f"run again until tracked again. Break the loop (read and write different paths)."
-        )
-        for node in refused:
-            self.trackers[node.id].status.refused = error
-            self._unmark(node.id)
-        for node in refused:
-            self._notify(node.id)
-        return error
-
-    def _spread_stale(self, source: Hashable, reason: str) -> None:
-        """Mark everything downstream of ``source`` stale because ``source`` failed."""
-        nodes = self.nodes()
-        first = next((n for n in nodes if n.id == source), None)
-        if first is None:
-            return
-        seen = {source}
-        todo = [first]
-        while todo:
-            node = todo.pop()
-            for nxt, _ in successors(node, nodes):
-                if nxt.id in seen:
-                    continue
-                seen.add(nxt.id)
-                todo.append(nxt)
-                status = self._status_of(nxt.id)
-                if status.stale is None:
-                    status.stale, status.cause = reason, source
-                    self._notify(nxt.id)
-
-    def _recover(self, source: Hashable) -> None:
-        for tid, status in self._statuses():
-            if status.cause == source:
-                status.stale = status.cause = None
-                self._notify(tid)
-
-    def _statuses(self) -> Iterator[tuple[Hashable, Status]]:
-        for tracker in list(self.trackers.values()):
-            yield tracker.id, tracker.status
-        yield from list(self.derived.items())
-
-    def _status_of(self, nid: Hashable) -> Status:
-        tracker = self.trackers.get(nid)
-        if tracker is not None:
-            return tracker.status
-        return self.derived.setdefault(nid, Status())
-
-    def _notify(self, nid: Hashable) -> None:
-        tracker = self.trackers.get(nid)
-        if tracker is not None and tracker.on_mark is not None:
-            tracker.on_mark(nid)
-
-
-def note_still_tracked(tracker: Tracker, errors: list[Exception]) -> None:
-    """Add to what the run at registration raised that the function stays tracked."""
-    for error in errors:
-        if not isinstance(error, CycleError):  # (a CycleError says what happened to it)
-            error.add_note(f"(the function stays tracked as id {tracker.id!r}; untrack() it)")
-
-
-def still_due(left: list[tuple[Tracker, Change, Why]], rounds: int) -> str:
-    names = ", ".join(t.name for t, _, _ in left)
-    return (
-        f"tracked functions kept making each other due for {rounds} rounds of "
-        f"run_deferred(): {names} (still due). Make them stop writing what they read, or "
-        f"raise max_rounds."
-    )
-
-
-def _shown(paths: Iterable[Parts]) -> str:
-    return ", ".join(sorted(parts_to_str(p) for p in paths)) or "it"
+        self.statuses.derived.pop(tid, None)
+        self.statuses.recover(tid)
