@@ -19,6 +19,7 @@ from redis.connection import SSLConnection, parse_url
 from redis.retry import Retry
 
 from ...errors import BackendError
+from .._interrupts import deferred_interrupts
 from .async_clients import make_sync
 from .calls import ScriptCalls
 from .core import RedisCore
@@ -229,7 +230,10 @@ class Shell:
     def _start_renewer(self) -> None:
         if self._renewer and self._renewer[0].is_alive():
             return
-        with self._renewer_lock:
+        # Ctrl-C held back while the lock is held: CPython 3.11 can raise an interrupt at the
+        # ``with`` line's exit event, before the lock's release, and the next transaction of
+        # this process then waited for that lock for ever (tests/redis/test_optimistic_interrupts)
+        with deferred_interrupts(), self._renewer_lock:
             if self._renewer and self._renewer[0].is_alive():
                 return
             renewer = Renewer(self._core, self._sync_commands())
