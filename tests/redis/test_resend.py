@@ -168,7 +168,8 @@ def test_only_write_scripts_are_marked_when_resent():
     assert resend(read, 1.0, 5.0) is read
 
 
-def test_an_async_write_whose_reply_was_lost_is_applied_once(url, prefix, raw, monkeypatch):
+@pytest.mark.parametrize("client", ["made by the backend", "single_connection_client"])
+def test_an_async_write_whose_reply_was_lost_is_applied_once(url, prefix, raw, monkeypatch, client):
     real = library_module._roundtrip
     lost = {"armed": False}
 
@@ -182,7 +183,16 @@ def test_an_async_write_whose_reply_was_lost_is_applied_once(url, prefix, raw, m
     monkeypatch.setattr(library_module, "_roundtrip", roundtrip)
 
     async def main() -> None:
-        backend = RedisAsyncBackend(url, prefix)
+        given = None
+        if client == "single_connection_client":  # redis-py's own retry would resend unmarked
+            given = redis.asyncio.Redis.from_url(
+                url, single_connection_client=True, decode_responses=True
+            )
+        backend = (
+            RedisAsyncBackend(url, prefix)
+            if given is None
+            else RedisAsyncBackend(prefix=prefix, client=given)
+        )
         await backend.write("/n", 0)
         entries = stream_len(raw, prefix)
         lost["armed"] = True
@@ -192,6 +202,8 @@ def test_an_async_write_whose_reply_was_lost_is_applied_once(url, prefix, raw, m
         assert await backend.read("/m", MISSING) is MISSING
         assert stream_len(raw, prefix) == entries + 1
         await backend.close()
+        if given is not None:
+            await given.aclose()
 
     asyncio.run(main())
 

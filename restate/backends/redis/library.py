@@ -222,7 +222,9 @@ class AsyncClientScripts(ClientScripts):
     """The same on a ``redis.asyncio`` client: ``await scripts[name](keys=..., args=...)``.
 
     On a single server the script calls bypass redis-py's retry (whose resend of a write could
-    not say that it is one): a connection of the client's pool, one resend of our own."""
+    not say that it is one): a connection of the client's pool, one resend of our own -- also
+    for a client made with ``single_connection_client=True`` (its one connection retries
+    inside redis-py), whose other commands keep that connection."""
 
     async def _asend(self, words: Words) -> Any:
         if not self._cluster:
@@ -244,7 +246,7 @@ class AsyncClientScripts(ClientScripts):
 
     async def _asend_plain(self, words: Words) -> Any:
         client = self._client
-        if client.single_connection_client or words[0] not in ("FCALL", "EVALSHA"):
+        if words[0] not in ("FCALL", "EVALSHA"):
             return await client.execute_command(*client_words(words))
         pool = client.connection_pool
         conn = await pool.get_connection()
