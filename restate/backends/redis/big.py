@@ -79,10 +79,7 @@ def apply_big(core: RedisCore, parts: Parts, op: list[str], wid: str) -> Exchang
             pass  # it expires after lease_timeout
         raise
     core.open.discard(txn)
-    if reply[0] == "lost":
-        raise core.lost_error()
-    if reply[0] == "unsure":
-        raise core.unsure_error()
+    core.refusal(reply)  # 'lost' or 'unsure'
     return prev  # 'ok', or 'done': a resend found it applied
 
 

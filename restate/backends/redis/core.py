@@ -250,16 +250,22 @@ class RedisCore:
                 return reply[2] if len(reply) > 2 else None
             if kind == "done":
                 return first_prev(reply[1])
-            if kind == "unsure":
-                raise self.unsure_error()
-            if kind == "conflict":
-                raise conflict_error(reply[1], int(reply[2]))
-            if kind == "lost":
-                raise self.lost_error()
+            self.refusal(reply)
             if kind == "big":
                 raise big.TooBig()
             args[waited] = reply[3]  # it waits in that path's line now (scripts.py)
             yield from self.pause(deadline, f"{self.origin}:{wid}")
+
+    def refusal(self, reply: list[Any]) -> None:
+        """Raise for the replies every write script may give that write nothing: ``unsure``
+        (a resend that cannot tell), ``conflict`` (a leaf on the way), ``lost`` (the lease)."""
+        kind = reply[0]
+        if kind == "unsure":
+            raise self.unsure_error()
+        if kind == "conflict":
+            raise conflict_error(reply[1], int(reply[2]))
+        if kind == "lost":
+            raise self.lost_error()
 
     def apply_checked(self, ops: list[str], token: str, seen: dict[Parts, str]) -> Exchange[None]:
         """Commit an optimistic transaction: APPLY ``ops`` if every leaf in ``seen`` still
@@ -273,12 +279,7 @@ class RedisCore:
         kind = reply[0]
         if kind in ("ok", "done"):
             return
-        if kind == "unsure":
-            raise self.unsure_error()
-        if kind == "conflict":
-            raise conflict_error(reply[1], int(reply[2]))
-        if kind == "lost":
-            raise self.lost_error()
+        self.refusal(reply)
         for parts in seen:
             self.heat(parts)
         # 'stale'; 'busy' or 'big' cannot happen (leased or checked paths only): the same
